@@ -1,0 +1,49 @@
+"""The command line: `python -m searcher [overrides]`, Hydra 1.3 single runs and multiruns.
+
+Hydra reports its own composition errors (an unknown group option such as
+`+dataset=nope`, an override of a key that does not exist) and exits 1; those
+happen before our task starts, so they are bad input and leave with exit 2.
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import hydra
+from omegaconf import DictConfig, OmegaConf
+
+CONF_DIR = str(Path(__file__).resolve().parent.parent / "conf")
+_task_started = False
+
+
+@hydra.main(config_path=CONF_DIR, config_name="config", version_base="1.3")
+def task(composed: DictConfig) -> None:
+    global _task_started
+    _task_started = True
+    from hydra.core.hydra_config import HydraConfig
+    from rich.console import Console
+
+    from searcher.app import EXIT_BAD_INPUT, run
+    from searcher.config import ConfigError, validate
+
+    console = Console()
+    dataset_chosen = "dataset" in composed
+    try:
+        config = validate(OmegaConf.to_container(composed, resolve=False))  # type: ignore[arg-type]
+    except ConfigError as error:
+        console.print(f"[red]error:[/red] {error}", highlight=False)
+        sys.exit(EXIT_BAD_INPUT)
+    output_dir = Path(HydraConfig.get().runtime.output_dir)
+    outcome = run(config, dataset_chosen, output_dir, console)
+    if outcome.exit_code != 0:
+        sys.exit(outcome.exit_code)
+
+
+def main() -> None:
+    try:
+        task()
+    except SystemExit as exit_:
+        if exit_.code == 1 and not _task_started:
+            sys.exit(2)  # Hydra rejected the command line before the search began
+        raise

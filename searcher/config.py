@@ -1,0 +1,230 @@
+"""Structured-config schemas and validation: a bad setting fails before anything trains.
+
+The YAML under conf/ holds values; these dataclasses hold their types and
+defaults. `validate` merges a composed config into the schema (wrong types and
+unknown keys fail there) and then checks ranges, raising ConfigError with one
+sentence that names the setting and what it accepts.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Optional
+
+from omegaconf import MISSING, DictConfig, OmegaConf
+from omegaconf.errors import ConfigKeyError, OmegaConfBaseException, ValidationError
+
+BUILTIN_DATASET = "digits"
+REGULARIZERS = ("weight_decay", "dropout", "label_smoothing", "augment")
+
+
+class ConfigError(Exception):
+    """A setting is wrong; the message names it and the allowed values (exit code 2)."""
+
+
+@dataclass
+class DatasetConfig:
+    name: str = BUILTIN_DATASET
+    classes: Optional[list[int]] = None  # restrict to these classes, relabelled 0..k-1
+    val_fraction: float = 0.2  # of the training split, stratified
+    split_seed: int = 0  # fixes the validation split
+
+
+@dataclass
+class BaselineConfig:
+    depth: int = 2
+    width: int = 16
+
+
+@dataclass
+class WidthConfig:
+    factor: float = 2.0  # geometric candidates: baseline width x factor^k
+    cap: int = 128
+    tolerance: float = 0.005  # keep the smallest width whose val_acc is within this of the best
+    patience: int = 2  # stop widening after this many candidates without improvement
+
+
+@dataclass
+class DepthConfig:
+    cap: int = 6  # deepest network tried
+    min_improvement: float = 0.002  # a new layer must beat its parent's val_acc by more than this
+    new_layer_factors: list[float] = field(default_factory=lambda: [0.5, 1.0, 2.0])  # x previous layer's width
+
+
+@dataclass
+class RangeConfig:
+    low: float = 0.0  # the "off" value: the enqueued first trial uses it
+    high: float = MISSING
+    log: bool = False
+
+
+@dataclass
+class RegularizationConfig:
+    trials: int = 8  # Optuna trials after the unregularized one
+    pruner_warmup_epochs: int = 5  # the median pruner judges a trial only after this many epochs
+    space: dict[str, RangeConfig] = field(
+        default_factory=lambda: {
+            "weight_decay": RangeConfig(0.0, 0.1),
+            "dropout": RangeConfig(0.0, 0.5),
+            "label_smoothing": RangeConfig(0.0, 0.2),
+            "augment": RangeConfig(0.0, 1.0),
+        }
+    )
+
+
+@dataclass
+class FinalConfig:
+    seeds: int = 3  # retrainings of the winner; validation and test reported as mean ± std
+
+
+@dataclass
+class SearchConfig:
+    preset: str = "default"
+    name: Optional[str] = None  # names the search in MLflow; default: <dataset>-<date>-<time>
+    repeats: int = 1  # seeds per candidate (score = mean)
+    baseline: BaselineConfig = field(default_factory=BaselineConfig)
+    width: WidthConfig = field(default_factory=WidthConfig)
+    depth: DepthConfig = field(default_factory=DepthConfig)
+    regularization: RegularizationConfig = field(default_factory=RegularizationConfig)
+    final: FinalConfig = field(default_factory=FinalConfig)
+
+
+@dataclass
+class StabilityConfig:
+    window: int = 5  # epochs over which "stopped moving" / "stayed down" is judged
+    min_epochs: int = 8
+    max_epochs: int = 60
+    loss_tolerance: float = 0.1  # relative change of training loss over the window
+    loss_floor: float = 0.05
+    metric_tolerance: float = 0.005  # a new best val_acc must beat the old by more than this
+    overfit_margin: float = 0.02  # val_acc this far below its best for a whole window: overfitting
+    explode_factor: float = 10.0
+
+
+@dataclass
+class TrainConfig:
+    optimizer: str = "adamw"  # adamw | sgd
+    lr: float = 3e-3
+    momentum: float = 0.9
+    batch_size: int = 64
+    plateau_factor: float = 0.5
+    plateau_patience: int = 3
+    compile: bool = False
+    stability: StabilityConfig = field(default_factory=StabilityConfig)
+
+
+@dataclass
+class ModelConfig:
+    block: str = "plain"  # plain | residual
+    kernel_policy: str = "large_to_small"  # large_to_small | uniform
+    large_kernel: int = 5
+    large_layers: int = 1
+    min_resolution: int = 4  # blocks halve the resolution while it stays at least this
+
+
+@dataclass
+class TrackingConfig:
+    uri: str = "sqlite:///mlflow.db"
+    experiment: str = "searcher"
+    optuna_storage: Optional[str] = None  # default: optuna.db beside a SQLite tracking store
+
+
+@dataclass
+class SearcherConfig:
+    seed: int = 0
+    device: str = "auto"  # auto | cpu | cuda | cuda:N
+    data_dir: str = "~/.cache/searcher"
+    dataset: DatasetConfig = field(default_factory=DatasetConfig)
+    search: SearchConfig = field(default_factory=SearchConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+    model: ModelConfig = field(default_factory=ModelConfig)
+    tracking: TrackingConfig = field(default_factory=TrackingConfig)
+
+
+def validate(composed: DictConfig | dict) -> SearcherConfig:
+    """Typed, range-checked config, or ConfigError naming the setting."""
+    schema = OmegaConf.structured(SearcherConfig)
+    user = OmegaConf.create(composed) if isinstance(composed, dict) else composed
+    user = OmegaConf.masked_copy(user, [k for k in user.keys() if k != "hydra"]) if "hydra" in user else user
+    try:
+        merged = OmegaConf.merge(schema, user)
+        OmegaConf.resolve(merged)
+        config: SearcherConfig = OmegaConf.to_object(merged)  # type: ignore[assignment]
+    except ConfigKeyError as error:
+        key = error.full_key or error.key
+        raise ConfigError(f"{key} is not a setting of searcher; check the spelling (python -m searcher --cfg job lists them).") from None
+    except ValidationError as error:
+        raise ConfigError(f"{error.full_key}={error.value!r} is not valid: {_expected(error)}.") from None
+    except OmegaConfBaseException as error:
+        raise ConfigError(f"{getattr(error, 'full_key', '') or 'config'}: {error.msg}") from None
+    check_ranges(config)
+    return config
+
+
+def _expected(error: ValidationError) -> str:
+    target = getattr(error, "ref_type", None) or getattr(error, "object_type", None)
+    name = getattr(target, "__name__", str(target)).replace("Optional[", "").rstrip("]")
+    return f"expected a value of type {name}"
+
+
+def _require(ok: bool, setting: str, value: Any, allowed: str) -> None:
+    if not ok:
+        raise ConfigError(f"{setting}={value!r} is out of range; allowed: {allowed}.")
+
+
+def check_ranges(c: SearcherConfig) -> None:
+    _require(c.seed >= 0, "seed", c.seed, "an integer >= 0")
+    _require(c.device in ("auto", "cpu", "cuda") or c.device.startswith("cuda:"), "device", c.device, "auto, cpu, cuda or cuda:N")
+    d = c.dataset
+    _require(0 < d.val_fraction < 1, "dataset.val_fraction", d.val_fraction, "a fraction between 0 and 1")
+    if d.classes is not None:
+        _require(len(d.classes) >= 2 and len(set(d.classes)) == len(d.classes), "dataset.classes", d.classes, "two or more distinct class indices")
+        _require(min(d.classes) >= 0, "dataset.classes", d.classes, "class indices >= 0")
+    s = c.search
+    _require(s.preset in ("default", "quick"), "search.preset", s.preset, "default or quick (set it with search=quick)")
+    _require(s.repeats >= 1, "search.repeats", s.repeats, "an integer >= 1")
+    _require(s.baseline.depth >= 1, "search.baseline.depth", s.baseline.depth, "an integer >= 1")
+    _require(s.baseline.width >= 1, "search.baseline.width", s.baseline.width, "an integer >= 1")
+    _require(s.width.factor > 1, "search.width.factor", s.width.factor, "a number > 1")
+    _require(s.width.cap >= s.baseline.width, "search.width.cap", s.width.cap, f"at least search.baseline.width ({s.baseline.width})")
+    _require(s.width.tolerance >= 0, "search.width.tolerance", s.width.tolerance, "a number >= 0")
+    _require(s.width.patience >= 1, "search.width.patience", s.width.patience, "an integer >= 1")
+    _require(s.depth.cap >= s.baseline.depth, "search.depth.cap", s.depth.cap, f"at least search.baseline.depth ({s.baseline.depth})")
+    _require(s.depth.min_improvement >= 0, "search.depth.min_improvement", s.depth.min_improvement, "a number >= 0")
+    factors = s.depth.new_layer_factors
+    _require(bool(factors) and all(f > 0 for f in factors), "search.depth.new_layer_factors", factors, "a non-empty list of numbers > 0")
+    r = s.regularization
+    _require(r.trials >= 0, "search.regularization.trials", r.trials, "an integer >= 0")
+    _require(r.pruner_warmup_epochs >= 0, "search.regularization.pruner_warmup_epochs", r.pruner_warmup_epochs, "an integer >= 0")
+    upper = {"weight_decay": 10.0, "dropout": 0.95, "label_smoothing": 0.5, "augment": 1.0}
+    for name, span in r.space.items():
+        key = f"search.regularization.space.{name}"
+        _require(name in REGULARIZERS, key, name, ", ".join(REGULARIZERS))
+        _require(0 <= span.low <= span.high <= upper[name], key, f"[{span.low}, {span.high}]", f"0 <= low <= high <= {upper[name]}")
+        _require(not span.log or span.low > 0, f"{key}.low", span.low, "a number > 0 when log is true")
+    _require(s.final.seeds >= 1, "search.final.seeds", s.final.seeds, "an integer >= 1")
+    t = c.train
+    _require(t.optimizer in ("adamw", "sgd"), "train.optimizer", t.optimizer, "adamw or sgd")
+    _require(t.lr > 0, "train.lr", t.lr, "a number > 0")
+    _require(t.batch_size >= 1, "train.batch_size", t.batch_size, "an integer >= 1")
+    _require(0 < t.plateau_factor < 1, "train.plateau_factor", t.plateau_factor, "a number between 0 and 1")
+    _require(t.plateau_patience >= 0, "train.plateau_patience", t.plateau_patience, "an integer >= 0")
+    st = t.stability
+    _require(st.window >= 1, "train.stability.window", st.window, "an integer >= 1")
+    _require(st.min_epochs >= 1, "train.stability.min_epochs", st.min_epochs, "an integer >= 1")
+    _require(st.max_epochs >= st.min_epochs, "train.stability.max_epochs", st.max_epochs, f"at least train.stability.min_epochs ({st.min_epochs})")
+    for name in ("loss_tolerance", "loss_floor", "metric_tolerance", "overfit_margin"):
+        _require(getattr(st, name) >= 0, f"train.stability.{name}", getattr(st, name), "a number >= 0")
+    _require(st.explode_factor > 1, "train.stability.explode_factor", st.explode_factor, "a number > 1")
+    m = c.model
+    _require(m.block in ("plain", "residual"), "model.block", m.block, "plain or residual")
+    _require(m.kernel_policy in ("large_to_small", "uniform"), "model.kernel_policy", m.kernel_policy, "large_to_small or uniform")
+    _require(m.large_kernel >= 1 and m.large_kernel % 2 == 1, "model.large_kernel", m.large_kernel, "an odd integer >= 1")
+    _require(m.large_layers >= 0, "model.large_layers", m.large_layers, "an integer >= 0")
+    _require(m.min_resolution >= 1, "model.min_resolution", m.min_resolution, "an integer >= 1")
+    _require(bool(c.tracking.experiment), "tracking.experiment", c.tracking.experiment, "a non-empty name")
+
+
+def data_dir(config: SearcherConfig) -> Path:
+    return Path(config.data_dir).expanduser()

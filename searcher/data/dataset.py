@@ -1,0 +1,83 @@
+"""An image-classification dataset in memory: uint8 images, int64 labels, three splits.
+
+The test split sits behind `test()` so that reading it is a deliberate act: only
+the final stage asks for it, and `test_reads` lets a test prove nothing else did.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+import torch
+
+
+@dataclass(frozen=True)
+class Split:
+    images: torch.Tensor  # (N, C, H, W) uint8
+    labels: torch.Tensor  # (N,) int64
+
+    def __len__(self) -> int:
+        return int(self.labels.shape[0])
+
+
+@dataclass
+class ImageDataset:
+    name: str
+    train: Split
+    val: Split
+    _test: Split = field(repr=False)
+    num_classes: int
+    mean: tuple[float, ...]  # per channel, on the 0..1 scale
+    std: tuple[float, ...]
+    flip: bool  # horizontal flips keep labels (never for digits or letters)
+    identity: str  # what the trial key hashes: name, classes, split seed, sizes
+    test_reads: int = 0
+
+    @property
+    def channels(self) -> int:
+        return int(self.train.images.shape[1])
+
+    @property
+    def size(self) -> int:
+        return int(self.train.images.shape[2])
+
+    def test(self) -> Split:
+        self.test_reads += 1
+        return self._test
+
+
+def stratified_mask(labels: np.ndarray, fraction: float, seed: int) -> np.ndarray:
+    """A boolean mask picking `fraction` of each class (at least one), fixed by `seed`."""
+    rng = np.random.default_rng(seed)
+    mask = np.zeros(len(labels), dtype=bool)
+    for label in np.unique(labels):
+        members = np.flatnonzero(labels == label)
+        rng.shuffle(members)
+        mask[members[: max(1, round(fraction * len(members)))]] = True
+    return mask
+
+
+def split_off_validation(images: np.ndarray, labels: np.ndarray, fraction: float, seed: int) -> tuple[Split, Split]:
+    """Carve a stratified validation split out of the training split, fixed by `seed`."""
+    val_mask = stratified_mask(labels, fraction, seed)
+    return to_split(images[~val_mask], labels[~val_mask]), to_split(images[val_mask], labels[val_mask])
+
+
+def to_split(images: np.ndarray, labels: np.ndarray) -> Split:
+    return Split(torch.from_numpy(np.ascontiguousarray(images, dtype=np.uint8)), torch.from_numpy(labels.astype(np.int64)))
+
+
+def restrict_classes(images: np.ndarray, labels: np.ndarray, classes: list[int] | None) -> tuple[np.ndarray, np.ndarray]:
+    """Keep only `classes`, relabelled 0..k-1 in the order given."""
+    if not classes:
+        return images, labels
+    mapping = {original: new for new, original in enumerate(classes)}
+    keep = np.isin(labels, classes)
+    return images[keep], np.array([mapping[int(label)] for label in labels[keep]], dtype=np.int64)
+
+
+def channel_stats(images: torch.Tensor) -> tuple[tuple[float, ...], tuple[float, ...]]:
+    """Per-channel mean and std on the 0..1 scale, from the training split."""
+    pixels = images.float().div_(255).transpose(0, 1).reshape(images.shape[1], -1)
+    return tuple(pixels.mean(1).tolist()), tuple(pixels.std(1).clamp_min(1e-3).tolist())

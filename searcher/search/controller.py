@@ -1,0 +1,74 @@
+"""The staged controller: runs stage after stage, each started from the previous winner.
+
+It decides; it does not train or record. A `Runner` does both: it runs the
+requested trials (here, in worker processes, on SLURM...) and records them, and
+the controller only sees the outcomes it is told.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from typing import Protocol
+
+from searcher.search.plan import SearchPlan
+from searcher.search.stages import (
+    BaselineStage,
+    DepthStage,
+    FinalStage,
+    RegularizationStage,
+    Stage,
+    StageResult,
+    WidthStage,
+)
+from searcher.search.studies import StudyBook
+from searcher.search.trials import DecisionEntry, TrialOutcome, TrialRequest
+
+
+class Runner(Protocol):
+    def begin_stage(self, stage: Stage) -> None: ...
+
+    def run_trials(self, stage: Stage, requests: list[TrialRequest]) -> list[TrialOutcome]: ...
+
+    def end_stage(self, stage: Stage, result: StageResult, outcomes: list[TrialOutcome]) -> None: ...
+
+
+@dataclass(frozen=True)
+class SearchResult:
+    stages: tuple[StageResult, ...]
+    outcomes: tuple[TrialOutcome, ...]
+    seconds: float
+
+    @property
+    def final(self) -> StageResult:
+        return self.stages[-1]
+
+    @property
+    def decisions(self) -> list[DecisionEntry]:
+        return [entry for stage in self.stages for entry in stage.decisions]
+
+
+def run_stage(stage: Stage, runner: Runner) -> tuple[StageResult, list[TrialOutcome]]:
+    runner.begin_stage(stage)
+    done: list[TrialOutcome] = []
+    while requests := stage.next_trials(done):
+        outcomes = runner.run_trials(stage, requests)
+        stage.observe(outcomes)
+        done += outcomes
+    result = stage.conclude(done)
+    runner.end_stage(stage, result, done)
+    return result, done
+
+
+def run_search(plan: SearchPlan, studies: StudyBook, runner: Runner) -> SearchResult:
+    started = time.perf_counter()
+    results: list[StageResult] = []
+    everything: list[TrialOutcome] = []
+    previous: StageResult | None = None
+    for stage_type in (BaselineStage, WidthStage, DepthStage, RegularizationStage, FinalStage):
+        study = studies.open(stage_type.name)
+        stage = stage_type(plan, study) if previous is None else stage_type(plan, study, previous)
+        previous, outcomes = run_stage(stage, runner)
+        results.append(previous)
+        everything += outcomes
+    return SearchResult(tuple(results), tuple(everything), time.perf_counter() - started)

@@ -1,0 +1,41 @@
+"""The knobs of the staged procedure, as one frozen value the stages read."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from searcher.model.spec import BlockType, LayoutPolicy
+from searcher.train.trainer import TrainSettings
+
+
+@dataclass(frozen=True)
+class RegularizerRange:
+    """One regularizer the Optuna study samples; `low` is "off" for the enqueued first trial."""
+
+    name: str  # weight_decay | dropout | label_smoothing | augment
+    low: float
+    high: float
+    log: bool = False
+
+
+@dataclass(frozen=True)
+class SearchPlan:
+    seed: int
+    data_identity: str
+    layout: LayoutPolicy
+    train: TrainSettings  # the unregularized settings every stage before regularization uses
+    block: BlockType = "plain"
+    repeats: int = 1  # seeds per candidate; a candidate's score is their mean
+    baseline_depth: int = 2
+    baseline_width: int = 16
+    width_factor: float = 2.0  # geometric width candidates: baseline * factor^k
+    width_cap: int = 128
+    width_tolerance: float = 0.005  # keep the smallest width within this of the best score
+    width_patience: int = 2  # stop widening after this many candidates without improvement
+    depth_cap: int = 6
+    depth_min_improvement: float = 0.002  # a new layer must beat its parent by more than this
+    new_layer_factors: tuple[float, ...] = (0.5, 1.0, 2.0)  # new layer's width candidates x previous layer's
+    regularization_trials: int = 8  # Optuna trials after the enqueued unregularized one
+    regularizers: tuple[RegularizerRange, ...] = ()
+    pruner_warmup_epochs: int = 5
+    final_seeds: int = 3

@@ -1,0 +1,96 @@
+"""What the controller asks for (TrialRequest) and what it is told back (TrialOutcome).
+
+Both are plain values: a request is a spec plus settings plus a seed, keyed by a
+stable hash; an outcome is the numbers a decision needs. Where and how a trial
+ran is not the controller's business.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+from dataclasses import dataclass, field
+from typing import Literal
+
+from searcher.model.spec import ArchSpec
+from searcher.train.trainer import TrainResult, TrainSettings
+
+Status = Literal["ok", "failed", "pruned"]
+Decision = Literal["selected", "rejected", "pruned", "failed"]
+ParamValue = int | float | str
+
+
+@dataclass(frozen=True)
+class TrialRequest:
+    stage: str
+    candidate: str  # readable name shared by a candidate's repeats: "w64 d2", "d3 +w32", "reg wd=5e-4 do=0.1"
+    arch: ArchSpec
+    train: TrainSettings
+    seed: int
+    data_identity: str
+    params: tuple[tuple[str, ParamValue], ...] = ()  # what the stage varies, as its study records them
+    repeat: int = 0  # 0..repeats-1: the seed index within a candidate
+    evaluate_test: bool = False  # final stage only
+
+    @property
+    def label(self) -> str:
+        return self.candidate if self.repeat == 0 else f"{self.candidate} r{self.repeat}"
+
+    @property
+    def key(self) -> str:
+        """Stable hash of architecture, training settings, data and seed: finds a trial again."""
+        payload = {
+            "arch": self.arch.to_dict(),
+            "train": self.train.to_dict(),
+            "data": self.data_identity,
+            "seed": self.seed,
+            "test": self.evaluate_test,
+        }
+        return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()[:20]
+
+
+@dataclass(frozen=True)
+class TrialOutcome:
+    request: TrialRequest
+    status: Status
+    result: TrainResult | None = field(default=None, compare=False)
+    error: str | None = None  # failed: "ExceptionType: message", or "diverged"
+
+    @property
+    def score(self) -> float:
+        """Best validation accuracy; -inf for a trial that failed, so it never wins."""
+        if self.status == "failed" or self.result is None:
+            return -math.inf
+        return self.result.best_val_acc
+
+
+@dataclass(frozen=True)
+class DecisionEntry:
+    """One line of the decision log: what was decided, why, and the numbers compared."""
+
+    stage: str
+    decision: str
+    reason: str
+    numbers: dict[str, float | int | str] = field(default_factory=dict)
+
+    def to_dict(self) -> dict:
+        return {"stage": self.stage, "decision": self.decision, "reason": self.reason, "numbers": self.numbers}
+
+
+@dataclass(frozen=True)
+class Candidate:
+    """A stage's unit of comparison: one architecture and settings, run over `repeats` seeds."""
+
+    name: str
+    arch: ArchSpec
+    train: TrainSettings
+    params: tuple[tuple[str, ParamValue], ...] = ()
+
+
+def mean_score(outcomes: list[TrialOutcome]) -> float:
+    """A candidate's score: the mean over its repeats (any failure fails the candidate)."""
+    if not outcomes:
+        return -math.inf
+    scores = [outcome.score for outcome in outcomes]
+    return -math.inf if any(math.isinf(s) for s in scores) else sum(scores) / len(scores)

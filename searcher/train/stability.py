@@ -1,0 +1,48 @@
+"""When has a trial's learning behaviour become stable? (DESIGN.md §2)
+
+"Overfitting only happens when performance drops for untrained-for samples. If it
+stays flat it may be doing something useful." So a flat validation curve is
+*stable*, and only a sustained drop from the best is *overfitting*.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Literal
+
+Behavior = Literal["stable", "overfitting", "capped", "diverged"]
+
+
+@dataclass(frozen=True)
+class StabilityRule:
+    window: int = 5  # epochs over which "stopped moving" and "stayed down" are judged
+    min_epochs: int = 8  # never judge before this many epochs
+    max_epochs: int = 60  # "capped" when reached while still moving
+    loss_tolerance: float = 0.1  # relative change of the training loss over the window
+    loss_floor: float = 0.05  # losses below this count as this much (relative change of ~0 is noise)
+    metric_tolerance: float = 0.005  # a new best must beat the old by more than this to count as moving
+    overfit_margin: float = 0.02  # a drop from the best larger than this, held over the window, is overfitting
+    explode_factor: float = 10.0  # training loss above this multiple of the first epoch's is divergence
+
+
+def judge(rule: StabilityRule, train_losses: list[float], val_scores: list[float]) -> Behavior | None:
+    """The behaviour the curves so far show, or None to keep training."""
+    latest = train_losses[-1]
+    if not math.isfinite(latest) or not math.isfinite(val_scores[-1]) or latest > rule.explode_factor * train_losses[0]:
+        return "diverged"
+    epochs = len(train_losses)
+    if epochs >= max(rule.min_epochs, rule.window + 1):
+        best = max(val_scores)
+        recent = val_scores[-rule.window :]
+        if all(score < best - rule.overfit_margin for score in recent):
+            return "overfitting"
+        earlier_best = max(val_scores[: -rule.window])
+        metric_moving = max(recent) > earlier_best + rule.metric_tolerance
+        before = train_losses[-rule.window - 1]
+        loss_moving = abs(before - latest) / max(before, rule.loss_floor) > rule.loss_tolerance
+        if not metric_moving and not loss_moving:
+            return "stable"
+    if epochs >= rule.max_epochs:
+        return "capped"
+    return None

@@ -1,0 +1,195 @@
+"""The training loop: one trial, trained until its learning behaviour is stable.
+
+Reads top to bottom: settings, result, then `train_trial` (build, optimise,
+evaluate each epoch, judge stability). Every speed trick is here in plain sight:
+data resident on the device, batched augmentation, bf16 autocast and
+channels_last on CUDA, and one host synchronisation per epoch (not per step).
+"""
+
+from __future__ import annotations
+
+import copy
+import math
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Literal
+
+import torch
+from torch import nn
+
+from searcher.data.batches import DeviceData, DeviceSplit
+from searcher.model.build import build_model
+from searcher.model.spec import ArchSpec
+from searcher.train.stability import Behavior, StabilityRule, judge
+
+
+@dataclass(frozen=True)
+class TrainSettings:
+    optimizer: Literal["adamw", "sgd"] = "adamw"
+    lr: float = 3e-3
+    momentum: float = 0.9  # SGD only (Nesterov)
+    batch_size: int = 64
+    weight_decay: float = 0.0  # decoupled (AdamW); SGD adds it to the gradient
+    label_smoothing: float = 0.0
+    augment: float = 0.0  # 0..1: random-crop padding of augment * size / 8 pixels, plus flips where allowed
+    plateau_factor: float = 0.5  # learning rate x this when validation stalls (open-ended training)
+    plateau_patience: int = 3  # epochs without a new best before the learning rate drops
+    stability: StabilityRule = StabilityRule()
+    compile: bool = False  # torch.compile: 8-18 s per architecture on a GPU, worth it only for long trials
+
+    def to_dict(self) -> dict:
+        from dataclasses import asdict
+
+        return asdict(self)
+
+
+@dataclass(frozen=True)
+class EpochRecord:
+    epoch: int  # 1-based
+    train_loss: float
+    val_loss: float
+    val_acc: float
+    lr: float
+    seconds: float  # wall time since the trial started
+
+
+@dataclass
+class TrainResult:
+    behavior: Behavior
+    history: tuple[EpochRecord, ...]
+    best_val_acc: float
+    best_epoch: int
+    train_seconds: float  # whole trial: build, train, evaluate
+    images_per_second: float  # training steps only
+    stopped_early: bool = False  # a callback (a pruner) asked to stop
+    test_acc: float | None = None  # only when asked for: the final stage
+    test_loss: float | None = None
+    state: dict[str, torch.Tensor] | None = field(default=None, repr=False, compare=False)  # best-epoch weights, on CPU
+
+
+EpochCallback = Callable[[EpochRecord], bool]  # returns True to stop the trial now
+
+
+def resolve_device(name: str) -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return torch.device(name)
+
+
+def make_optimizer(model: nn.Module, settings: TrainSettings) -> torch.optim.Optimizer:
+    decay, no_decay = [], []
+    for name, parameter in model.named_parameters():
+        (no_decay if parameter.ndim <= 1 else decay).append(parameter)  # no decay on BN and biases
+    groups = [{"params": decay, "weight_decay": settings.weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
+    if settings.optimizer == "sgd":
+        return torch.optim.SGD(groups, lr=settings.lr, momentum=settings.momentum, nesterov=True)
+    return torch.optim.AdamW(groups, lr=settings.lr)
+
+
+@torch.no_grad()
+def evaluate(model: nn.Module, split: DeviceSplit, autocast: torch.autocast, channels_last: bool) -> tuple[float, float]:
+    """(mean loss, accuracy) over a whole split, with one host synchronisation."""
+    model.eval()
+    loss_sum = torch.zeros((), device=split.labels.device)
+    correct = torch.zeros((), device=split.labels.device, dtype=torch.long)
+    for images, labels in split.batches(1024):
+        if channels_last:
+            images = images.contiguous(memory_format=torch.channels_last)
+        with autocast:
+            logits = model(images)
+        loss_sum += nn.functional.cross_entropy(logits.float(), labels, reduction="sum")
+        correct += (logits.argmax(1) == labels).sum()
+    loss, accuracy = (torch.stack([loss_sum, correct.float()]) / len(split)).tolist()
+    return loss, accuracy
+
+
+def train_trial(
+    spec: ArchSpec,
+    data: DeviceData,
+    settings: TrainSettings,
+    seed: int,
+    *,
+    evaluate_test: bool = False,
+    on_epoch: EpochCallback | None = None,
+    initial_state: dict[str, torch.Tensor] | None = None,
+) -> TrainResult:
+    started = time.perf_counter()
+    device = data.device
+    torch.manual_seed(seed)
+    generator = torch.Generator().manual_seed(seed)  # shuffling and augmentation: CPU generator, same on any device
+
+    model = build_model(spec, data.dataset.channels, data.dataset.num_classes)
+    if initial_state is not None:
+        model.load_state_dict(initial_state)
+    on_cuda = device.type == "cuda"
+    model = model.to(device, memory_format=torch.channels_last if on_cuda else torch.contiguous_format)
+    step_model = torch.compile(model) if settings.compile else model
+    autocast = torch.autocast(device.type, dtype=torch.bfloat16, enabled=on_cuda)
+    optimizer = make_optimizer(model, settings)
+    scheduler = torch.optim.lr_scheduler.ReduceLROnPlateau(
+        optimizer, mode="max", factor=settings.plateau_factor, patience=settings.plateau_patience
+    )
+    crop_padding = round(settings.augment * data.dataset.size / 8)
+    flip = settings.augment > 0 and data.dataset.flip
+
+    history: list[EpochRecord] = []
+    train_losses: list[float] = []
+    val_scores: list[float] = []
+    best_val_acc, best_epoch, best_state = -math.inf, 0, None
+    step_seconds, images_seen = 0.0, 0
+    behavior: Behavior | None = None
+    stopped_early = False
+    while behavior is None:
+        model.train()
+        epoch_started = time.perf_counter()
+        loss_sum = torch.zeros((), device=device)
+        for images, labels in data.train.shuffled_batches(settings.batch_size, generator, crop_padding, flip):
+            if on_cuda:
+                images = images.contiguous(memory_format=torch.channels_last)
+            with autocast:
+                logits = step_model(images)
+            loss = nn.functional.cross_entropy(logits.float(), labels, label_smoothing=settings.label_smoothing)
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            optimizer.step()
+            loss_sum += loss.detach() * labels.shape[0]
+        train_loss = loss_sum.item() / len(data.train)  # the epoch's one synchronisation
+        step_seconds += time.perf_counter() - epoch_started
+        images_seen += len(data.train)
+
+        val_loss, val_acc = evaluate(model, data.val, autocast, on_cuda)
+        lr = optimizer.param_groups[0]["lr"]
+        record = EpochRecord(len(history) + 1, train_loss, val_loss, val_acc, lr, time.perf_counter() - started)
+        history.append(record)
+        train_losses.append(train_loss)
+        val_scores.append(val_acc)
+        if val_acc > best_val_acc and math.isfinite(train_loss):
+            best_val_acc, best_epoch = val_acc, record.epoch
+            best_state = {name: tensor.detach().clone() for name, tensor in model.state_dict().items()}
+        scheduler.step(val_acc)
+        behavior = judge(settings.stability, train_losses, val_scores)
+        if behavior is None and on_epoch is not None and on_epoch(record):
+            behavior, stopped_early = "capped", True  # stopped from outside while still moving
+
+    if best_state is not None:
+        model.load_state_dict(best_state)
+    test_loss = test_acc = None
+    if evaluate_test:
+        test_loss, test_acc = evaluate(model, data.test(), autocast, on_cuda)
+    return TrainResult(
+        behavior=behavior,
+        history=tuple(history),
+        best_val_acc=max(best_val_acc, 0.0),
+        best_epoch=best_epoch,
+        train_seconds=time.perf_counter() - started,
+        images_per_second=images_seen / max(step_seconds, 1e-9),
+        stopped_early=stopped_early,
+        test_acc=test_acc,
+        test_loss=test_loss,
+        state={name: tensor.cpu() for name, tensor in (best_state or model.state_dict()).items()},
+    )
+
+
+def copy_state(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    return copy.deepcopy(state)
