@@ -1,0 +1,93 @@
+"""Shared fixtures: a fake evaluator for controller rules, and real temporary MLflow/Optuna stores."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from collections.abc import Callable
+from pathlib import Path
+
+import optuna
+import pytest
+
+from searcher.model.spec import ArchSpec, LayoutPolicy
+from searcher.search.plan import RegularizerRange, SearchPlan
+from searcher.search.stages import Stage, StageResult
+from searcher.search.studies import StudyBook
+from searcher.search.trials import TrialOutcome, TrialRequest
+from searcher.train.stability import StabilityRule
+from searcher.train.trainer import EpochRecord, TrainResult, TrainSettings
+
+REPO = Path(__file__).resolve().parent.parent
+optuna.logging.set_verbosity(optuna.logging.WARNING)
+
+
+def make_plan(**overrides) -> SearchPlan:
+    values = dict(
+        seed=0,
+        data_identity="fake",
+        layout=LayoutPolicy(input_size=8),
+        train=TrainSettings(stability=StabilityRule()),
+        baseline_depth=2,
+        baseline_width=16,
+        width_cap=128,
+        regularization_trials=3,
+        regularizers=(RegularizerRange("weight_decay", 0.0, 0.1), RegularizerRange("dropout", 0.0, 0.5)),
+        final_seeds=2,
+    )
+    values.update(overrides)
+    return SearchPlan(**values)
+
+
+def fake_result(score: float, test: float | None = None, epochs: int = 10) -> TrainResult:
+    history = tuple(EpochRecord(e, 1.0 / e, 1.0 / e, score * min(1.0, e / 5), 1e-3, 0.01 * e) for e in range(1, epochs + 1))
+    return TrainResult("stable", history, score, epochs, 0.1, 1000.0, test_acc=test, test_loss=0.1 if test is not None else None)
+
+
+class FakeRunner:
+    """A Runner whose trials "train" instantly: score = score_of(request)."""
+
+    def __init__(self, score_of: Callable[[TrialRequest], float], fail: Callable[[TrialRequest], bool] = lambda r: False):
+        self.score_of = score_of
+        self.fail = fail
+        self.requests: list[TrialRequest] = []
+        self.stages: list[str] = []
+
+    def begin_stage(self, stage: Stage) -> None:
+        self.stages.append(stage.name)
+
+    def run_trials(self, stage: Stage, requests: list[TrialRequest]) -> list[TrialOutcome]:
+        outcomes = []
+        for request in requests:
+            self.requests.append(request)
+            if self.fail(request):
+                outcomes.append(TrialOutcome(request, "failed", None, error="RuntimeError: boom"))
+                continue
+            score = self.score_of(request)
+            outcomes.append(TrialOutcome(request, "ok", fake_result(score, score - 0.01 if request.evaluate_test else None)))
+        return outcomes
+
+    def end_stage(self, stage: Stage, result: StageResult, outcomes: list[TrialOutcome]) -> None:
+        pass
+
+
+def memory_studies(plan: SearchPlan) -> StudyBook:
+    return StudyBook(optuna.storages.InMemoryStorage(), "test", plan)
+
+
+def arch_score(table: Callable[[ArchSpec], float]) -> Callable[[TrialRequest], float]:
+    return lambda request: table(request.arch)
+
+
+def run_cli(*args: str, cwd: Path, timeout: float = 300) -> subprocess.CompletedProcess:
+    """`python -m searcher ARGS` in a real subprocess."""
+    env = dict(os.environ, PYTHONUNBUFFERED="1", COLUMNS="120")
+    return subprocess.run(
+        [sys.executable, "-m", "searcher", *args], cwd=cwd, env=env, capture_output=True, text=True, timeout=timeout
+    )
+
+
+@pytest.fixture
+def tracking_uri(tmp_path: Path) -> str:
+    return f"sqlite:///{tmp_path / 'mlflow.db'}"
