@@ -62,10 +62,10 @@ class RangeConfig:
 @dataclass
 class RegularizationConfig:
     trials: int = 8  # Optuna trials after the unregularized one
-    pruner_warmup_epochs: int = 5  # the median pruner judges a trial only after this many epochs
+    pruner_warmup_epochs: int = 8  # the median pruner judges a trial only after this many epochs
     space: dict[str, RangeConfig] = field(
         default_factory=lambda: {
-            "weight_decay": RangeConfig(0.0, 0.1),
+            "weight_decay": RangeConfig(0.0, 0.005),
             "dropout": RangeConfig(0.0, 0.5),
             "label_smoothing": RangeConfig(0.0, 0.2),
             "augment": RangeConfig(0.0, 1.0),
@@ -104,8 +104,8 @@ class StabilityConfig:
 
 @dataclass
 class TrainConfig:
-    optimizer: str = "adamw"  # adamw | sgd
-    lr: float = 3e-3
+    optimizer: str = "sgd"  # sgd (Nesterov) | adamw
+    lr: float = 0.05
     momentum: float = 0.9
     batch_size: int = 64
     plateau_factor: float = 0.5

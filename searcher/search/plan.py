@@ -37,5 +37,5 @@ class SearchPlan:
     new_layer_factors: tuple[float, ...] = (0.5, 1.0, 2.0)  # new layer's width candidates x previous layer's
     regularization_trials: int = 8  # Optuna trials after the enqueued unregularized one
     regularizers: tuple[RegularizerRange, ...] = ()
-    pruner_warmup_epochs: int = 5
+    pruner_warmup_epochs: int = 8
     final_seeds: int = 3

@@ -22,6 +22,6 @@ class StudyBook:
             study_name=f"{self.search_name}/{stage}",
             direction="maximize",
             sampler=optuna.samplers.TPESampler(seed=self.plan.seed, n_startup_trials=startup),
-            pruner=optuna.pruners.MedianPruner(n_startup_trials=2, n_warmup_steps=self.plan.pruner_warmup_epochs),
+            pruner=optuna.pruners.MedianPruner(n_startup_trials=3, n_warmup_steps=self.plan.pruner_warmup_epochs),
             load_if_exists=True,
         )

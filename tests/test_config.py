@@ -1,0 +1,74 @@
+"""Config composition and validation: bad settings fail before anything trains, exit 2, naming the setting."""
+
+from pathlib import Path
+
+import pytest
+from hydra import compose, initialize_config_dir
+from omegaconf import OmegaConf
+
+from conftest import REPO, run_cli
+from searcher.config import ConfigError, validate
+
+
+def composed(*overrides: str):
+    with initialize_config_dir(config_dir=str(REPO / "conf"), version_base="1.3"):
+        cfg = compose(config_name="config", overrides=list(overrides))
+    return OmegaConf.to_container(cfg, resolve=False)
+
+
+def test_defaults_compose_and_validate_with_digits_filled_in():
+    config = validate(composed())
+    assert config.dataset.name == "digits" and config.search.preset == "default"
+    assert config.tracking.uri == "sqlite:///mlflow.db"
+
+
+def test_dataset_is_appended_with_plus_and_quick_preset_overrides_default():
+    config = validate(composed("+dataset=digits", "search=quick", "dataset.classes=[0,1,2]"))
+    assert config.dataset.classes == [0, 1, 2]
+    assert config.search.preset == "quick" and config.search.width.cap == 32
+    assert config.search.depth.min_improvement == 0.002  # inherited from the default preset
+
+
+@pytest.mark.parametrize(
+    "override,setting",
+    [
+        ("seed=abc", "seed"),
+        ("search.baseline.width=0", "search.baseline.width"),
+        ("search.width.tolerance=-0.1", "search.width.tolerance"),
+        ("search.depth.cap=1", "search.depth.cap"),
+        ("model.block=dense", "model.block"),
+        ("train.optimizer=lion", "train.optimizer"),
+        ("train.stability.max_epochs=2", "train.stability.max_epochs"),
+        ("+search.regularization.space.mixup={low:0,high:1}", "search.regularization.space.mixup"),
+        ("+tracking.colour=red", "tracking.colour"),
+        ("search.regularization.space.dropout.high=2.0", "search.regularization.space.dropout"),
+    ],
+)
+def test_bad_values_name_the_setting(override, setting):
+    with pytest.raises(ConfigError) as error:
+        validate(composed(override))
+    assert setting in str(error.value)
+
+
+def test_depth_cap_message_names_the_allowed_values():
+    with pytest.raises(ConfigError, match=r"search.depth.cap=1 is out of range; allowed: at least search.baseline.depth \(2\)"):
+        validate(composed("search.depth.cap=1"))
+
+
+@pytest.mark.parametrize(
+    "args,needle",
+    [
+        (["+dataset=nope"], "dataset"),
+        (["seed=abc"], "seed"),
+        (["search.width.tolerance=-1"], "search.width.tolerance"),
+        (["tracking.uri=bogus://x"], "tracking.uri"),
+        (["no_such_key=1"], "no_such_key"),
+    ],
+)
+def test_cli_exits_2_before_training_and_leaves_no_run(tmp_path: Path, args, needle):
+    db = tmp_path / "m.db"
+    result = run_cli(*args, f"tracking.uri=sqlite:///{db}" if "tracking.uri" not in args[0] else "seed=0", cwd=tmp_path, timeout=60)
+    assert result.returncode == 2, result.stdout + result.stderr
+    assert needle in result.stdout + result.stderr
+    assert "Traceback" not in result.stdout + result.stderr
+    assert not db.exists()  # nothing was recorded, so no run can be left RUNNING

@@ -1,0 +1,88 @@
+"""The quick preset end to end in a real subprocess, read back from the real MLflow SQLite store."""
+
+from pathlib import Path
+
+import pytest
+from mlflow.tracking import MlflowClient
+
+from conftest import run_cli
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture(scope="module")
+def finished_search(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("e2e")
+    uri = f"sqlite:///{folder / 'm.db'}"
+    result = run_cli("search=quick", f"tracking.uri={uri}", "search.name=check", cwd=folder, timeout=300)
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    return folder, uri, result.stdout
+
+
+def runs_by_role(client, role):
+    experiment = client.get_experiment_by_name("searcher")
+    return client.search_runs([experiment.experiment_id], f"tags.`searcher.role` = '{role}'", max_results=1000)
+
+
+def test_first_lines_say_digits_was_chosen(finished_search):
+    _, _, stdout = finished_search
+    assert "No dataset chosen" in stdout.splitlines()[0] and "digits" in stdout.splitlines()[0]
+    assert "/#/experiments/" in stdout and "/runs" in stdout
+    assert "mlflow ui --backend-store-uri" in stdout
+
+
+def test_run_tree_tags_metrics_and_artifacts(finished_search):
+    folder, uri, _ = finished_search
+    client = MlflowClient(tracking_uri=uri)
+    (search,) = runs_by_role(client, "search")
+    assert search.info.run_name == "search check" and search.info.status == "FINISHED"
+    assert search.data.metrics["test_acc"] >= 0.9
+    artifacts = {a.path for a in client.list_artifacts(search.info.run_id)}
+    assert {"config.yaml", "decisions.json", "decisions.md"} <= artifacts
+
+    stages = runs_by_role(client, "stage")
+    assert sorted(s.data.tags["searcher.stage"] for s in stages) == sorted(["baseline", "width", "depth", "regularization", "final"])
+    assert {s.data.tags["mlflow.parentRunId"] for s in stages} == {search.info.run_id}
+    stage_ids = {s.info.run_id: s.data.tags["searcher.stage"] for s in stages}
+
+    trials = runs_by_role(client, "trial")
+    assert all(t.data.tags["mlflow.parentRunId"] in stage_ids for t in trials)
+    assert all(t.info.status in ("FINISHED", "FAILED") for t in trials)
+    per_stage = {}
+    for trial in trials:
+        per_stage.setdefault(stage_ids[trial.data.tags["mlflow.parentRunId"]], []).append(trial)
+        tags = trial.data.tags
+        assert tags["searcher.stage"] == stage_ids[tags["mlflow.parentRunId"]]
+        assert tags["searcher.decision"] in {"selected", "rejected", "pruned", "failed"}
+        assert tags["searcher.behavior"] in {"stable", "overfitting", "capped", "diverged"}
+        assert len(tags["searcher.trial_key"]) == 20
+        assert {"best_val_acc", "epochs", "train_seconds", "images_per_second"} <= set(trial.data.metrics)
+        assert {"arch.depth", "arch.widths", "arch.kernels", "train.lr", "train.batch_size"} <= set(trial.data.params)
+        history = client.get_metric_history(trial.info.run_id, "val_acc")
+        assert len(history) == int(trial.data.metrics["epochs"]) and [m.step for m in history] == list(range(1, len(history) + 1))
+    assert len(per_stage["depth"]) >= 2
+    finals = per_stage["final"]
+    assert all("test_acc" in t.data.metrics for t in finals)
+    assert all("test_acc" not in t.data.metrics for s, ts in per_stage.items() if s != "final" for t in ts)
+    keys = [t.data.tags["searcher.trial_key"] for t in trials]
+    assert len(keys) == len(set(keys))
+
+
+def test_final_model_reloads_and_predicts(finished_search):
+    import mlflow.pytorch
+    import torch
+
+    _, uri, _ = finished_search
+    client = MlflowClient(tracking_uri=uri)
+    (search,) = runs_by_role(client, "search")
+    models = client.search_logged_models(experiment_ids=[search.info.experiment_id])
+    assert any(m.source_run_id == search.info.run_id for m in models)
+    mlflow.set_tracking_uri(uri)
+    model = mlflow.pytorch.load_model(f"models:/{models[0].model_id}")
+    assert model(torch.zeros(3, 1, 8, 8)).shape == (3, 10)
+
+
+def test_outputs_folder_holds_the_decision_log(finished_search):
+    folder, _, _ = finished_search
+    logs = list(Path(folder).glob("outputs/*/*/decisions.md"))
+    assert logs and "## depth" in logs[0].read_text()
