@@ -6,7 +6,8 @@ trained, no run left RUNNING), 130/143 interrupted (open runs marked KILLED).
 
 from __future__ import annotations
 
-import datetime
+import hashlib
+import json
 import signal
 import sys
 from dataclasses import dataclass
@@ -23,7 +24,7 @@ from searcher.search.plan import RegularizerRange, SearchPlan
 from searcher.train.stability import StabilityRule
 from searcher.train.trainer import TrainSettings, resolve_device
 
-EXIT_OK, EXIT_BAD_INPUT, EXIT_SIGINT, EXIT_SIGTERM = 0, 2, 130, 143
+EXIT_OK, EXIT_FAILED, EXIT_BAD_INPUT, EXIT_SIGINT, EXIT_SIGTERM = 0, 1, 2, 130, 143
 
 
 class Interrupted(BaseException):
@@ -81,18 +82,41 @@ def make_plan(config: SearcherConfig, dataset: ImageDataset) -> SearchPlan:
         regularizers=tuple(RegularizerRange(name, r.low, r.high, r.log) for name, r in s.regularization.space.items()),
         pruner_warmup_epochs=s.regularization.pruner_warmup_epochs,
         final_seeds=s.final.seeds,
+        max_consecutive_failures=s.max_consecutive_failures,
     )
 
 
 def optuna_storage(config: SearcherConfig) -> str:
     if config.tracking.optuna_storage:
         return config.tracking.optuna_storage
+    if config.tracking.uri.startswith("postgresql"):
+        return config.tracking.uri
+    return f"sqlite:///{beside_tracking_store(config, 'optuna.db')}"
+
+
+def beside_tracking_store(config: SearcherConfig, file_name: str) -> Path:
+    """A path next to a SQLite tracking database (or in the working directory for a server store)."""
     uri = config.tracking.uri
-    if uri.startswith("sqlite:///"):
-        return str(Path(uri.removeprefix("sqlite:///")).with_name("optuna.db")).join(("sqlite:///", ""))
-    if uri.startswith("postgresql"):
-        return uri
-    return "sqlite:///optuna.db"
+    folder = Path(uri.removeprefix("sqlite:///")).parent if uri.startswith("sqlite:///") else Path(".")
+    return folder / file_name
+
+
+def checkpoint_dir(config: SearcherConfig, name: str) -> Path:
+    return Path(config.tracking.checkpoint_dir or beside_tracking_store(config, "checkpoints")) / name
+
+
+def search_settings(config: SearcherConfig, flatten: Any) -> dict[str, str]:
+    """Every setting as an MLflow param (search.name is the run's name, not a setting)."""
+    return {k: v for k, v in flatten("", OmegaConf.to_container(OmegaConf.structured(config))).items() if k != "search.name"}
+
+
+def default_name(config: SearcherConfig, settings: dict[str, str]) -> str:
+    """<dataset>-<preset>-seed<N>-<hash of what the search computes>: the same command resumes, other settings start anew."""
+    from searcher.tracking.history import NEUTRAL_SETTINGS
+
+    defining = {k: v for k, v in settings.items() if not k.startswith(NEUTRAL_SETTINGS)}
+    digest = hashlib.sha256(json.dumps(defining, sort_keys=True).encode()).hexdigest()[:8]
+    return f"{config.dataset.name}-{config.search.preset}-seed{config.seed}-{digest}"
 
 
 def ui_command(uri: str) -> str:
@@ -137,11 +161,12 @@ def run(config: SearcherConfig, dataset_chosen: bool, output_dir: Path | None = 
     from searcher.execution import LocalRunner
     from searcher.report.decisions import decisions_json, decisions_markdown
     from searcher.report.terminal import RichProgress, print_summary
-    from searcher.search import StudyBook, run_search
+    from searcher.search import SearchFailed, StudyBook, run_search
     from searcher.tracking.recorder import flatten
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
-    name = config.search.name or f"{dataset.name}-{datetime.datetime.now():%Y%m%d-%H%M%S}"
+    settings = search_settings(config, flatten)
+    name = config.search.name or default_name(config, settings)
     plan = make_plan(config, dataset)
     device = resolve_device(config.device)
     console.print(
@@ -149,17 +174,40 @@ def run(config: SearcherConfig, dataset_chosen: bool, output_dir: Path | None = 
         f"{dataset.num_classes} classes, {dataset.channels}x{dataset.size}x{dataset.size}) · preset {config.search.preset} · "
         f"device {device} · tracking {config.tracking.uri}"
     )
+    from searcher.tracking.history import differing_settings, find_search, load_prior
+
+    earlier = find_search(recorder.client, recorder.experiment_id, name)
+    if earlier is not None:
+        differences = differing_settings(earlier.data.params, settings)
+        if differences:
+            console.print(
+                f"[red]error:[/red] search.name={name} already exists in {config.tracking.uri} with other settings: "
+                f"{'; '.join(differences)}. Re-run with the same settings to resume it, or choose a new search.name.",
+                highlight=False,
+            )
+            return Outcome(EXIT_BAD_INPUT, name)
+        prior = load_prior(recorder.client, recorder.experiment_id, earlier)
+        if prior.finished:
+            from searcher.report.terminal import print_stored_summary
+
+            print_stored_summary(console, recorder, prior, ui_command(config.tracking.uri))
+            return Outcome(EXIT_OK, name, earlier.info.run_id, earlier.data.metrics.get("test_acc"))
+        console.print(
+            f"resuming search {name}: {len(prior.completed)} completed trials are reused, "
+            f"{prior.orphans} runs left RUNNING by a dead process marked FAILED"
+        )
+        recorder.attach_search(prior)
+    else:
+        tags = {"searcher.dataset": dataset.name, "searcher.preset": config.search.preset, "searcher.device": str(device)}
+        recorder.start_search(name, params=settings, tags=tags)
     resolved = OmegaConf.to_yaml(OmegaConf.structured(config))
-    recorder.start_search(
-        name,
-        params={k: v for k, v in flatten("", OmegaConf.to_container(OmegaConf.structured(config))).items() if k != "search.name"},
-        tags={"searcher.dataset": dataset.name, "searcher.preset": config.search.preset, "searcher.device": str(device)},
-    )
     install_signal_handlers()
     try:
         recorder.log_artifact_text(resolved, "config.yaml")
         with RichProgress(console) as progress:
-            runner = LocalRunner(DeviceData(dataset, device), recorder, progress)
+            runner = LocalRunner(
+                DeviceData(dataset, device), recorder, progress, checkpoint_dir(config, name), config.train.checkpoint_seconds
+            )
             result = run_search(plan, StudyBook(optuna_storage(config), name, plan), runner)
         files = {"decisions.json": decisions_json(result), "decisions.md": decisions_markdown(result, name)}
         for file_name, text in files.items():
@@ -173,6 +221,10 @@ def run(config: SearcherConfig, dataset_chosen: bool, output_dir: Path | None = 
             model,
             example,
         )
+    except SearchFailed as failure:
+        recorder.abort("FAILED")
+        console.print(f"[red]search failed:[/red] {failure}", highlight=False)
+        return Outcome(EXIT_FAILED, name, recorder.search_run_id)
     except Interrupted as interrupt:
         recorder.abort("KILLED")
         console.print(f"[yellow]interrupted[/yellow]: open runs marked KILLED; exit {interrupt.exit_code}")

@@ -83,6 +83,7 @@ class SearchConfig:
     preset: str = "default"
     name: Optional[str] = None  # names the search in MLflow; default: <dataset>-<date>-<time>
     repeats: int = 1  # seeds per candidate (score = mean)
+    max_consecutive_failures: int = 5  # stop the search after this many failed trials in a row (0: never)
     baseline: BaselineConfig = field(default_factory=BaselineConfig)
     width: WidthConfig = field(default_factory=WidthConfig)
     depth: DepthConfig = field(default_factory=DepthConfig)
@@ -111,6 +112,7 @@ class TrainConfig:
     plateau_factor: float = 0.5
     plateau_patience: int = 3
     compile: bool = False
+    checkpoint_seconds: float = 60.0  # within-trial checkpoint at most this often (0: never)
     stability: StabilityConfig = field(default_factory=StabilityConfig)
 
 
@@ -128,6 +130,7 @@ class TrackingConfig:
     uri: str = "sqlite:///mlflow.db"
     experiment: str = "searcher"
     optuna_storage: Optional[str] = None  # default: optuna.db beside a SQLite tracking store
+    checkpoint_dir: Optional[str] = None  # within-trial checkpoints; default: checkpoints/ beside a SQLite store
 
 
 @dataclass
@@ -184,6 +187,7 @@ def check_ranges(c: SearcherConfig) -> None:
     s = c.search
     _require(s.preset in ("default", "quick"), "search.preset", s.preset, "default or quick (set it with search=quick)")
     _require(s.repeats >= 1, "search.repeats", s.repeats, "an integer >= 1")
+    _require(s.max_consecutive_failures >= 0, "search.max_consecutive_failures", s.max_consecutive_failures, "an integer >= 0")
     _require(s.baseline.depth >= 1, "search.baseline.depth", s.baseline.depth, "an integer >= 1")
     _require(s.baseline.width >= 1, "search.baseline.width", s.baseline.width, "an integer >= 1")
     _require(s.width.factor > 1, "search.width.factor", s.width.factor, "a number > 1")
@@ -209,6 +213,7 @@ def check_ranges(c: SearcherConfig) -> None:
     _require(t.lr > 0, "train.lr", t.lr, "a number > 0")
     _require(t.batch_size >= 1, "train.batch_size", t.batch_size, "an integer >= 1")
     _require(0 < t.plateau_factor < 1, "train.plateau_factor", t.plateau_factor, "a number between 0 and 1")
+    _require(t.checkpoint_seconds >= 0, "train.checkpoint_seconds", t.checkpoint_seconds, "a number >= 0 (0: never)")
     _require(t.plateau_patience >= 0, "train.plateau_patience", t.plateau_patience, "an integer >= 0")
     st = t.stability
     _require(st.window >= 1, "train.stability.window", st.window, "an integer >= 1")

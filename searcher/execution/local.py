@@ -8,11 +8,13 @@ from __future__ import annotations
 
 import gc
 import traceback
+from pathlib import Path
 from typing import Any, Protocol
 
 from searcher.data.batches import DeviceData
 from searcher.search.stages import Stage, StageResult
 from searcher.search.trials import TrialOutcome, TrialRequest
+from searcher.train.checkpoint import Checkpointing
 from searcher.train.trainer import EpochRecord, TrainResult, train_trial
 
 
@@ -23,7 +25,7 @@ class Progress(Protocol):
 
     def epoch(self, request: TrialRequest, record: EpochRecord) -> None: ...
 
-    def trial_done(self, outcome: TrialOutcome) -> None: ...
+    def trial_done(self, outcome: TrialOutcome, reused: bool = False) -> None: ...
 
 
 class QuietProgress:
@@ -33,7 +35,7 @@ class QuietProgress:
 
     def epoch(self, request: TrialRequest, record: EpochRecord) -> None: ...
 
-    def trial_done(self, outcome: TrialOutcome) -> None: ...
+    def trial_done(self, outcome: TrialOutcome, reused: bool = False) -> None: ...
 
 
 def outcome_of(request: TrialRequest, result: TrainResult) -> TrialOutcome:
@@ -42,7 +44,9 @@ def outcome_of(request: TrialRequest, result: TrainResult) -> TrialOutcome:
     return TrialOutcome(request, "pruned" if result.stopped_early else "ok", result)
 
 
-def run_one(data: DeviceData, stage: Stage, request: TrialRequest, progress: Progress) -> tuple[TrialOutcome, str | None]:
+def run_one(
+    data: DeviceData, stage: Stage, request: TrialRequest, progress: Progress, checkpoint: Checkpointing | None = None
+) -> tuple[TrialOutcome, str | None]:
     """Train one trial; any exception becomes a failed outcome plus its traceback."""
 
     def on_epoch(record: EpochRecord) -> bool:
@@ -50,7 +54,15 @@ def run_one(data: DeviceData, stage: Stage, request: TrialRequest, progress: Pro
         return stage.on_epoch(request, record)
 
     try:
-        result = train_trial(request.arch, data, request.train, request.seed, evaluate_test=request.evaluate_test, on_epoch=on_epoch)
+        result = train_trial(
+            request.arch,
+            data,
+            request.train,
+            request.seed,
+            evaluate_test=request.evaluate_test,
+            on_epoch=on_epoch,
+            checkpoint=checkpoint,
+        )
     except Exception as error:  # a broken trial must not end the search
         gc.collect()
         return TrialOutcome(request, "failed", None, error=f"{type(error).__name__}: {error}"), traceback.format_exc()
@@ -60,10 +72,19 @@ def run_one(data: DeviceData, stage: Stage, request: TrialRequest, progress: Pro
 class LocalRunner:
     """The serial Runner: trains in this process, records through `recorder`."""
 
-    def __init__(self, data: DeviceData, recorder: Any, progress: Progress | None = None):
+    def __init__(
+        self,
+        data: DeviceData,
+        recorder: Any,
+        progress: Progress | None = None,
+        checkpoint_dir: Path | None = None,
+        checkpoint_seconds: float = 60.0,
+    ):
         self.data = data
         self.recorder = recorder
         self.progress = progress or QuietProgress()
+        self.checkpoint_dir = checkpoint_dir  # None: no within-trial checkpoints
+        self.checkpoint_seconds = checkpoint_seconds
         self.run_ids: dict[str, str] = {}  # trial key -> MLflow run id
 
     def begin_stage(self, stage: Stage) -> None:
@@ -74,13 +95,23 @@ class LocalRunner:
         outcomes = []
         for request in requests:
             self.progress.trial(request)
-            run_id = self.recorder.start_trial(request)
-            self.run_ids[request.key] = run_id
-            outcome, traceback_text = run_one(self.data, stage, request, self.progress)
-            self.recorder.finish_trial(run_id, outcome, traceback_text)
-            self.progress.trial_done(outcome)
+            reused = self.recorder.reusable(request)
+            if reused:  # completed by an earlier attempt of this search: replayed, not retrained
+                self.run_ids[request.key], outcome = reused
+                self.progress.trial_done(outcome, reused=True)
+            else:
+                run_id = self.recorder.start_trial(request)
+                self.run_ids[request.key] = run_id
+                outcome, traceback_text = run_one(self.data, stage, request, self.progress, self.checkpointing(request))
+                self.recorder.finish_trial(run_id, outcome, traceback_text)
+                self.progress.trial_done(outcome)
             outcomes.append(outcome)
         return outcomes
+
+    def checkpointing(self, request: TrialRequest) -> Checkpointing | None:
+        if self.checkpoint_dir is None or self.checkpoint_seconds <= 0:
+            return None
+        return Checkpointing(self.checkpoint_dir / f"{request.key}.pt", self.checkpoint_seconds)
 
     def end_stage(self, stage: Stage, result: StageResult, outcomes: list[TrialOutcome]) -> None:
         self.recorder.finish_stage(result, outcomes, self.run_ids)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from typing import Any
 
 from rich.console import Console
 from rich.table import Table
@@ -42,7 +43,7 @@ class RichProgress:
             f"{self.stage_name} · {request.label} · epoch {record.epoch} · val_acc {record.val_acc:.4f} · best so far {best}"
         )
 
-    def trial_done(self, outcome: TrialOutcome) -> None:
+    def trial_done(self, outcome: TrialOutcome, reused: bool = False) -> None:
         result = outcome.result
         if outcome.status == "ok" and result is not None:
             self.best = max(self.best, result.best_val_acc)
@@ -53,6 +54,7 @@ class RichProgress:
             else ""
         )
         reason = f" [red]{outcome.error}[/red]" if outcome.error else ""
+        reason += " [dim](reused from an earlier attempt)[/dim]" if reused else ""
         self.console.print(f"  {outcome.request.label:<28} {outcome.status:<7} {detail}{reason}", highlight=False)
 
 
@@ -75,3 +77,24 @@ def print_summary(console: Console, result: SearchResult, ui_command: str, runs_
     )
     console.print(f"MLflow UI:  {ui_command}")
     console.print(f"then open:  {runs_url}")
+
+
+def print_stored_summary(console: Console, recorder: Any, prior: Any, ui_command: str) -> None:
+    """A finished search re-run: its summary from the store, nothing trained."""
+    from searcher.tracking.history import stored_stages
+
+    name = prior.run.data.tags.get("searcher.search_name", "")
+    console.print(f"search [bold]{name}[/bold] is already complete: nothing to train. Its recorded summary:")
+    table = Table(title="searcher: staged search summary (from the tracking store)")
+    for column in ("stage", "winner", "val_acc", "decision"):
+        table.add_column(column)
+    for stage in stored_stages(recorder.client, prior):
+        table.add_row(stage.stage, stage.winner, f"{stage.val_acc:.4f}", stage.decision)
+    console.print(table)
+    m = prior.run.data.metrics
+    console.print(
+        f"[bold]final[/bold]: val_acc {m.get('val_acc_mean', math.nan):.4f} ± {m.get('val_acc_std', math.nan):.4f} · "
+        f"test_acc {m.get('test_acc', math.nan):.4f} ± {m.get('test_acc_std', math.nan):.4f}"
+    )
+    console.print(f"MLflow UI:  {ui_command}")
+    console.print(f"then open:  {recorder.runs_url('http://127.0.0.1:5000')}")

@@ -17,6 +17,7 @@ from searcher.search.stages import (
     DepthStage,
     FinalStage,
     RegularizationStage,
+    SearchFailed,
     Stage,
     StageResult,
     WidthStage,
@@ -48,12 +49,32 @@ class SearchResult:
         return [entry for stage in self.stages for entry in stage.decisions]
 
 
-def run_stage(stage: Stage, runner: Runner) -> tuple[StageResult, list[TrialOutcome]]:
+class FailureStreak:
+    """Stops a search whose trials keep failing instead of letting it burn the budget."""
+
+    def __init__(self, limit: int):
+        self.limit = limit
+        self.count = 0
+
+    def update(self, outcomes: list[TrialOutcome]) -> None:
+        for outcome in outcomes:
+            self.count = self.count + 1 if outcome.status == "failed" else 0
+            if self.limit and self.count >= self.limit:
+                raise SearchFailed(
+                    f"{self.count} trials in a row failed (last: {outcome.request.label}: {outcome.error}); stopping the search. "
+                    "Fix the cause (see the failed trial runs' searcher.error tags and traceback.txt), or raise "
+                    "search.max_consecutive_failures; re-running the same command resumes."
+                )
+
+
+def run_stage(stage: Stage, runner: Runner, streak: FailureStreak | None = None) -> tuple[StageResult, list[TrialOutcome]]:
     runner.begin_stage(stage)
     done: list[TrialOutcome] = []
     while requests := stage.next_trials(done):
         outcomes = runner.run_trials(stage, requests)
         stage.observe(outcomes)
+        if streak:
+            streak.update(outcomes)
         done += outcomes
     result = stage.conclude(done)
     runner.end_stage(stage, result, done)
@@ -65,10 +86,11 @@ def run_search(plan: SearchPlan, studies: StudyBook, runner: Runner) -> SearchRe
     results: list[StageResult] = []
     everything: list[TrialOutcome] = []
     previous: StageResult | None = None
+    streak = FailureStreak(plan.max_consecutive_failures)
     for stage_type in (BaselineStage, WidthStage, DepthStage, RegularizationStage, FinalStage):
         study = studies.open(stage_type.name)
         stage = stage_type(plan, study) if previous is None else stage_type(plan, study, previous)
-        previous, outcomes = run_stage(stage, runner)
+        previous, outcomes = run_stage(stage, runner, streak)
         results.append(previous)
         everything += outcomes
     return SearchResult(tuple(results), tuple(everything), time.perf_counter() - started)

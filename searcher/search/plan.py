@@ -39,3 +39,4 @@ class SearchPlan:
     regularizers: tuple[RegularizerRange, ...] = ()
     pruner_warmup_epochs: int = 8
     final_seeds: int = 3
+    max_consecutive_failures: int = 5  # 0: never stop for failures

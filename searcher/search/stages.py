@@ -18,6 +18,7 @@ from typing import ClassVar
 import optuna
 
 from searcher.search.plan import SearchPlan
+from searcher.search.studies import regularization_sampler
 from searcher.search.trials import Candidate, Decision, DecisionEntry, TrialOutcome, TrialRequest, mean_score
 from searcher.train.trainer import EpochRecord
 
@@ -47,6 +48,7 @@ class Stage:
     def __init__(self, plan: SearchPlan, study: optuna.Study):
         self.plan = plan
         self.study = study
+        self._recorded: set[str] | None = None  # trial keys already in the study (a resume replays them)
 
     def next_trials(self, done: list[TrialOutcome]) -> list[TrialRequest]:
         raise NotImplementedError
@@ -59,9 +61,13 @@ class Stage:
         return False
 
     def observe(self, outcomes: list[TrialOutcome]) -> None:
-        """Record finished trials in the stage's Optuna study (a grid stage's study is its record)."""
+        """Record finished trials in the stage's Optuna study (a grid stage's study is its record), once each."""
+        if self._recorded is None:
+            self._recorded = {t.user_attrs.get("trial_key") for t in self.study.get_trials(deepcopy=False)}
         for outcome in outcomes:
-            record_in_study(self.study, outcome)
+            if outcome.request.key not in self._recorded:
+                record_in_study(self.study, outcome)
+                self._recorded.add(outcome.request.key)
 
     # helpers shared by the stages
 
@@ -318,28 +324,46 @@ class RegularizationStage(Stage):
         self.distributions = {
             r.name: optuna.distributions.FloatDistribution(r.low, r.high, log=r.log) for r in plan.regularizers
         }
-        self.asked: dict[str, optuna.trial.Trial] = {}  # candidate name -> Optuna trial, in ask order
+        self.asked: dict[str, optuna.trial.Trial | optuna.trial.FrozenTrial] = {}  # candidate -> trial, in ask order
         self.told: set[str] = set()
         self.candidates: dict[str, Candidate] = {}
         off = {r.name: r.low for r in plan.regularizers}
         first = regularized(start.winner, off, regularization_name(off))
+        earlier = sorted(self.study.get_trials(deepcopy=False), key=lambda t: t.number)  # a resumed search's study
         if [r.key for r in self.requests(first)] == [r.key for r in self.requests(start.winner)]:
             # The unregularized first trial *is* the stage-2 winner: tell the study its result, train nothing.
             self.first_name = start.winner.name
             self.candidates[start.winner.name] = start.winner
-            history = start.winner_outcomes[0].result.history if start.winner_outcomes and start.winner_outcomes[0].result else ()
-            self.study.add_trial(
-                optuna.trial.create_trial(
-                    params=off,
-                    distributions=self.distributions,
-                    value=start.score,
-                    intermediate_values={r.epoch: r.val_acc for r in history},
-                    user_attrs={"candidate": start.winner.name},
+            if not any(t.user_attrs.get("role") == "unregularized" for t in earlier):
+                history = start.winner_outcomes[0].result.history if start.winner_outcomes and start.winner_outcomes[0].result else ()
+                self.study.add_trial(
+                    optuna.trial.create_trial(
+                        params=off,
+                        distributions=self.distributions,
+                        value=start.score,
+                        intermediate_values={r.epoch: r.val_acc for r in history if math.isfinite(r.val_acc)},
+                        user_attrs={"candidate": start.winner.name, "role": "unregularized"},
+                    )
                 )
-            )
         else:
             self.first_name = first.name
-            self.study.enqueue_trial(off)
+            if not earlier:
+                self.study.enqueue_trial(off)
+        for trial in earlier:  # adopt what an interrupted attempt asked, so the replay asks nothing twice
+            if trial.user_attrs.get("role") == "unregularized" or trial.state == optuna.trial.TrialState.WAITING:
+                continue
+            if trial.state == optuna.trial.TrialState.RUNNING:
+                self._adopt(optuna.trial.Trial(self.study, trial._trial_id))
+            else:
+                self.told.add(self._adopt(trial))
+
+    def _adopt(self, trial: optuna.trial.Trial | optuna.trial.FrozenTrial) -> str:
+        candidate = regularized(self.start.winner, trial.params, regularization_name(trial.params))
+        if candidate.name in self.candidates:  # the sampler repeated itself: same trial, same key
+            candidate = replace(candidate, name=f"{candidate.name} #{trial.number}")
+        self.asked[candidate.name] = trial
+        self.candidates[candidate.name] = candidate
+        return candidate.name
 
     def next_trials(self, done: list[TrialOutcome]) -> list[TrialRequest]:
         for name in self.asked:
@@ -348,13 +372,10 @@ class RegularizationStage(Stage):
                 return pending
         if len(self.asked) >= self.plan.regularization_trials:
             return []
+        # Seeded by (search seed, trial index): a resumed study samples exactly what an uninterrupted one would.
+        self.study.sampler = regularization_sampler(self.plan, len(self.asked))
         trial = self.study.ask(self.distributions)
-        candidate = regularized(self.start.winner, trial.params, regularization_name(trial.params))
-        if candidate.name in self.candidates:  # the sampler repeated itself: same trial, same key
-            candidate = replace(candidate, name=f"{candidate.name} #{trial.number}")
-        self.asked[candidate.name] = trial
-        self.candidates[candidate.name] = candidate
-        return self.requests(candidate)
+        return self.requests(self.candidates[self._adopt(trial)])
 
     def on_epoch(self, request: TrialRequest, record: EpochRecord) -> bool:
         trial = self.asked.get(request.candidate)

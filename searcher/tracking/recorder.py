@@ -32,6 +32,8 @@ from searcher.search.trials import TrialOutcome, TrialRequest  # noqa: E402
 
 MAX_METRICS_PER_BATCH = 1000  # MLflow's limit per log_batch call
 MAX_PARAMS_PER_BATCH = 100
+EPOCH_METRICS = ("train_loss", "val_loss", "val_acc", "lr")
+STATE_FILE = "state.pt"
 
 
 def flatten(prefix: str, value: Any) -> dict[str, str]:
@@ -71,6 +73,7 @@ class Recorder:
         self.search_run_id: str | None = None
         self.stage_run_id: str | None = None
         self.open_runs: list[str] = []  # innermost last: what `abort` must close
+        self.prior = None  # history.PriorSearch when resuming
 
     # runs
 
@@ -106,16 +109,45 @@ class Recorder:
         self._log(self.search_run_id, params=params)
         return self.search_run_id
 
+    def attach_search(self, prior: Any) -> None:
+        """Continue an earlier search (resume): its run is RUNNING again, its stage and trial runs are reused."""
+        self.prior = prior
+        self.search_run_id = prior.run.info.run_id
+        self.client.update_run(self.search_run_id, status="RUNNING")
+        self.open_runs.append(self.search_run_id)
+
+    def reusable(self, request: TrialRequest) -> tuple[str, TrialOutcome] | None:
+        """(run id, outcome) of this trial if an earlier attempt of the search completed it."""
+        run = self.prior.completed.get(request.key) if self.prior else None
+        if run is None:
+            return None
+        from searcher.tracking.history import load_outcome
+
+        return run.info.run_id, load_outcome(self.client, request, run)
+
     def start_stage(self, stage: Stage) -> None:
+        existing_run_id = self.prior.stage_runs.get(stage.name) if self.prior else None
+        if existing_run_id:
+            self.stage_run_id = existing_run_id
+            self.client.update_run(existing_run_id, status="RUNNING")
+            self.open_runs.append(existing_run_id)
+            return
         self.stage_run_id = self._start(
-            f"{stage.index} {stage.name}", self.search_run_id, {"searcher.role": "stage", "searcher.stage": stage.name}
+            f"{stage.index} {stage.name}",
+            self.search_run_id,
+            {"searcher.role": "stage", "searcher.stage": stage.name, "searcher.search_run_id": self.search_run_id},
         )
 
     def start_trial(self, request: TrialRequest) -> str:
         return self._start(
             request.label,
             self.stage_run_id,
-            {"searcher.role": "trial", "searcher.stage": request.stage, "searcher.trial_key": request.key},
+            {
+                "searcher.role": "trial",
+                "searcher.stage": request.stage,
+                "searcher.trial_key": request.key,
+                "searcher.search_run_id": self.search_run_id,
+            },
         )
 
     def finish_trial(self, run_id: str, outcome: TrialOutcome, traceback_text: str | None = None) -> None:
@@ -124,11 +156,8 @@ class Recorder:
         tags = {"searcher.status": outcome.status}
         result = outcome.result
         if result is not None:
-            for record in result.history:
-                for key in ("train_loss", "val_loss", "val_acc", "lr"):
-                    value = getattr(record, key)
-                    if math.isfinite(value):
-                        metrics.append(Metric(key, value, now, record.epoch))
+            for record in result.history:  # NaN/inf too: MLflow stores them, and a resume reads them back
+                metrics += [Metric(key, getattr(record, key), now, record.epoch) for key in EPOCH_METRICS]
             summary = {
                 "best_val_acc": result.best_val_acc,
                 "best_epoch": result.best_epoch,
@@ -140,6 +169,7 @@ class Recorder:
                 summary |= {"test_acc": result.test_acc, "test_loss": result.test_loss}
             metrics += [Metric(k, float(v), now, 0) for k, v in summary.items() if v is not None and math.isfinite(v)]
             tags["searcher.behavior"] = result.behavior
+            tags["searcher.stopped_early"] = str(result.stopped_early).lower()
         if outcome.error:
             tags["searcher.error"] = outcome.error[:5000]
         if outcome.status == "failed":
@@ -147,7 +177,18 @@ class Recorder:
         self._log(run_id, metrics, arch_params(outcome.request), tags)
         if traceback_text:
             self.client.log_text(run_id, traceback_text, "traceback.txt")
+        if result is not None and result.state is not None:
+            self._log_state(run_id, result.state)
         self._end(run_id, "FAILED" if outcome.status == "failed" else "FINISHED")
+
+    def _log_state(self, run_id: str, state: dict) -> None:
+        """The trial's best-epoch weights: what a resume warm-starts from and the final model is made of."""
+        import torch
+
+        with tempfile.TemporaryDirectory() as folder:
+            path = Path(folder) / STATE_FILE
+            torch.save(state, path)
+            self.client.log_artifact(run_id, str(path))
 
     def finish_stage(self, result: StageResult, outcomes: list[TrialOutcome], run_ids: dict[str, str]) -> None:
         for key, decision in result.trial_decisions.items():

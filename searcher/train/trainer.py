@@ -8,11 +8,10 @@ channels_last on CUDA, and one host synchronisation per epoch (not per step).
 
 from __future__ import annotations
 
-import copy
 import math
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import astuple, dataclass, field
 from typing import Literal
 
 import torch
@@ -21,6 +20,7 @@ from torch import nn
 from searcher.data.batches import DeviceData, DeviceSplit
 from searcher.model.build import build_model
 from searcher.model.spec import ArchSpec
+from searcher.train.checkpoint import Checkpointing
 from searcher.train.stability import Behavior, StabilityRule, judge
 
 
@@ -113,6 +113,7 @@ def train_trial(
     evaluate_test: bool = False,
     on_epoch: EpochCallback | None = None,
     initial_state: dict[str, torch.Tensor] | None = None,
+    checkpoint: Checkpointing | None = None,
 ) -> TrainResult:
     started = time.perf_counter()
     device = data.device
@@ -140,6 +141,20 @@ def train_trial(
     step_seconds, images_seen = 0.0, 0
     behavior: Behavior | None = None
     stopped_early = False
+    saved = checkpoint.load() if checkpoint else None
+    if saved is not None:  # an interrupted attempt of this very trial got this far
+        model.load_state_dict(saved["model"])
+        optimizer.load_state_dict(saved["optimizer"])
+        scheduler.load_state_dict(saved["scheduler"])
+        generator.set_state(saved["generator"])
+        torch.set_rng_state(saved["torch_rng"])
+        if on_cuda and saved["cuda_rng"] is not None:
+            torch.cuda.set_rng_state(saved["cuda_rng"], device)
+        history = [EpochRecord(*record) for record in saved["history"]]
+        train_losses = [record.train_loss for record in history]
+        val_scores = [record.val_acc for record in history]
+        best_val_acc, best_epoch, best_state = saved["best_val_acc"], saved["best_epoch"], saved["best_state"]
+        step_seconds, images_seen = saved["step_seconds"], saved["images_seen"]
     while behavior is None:
         model.train()
         epoch_started = time.perf_counter()
@@ -171,6 +186,25 @@ def train_trial(
         behavior = judge(settings.stability, train_losses, val_scores)
         if behavior is None and on_epoch is not None and on_epoch(record):
             behavior, stopped_early = "capped", True  # stopped from outside while still moving
+        if behavior is None and checkpoint is not None and checkpoint.due():
+            checkpoint.save(
+                {
+                    "model": model.state_dict(),
+                    "optimizer": optimizer.state_dict(),
+                    "scheduler": scheduler.state_dict(),
+                    "generator": generator.get_state(),
+                    "torch_rng": torch.get_rng_state(),
+                    "cuda_rng": torch.cuda.get_rng_state(device) if on_cuda else None,
+                    "history": [astuple(record) for record in history],
+                    "best_val_acc": best_val_acc,
+                    "best_epoch": best_epoch,
+                    "best_state": best_state,
+                    "step_seconds": step_seconds,
+                    "images_seen": images_seen,
+                }
+            )
+    if checkpoint is not None:
+        checkpoint.remove()  # the finished trial's weights live in its record now
 
     if best_state is not None:
         model.load_state_dict(best_state)
@@ -189,7 +223,3 @@ def train_trial(
         test_loss=test_loss,
         state={name: tensor.cpu() for name, tensor in (best_state or model.state_dict()).items()},
     )
-
-
-def copy_state(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
-    return copy.deepcopy(state)
