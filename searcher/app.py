@@ -162,6 +162,7 @@ def run(config: SearcherConfig, dataset_chosen: bool, output_dir: Path | None = 
     from searcher.report.decisions import decisions_json, decisions_markdown
     from searcher.report.terminal import RichProgress, print_summary
     from searcher.search import SearchFailed, StudyBook, run_search
+    from searcher.tracking.retry import TrackingLost
     from searcher.tracking.recorder import flatten
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
@@ -221,8 +222,9 @@ def run(config: SearcherConfig, dataset_chosen: bool, output_dir: Path | None = 
             model,
             example,
         )
-    except SearchFailed as failure:
-        recorder.abort("FAILED")
+    except (SearchFailed, TrackingLost) as failure:
+        if not isinstance(failure, TrackingLost):
+            recorder.abort("FAILED")
         console.print(f"[red]search failed:[/red] {failure}", highlight=False)
         return Outcome(EXIT_FAILED, name, recorder.search_run_id)
     except Interrupted as interrupt:

@@ -91,3 +91,21 @@ def run_cli(*args: str, cwd: Path, timeout: float = 300) -> subprocess.Completed
 @pytest.fixture
 def tracking_uri(tmp_path: Path) -> str:
     return f"sqlite:///{tmp_path / 'mlflow.db'}"
+
+
+@pytest.fixture(scope="session")
+def quick_search(tmp_path_factory):
+    """ONE uninterrupted quick search (seed 0, name "check"), shared by every test that reads a finished search."""
+    folder = tmp_path_factory.mktemp("quick")
+    uri = f"sqlite:///{folder / 'm.db'}"
+    result = run_cli("search=quick", f"tracking.uri={uri}", "search.name=check", cwd=folder, timeout=600)
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    return folder, uri, result.stdout
+
+
+def search_runs(uri: str, query: str = "") -> list:
+    from mlflow.tracking import MlflowClient
+
+    client = MlflowClient(tracking_uri=uri)
+    experiment = client.get_experiment_by_name("searcher")
+    return client.search_runs([experiment.experiment_id], query, max_results=5000) if experiment else []

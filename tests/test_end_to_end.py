@@ -5,18 +5,13 @@ from pathlib import Path
 import pytest
 from mlflow.tracking import MlflowClient
 
-from conftest import run_cli
 
 pytestmark = pytest.mark.slow
 
 
-@pytest.fixture(scope="module")
-def finished_search(tmp_path_factory):
-    folder = tmp_path_factory.mktemp("e2e")
-    uri = f"sqlite:///{folder / 'm.db'}"
-    result = run_cli("search=quick", f"tracking.uri={uri}", "search.name=check", cwd=folder, timeout=300)
-    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
-    return folder, uri, result.stdout
+@pytest.fixture
+def finished_search(quick_search):
+    return quick_search
 
 
 def runs_by_role(client, role):

@@ -43,8 +43,9 @@ def open_recorder(uri: str, experiment: str):
     from mlflow.tracking import MlflowClient
 
     from searcher.tracking.recorder import Recorder
+    from searcher.tracking.retry import RetryingClient
 
-    client = MlflowClient(tracking_uri=uri)
+    client = RetryingClient(MlflowClient(tracking_uri=uri), uri)
     try:
         found = client.get_experiment_by_name(experiment)
         experiment_id = found.experiment_id if found else client.create_experiment(experiment)

@@ -1,0 +1,114 @@
+"""Nothing lost: resume after kill -9, SIGTERM, failing trials, changed settings, safe loading (real processes)."""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import torch
+from mlflow.tracking import MlflowClient
+
+from conftest import run_cli, search_runs
+
+pytestmark = pytest.mark.slow
+
+
+def start_cli(*args: str, cwd: Path) -> subprocess.Popen:
+    env = dict(os.environ, PYTHONUNBUFFERED="1", COLUMNS="120")
+    return subprocess.Popen([sys.executable, "-m", "searcher", *args], cwd=cwd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+
+
+def wait_for(condition, timeout: float = 300, every: float = 0.3):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = condition()
+        if value:
+            return value
+        time.sleep(every)
+    raise AssertionError("condition not met in time")
+
+
+def completed_trials(uri: str) -> list:
+    return [r for r in search_runs(uri, "tags.`searcher.role` = 'trial'") if "searcher.status" in r.data.tags]
+
+
+def decisions(uri: str) -> list:
+    (search,) = search_runs(uri, "tags.`searcher.role` = 'search'")
+    client = MlflowClient(tracking_uri=uri)
+    return json.loads(Path(client.download_artifacts(search.info.run_id, "decisions.json")).read_text())
+
+
+def test_kill_9_then_rerun_reuses_finished_trials_and_matches_an_uninterrupted_run(quick_search, tmp_path):
+    _, reference_uri, _ = quick_search
+    uri = f"sqlite:///{tmp_path / 'm.db'}"
+    args = ("search=quick", f"tracking.uri={uri}", "search.name=check")
+    process = start_cli(*args, cwd=tmp_path)
+    wait_for(lambda: len(completed_trials(uri)) >= 4 or process.poll() is not None)
+    assert process.poll() is None, "the search finished before it could be killed"
+    process.kill()  # SIGKILL: no handler runs, runs are left RUNNING
+    process.wait()
+    finished_before = {r.data.tags["searcher.trial_key"] for r in completed_trials(uri)}
+    assert any(r.info.status == "RUNNING" for r in search_runs(uri))
+
+    result = run_cli(*args, cwd=tmp_path, timeout=600)
+    assert result.returncode == 0, result.stdout[-3000:]
+    assert "resuming search check" in result.stdout and "reused" in result.stdout
+
+    runs = search_runs(uri)
+    assert not [r for r in runs if r.info.status == "RUNNING"]
+    orphans = [r for r in runs if "searcher.orphaned" in r.data.tags]
+    assert orphans and all(r.info.status == "FAILED" for r in orphans)
+    keys = [r.data.tags["searcher.trial_key"] for r in completed_trials(uri)]
+    assert len(keys) == len(set(keys)), "a trial was trained twice"
+    assert finished_before <= set(keys)
+
+    reference = {r.data.tags["searcher.trial_key"]: r for r in completed_trials(reference_uri)}
+    assert set(keys) == set(reference)
+    assert decisions(uri) == decisions(reference_uri)
+    (resumed,) = search_runs(uri, "tags.`searcher.role` = 'search'")
+    (uninterrupted,) = search_runs(reference_uri, "tags.`searcher.role` = 'search'")
+    assert resumed.data.metrics["test_acc"] == uninterrupted.data.metrics["test_acc"]
+    assert resumed.data.metrics["val_acc_mean"] == uninterrupted.data.metrics["val_acc_mean"]
+
+
+def test_sigterm_stops_within_seconds_and_marks_runs_killed(tmp_path):
+    uri = f"sqlite:///{tmp_path / 'm.db'}"
+    process = start_cli("search=quick", f"tracking.uri={uri}", "search.name=term", cwd=tmp_path)
+    wait_for(lambda: any(r.info.status == "RUNNING" for r in search_runs(uri, "tags.`searcher.role` = 'trial'")) or process.poll() is not None)
+    sent = time.monotonic()
+    process.send_signal(signal.SIGTERM)
+    assert process.wait(timeout=10) == 143
+    assert time.monotonic() - sent < 10
+    runs = search_runs(uri)
+    assert not [r for r in runs if r.info.status == "RUNNING"]
+    killed = {r.data.tags["searcher.role"] for r in runs if r.info.status == "KILLED"}
+    assert killed == {"search", "stage", "trial"}
+
+
+def test_completed_search_rerun_trains_nothing(quick_search):
+    folder, uri, _ = quick_search
+    before = len(search_runs(uri))
+    result = run_cli("search=quick", f"tracking.uri={uri}", "search.name=check", cwd=folder, timeout=120)
+    assert result.returncode == 0 and "already complete" in result.stdout
+    assert len(search_runs(uri)) == before
+
+
+def test_changed_dataset_under_the_same_name_is_refused(quick_search):
+    folder, uri, _ = quick_search
+    result = run_cli("search=quick", f"tracking.uri={uri}", "search.name=check", "+dataset=digits", "dataset.classes=[0,1,2]", cwd=folder, timeout=120)
+    assert result.returncode == 2
+    assert "dataset.classes" in result.stdout and "new search.name" in result.stdout
+
+
+def test_tampered_trial_checkpoint_gives_a_clear_error(tmp_path):
+    from searcher.train.checkpoint import Checkpointing, TrialCheckpointError
+
+    path = tmp_path / "trial.pt"
+    torch.save({"weights": torch.ones(3)}, path)
+    path.write_bytes(path.read_bytes()[:20])  # truncated
+    with pytest.raises(TrialCheckpointError, match="trial.pt is unreadable"):
+        Checkpointing(path).load()
