@@ -47,7 +47,12 @@ def test_kill_9_then_rerun_reuses_finished_trials_and_matches_an_uninterrupted_r
     uri = f"sqlite:///{tmp_path / 'm.db'}"
     args = ("search=quick", f"tracking.uri={uri}", "search.name=check")
     process = start_cli(*args, cwd=tmp_path)
-    wait_for(lambda: len(completed_trials(uri)) >= 4 or process.poll() is not None)
+    def mid_trial():
+        trials = search_runs(uri, "tags.`searcher.role` = 'trial'")
+        finished = [r for r in trials if "searcher.status" in r.data.tags]
+        return (len(finished) >= 4 and any(r.info.status == "RUNNING" for r in trials)) or process.poll() is not None
+
+    wait_for(mid_trial, every=0.1)
     assert process.poll() is None, "the search finished before it could be killed"
     process.kill()  # SIGKILL: no handler runs, runs are left RUNNING
     process.wait()
@@ -60,7 +65,7 @@ def test_kill_9_then_rerun_reuses_finished_trials_and_matches_an_uninterrupted_r
 
     runs = search_runs(uri)
     assert not [r for r in runs if r.info.status == "RUNNING"]
-    orphans = [r for r in runs if "searcher.orphaned" in r.data.tags]
+    orphans = [r for r in runs if "searcher.orphaned" in r.data.tags]  # the trial that was in flight
     assert orphans and all(r.info.status == "FAILED" for r in orphans)
     keys = [r.data.tags["searcher.trial_key"] for r in completed_trials(uri)]
     assert len(keys) == len(set(keys)), "a trial was trained twice"

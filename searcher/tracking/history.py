@@ -66,20 +66,17 @@ def differing_settings(stored: dict[str, str], current: dict[str, str]) -> list[
 
 
 def load_prior(client: MlflowClient, experiment_id: str, search: Run) -> PriorSearch:
-    """The search's stage runs and completed trials; RUNNING leftovers of a dead process become FAILED."""
+    """The search's stage runs and completed trials; trials a dead process left RUNNING become FAILED."""
     prior = PriorSearch(search)
     descendants = _runs(client, experiment_id, f"tags.`searcher.search_run_id` = '{search.info.run_id}'")
     for run in sorted(descendants, key=lambda r: r.info.start_time):
         tags = run.data.tags
-        if run.info.status == "RUNNING":
+        if tags.get("searcher.role") == "stage":
+            prior.stage_runs[tags["searcher.stage"]] = run.info.run_id  # reopened by the resumed search
+        elif run.info.status == "RUNNING":  # the trial in flight when its process died: it is retrained
             client.set_tag(run.info.run_id, "searcher.orphaned", f"left RUNNING by a process that died; found at resume {time.ctime()}")
             client.set_terminated(run.info.run_id, "FAILED")
             prior.orphans += 1
-            if tags.get("searcher.role") == "stage":
-                prior.stage_runs[tags["searcher.stage"]] = run.info.run_id
-            continue
-        if tags.get("searcher.role") == "stage":
-            prior.stage_runs[tags["searcher.stage"]] = run.info.run_id
         elif tags.get("searcher.role") == "trial" and "searcher.status" in tags:
             prior.completed[tags["searcher.trial_key"]] = run
     return prior
