@@ -16,10 +16,7 @@ from searcher.data.dataset import (
     stratified_mask,
     to_split,
 )
-
-
-class DatasetError(Exception):
-    """Bad dataset settings or files; the message tells the user what to do."""
+from searcher.data.errors import DatasetError
 
 
 @dataclass(frozen=True)
