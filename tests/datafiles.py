@@ -17,8 +17,38 @@ def md5(path: Path) -> str:
     return hashlib.md5(path.read_bytes()).hexdigest()
 
 
+class _Python2Pickler(pickle._Pickler):  # the pure-Python pickler, whose dispatch table can be changed
+    """Writes pickles as Python 2's cPickle did for the published CIFAR batches (protocol 2).
+
+    Python 2 strings (dict keys, the array bytes) go out as BINSTRING, which Python 3
+    reads back as bytes (encoding="bytes") or latin-1 str; NumPy's functions are named
+    from numpy.core, as NumPy 1 (and the original files) named them.
+    """
+
+    dispatch = dict(pickle._Pickler.dispatch)
+
+    def save_py2_string(self, obj: bytes) -> None:
+        if len(obj) < 256:
+            self.write(pickle.SHORT_BINSTRING + bytes([len(obj)]) + obj)
+        else:
+            self.write(pickle.BINSTRING + struct.pack("<i", len(obj)) + obj)
+        self.memoize(obj)
+
+    dispatch[bytes] = save_py2_string
+
+    def save_global(self, obj, name=None) -> None:
+        module = getattr(obj, "__module__", "") or ""
+        if module.startswith("numpy._core"):
+            self.write(pickle.GLOBAL + f"{module.replace('numpy._core', 'numpy.core')}\n{name or obj.__name__}\n".encode())
+            self.memoize(obj)
+            return
+        super().save_global(obj, name)
+
+
 def _pickled(batch: dict) -> bytes:
-    return pickle.dumps(batch, protocol=2)  # the published batches are Python 2 pickles (protocol 2)
+    out = io.BytesIO()
+    _Python2Pickler(out, protocol=2).dump(batch)
+    return out.getvalue()
 
 
 def _add(tar: tarfile.TarFile, name: str, payload: bytes) -> None:

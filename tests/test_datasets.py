@@ -142,3 +142,24 @@ def test_cli_offline_without_files_exits_2_naming_url_and_path(tmp_path, monkeyp
     assert f"{UNREACHABLE}cifar-10-python.tar.gz" in output
     assert str(tmp_path / "data" / "cifar10" / "cifar-10-python.tar.gz") in output
     assert not (tmp_path / "mlflow.db").exists()  # nothing was started
+
+
+def test_cifar_batches_written_by_python3_are_read_too_and_code_in_a_pickle_is_refused(tmp_path):
+    import pickle
+
+    from searcher.data.readers import read_cifar_batches
+
+    images = random_images(np.random.default_rng(7), 4)
+    modern = tmp_path / "modern"
+    modern.write_bytes(pickle.dumps({b"data": images.reshape(4, 3072), b"labels": [3, 1, 4, 1]}, protocol=5))
+    read_images, labels = read_cifar_batches([modern], "labels")
+    assert np.array_equal(read_images, images) and labels.tolist() == [3, 1, 4, 1]
+
+    class Payload:
+        def __reduce__(self):
+            return (print, ("this must never run",))
+
+    hostile = tmp_path / "hostile"
+    hostile.write_bytes(pickle.dumps({b"data": Payload(), b"labels": []}, protocol=2))
+    with pytest.raises(DatasetError, match=r"print is not allowed in a dataset batch"):
+        read_cifar_batches([hostile], "labels")

@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from searcher.data import DatasetError
-from searcher.data.archives import extract_tar
+from searcher.data.archives import MARKER, extract_tar
 from searcher.data.download import ensure_files
 from searcher.data.sources import RemoteFile
 
@@ -146,7 +146,7 @@ def test_unsafe_members_are_refused_and_nothing_is_extracted(tmp_path, member):
     target = tmp_path / "out" / "evil"
     with pytest.raises(DatasetError, match="nothing was extracted"):
         extract_tar(archive, target, "digest")
-    assert not (tmp_path / "out").exists()  # not even a temporary folder
+    assert list((tmp_path / "out").iterdir()) == []  # not even the temporary folder is left
     assert not (tmp_path / "escaped.txt").exists() and not (tmp_path / "out" / "escaped.txt").exists()
     assert not Path("/tmp/searcher-absolute-escape.txt").exists()
 
@@ -156,3 +156,12 @@ def test_safe_archive_is_extracted_atomically_with_a_marker(tmp_path):
     target = extract_tar(archive, tmp_path / "out", "abc")
     assert (target / "top" / "ok.txt").read_bytes() == b"ok" and (target / "top" / "b.txt").read_bytes() == b"bee"
     assert sorted(p.name for p in tmp_path.iterdir()) == ["evil.tar.gz", "out"]  # no temporary folder left
+    assert (target / MARKER).read_text() == "abc"
+
+
+def test_a_truncated_archive_is_an_error_and_leaves_nothing(tmp_path):
+    archive = tar_with(tmp_path, tarfile.TarInfo("top/b.txt"), bytes(range(256)) * 400)
+    archive.write_bytes(archive.read_bytes()[:-200])
+    with pytest.raises(DatasetError, match="could not be extracted"):
+        extract_tar(archive, tmp_path / "out" / "x", "abc")
+    assert list((tmp_path / "out").iterdir()) == []
