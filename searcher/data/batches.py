@@ -71,6 +71,16 @@ def crop_and_flip(images: torch.Tensor, padding: int, flip: bool, generator: tor
     return images.gather(3, (column_offsets + columns)[:, None, None, :].expand(n, channels, height, width))
 
 
+def random_crop(images: torch.Tensor, padding: int, generator: torch.Generator) -> torch.Tensor:
+    """Pad by `padding` zeros, then take one random HxW window per image."""
+    return crop_and_flip(images, padding, False, generator)
+
+
+def random_flip(images: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
+    """Mirror each image left-right with probability 1/2."""
+    return crop_and_flip(images, 0, True, generator)
+
+
 class DeviceData:
     """Train and validation splits on the device; the test split only when asked for."""
 
