@@ -211,6 +211,8 @@ def check_ranges(c: SearcherConfig) -> None:
     if d.test_size is not None:
         _require(d.test_size >= 1, "dataset.test_size", d.test_size, "an integer >= 1")
     _require(d.data_seed >= 0, "dataset.data_seed", d.data_seed, "an integer >= 0")
+    _require(d.flip is None or d.name == "imagefolder", "dataset.flip", d.flip, "null except for imagefolder (published datasets fix it)")
+    _require(not d.extra or d.name == "svhn", "dataset.extra", d.extra, "false except for svhn")
     s = c.search
     _require(s.preset in ("default", "quick"), "search.preset", s.preset, "default or quick (set it with search=quick)")
     _require(s.repeats >= 1, "search.repeats", s.repeats, "an integer >= 1")
