@@ -163,3 +163,10 @@ def test_cifar_batches_written_by_python3_are_read_too_and_code_in_a_pickle_is_r
     hostile.write_bytes(pickle.dumps({b"data": Payload(), b"labels": []}, protocol=2))
     with pytest.raises(DatasetError, match=r"print is not allowed in a dataset batch"):
         read_cifar_batches([hostile], "labels")
+
+
+def test_a_data_dir_that_cannot_hold_files_is_a_clear_error(tmp_path):
+    blocker = tmp_path / "not-a-folder"
+    blocker.write_text("a file where data_dir should be")
+    with pytest.raises(DatasetError, match="set data_dir"):
+        load_dataset(DatasetOptions(name="cifar10", data_dir=blocker, mirror=UNREACHABLE, progress=False))

@@ -46,6 +46,8 @@ def ensure_files(dataset: str, files: Sequence[RemoteFile], folder: Path, mirror
             fetch(remote.url_from(mirror), part, progress)
         except NETWORK_ERRORS as error:
             raise DatasetError(unreachable_message(dataset, missing[index:], folder, mirror, error, part)) from None
+        except OSError as error:  # not the network: the disk (full, read-only)
+            raise DatasetError(f"Could not write {part} ({error}); free some space or set data_dir (SEARCHER_DATA_DIR) to a writable folder.") from None
         actual = file_digest(part, remote.algorithm)
         if actual != remote.digest:
             part.unlink()
@@ -121,14 +123,18 @@ def file_digest(path: Path, algorithm: str = "md5") -> str:
 
 @contextlib.contextmanager
 def folder_lock(folder: Path) -> Iterator[None]:
-    """Holds an exclusive lock on folder/.lock (POSIX; not reentrant); elsewhere a no-op."""
-    folder.mkdir(parents=True, exist_ok=True)
+    """Holds an exclusive lock on folder/.lock (POSIX; not reentrant); elsewhere a no-op. Creates `folder`."""
     try:
-        import fcntl
-    except ImportError:  # Windows: one process at a time is the user's job
-        yield
-        return
-    with open(folder / ".lock", "w") as handle:
+        folder.mkdir(parents=True, exist_ok=True)
+        handle = open(folder / ".lock", "w")
+    except OSError as error:
+        raise DatasetError(f"Cannot use {folder} for dataset files ({error}); set data_dir (or SEARCHER_DATA_DIR) to a writable folder.") from None
+    with handle:
+        try:
+            import fcntl
+        except ImportError:  # Windows: one process at a time is the user's job
+            yield
+            return
         fcntl.flock(handle, fcntl.LOCK_EX)
         try:
             yield
