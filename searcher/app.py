@@ -137,13 +137,26 @@ def run(config: SearcherConfig, dataset_chosen: bool, output_dir: Path | None = 
     if not dataset_chosen:
         console.print("No dataset chosen: searching on the built-in [bold]digits[/bold] (scikit-learn, offline). Pick one with +dataset=NAME.")
     try:
+        d = config.dataset
         dataset = load_dataset(
             DatasetOptions(
-                name=config.dataset.name,
-                classes=tuple(config.dataset.classes) if config.dataset.classes else None,
-                val_fraction=config.dataset.val_fraction,
-                split_seed=config.dataset.split_seed,
+                name=d.name,
+                classes=tuple(d.classes) if d.classes else None,
+                val_fraction=d.val_fraction,
+                split_seed=d.split_seed,
                 data_dir=data_dir(config),
+                mirror=d.mirror,
+                extra=d.extra,
+                path=Path(d.path).expanduser() if d.path else None,
+                image_size=d.image_size,
+                channels=d.channels,
+                num_classes=d.num_classes,
+                train_size=d.train_size,
+                test_size=d.test_size,
+                data_seed=d.data_seed,
+                flip=d.flip,
+                mean=tuple(d.mean) if d.mean else None,
+                std=tuple(d.std) if d.std else None,
             )
         )
         from searcher.tracking import TrackingError, open_recorder

@@ -28,7 +28,19 @@ class DatasetConfig:
     name: str = BUILTIN_DATASET
     classes: Optional[list[int]] = None  # restrict to these classes, relabelled 0..k-1
     val_fraction: float = 0.2  # of the training split, stratified
-    split_seed: int = 0  # fixes the validation split
+    split_seed: int = 0  # fixes the validation split (and the test split where none is published)
+    mean: Optional[list[float]] = None  # published per-channel mean, 0..1 scale; None: computed from the training split
+    std: Optional[list[float]] = None  # published per-channel std, 0..1 scale
+    mirror: Optional[str] = None  # downloads: base URL replacing the official hosts (SEARCHER_DATASET_MIRROR)
+    extra: bool = False  # svhn: add the 531k extra images to the training split
+    path: Optional[str] = None  # imagefolder: folder with one sub-folder of PNG/JPEG images per class
+    image_size: Optional[int] = None  # imagefolder, synthetic: square side in pixels
+    channels: Optional[int] = None  # imagefolder: 1 (grey) or 3 (RGB); synthetic: any
+    flip: Optional[bool] = None  # imagefolder: do mirror images keep their class?
+    num_classes: Optional[int] = None  # synthetic
+    train_size: Optional[int] = None  # synthetic: training images (validation is carved from them)
+    test_size: Optional[int] = None  # synthetic
+    data_seed: int = 0  # synthetic: fixes the generated images
 
 
 @dataclass
@@ -184,6 +196,26 @@ def check_ranges(c: SearcherConfig) -> None:
     if d.classes is not None:
         _require(len(d.classes) >= 2 and len(set(d.classes)) == len(d.classes), "dataset.classes", d.classes, "two or more distinct class indices")
         _require(min(d.classes) >= 0, "dataset.classes", d.classes, "class indices >= 0")
+    for key in ("mean", "std"):
+        values = getattr(d, key)
+        if values is not None:
+            _require(len(values) >= 1 and all(0 <= v <= 1 for v in values), f"dataset.{key}", values, "a list of per-channel values between 0 and 1")
+    if d.std is not None:
+        _require(min(d.std) > 0, "dataset.std", d.std, "values > 0")
+    if d.image_size is not None:
+        _require(4 <= d.image_size <= 1024, "dataset.image_size", d.image_size, "an integer from 4 to 1024")
+    if d.channels is not None:
+        _require(d.channels >= 1 and (d.name != "imagefolder" or d.channels in (1, 3)), "dataset.channels", d.channels, "1 or 3 for imagefolder, >= 1 for synthetic")
+    if d.num_classes is not None:
+        _require(d.num_classes >= 2, "dataset.num_classes", d.num_classes, "an integer >= 2")
+    if d.train_size is not None:
+        least = 2 * (d.num_classes or 2)
+        _require(d.train_size >= least, "dataset.train_size", d.train_size, f"at least 2 images per class ({least})")
+    if d.test_size is not None:
+        _require(d.test_size >= 1, "dataset.test_size", d.test_size, "an integer >= 1")
+    _require(d.data_seed >= 0, "dataset.data_seed", d.data_seed, "an integer >= 0")
+    _require(d.flip is None or d.name == "imagefolder", "dataset.flip", d.flip, "null except for imagefolder (published datasets fix it)")
+    _require(not d.extra or d.name == "svhn", "dataset.extra", d.extra, "false except for svhn")
     s = c.search
     _require(s.preset in ("default", "quick"), "search.preset", s.preset, "default or quick (set it with search=quick)")
     _require(s.repeats >= 1, "search.repeats", s.repeats, "an integer >= 1")

@@ -78,6 +78,18 @@ def restrict_classes(images: np.ndarray, labels: np.ndarray, classes: list[int] 
 
 
 def channel_stats(images: torch.Tensor) -> tuple[tuple[float, ...], tuple[float, ...]]:
-    """Per-channel mean and std on the 0..1 scale, from the training split."""
-    pixels = images.float().div_(255).transpose(0, 1).reshape(images.shape[1], -1)
-    return tuple(pixels.mean(1).tolist()), tuple(pixels.std(1).clamp_min(1e-3).tolist())
+    """Per-channel mean and (unbiased) std on the 0..1 scale, from the training split.
+
+    Computed exactly from a 256-bin histogram per channel: no float copy of the split
+    (CIFAR-10 train as float32 would be 600 MB) and about 0.2 s for 50k 32x32x3 images.
+    """
+    values = torch.arange(256, dtype=torch.float64)
+    means, stds = [], []
+    for channel in range(images.shape[1]):
+        counts = torch.bincount(images[:, channel].reshape(-1), minlength=256).double()
+        n = counts.sum()
+        mean = (counts * values).sum() / n
+        var = (counts * (values - mean).square()).sum() / max(n - 1, 1)
+        means.append(float(mean) / 255)
+        stds.append(max(float(var.sqrt()) / 255, 1e-3))
+    return tuple(means), tuple(stds)

@@ -1,13 +1,20 @@
-"""Dataset loaders by name. Each loader returns uint8 images split into train/val/test."""
+"""Dataset loaders by name. Each loader returns uint8 images split into train/val/test.
+
+A loader maps DatasetOptions to (train images, train labels, test images, test
+labels) and whether horizontal flips keep labels; `load_dataset` then applies
+the generic steps every dataset shares: class subsets, the validation split,
+normalisation statistics and the identity that trial keys hash.
+"""
 
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from pathlib import Path
 
 import numpy as np
 
+from searcher.data import published, synthetic
 from searcher.data.dataset import (
     ImageDataset,
     channel_stats,
@@ -16,10 +23,10 @@ from searcher.data.dataset import (
     stratified_mask,
     to_split,
 )
+from searcher.data.errors import DatasetError
+from searcher.data.sources import SOURCES, Source
 
-
-class DatasetError(Exception):
-    """Bad dataset settings or files; the message tells the user what to do."""
+__all__ = ["LOADERS", "DatasetError", "DatasetOptions", "load_dataset", "register"]
 
 
 @dataclass(frozen=True)
@@ -28,7 +35,32 @@ class DatasetOptions:
     classes: tuple[int, ...] | None = None  # restrict to these, relabelled 0..k-1
     val_fraction: float = 0.2  # of the training split, stratified
     split_seed: int = 0  # fixes the validation (and, where unpublished, the test) split
-    data_dir: Path = Path(".")
+    data_dir: Path = Path(".")  # downloads go to data_dir/<name>/
+    mirror: str | None = None  # base URL replacing the official hosts (file name appended)
+    checksums: tuple[tuple[str, str], ...] = ()  # (file name, digest) replacing published ones: files you wrote yourself
+    progress: bool = True  # a download progress bar on stderr
+    extra: bool = False  # svhn: add the 531k extra_32x32.mat images to training
+    path: Path | None = None  # imagefolder: the folder of class folders
+    image_size: int | None = None  # imagefolder, synthetic: square side in pixels
+    channels: int | None = None  # imagefolder (1 or 3), synthetic
+    num_classes: int | None = None  # synthetic
+    train_size: int | None = None  # synthetic: images in the training split (validation is carved from it)
+    test_size: int | None = None  # synthetic
+    data_seed: int = 0  # synthetic: fixes the generated images
+    flip: bool | None = None  # imagefolder: horizontal flips keep labels (your data, your call)
+    mean: tuple[float, ...] | None = None  # published per-channel statistics (0..1 scale); None: from the training split
+    std: tuple[float, ...] | None = None
+
+    def source(self) -> Source:
+        return SOURCES[self.name].with_digests(dict(self.checksums))
+
+    def identity(self) -> str:
+        """What distinguishes this data for trial keys: options beyond the generic ones, when set."""
+        skip = {"name", "classes", "val_fraction", "split_seed", "data_dir", "mirror", "checksums", "progress"}
+        default = DatasetOptions(self.name)
+        return "".join(
+            f"|{f.name}={getattr(self, f.name)}" for f in fields(self) if f.name not in skip and getattr(self, f.name) != getattr(default, f.name)
+        )
 
 
 Arrays = tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]  # train images, labels, test images, labels
@@ -61,6 +93,51 @@ def load_digits(options: DatasetOptions) -> tuple[Arrays, bool]:
     return (images[~test_mask], labels[~test_mask], images[test_mask], labels[test_mask]), False
 
 
+@register("cifar10")
+@register("cifar100")
+def load_cifar(options: DatasetOptions) -> tuple[Arrays, bool]:
+    """CIFAR-10/100 python batches from the Toronto archive; objects and animals: mirror images keep their class."""
+    return published.load_cifar(options.name, options.data_dir / options.name, options.source(), options.mirror, options.progress), True
+
+
+@register("mnist")
+@register("fashion_mnist")
+def load_mnist_like(options: DatasetOptions) -> tuple[Arrays, bool]:
+    """MNIST (digits: a mirrored digit is not a digit, no flips) and Fashion-MNIST (clothes: mirrored, still the same class)."""
+    arrays = published.load_idx(options.name, options.data_dir / options.name, options.source(), options.mirror, options.progress)
+    return arrays, options.name == "fashion_mnist"
+
+
+@register("svhn")
+def load_svhn(options: DatasetOptions) -> tuple[Arrays, bool]:
+    """SVHN house-number digits: no flips."""
+    return published.load_svhn(options.data_dir / "svhn", options.source(), options.mirror, options.extra, options.progress), False
+
+
+@register("imagefolder")
+def load_imagefolder(options: DatasetOptions) -> tuple[Arrays, bool]:
+    from searcher.data.imagefolder import read_image_folder  # Pillow only when asked for
+
+    if options.path is None:
+        raise DatasetError("dataset.path is not set; imagefolder needs dataset.path=DIR, a folder with one sub-folder of images per class.")
+    arrays = read_image_folder(Path(options.path).expanduser(), options.image_size or 32, options.channels or 3, options.split_seed)
+    return arrays, bool(options.flip)
+
+
+@register("synthetic")
+def load_synthetic(options: DatasetOptions) -> tuple[Arrays, bool]:
+    """Generated ordered pairs of oriented textures: a mirror image swaps left and right, so no flips."""
+    arrays = synthetic.generate(
+        options.image_size or 32,
+        options.channels or 3,
+        options.num_classes or 10,
+        options.train_size or 10_000,
+        options.test_size or 2_000,
+        options.data_seed,
+    )
+    return arrays, False  # type: ignore[return-value]
+
+
 def load_dataset(options: DatasetOptions) -> ImageDataset:
     if options.name not in LOADERS:
         raise DatasetError(f"dataset.name={options.name!r} is unknown; choose one of {sorted(LOADERS)}.")
@@ -74,9 +151,12 @@ def load_dataset(options: DatasetOptions) -> ImageDataset:
     train_images, train_labels = restrict_classes(train_images, train_labels, classes)
     test_images, test_labels = restrict_classes(test_images, test_labels, classes)
     train, val = split_off_validation(train_images, train_labels, options.val_fraction, options.split_seed)
-    mean, std = channel_stats(train.images)
+    mean, std = normalisation(options, train.images, classes)
     num_classes = len(classes) if classes else int(max(train_labels.max(), test_labels.max()) + 1)
-    identity = f"{options.name}|classes={classes}|val={options.val_fraction}|split_seed={options.split_seed}|n={len(train)},{len(val)}"
+    identity = (
+        f"{options.name}|classes={classes}|val={options.val_fraction}|split_seed={options.split_seed}|n={len(train)},{len(val)}"
+        + options.identity()
+    )
     return ImageDataset(
         name=options.name,
         train=train,
@@ -88,3 +168,15 @@ def load_dataset(options: DatasetOptions) -> ImageDataset:
         flip=flip,
         identity=identity,
     )
+
+
+def normalisation(options: DatasetOptions, train_images, classes: list[int] | None) -> tuple[tuple[float, ...], tuple[float, ...]]:
+    """Published statistics when the config gives them for the whole dataset; otherwise the training split's own."""
+    if options.mean is None or options.std is None or classes:
+        return channel_stats(train_images)
+    channels = int(train_images.shape[1])
+    if len(options.mean) != channels or len(options.std) != channels:
+        raise DatasetError(
+            f"dataset.mean and dataset.std need {channels} values for {options.name} (one per channel), not {len(options.mean)} and {len(options.std)}."
+        )
+    return tuple(options.mean), tuple(options.std)

@@ -1,0 +1,53 @@
+"""Every conf/dataset/*.yaml composes and validates; the new dataset settings are range-checked."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from hydra import compose, initialize_config_dir
+from omegaconf import OmegaConf
+
+from searcher.config import ConfigError, validate
+from searcher.data import LOADERS
+
+CONF = Path(__file__).resolve().parent.parent / "conf"
+NAMES = sorted(p.stem for p in (CONF / "dataset").glob("*.yaml"))
+
+
+def config(*overrides: str):
+    with initialize_config_dir(config_dir=str(CONF), version_base="1.3"):
+        return validate(OmegaConf.to_container(compose("config", overrides=list(overrides)), resolve=False))
+
+
+def test_every_loader_has_a_config_and_every_config_a_loader():
+    assert NAMES == sorted(LOADERS)
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_dataset_config_validates(name):
+    assert config(f"+dataset={name}").dataset.name == name
+
+
+def test_mirror_comes_from_the_environment(monkeypatch):
+    assert config("+dataset=mnist").dataset.mirror is None
+    monkeypatch.setenv("SEARCHER_DATASET_MIRROR", "http://mirror.example/data/")
+    assert config("+dataset=mnist").dataset.mirror == "http://mirror.example/data/"
+    assert config("+dataset=mnist", "dataset.mirror=http://other/").dataset.mirror == "http://other/"
+
+
+@pytest.mark.parametrize(
+    "overrides, message",
+    [
+        (("+dataset=synthetic", "dataset.image_size=2"), "dataset.image_size=2 is out of range; allowed: an integer from 4 to 1024"),
+        (("+dataset=synthetic", "dataset.num_classes=1"), "dataset.num_classes=1 is out of range"),
+        (("+dataset=synthetic", "dataset.num_classes=10", "dataset.train_size=5"), "dataset.train_size=5 is out of range"),
+        (("+dataset=imagefolder", "dataset.channels=2"), "dataset.channels=2 is out of range"),
+        (("+dataset=cifar10", "+dataset.flip=true"), "dataset.flip=True is out of range"),
+        (("+dataset=cifar10", "+dataset.extra=true"), "dataset.extra=True is out of range"),
+        (("+dataset=cifar10", "dataset.std=[0.2,0,0.2]"), "dataset.std=[0.2, 0.0, 0.2] is out of range"),
+    ],
+)
+def test_out_of_range_settings_name_themselves(overrides, message):
+    with pytest.raises(ConfigError, match=message.replace("[", r"\[").replace("]", r"\]")):
+        config(*overrides)
