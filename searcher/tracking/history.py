@@ -21,7 +21,7 @@ from searcher.tracking.recorder import EPOCH_METRICS, STATE_FILE
 from searcher.train.trainer import EpochRecord, TrainResult
 
 # Settings that do not change what a search computes, so a resume may differ in them.
-NEUTRAL_SETTINGS = ("tracking.", "device", "data_dir", "search.name", "execution.", "train.checkpoint_seconds")
+NEUTRAL_SETTINGS = ("tracking.", "device", "data_dir", "dataset.mirror", "search.name", "execution.", "train.checkpoint_seconds")
 
 
 class CheckpointError(Exception):
