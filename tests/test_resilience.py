@@ -33,7 +33,8 @@ def wait_for(condition, timeout: float = 300, every: float = 0.3):
 
 
 def completed_trials(uri: str) -> list:
-    return [r for r in search_runs(uri, "tags.`searcher.role` = 'trial'") if "searcher.status" in r.data.tags]
+    trials = search_runs(uri, "tags.`searcher.role` = 'trial'")
+    return [r for r in trials if "searcher.status" in r.data.tags and "searcher.orphaned" not in r.data.tags]
 
 
 def decisions(uri: str) -> list:
