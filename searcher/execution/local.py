@@ -8,12 +8,20 @@ from __future__ import annotations
 
 import gc
 import traceback
+from collections.abc import Callable
 from typing import Any, Protocol
 
 from searcher.data.batches import DeviceData
 from searcher.search.stages import Stage, StageResult
 from searcher.search.trials import TrialOutcome, TrialRequest
-from searcher.train.trainer import EpochRecord, TrainResult, train_trial
+from searcher.train.trainer import EpochCallback, EpochRecord, TrainResult, train_trial
+
+Work = Callable[[DeviceData, TrialRequest, EpochCallback], TrainResult]  # what running a trial means
+
+
+def train_request(data: DeviceData, request: TrialRequest, on_epoch: EpochCallback) -> TrainResult:
+    """The ordinary trial: train the requested network until stable."""
+    return train_trial(request.arch, data, request.train, request.seed, evaluate_test=request.evaluate_test, on_epoch=on_epoch)
 
 
 class Progress(Protocol):
@@ -42,7 +50,9 @@ def outcome_of(request: TrialRequest, result: TrainResult) -> TrialOutcome:
     return TrialOutcome(request, "pruned" if result.stopped_early else "ok", result)
 
 
-def run_one(data: DeviceData, stage: Stage, request: TrialRequest, progress: Progress) -> tuple[TrialOutcome, str | None]:
+def run_one(
+    data: DeviceData, stage: Stage, request: TrialRequest, progress: Progress, work: Work = train_request
+) -> tuple[TrialOutcome, str | None]:
     """Train one trial; any exception becomes a failed outcome plus its traceback."""
 
     def on_epoch(record: EpochRecord) -> bool:
@@ -50,7 +60,7 @@ def run_one(data: DeviceData, stage: Stage, request: TrialRequest, progress: Pro
         return stage.on_epoch(request, record)
 
     try:
-        result = train_trial(request.arch, data, request.train, request.seed, evaluate_test=request.evaluate_test, on_epoch=on_epoch)
+        result = work(data, request, on_epoch)
     except Exception as error:  # a broken trial must not end the search
         gc.collect()
         return TrialOutcome(request, "failed", None, error=f"{type(error).__name__}: {error}"), traceback.format_exc()
@@ -58,10 +68,11 @@ def run_one(data: DeviceData, stage: Stage, request: TrialRequest, progress: Pro
 
 
 class LocalRunner:
-    """The serial Runner: trains in this process, records through `recorder`."""
+    """The serial Runner: runs `work` (training, or a transfer probe) in this process, records through `recorder`."""
 
-    def __init__(self, data: DeviceData, recorder: Any, progress: Progress | None = None):
+    def __init__(self, data: DeviceData, recorder: Any, progress: Progress | None = None, work: Work = train_request):
         self.data = data
+        self.work = work
         self.recorder = recorder
         self.progress = progress or QuietProgress()
         self.run_ids: dict[str, str] = {}  # trial key -> MLflow run id
@@ -76,7 +87,7 @@ class LocalRunner:
             self.progress.trial(request)
             run_id = self.recorder.start_trial(request)
             self.run_ids[request.key] = run_id
-            outcome, traceback_text = run_one(self.data, stage, request, self.progress)
+            outcome, traceback_text = run_one(self.data, stage, request, self.progress, self.work)
             self.recorder.finish_trial(run_id, outcome, traceback_text)
             self.progress.trial_done(outcome)
             outcomes.append(outcome)

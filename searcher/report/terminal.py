@@ -73,5 +73,5 @@ def print_summary(console: Console, result: SearchResult, ui_command: str, runs_
         f"[bold]final[/bold]: val_acc {m['val_acc_mean']:.4f} ± {m['val_acc_std']:.4f} · "
         f"test_acc {m['test_acc']:.4f} ± {m['test_acc_std']:.4f} · {len(result.outcomes)} trials · {result.seconds:.1f}s"
     )
-    console.print(f"MLflow UI:  {ui_command}")
-    console.print(f"then open:  {runs_url}")
+    console.print(f"MLflow UI:  {ui_command}", soft_wrap=True, highlight=False)  # soft_wrap: commands and URLs stay copyable
+    console.print(f"then open:  {runs_url}", soft_wrap=True, highlight=False)
