@@ -142,7 +142,7 @@ class TrackingConfig:
 @dataclass
 class ReportConfig:
     enabled: bool = True  # figures and report.html/report.md at the end of the search
-    trial_plots: Optional[bool] = None  # a learning-curve figure per trial; None: only when trials average >= 5 s
+    trial_plots: Optional[bool] = None  # a learning-curve figure per trial; None: only when trials average >= 3 s
 
 
 @dataclass

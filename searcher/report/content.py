@@ -139,12 +139,13 @@ def reload(search: SearchRecord) -> list[Block]:
         Code(
             "import mlflow.pytorch, torch\n"
             f'mlflow.set_tracking_uri("{search.tracking_uri}")\n'
-            f'model = mlflow.pytorch.load_model("{search.model.uri}").eval()\n'
+            f'model = mlflow.pytorch.load_model("{search.model.uri}")  # saved in eval mode\n'
             f"mean = torch.tensor({mean}).view(1, -1, 1, 1)\n"
             f"std = torch.tensor({std}).view(1, -1, 1, 1)\n"
             f"# images: uint8 tensor (N, {shape.get('channels', 'C')}, {shape.get('size', 'H')}, {shape.get('size', 'W')})\n"
             "x = (images.float() / 255 - mean) / std\n"
-            "predictions = model(x).argmax(1)\n"
+            "with torch.no_grad():\n"
+            "    predictions = model(x).argmax(1)\n"
         )
     )
     return blocks
