@@ -200,17 +200,24 @@ class Recorder:
                 name="model",
                 input_example=input_example,
                 pip_requirements=[f"torch=={torch.__version__.split('+')[0]}"],  # skips slow requirement inference
-                registered_model_name=registered_name,
             )
         self.open_runs.remove(self.search_run_id)
-        if registered_name and info.registered_model_version is not None:
-            version = str(info.registered_model_version)
-            version_tags = {"searcher.search_name": self.search_name or "", "searcher.search_run_id": self.search_run_id}
-            version_tags |= {k: f"{metrics[k]:.6g}" for k in ("test_acc", "test_acc_std", "val_acc_mean") if k in metrics}
-            for key, value in version_tags.items():
-                self.client.set_model_version_tag(registered_name, version, key, value)
-            return f"models:/{registered_name}/{version}"
-        return info.model_uri
+        return self.register(info.model_uri, registered_name, metrics) if registered_name else info.model_uri
+
+    def register(self, model_uri: str, name: str, metrics: dict[str, float]) -> str:
+        """A new version of `name`, tagged with the search; a registry failure leaves the logged model usable."""
+        import logging
+
+        try:
+            version = str(mlflow.register_model(model_uri, name, tags={"searcher.search_name": self.search_name or ""}).version)
+            tags = {"searcher.search_run_id": self.search_run_id or ""}
+            tags |= {k: f"{metrics[k]:.6g}" for k in ("test_acc", "test_acc_std", "val_acc_mean") if k in metrics}
+            for key, value in tags.items():
+                self.client.set_model_version_tag(name, version, key, value)
+        except Exception as error:  # e.g. a store without a registry, or two searches registering at the same instant
+            logging.getLogger(__name__).warning("model %s logged but not registered as %r: %s", model_uri, name, error)
+            return model_uri
+        return f"models:/{name}/{version}"
 
     def abort(self, status: str) -> None:
         """Close every open run, innermost first (KILLED on a signal, FAILED on an error)."""
