@@ -3,7 +3,7 @@
 Starts `mlflow server` with one worker and job execution off (MLflow's default
 starts ~15 processes in 3.3 GB; this one ~515 MB), bound to 127.0.0.1 unless
 --host says otherwise, waits until it answers, then prints the runs table's URL
-and a stage-by-stage view of the latest (or --search-name) search. Ctrl-C stops it.
+a stage-by-stage view and the run page of the latest (or --search-name) search. Ctrl-C stops it.
 """
 
 from __future__ import annotations
@@ -68,7 +68,7 @@ def check_port(host: str, port: int) -> None:
 def links(uri: str, experiment: str, search_name: str | None, base: str) -> list[tuple[str, str]]:
     """(label, URL) pairs: the runs table, and the search's stage-by-stage view (saved on the experiment)."""
     from searcher.tracking.reader import SearchNotFound, client_for, find_search_run, latest_search_run
-    from searcher.tracking.views import runs_url, save_stage_view
+    from searcher.tracking.views import run_url, runs_url, save_stage_view
 
     client = client_for(uri)
     found = client.get_experiment_by_name(experiment)
@@ -83,11 +83,13 @@ def links(uri: str, experiment: str, search_name: str | None, base: str) -> list
             raise UIError(f"--search-name: {error}") from None
     else:
         run = latest_search_run(client, experiment_id)
-    pairs = [("runs table (each search run folds open into its stages and trials)", runs_url(base, experiment_id))]
+    pairs = []
     if run is not None:
         name = run.data.tags.get("searcher.search_name", run.info.run_name)
         key = save_stage_view(client, experiment_id, name)
-        pairs.insert(0, (f"search {name}, stage by stage", runs_url(base, experiment_id, key)))
+        pairs.append((f"search {name}, stage by stage", runs_url(base, experiment_id, key)))
+        pairs.append((f"search {name}, its run (stages as child runs, report.html under Artifacts)", run_url(base, experiment_id, run.info.run_id)))
+    pairs.append(("runs table (each search run folds open into its stages and trials)", runs_url(base, experiment_id)))
     return pairs
 
 

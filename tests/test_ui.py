@@ -64,8 +64,8 @@ def ui(transfer_search):
                 break
             lines.append(line.strip())
         urls = [line for line in lines if line.startswith("http://")]
-        assert len(urls) == 2, "\n".join(lines)
-        yield {"stage_view": urls[0], "tree": urls[1], "port": port, "name": name, "output": lines}
+        assert len(urls) == 3, "\n".join(lines)
+        yield {"stage_view": urls[0], "run_page": urls[1], "tree": urls[2], "port": port, "name": name, "output": lines}
     finally:
         process.send_signal(signal.SIGINT)
         try:
@@ -79,6 +79,7 @@ def ui(transfer_search):
 def test_the_ui_prints_direct_links_to_the_runs_table(ui):
     assert ui["tree"].startswith(f"http://127.0.0.1:{ui['port']}/#/experiments/") and ui["tree"].endswith("/runs")
     assert ui["stage_view"].startswith(ui["tree"] + "?viewStateShareKey=searcher-shared-")
+    assert ui["run_page"].startswith(ui["tree"] + "/") and len(ui["run_page"].rsplit("/", 1)[1]) == 32
     assert any("one worker, job execution off" in line for line in ui["output"])
 
 
@@ -91,6 +92,9 @@ def test_a_browser_sees_the_search_and_its_stages(ui):
     for title in ("0 baseline", "1 width", "2 depth", "3 regularization", "4 final", "5 transfer"):
         assert title in stages
     assert "w16 d2" in stages and "final seed 0" in stages and "transfer " in stages  # trial runs, grouped by stage
+    page = rendered(ui["run_page"])
+    assert f"search {ui['name']}" in page and "Child runs" in page and "0 baseline" in page and "5 transfer" in page
+    assert "searcher-digits" in page  # the registered model
 
 
 def test_the_ui_refuses_a_missing_store_with_a_clear_message(tmp_path):

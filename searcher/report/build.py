@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from searcher.report import plots
-from searcher.report.content import report_blocks
+from searcher.report.content import description_blocks, report_blocks
 from searcher.report.document import to_html, to_markdown
 from searcher.report.records import SearchRecord
 
@@ -103,7 +103,7 @@ def publish(
     tracking_uri: str, search_run_id: str | None, folder: Path | None, trial_plots: bool | None = None, log: bool = True
 ) -> Published:
     """Read the search from the store, build its report under `folder` and (with `log`) attach it to the runs."""
-    from searcher.tracking.reader import attach, client_for, log_metrics, read_search, with_curves
+    from searcher.tracking.reader import attach, client_for, describe, log_metrics, read_search, with_curves
 
     if search_run_id is None:
         raise ValueError("no search run to report on")
@@ -123,6 +123,7 @@ def publish(
             attach(client, search.run_id, [built.overview, *built.stage_figures.values()], "figures")
             for run_id, path in {**built.stage_figures, **built.trial_figures}.items():
                 attach(client, run_id, [path], "figures")
+            describe(client, search.run_id, to_markdown(description_blocks(search), built.folder))
             built.seconds["log"] = time.perf_counter() - started
             log_metrics(client, search.run_id, {"report_seconds": sum(built.seconds.values())})
     return Published(location, built.seconds)

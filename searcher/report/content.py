@@ -169,3 +169,14 @@ def report_blocks(search: SearchRecord, figure_paths: dict[str, tuple[Path, str]
         + decision_log(search)
         + reload(search)
     )
+
+
+def description_blocks(search: SearchRecord) -> list[Block]:
+    """The search run's description in the MLflow UI: the result and the stages at a glance."""
+    sentence = [block for block in result(search) if isinstance(block, Paragraph)][:1]
+    return (
+        sentence
+        + summary(search)
+        + transfer(search)
+        + [Paragraph("The full report, with the figures and the decision log: **report.html** under Artifacts.")]
+    )

@@ -188,3 +188,10 @@ def log_metrics(client: Any, run_id: str, metrics: dict[str, float]) -> None:
 
     now = int(time.time() * 1000)
     client.log_batch(run_id, metrics=[Metric(k, v, now, 0) for k, v in metrics.items()])
+
+
+def describe(client: Any, run_id: str, markdown: str) -> None:
+    """The run's description, as the MLflow UI shows it on the run page (the mlflow.note.content tag)."""
+    from mlflow.utils.mlflow_tags import MLFLOW_RUN_NOTE
+
+    client.set_tag(run_id, MLFLOW_RUN_NOTE, markdown)

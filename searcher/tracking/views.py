@@ -22,7 +22,6 @@ COLUMNS = (
     "tags.`searcher.decision`",
     "tags.`searcher.behavior`",
     "metrics.`epochs`",
-    "metrics.`train_seconds`",
     "metrics.`test_acc`",
     "metrics.`transfer_acc`",
     "params.`arch.widths`",
@@ -57,3 +56,8 @@ def save_stage_view(client: Any, experiment_id: str, search_name: str) -> str:
 def runs_url(base: str, experiment_id: str, share_key: str | None = None) -> str:
     url = f"{base.rstrip('/')}/#/experiments/{experiment_id}/runs"
     return f"{url}?viewStateShareKey={share_key}" if share_key else url
+
+
+def run_url(base: str, experiment_id: str, run_id: str) -> str:
+    """A run's page: for a search run, its stages as child runs, its description, report and registered model."""
+    return f"{base.rstrip('/')}/#/experiments/{experiment_id}/runs/{run_id}"
