@@ -58,7 +58,7 @@ def ui(transfer_search):
     )
     lines, deadline = [], time.monotonic() + 180
     try:
-        while time.monotonic() < deadline and not any("/#/experiments/" in line and "viewStateShareKey" not in line for line in lines):
+        while time.monotonic() < deadline and not any(line.startswith("http://") and line.endswith("/runs") for line in lines):
             line = process.stdout.readline()
             if not line and process.poll() is not None:
                 break
