@@ -131,3 +131,24 @@ def test_a_probe_refuses_images_with_other_channels(split_digits):
     rgb_state = build_model(arch, 3, 5).state_dict()
     with pytest.raises(ProbeError, match="3-channel"):
         probe_trial(arch, rgb_state, source, ProbeSettings(), seed=0)
+
+
+def test_transfer_without_a_target_is_refused_before_anything_trains(tmp_path):
+    from conftest import run_cli
+
+    result = run_cli("search.transfer.enabled=true", f"tracking.uri=sqlite:///{tmp_path / 'm.db'}", cwd=tmp_path, timeout=120)
+    assert result.returncode == 2
+    assert "search.transfer.dataset" in result.stdout and "classes: [5,6,7,8,9]" in result.stdout
+    assert not (tmp_path / "m.db").exists()
+
+
+def test_transfer_settings_are_range_checked():
+    from searcher.config import ConfigError, validate
+
+    target = {"name": "digits", "classes": [5, 6, 7, 8, 9]}
+    config = validate({"search": {"transfer": {"enabled": True, "dataset": target, "top_k": 2, "longest": 0}}})
+    assert config.search.transfer.dataset.classes == [5, 6, 7, 8, 9] and config.search.transfer.top_k == 2
+    with pytest.raises(ConfigError, match=r"search\.transfer\.top_k=0"):
+        validate({"search": {"transfer": {"enabled": True, "dataset": target, "top_k": 0}}})
+    with pytest.raises(ConfigError, match=r"search\.transfer\.dataset\.classes"):
+        validate({"search": {"transfer": {"enabled": True, "dataset": {"name": "digits", "classes": [5]}}}})
