@@ -125,20 +125,23 @@ def ui_command(uri: str) -> str:
     return f"python -m searcher.ui --tracking-uri {uri}"
 
 
-def publish_report(console: Console, config: SearcherConfig, search_run_id: str | None, output_dir: Path | None) -> None:
-    """Figures and report.html/.md, built from the tracking store (as `python -m searcher.report` does); never fails the search."""
+def publish_report(console: Console, config: SearcherConfig, name: str, search_run_id: str | None, output_dir: Path | None) -> bool:
+    """Figures and report.html/.md, built from the tracking store (as `python -m searcher.report` does).
+
+    Never fails the finished search; returns False when Ctrl-C interrupted it."""
     from searcher.report.build import publish
 
+    rebuild = f"python -m searcher.report --search-name {name} --tracking-uri {config.tracking.uri}"
     try:
         published = publish(config.tracking.uri, search_run_id, output_dir, trial_plots=config.report.trial_plots)
+    except KeyboardInterrupt:
+        console.print(f"[yellow]report interrupted[/yellow]; the search is recorded, rebuild the report with {rebuild}", highlight=False, soft_wrap=True)
+        return False
     except Exception as error:  # the search is recorded; the report can be rebuilt from the store
-        console.print(
-            f"[yellow]report failed[/yellow] ({type(error).__name__}: {error}); rebuild it with "
-            f"python -m searcher.report --search-name NAME --tracking-uri {config.tracking.uri}",
-            highlight=False,
-        )
-        return
+        console.print(f"[yellow]report failed[/yellow] ({type(error).__name__}: {error}); rebuild it with {rebuild}", highlight=False, soft_wrap=True)
+        return True
     console.print(f"report:     {published.location} ({sum(published.seconds.values()):.1f}s)", highlight=False, soft_wrap=True)
+    return True
 
 
 def install_signal_handlers() -> None:
@@ -230,9 +233,9 @@ def run(config: SearcherConfig, dataset_chosen: bool, output_dir: Path | None = 
         signal.signal(signal.SIGINT, signal.default_int_handler)
         signal.signal(signal.SIGTERM, signal.SIG_DFL)
     print_summary(console, result, ui_command(config.tracking.uri), recorder.stage_view_url("http://127.0.0.1:5000"))
-    if config.report.enabled:
-        publish_report(console, config, recorder.search_run_id, output_dir)
     console.print(f"model:      {model_uri}  (mlflow.pytorch.load_model)", highlight=False, soft_wrap=True)
+    if config.report.enabled and not publish_report(console, config, name, recorder.search_run_id, output_dir):
+        return Outcome(EXIT_SIGINT, name, recorder.search_run_id, result.final.metrics["test_acc"])
     return Outcome(EXIT_OK, name, recorder.search_run_id, result.final.metrics["test_acc"])
 
 
