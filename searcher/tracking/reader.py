@@ -81,9 +81,13 @@ def _curves(client: Any, run_id: str) -> dict[str, Curve]:
     return curves
 
 
-def _decisions(client: Any, run_id: str, folder: str) -> tuple[dict, ...]:
+def _decisions(artifact_uri: str, folder: str) -> tuple[dict, ...]:
+    """The stage run's decisions.json, read straight from its artifact location (no run lookups)."""
+    from mlflow.store.artifact.artifact_repository_registry import get_artifact_repository
+
+    os.makedirs(folder, exist_ok=True)
     try:
-        path = client.download_artifacts(run_id, "decisions.json", folder)
+        path = get_artifact_repository(artifact_uri).download_artifacts("decisions.json", folder)
     except Exception:  # a stage that never finished has none
         return ()
     return tuple(json.loads(Path(path).read_text()))
@@ -153,7 +157,7 @@ def read_search(client: Any, search_run_id: str) -> SearchRecord:
                     winner=tags.get("searcher.winner", ""),
                     winner_arch=json.loads(arch) if arch else None,
                     metrics=dict(stage_run.data.metrics),
-                    decisions=_decisions(client, stage_run.info.run_id, os.path.join(folder, str(index))),
+                    decisions=_decisions(stage_run.info.artifact_uri, os.path.join(folder, str(index))),
                     trials=trials,
                 )
             )
