@@ -27,7 +27,7 @@ class Built:
     folder: Path
     html: Path
     markdown: Path
-    overview: Path
+    shown: list[Path]  # the figures the documents show: logged beside them on the search run
     stage_figures: dict[str, Path] = field(default_factory=dict)  # stage run id -> PNG
     trial_figures: dict[str, Path] = field(default_factory=dict)  # trial run id -> PNG
     seconds: dict[str, float] = field(default_factory=dict)  # where the time went: trial_plots, stage_plots, documents
@@ -73,7 +73,7 @@ def build(search: SearchRecord, folder: Path, trial_plots: bool = True) -> Built
     html = folder / "report.html"
     html.write_text(to_html(blocks, f"searcher report: {search.name}"))
     seconds["documents"] = time.perf_counter() - started
-    return Built(folder, html, markdown, shown["overview"][0], stage_figures, trial_figures, seconds)
+    return Built(folder, html, markdown, [path for path, _ in shown.values()], stage_figures, trial_figures, seconds)
 
 
 def _unique(name: str, taken: set[str]) -> str:
@@ -120,7 +120,8 @@ def publish(
         if log:
             started = time.perf_counter()
             attach(client, search.run_id, [built.html, built.markdown])
-            attach(client, search.run_id, [built.overview, *built.stage_figures.values()], "figures")
+            for path in built.shown:  # same relative paths as in report.md, so its links work in the artifact store
+                attach(client, search.run_id, [path], path.parent.relative_to(built.folder).as_posix())
             for run_id, path in {**built.stage_figures, **built.trial_figures}.items():
                 attach(client, run_id, [path], "figures")
             describe(client, search.run_id, to_markdown(description_blocks(search), built.folder))
