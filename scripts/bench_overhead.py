@@ -6,7 +6,9 @@ Runs one search in this process (as `python -m searcher` would, same config
 composition) and times, by wrapping the real objects, the calls into each
 part: training and evaluation (`train_trial`, minus the per-epoch callbacks it
 makes), MLflow (every Recorder method), Optuna (study and trial methods, the
-pruner included), the terminal display, and the rest (controller, config,
+pruner included), the terminal display, the end-of-search report (figures and
+report.html/.md read back from the store; `report.trial_plots=true` adds the
+per-trial figures), and the rest (controller, config,
 data loading, model logging bookkeeping). Overhead = 1 - training share.
 """
 
@@ -50,6 +52,7 @@ def instrument() -> None:
     import optuna
 
     import searcher.execution.local as local
+    import searcher.report.build as report_build
     from searcher.report.terminal import RichProgress
     from searcher.tracking.recorder import Recorder
 
@@ -62,6 +65,8 @@ def instrument() -> None:
     optuna.create_study = timed("optuna", optuna.create_study)
     for name in ("stage", "trial", "epoch", "trial_done"):
         setattr(RichProgress, name, timed("terminal display", getattr(RichProgress, name)))
+
+    report_build.publish = timed("report (figures, report.html/.md)", report_build.publish)
 
     original = local.train_trial
 

@@ -6,4 +6,10 @@ cd "$(dirname "$0")/.."
 python3 -m venv .venv
 # (this machine's pip prints one "Location ... is ignored" line per package: filtered, pip's exit code kept)
 .venv/bin/pip install --quiet -c constraints.txt -e ".[dev]" 2>&1 | { grep -v "^WARNING: Location" || true; }
+# The UI test drives a real headless browser: install Debian's chromium when it is missing and we may (root + apt-get).
+if ! command -v chromium >/dev/null 2>&1 && [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
+    echo "installing chromium for the UI test (apt-get, about 30 s)"
+    { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium; } >/dev/null 2>&1 \
+        || echo "could not install chromium: the browser test will be skipped"
+fi
 exec .venv/bin/python -m pytest -q "$@"

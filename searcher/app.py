@@ -17,10 +17,10 @@ from typing import Any
 from omegaconf import OmegaConf
 from rich.console import Console
 
-from searcher.config import ConfigError, SearcherConfig, data_dir
+from searcher.config import ConfigError, DatasetConfig, SearcherConfig, data_dir
 from searcher.data import DatasetError, DatasetOptions, DeviceData, ImageDataset, load_dataset
 from searcher.model.spec import LayoutPolicy
-from searcher.search.plan import RegularizerRange, SearchPlan
+from searcher.search.plan import RegularizerRange, SearchPlan, TransferPlan
 from searcher.train.stability import StabilityRule
 from searcher.train.trainer import TrainSettings, resolve_device
 
@@ -43,7 +43,31 @@ class Outcome:
     test_acc: float | None = None
 
 
-def make_plan(config: SearcherConfig, dataset: ImageDataset) -> SearchPlan:
+def dataset_options(section: DatasetConfig, folder: Path) -> DatasetOptions:
+    """DatasetOptions from a dataset config section (the searched one or the transfer target): every shared field."""
+    import dataclasses
+
+    values = {f.name: getattr(section, f.name) for f in dataclasses.fields(DatasetOptions) if hasattr(section, f.name)}
+    values = {k: tuple(v) if isinstance(v, list) else v for k, v in values.items()}
+    if values.get("path"):
+        values["path"] = Path(values["path"]).expanduser()
+    return DatasetOptions(**values, data_dir=folder)
+
+
+def load_target(config: SearcherConfig, dataset: ImageDataset) -> ImageDataset | None:
+    """The transfer stage's target dataset (None when stage 5 is off); checked before anything trains."""
+    if not config.search.transfer.enabled or config.search.transfer.dataset is None:
+        return None
+    target = load_dataset(dataset_options(config.search.transfer.dataset, data_dir(config)))
+    if target.channels != dataset.channels:
+        raise ConfigError(
+            f"search.transfer.dataset ({target.name}) has {target.channels}-channel images but the searched dataset "
+            f"({dataset.name}) has {dataset.channels}; pick a target with {dataset.channels} channel(s)."
+        )
+    return target
+
+
+def make_plan(config: SearcherConfig, dataset: ImageDataset, target: ImageDataset | None = None) -> SearchPlan:
     s, t, m = config.search, config.train, config.model
     train = TrainSettings(
         optimizer=t.optimizer,  # type: ignore[arg-type]
@@ -83,6 +107,7 @@ def make_plan(config: SearcherConfig, dataset: ImageDataset) -> SearchPlan:
         pruner_warmup_epochs=s.regularization.pruner_warmup_epochs,
         final_seeds=s.final.seeds,
         max_consecutive_failures=s.max_consecutive_failures,
+        transfer=TransferPlan(target.identity, s.transfer.top_k, s.transfer.longest) if target is not None else None,
     )
 
 
@@ -120,7 +145,26 @@ def default_name(config: SearcherConfig, settings: dict[str, str]) -> str:
 
 
 def ui_command(uri: str) -> str:
-    return f"MLFLOW_SERVER_ENABLE_JOB_EXECUTION=false mlflow ui --backend-store-uri {uri} --workers 1 --port 5000"
+    return f"python -m searcher.ui --tracking-uri {uri}"
+
+
+def publish_report(console: Console, config: SearcherConfig, name: str, search_run_id: str | None, output_dir: Path | None) -> bool:
+    """Figures and report.html/.md, built from the tracking store (as `python -m searcher.report` does).
+
+    Never fails the finished search; returns False when Ctrl-C interrupted it."""
+    from searcher.report.build import publish
+
+    rebuild = f"python -m searcher.report --search-name {name} --tracking-uri {config.tracking.uri}"
+    try:
+        published = publish(config.tracking.uri, search_run_id, output_dir, trial_plots=config.report.trial_plots)
+    except KeyboardInterrupt:
+        console.print(f"[yellow]report interrupted[/yellow]; the search is recorded, rebuild the report with {rebuild}", highlight=False, soft_wrap=True)
+        return False
+    except Exception as error:  # the search is recorded; the report can be rebuilt from the store
+        console.print(f"[yellow]report failed[/yellow] ({type(error).__name__}: {error}); rebuild it with {rebuild}", highlight=False, soft_wrap=True)
+        return True
+    console.print(f"report:     {published.location} ({sum(published.seconds.values()):.1f}s)", highlight=False, soft_wrap=True)
+    return True
 
 
 def install_signal_handlers() -> None:
@@ -137,28 +181,8 @@ def run(config: SearcherConfig, dataset_chosen: bool, output_dir: Path | None = 
     if not dataset_chosen:
         console.print("No dataset chosen: searching on the built-in [bold]digits[/bold] (scikit-learn, offline). Pick one with +dataset=NAME.")
     try:
-        d = config.dataset
-        dataset = load_dataset(
-            DatasetOptions(
-                name=d.name,
-                classes=tuple(d.classes) if d.classes else None,
-                val_fraction=d.val_fraction,
-                split_seed=d.split_seed,
-                data_dir=data_dir(config),
-                mirror=d.mirror,
-                extra=d.extra,
-                path=Path(d.path).expanduser() if d.path else None,
-                image_size=d.image_size,
-                channels=d.channels,
-                num_classes=d.num_classes,
-                train_size=d.train_size,
-                test_size=d.test_size,
-                data_seed=d.data_seed,
-                flip=d.flip,
-                mean=tuple(d.mean) if d.mean else None,
-                std=tuple(d.std) if d.std else None,
-            )
-        )
+        dataset = load_dataset(dataset_options(config.dataset, data_dir(config)))
+        target = load_target(config, dataset)
         from searcher.tracking import TrackingError, open_recorder
 
         try:
@@ -181,7 +205,7 @@ def run(config: SearcherConfig, dataset_chosen: bool, output_dir: Path | None = 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     settings = search_settings(config, flatten)
     name = config.search.name or default_name(config, settings)
-    plan = make_plan(config, dataset)
+    plan = make_plan(config, dataset, target)
     device = resolve_device(config.device)
     console.print(
         f"search [bold]{name}[/bold] on {dataset.name} ({len(dataset.train)} train / {len(dataset.val)} val images, "
@@ -222,18 +246,29 @@ def run(config: SearcherConfig, dataset_chosen: bool, output_dir: Path | None = 
             runner = LocalRunner(
                 DeviceData(dataset, device), recorder, progress, checkpoint_dir(config, name), config.train.checkpoint_seconds
             )
-            result = run_search(plan, StudyBook(optuna_storage(config), name, plan), runner)
+            transfer_runner = None
+            if target is not None:
+                from searcher.execution.probe import probe_work
+
+                transfer_runner = LocalRunner(DeviceData(target, device), recorder, progress, work=probe_work())
+            result = run_search(plan, StudyBook(optuna_storage(config), name, plan), runner, transfer_runner)
         files = {"decisions.json": decisions_json(result), "decisions.md": decisions_markdown(result, name)}
         for file_name, text in files.items():
             recorder.log_artifact_text(text, file_name)
             if output_dir is not None:
                 (output_dir / file_name).write_text(text)
         model, example = final_model(result, dataset)
-        recorder.finish_search(
+        model_uri = recorder.finish_search(
             dict(result.final.metrics) | {"search_seconds": result.seconds, "trials": len(result.outcomes)},
-            {"searcher.final_arch": result.final.winner.arch.describe()},
+            {
+                "searcher.final_arch": result.final.winner.arch.describe(),
+                "searcher.input": json.dumps(
+                    {"channels": dataset.channels, "size": dataset.size, "mean": dataset.mean, "std": dataset.std, "classes": dataset.num_classes}
+                ),
+            },
             model,
             example,
+            registered_name=f"searcher-{dataset.name}",
         )
     except (SearchFailed, TrackingLost) as failure:
         if not isinstance(failure, TrackingLost):
@@ -250,7 +285,10 @@ def run(config: SearcherConfig, dataset_chosen: bool, output_dir: Path | None = 
     finally:
         signal.signal(signal.SIGINT, signal.default_int_handler)
         signal.signal(signal.SIGTERM, signal.SIG_DFL)
-    print_summary(console, result, ui_command(config.tracking.uri), recorder.runs_url("http://127.0.0.1:5000"))
+    print_summary(console, result, ui_command(config.tracking.uri), recorder.stage_view_url("http://127.0.0.1:5000"))
+    console.print(f"model:      {model_uri}  (mlflow.pytorch.load_model)", highlight=False, soft_wrap=True)
+    if config.report.enabled and not publish_report(console, config, name, recorder.search_run_id, output_dir):
+        return Outcome(EXIT_SIGINT, name, recorder.search_run_id, result.final.metrics["test_acc"])
     return Outcome(EXIT_OK, name, recorder.search_run_id, result.final.metrics["test_acc"])
 
 

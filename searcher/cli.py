@@ -40,7 +40,14 @@ def task(composed: DictConfig) -> None:
         sys.exit(outcome.exit_code)
 
 
+SUBCOMMANDS = {"ui": "searcher.ui", "report": "searcher.report.__main__"}  # `searcher ui ...` = `python -m searcher.ui ...`
+
+
 def main() -> None:
+    if len(sys.argv) > 1 and sys.argv[1] in SUBCOMMANDS:
+        import importlib
+
+        sys.exit(importlib.import_module(SUBCOMMANDS[sys.argv[1]]).main(sys.argv[2:]))
     try:
         task()
     except SystemExit as exit_:

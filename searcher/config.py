@@ -91,6 +91,14 @@ class FinalConfig:
 
 
 @dataclass
+class TransferConfig:
+    enabled: bool = False  # stage 5: probe the best candidates on search.transfer.dataset
+    dataset: Optional[DatasetConfig] = None  # the target, e.g. {name: digits, classes: [5,6,7,8,9]}
+    top_k: int = 3  # distinct candidates with the best validation accuracy
+    longest: int = 1  # plus this many others whose kept weights trained the most epochs
+
+
+@dataclass
 class SearchConfig:
     preset: str = "default"
     name: Optional[str] = None  # names the search in MLflow; default: <dataset>-<date>-<time>
@@ -101,6 +109,7 @@ class SearchConfig:
     depth: DepthConfig = field(default_factory=DepthConfig)
     regularization: RegularizationConfig = field(default_factory=RegularizationConfig)
     final: FinalConfig = field(default_factory=FinalConfig)
+    transfer: TransferConfig = field(default_factory=TransferConfig)
 
 
 @dataclass
@@ -146,6 +155,12 @@ class TrackingConfig:
 
 
 @dataclass
+class ReportConfig:
+    enabled: bool = True  # figures and report.html/report.md at the end of the search
+    trial_plots: Optional[bool] = None  # a learning-curve figure per trial; None: only when trials average >= 3 s
+
+
+@dataclass
 class SearcherConfig:
     seed: int = 0
     device: str = "auto"  # auto | cpu | cuda | cuda:N
@@ -155,6 +170,7 @@ class SearcherConfig:
     train: TrainConfig = field(default_factory=TrainConfig)
     model: ModelConfig = field(default_factory=ModelConfig)
     tracking: TrackingConfig = field(default_factory=TrackingConfig)
+    report: ReportConfig = field(default_factory=ReportConfig)
 
 
 def validate(composed: DictConfig | dict) -> SearcherConfig:
@@ -240,6 +256,19 @@ def check_ranges(c: SearcherConfig) -> None:
         _require(0 <= span.low <= span.high <= upper[name], key, f"[{span.low}, {span.high}]", f"0 <= low <= high <= {upper[name]}")
         _require(not span.log or span.low > 0, f"{key}.low", span.low, "a number > 0 when log is true")
     _require(s.final.seeds >= 1, "search.final.seeds", s.final.seeds, "an integer >= 1")
+    x = s.transfer
+    if x.enabled and x.dataset is None:
+        raise ConfigError(
+            "search.transfer.enabled=true needs a target: set search.transfer.dataset, "
+            "e.g. 'search.transfer.dataset={name: digits, classes: [5,6,7,8,9]}'."
+        )
+    _require(x.top_k >= 1, "search.transfer.top_k", x.top_k, "an integer >= 1")
+    _require(x.longest >= 0, "search.transfer.longest", x.longest, "an integer >= 0")
+    if x.dataset is not None and x.dataset.classes is not None:
+        classes = x.dataset.classes
+        _require(len(classes) >= 2 and len(set(classes)) == len(classes) and min(classes) >= 0, "search.transfer.dataset.classes", classes, "two or more distinct class indices >= 0")
+    if x.dataset is not None:
+        _require(0 < x.dataset.val_fraction < 1, "search.transfer.dataset.val_fraction", x.dataset.val_fraction, "a fraction between 0 and 1")
     t = c.train
     _require(t.optimizer in ("adamw", "sgd"), "train.optimizer", t.optimizer, "adamw or sgd")
     _require(t.lr > 0, "train.lr", t.lr, "a number > 0")

@@ -109,3 +109,28 @@ def search_runs(uri: str, query: str = "") -> list:
     client = MlflowClient(tracking_uri=uri)
     experiment = client.get_experiment_by_name("searcher")
     return client.search_runs([experiment.experiment_id], query, max_results=5000) if experiment else []
+
+
+SOURCE_CLASSES, TARGET_CLASSES = [0, 1, 2, 3, 4], [5, 6, 7, 8, 9]
+
+
+@pytest.fixture(scope="session")
+def transfer_search(tmp_path_factory):
+    """ONE quick search, shared by the UI, report, registry and transfer tests: digits 0-4, transfer to 5-9,
+    every figure drawn. Returns (folder, tracking URI, search name, stdout)."""
+    folder = tmp_path_factory.mktemp("shared-search")
+    uri = f"sqlite:///{folder / 'mlflow.db'}"
+    result = run_cli(
+        "search=quick",
+        f"tracking.uri={uri}",
+        "search.name=shared",
+        "+dataset=digits",
+        f"dataset.classes={SOURCE_CLASSES}",
+        "search.transfer.enabled=true",
+        f"search.transfer.dataset={{name: digits, classes: {TARGET_CLASSES}}}",
+        "report.trial_plots=true",
+        cwd=folder,
+        timeout=600,
+    )
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    return folder, uri, "shared", result.stdout

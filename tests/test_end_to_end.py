@@ -23,7 +23,7 @@ def test_first_lines_say_digits_was_chosen(finished_search):
     _, _, stdout = finished_search
     assert "No dataset chosen" in stdout.splitlines()[0] and "digits" in stdout.splitlines()[0]
     assert "/#/experiments/" in stdout and "/runs" in stdout
-    assert "mlflow ui --backend-store-uri" in stdout
+    assert "python -m searcher.ui --tracking-uri" in stdout
 
 
 def test_run_tree_tags_metrics_and_artifacts(finished_search):
@@ -33,7 +33,7 @@ def test_run_tree_tags_metrics_and_artifacts(finished_search):
     assert search.info.run_name == "search check" and search.info.status == "FINISHED"
     assert search.data.metrics["test_acc"] >= 0.9
     artifacts = {a.path for a in client.list_artifacts(search.info.run_id)}
-    assert {"config.yaml", "decisions.json", "decisions.md"} <= artifacts
+    assert {"config.yaml", "decisions.json", "decisions.md", "report.html", "report.md"} <= artifacts
 
     stages = runs_by_role(client, "stage")
     assert sorted(s.data.tags["searcher.stage"] for s in stages) == sorted(["baseline", "width", "depth", "regularization", "final"])

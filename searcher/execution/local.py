@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import gc
 import traceback
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -15,7 +16,22 @@ from searcher.data.batches import DeviceData
 from searcher.search.stages import Stage, StageResult
 from searcher.search.trials import TrialOutcome, TrialRequest
 from searcher.train.checkpoint import Checkpointing
-from searcher.train.trainer import EpochRecord, TrainResult, train_trial
+from searcher.train.trainer import EpochCallback, EpochRecord, TrainResult, train_trial
+
+Work = Callable[[DeviceData, TrialRequest, EpochCallback, "Checkpointing | None"], TrainResult]  # what running a trial means
+
+
+def train_request(data: DeviceData, request: TrialRequest, on_epoch: EpochCallback, checkpoint: Checkpointing | None) -> TrainResult:
+    """The ordinary trial: train the requested network until stable."""
+    return train_trial(
+        request.arch,
+        data,
+        request.train,
+        request.seed,
+        evaluate_test=request.evaluate_test,
+        on_epoch=on_epoch,
+        checkpoint=checkpoint,
+    )
 
 
 class Progress(Protocol):
@@ -45,7 +61,12 @@ def outcome_of(request: TrialRequest, result: TrainResult) -> TrialOutcome:
 
 
 def run_one(
-    data: DeviceData, stage: Stage, request: TrialRequest, progress: Progress, checkpoint: Checkpointing | None = None
+    data: DeviceData,
+    stage: Stage,
+    request: TrialRequest,
+    progress: Progress,
+    work: Work = train_request,
+    checkpoint: Checkpointing | None = None,
 ) -> tuple[TrialOutcome, str | None]:
     """Train one trial; any exception becomes a failed outcome plus its traceback."""
 
@@ -54,15 +75,7 @@ def run_one(
         return stage.on_epoch(request, record)
 
     try:
-        result = train_trial(
-            request.arch,
-            data,
-            request.train,
-            request.seed,
-            evaluate_test=request.evaluate_test,
-            on_epoch=on_epoch,
-            checkpoint=checkpoint,
-        )
+        result = work(data, request, on_epoch, checkpoint)
     except Exception as error:  # a broken trial must not end the search
         gc.collect()
         return TrialOutcome(request, "failed", None, error=f"{type(error).__name__}: {error}"), traceback.format_exc()
@@ -70,7 +83,7 @@ def run_one(
 
 
 class LocalRunner:
-    """The serial Runner: trains in this process, records through `recorder`."""
+    """The serial Runner: runs `work` (training, or a transfer probe) in this process, records through `recorder`."""
 
     def __init__(
         self,
@@ -79,8 +92,10 @@ class LocalRunner:
         progress: Progress | None = None,
         checkpoint_dir: Path | None = None,
         checkpoint_seconds: float = 60.0,
+        work: Work = train_request,
     ):
         self.data = data
+        self.work = work
         self.recorder = recorder
         self.progress = progress or QuietProgress()
         self.checkpoint_dir = checkpoint_dir  # None: no within-trial checkpoints
@@ -102,7 +117,7 @@ class LocalRunner:
             else:
                 run_id = self.recorder.start_trial(request)
                 self.run_ids[request.key] = run_id
-                outcome, traceback_text = run_one(self.data, stage, request, self.progress, self.checkpointing(request))
+                outcome, traceback_text = run_one(self.data, stage, request, self.progress, self.work, self.checkpointing(request))
                 self.recorder.finish_trial(run_id, outcome, traceback_text)
                 self.progress.trial_done(outcome)
             outcomes.append(outcome)

@@ -75,8 +75,8 @@ def print_summary(console: Console, result: SearchResult, ui_command: str, runs_
         f"[bold]final[/bold]: val_acc {m['val_acc_mean']:.4f} ± {m['val_acc_std']:.4f} · "
         f"test_acc {m['test_acc']:.4f} ± {m['test_acc_std']:.4f} · {len(result.outcomes)} trials · {result.seconds:.1f}s"
     )
-    console.print(f"MLflow UI:  {ui_command}")
-    console.print(f"then open:  {runs_url}")
+    console.print(f"MLflow UI:  {ui_command}", soft_wrap=True, highlight=False)  # soft_wrap: commands and URLs stay copyable
+    console.print(f"then open:  {runs_url}", soft_wrap=True, highlight=False)
 
 
 def print_stored_summary(console: Console, recorder: Any, prior: Any, ui_command: str) -> None:
@@ -96,5 +96,5 @@ def print_stored_summary(console: Console, recorder: Any, prior: Any, ui_command
         f"[bold]final[/bold]: val_acc {m.get('val_acc_mean', math.nan):.4f} ± {m.get('val_acc_std', math.nan):.4f} · "
         f"test_acc {m.get('test_acc', math.nan):.4f} ± {m.get('test_acc_std', math.nan):.4f}"
     )
-    console.print(f"MLflow UI:  {ui_command}")
-    console.print(f"then open:  {recorder.runs_url('http://127.0.0.1:5000')}")
+    console.print(f"MLflow UI:  {ui_command}", soft_wrap=True, highlight=False)
+    console.print(f"then open:  {recorder.runs_url('http://127.0.0.1:5000')}", soft_wrap=True, highlight=False)

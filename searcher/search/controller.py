@@ -23,6 +23,7 @@ from searcher.search.stages import (
     WidthStage,
 )
 from searcher.search.studies import StudyBook
+from searcher.search.transfer import TransferStage
 from searcher.search.trials import DecisionEntry, TrialOutcome, TrialRequest
 
 
@@ -42,7 +43,11 @@ class SearchResult:
 
     @property
     def final(self) -> StageResult:
-        return self.stages[-1]
+        return next(stage for stage in self.stages if stage.stage == "final")
+
+    @property
+    def transfer(self) -> StageResult | None:
+        return next((stage for stage in self.stages if stage.stage == "transfer"), None)
 
     @property
     def decisions(self) -> list[DecisionEntry]:
@@ -81,7 +86,8 @@ def run_stage(stage: Stage, runner: Runner, streak: FailureStreak | None = None)
     return result, done
 
 
-def run_search(plan: SearchPlan, studies: StudyBook, runner: Runner) -> SearchResult:
+def run_search(plan: SearchPlan, studies: StudyBook, runner: Runner, transfer_runner: Runner | None = None) -> SearchResult:
+    """Stages 0-4, then stage 5 (transfer) when the plan asks for it, on `transfer_runner` (the target's data)."""
     started = time.perf_counter()
     results: list[StageResult] = []
     everything: list[TrialOutcome] = []
@@ -92,5 +98,10 @@ def run_search(plan: SearchPlan, studies: StudyBook, runner: Runner) -> SearchRe
         stage = stage_type(plan, study) if previous is None else stage_type(plan, study, previous)
         previous, outcomes = run_stage(stage, runner, streak)
         results.append(previous)
+        everything += outcomes
+    if plan.transfer is not None:
+        stage = TransferStage(plan, studies.open(TransferStage.name), everything)
+        transfer, outcomes = run_stage(stage, transfer_runner or runner)
+        results.append(transfer)
         everything += outcomes
     return SearchResult(tuple(results), tuple(everything), time.perf_counter() - started)

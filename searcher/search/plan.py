@@ -19,6 +19,15 @@ class RegularizerRange:
 
 
 @dataclass(frozen=True)
+class TransferPlan:
+    """Stage 5: probe the search's best (and longest-trained) networks on a target dataset."""
+
+    target_identity: str  # the target dataset, as trial keys hash it
+    top_k: int = 3  # distinct candidates with the best validation accuracy
+    longest: int = 1  # plus this many others whose kept weights trained the most epochs
+
+
+@dataclass(frozen=True)
 class SearchPlan:
     seed: int
     data_identity: str
@@ -40,3 +49,4 @@ class SearchPlan:
     pruner_warmup_epochs: int = 8
     final_seeds: int = 3
     max_consecutive_failures: int = 5  # 0: never stop for failures
+    transfer: TransferPlan | None = None  # None: no stage 5

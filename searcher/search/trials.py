@@ -32,6 +32,8 @@ class TrialRequest:
     params: tuple[tuple[str, ParamValue], ...] = ()  # what the stage varies, as its study records them
     repeat: int = 0  # 0..repeats-1: the seed index within a candidate
     evaluate_test: bool = False  # final stage only
+    source: str | None = None  # transfer stage: key of the trained trial whose weights are probed
+    source_state: dict | None = field(default=None, compare=False, repr=False)  # those weights (CPU)
 
     @property
     def label(self) -> str:
@@ -47,6 +49,8 @@ class TrialRequest:
             "seed": self.seed,
             "test": self.evaluate_test,
         }
+        if self.source is not None:
+            payload["source"] = self.source
         return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()[:20]
 
 

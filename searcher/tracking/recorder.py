@@ -71,6 +71,8 @@ class Recorder:
         self.experiment_id = experiment_id
         self.tracking_uri = tracking_uri
         self.search_run_id: str | None = None
+        self.search_name: str | None = None
+        self.view_key: str | None = None  # the search's stage-by-stage view in the MLflow UI (tracking/views.py)
         self.stage_run_id: str | None = None
         self.open_runs: list[str] = []  # innermost last: what `abort` must close
         self.prior = None  # history.PriorSearch when resuming
@@ -81,6 +83,7 @@ class Recorder:
         all_tags = {MLFLOW_RUN_NAME: name, **tags}
         if parent:
             all_tags[MLFLOW_PARENT_RUN_ID] = parent
+            all_tags["searcher.search_name"] = self.search_name or ""  # lets the UI filter one search's runs
         run = self.client.create_run(self.experiment_id, tags=all_tags, run_name=name)
         self.open_runs.append(run.info.run_id)
         return run.info.run_id
@@ -105,6 +108,10 @@ class Recorder:
             metrics, param_list, first = metrics[MAX_METRICS_PER_BATCH:], param_list[MAX_PARAMS_PER_BATCH:], False
 
     def start_search(self, name: str, params: dict[str, str], tags: dict[str, str]) -> str:
+        from searcher.tracking.views import save_stage_view
+
+        self.search_name = name
+        self.view_key = save_stage_view(self.client, self.experiment_id, name)
         self.search_run_id = self._start(f"search {name}", None, {"searcher.role": "search", "searcher.search_name": name, **tags})
         self._log(self.search_run_id, params=params)
         return self.search_run_id
@@ -167,9 +174,13 @@ class Recorder:
             }
             if result.test_acc is not None:
                 summary |= {"test_acc": result.test_acc, "test_loss": result.test_loss}
+            if outcome.request.source is not None:  # a transfer probe: its validation split is the target's
+                summary["transfer_acc"] = result.best_val_acc
             metrics += [Metric(k, float(v), now, 0) for k, v in summary.items() if v is not None and math.isfinite(v)]
             tags["searcher.behavior"] = result.behavior
             tags["searcher.stopped_early"] = str(result.stopped_early).lower()
+        if outcome.request.source is not None:
+            tags["searcher.source_key"] = outcome.request.source
         if outcome.error:
             tags["searcher.error"] = outcome.error[:5000]
         if outcome.status == "failed":
@@ -205,8 +216,16 @@ class Recorder:
     def log_artifact_text(self, text: str, path: str) -> None:
         self.client.log_text(self.search_run_id, text, path)
 
-    def finish_search(self, metrics: dict[str, float], tags: dict[str, str], model: Any = None, input_example: Any = None) -> str | None:
-        """Final metrics and tags, then the model (mlflow.pytorch.log_model); ends the search run. Returns the model URI."""
+    def finish_search(
+        self,
+        metrics: dict[str, float],
+        tags: dict[str, str],
+        model: Any = None,
+        input_example: Any = None,
+        registered_name: str | None = None,
+    ) -> str | None:
+        """Final metrics and tags, then the model (mlflow.pytorch.log_model, signature from the example) registered as
+        a new version of `registered_name` tagged with the search; ends the search run. Returns the model URI."""
         now = int(time.time() * 1000)
         self._log(self.search_run_id, [Metric(k, v, now, 0) for k, v in metrics.items()], tags=tags)
         if model is None:
@@ -224,7 +243,22 @@ class Recorder:
                 pip_requirements=[f"torch=={torch.__version__.split('+')[0]}"],  # skips slow requirement inference
             )
         self.open_runs.remove(self.search_run_id)
-        return info.model_uri
+        return self.register(info.model_uri, registered_name, metrics) if registered_name else info.model_uri
+
+    def register(self, model_uri: str, name: str, metrics: dict[str, float]) -> str:
+        """A new version of `name`, tagged with the search; a registry failure leaves the logged model usable."""
+        import logging
+
+        try:
+            version = str(mlflow.register_model(model_uri, name, tags={"searcher.search_name": self.search_name or ""}).version)
+            tags = {"searcher.search_run_id": self.search_run_id or ""}
+            tags |= {k: f"{metrics[k]:.6g}" for k in ("test_acc", "test_acc_std", "val_acc_mean") if k in metrics}
+            for key, value in tags.items():
+                self.client.set_model_version_tag(name, version, key, value)
+        except Exception as error:  # e.g. a store without a registry, or two searches registering at the same instant
+            logging.getLogger(__name__).warning("model %s logged but not registered as %r: %s", model_uri, name, error)
+            return model_uri
+        return f"models:/{name}/{version}"
 
     def abort(self, status: str) -> None:
         """Close every open run, innermost first (KILLED on a signal, FAILED on an error)."""
@@ -233,4 +267,9 @@ class Recorder:
 
     def runs_url(self, base: str) -> str:
         return f"{base}/#/experiments/{self.experiment_id}/runs"
+
+    def stage_view_url(self, base: str) -> str:
+        from searcher.tracking.views import runs_url
+
+        return runs_url(base, self.experiment_id, self.view_key)
 

@@ -1,0 +1,182 @@
+"""What the report says, from a SearchRecord: summary, decision log, result, transfer rankings, reload recipe."""
+
+from __future__ import annotations
+
+import datetime
+import math
+from pathlib import Path
+
+from searcher.report.document import Block, Bullets, Code, Columns, Figure, Heading, Paragraph, Table
+from searcher.report.records import SearchRecord, StageRecord
+
+
+def num(value: object, digits: int = 4) -> str:
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        return "failed" if not math.isfinite(value) else f"{value:.{digits}f}"
+    return "-" if value is None else str(value)
+
+
+def stage_score(stage: StageRecord) -> str:
+    return num(stage.metrics.get("best_val_acc"))
+
+
+def stage_verdict(stage: StageRecord) -> str:
+    last = stage.decisions[-1]["reason"] if stage.decisions else ("not finished" if stage.status != "FINISHED" else "")
+    return last
+
+
+def header(search: SearchRecord) -> list[Block]:
+    started = datetime.datetime.fromtimestamp(search.started_ms / 1000).strftime("%Y-%m-%d %H:%M")
+    seconds = search.seconds
+    facts = [
+        f"dataset **{search.tags.get('searcher.dataset', '?')}**",
+        f"preset {search.tags.get('searcher.preset', '?')}",
+        f"device {search.tags.get('searcher.device', '?')}",
+        f"{len([t for t in search.trials if t.stage != 'transfer'])} trials",
+        f"{seconds:.1f} s" if seconds is not None else "still running",
+        f"started {started}",
+        f"run status {search.status}",
+    ]
+    classes = search.params.get("dataset.classes")
+    if classes and classes != "None":
+        facts.insert(1, f"classes {classes}")
+    return [Heading(f"searcher report: search {search.name}", 1), Paragraph(" · ".join(facts))]
+
+
+def result(search: SearchRecord) -> list[Block]:
+    m = search.metrics
+    final = search.stage("final")
+    blocks: list[Block] = [Heading("Result")]
+    if "test_acc" in m:
+        seeds = len(final.trials) if final else 0
+        blocks.append(
+            Paragraph(
+                f"**{search.tags.get('searcher.final_arch', '')}**: validation accuracy {num(m.get('val_acc_mean'))} ± {num(m.get('val_acc_std'))}, "
+                f"**test accuracy {num(m.get('test_acc'))} ± {num(m.get('test_acc_std'))}** (mean ± std over {seeds} seeds; "
+                "the test split was read only here)."
+            )
+        )
+    else:
+        blocks.append(Paragraph("The search has no final metrics yet (it did not finish)."))
+    arch = final.winner_arch if final and final.winner_arch else None
+    if arch:
+        input_size = search.input.get("size")
+        rows = []
+        size = input_size
+        for index, layer in enumerate(arch["layers"], 1):
+            after = size // 2 if (size and layer["halves"]) else size
+            rows.append((str(index), arch["block"], str(layer["width"]), f"{layer['kernel']}x{layer['kernel']}", "yes" if layer["halves"] else "no", f"{after}x{after}" if after else "-"))
+            size = after
+        blocks.append(Table(("layer", "block", "width", "kernel", "halves resolution", "output size"), tuple(rows)))
+        trial = final.trials[0] if final and final.trials else None
+        settings = []
+        if trial:
+            for key in ("train.optimizer", "train.lr", "train.batch_size", "train.weight_decay", "train.label_smoothing", "train.augment"):
+                if key in trial.params:
+                    settings.append(f"{key.removeprefix('train.')} {trial.params[key]}")
+        settings.insert(0, f"dropout {arch['dropout']:.3g} before the linear head (after global average pooling)")
+        blocks.append(Paragraph("Training: " + ", ".join(settings) + "."))
+    return blocks
+
+
+def summary(search: SearchRecord) -> list[Block]:
+    rows = []
+    for stage in search.stages:
+        rows.append((stage.title, stage.winner or "-", stage_score(stage), str(len(stage.trials)), stage_verdict(stage)))
+    return [Heading("Stages"), Table(("stage", "winner", "score", "trials", "decision"), tuple(rows))]
+
+
+def decision_log(search: SearchRecord) -> list[Block]:
+    blocks: list[Block] = [Heading("Decision log")]
+    for stage in search.stages:
+        blocks.append(Heading(stage.title, 3))
+        items = tuple(f"**{d['decision']}**: {d['reason']}" for d in stage.decisions) or ("(no decisions recorded)",)
+        blocks.append(Bullets(items))
+    return blocks
+
+
+def transfer(search: SearchRecord) -> list[Block]:
+    stage = search.stage("transfer")
+    if stage is None:
+        return []
+    rows = [d["numbers"] for d in stage.decisions if d["decision"] == "probed"]
+    verdict = next((d["reason"] for d in stage.decisions if d["decision"] in ("selected", "skipped")), "")
+    blocks: list[Block] = [Heading("Transfer: best in validation vs best for transfer")]
+    if not rows:
+        return blocks + [Paragraph(verdict or "No candidate was probed.")]
+
+    def table(key: str, rank: str, title: str) -> tuple:
+        ordered = sorted(rows, key=lambda r: r[rank])
+        body = tuple((str(r[rank]), r["source"], r["source_stage"], num(r[key]), str(r["epochs"])) for r in ordered)
+        return (Heading(title, 3), Table(("#", "candidate", "stage", key, "epochs"), body))
+
+    blocks.append(Paragraph(f"**Verdict**: {verdict}."))
+    blocks.append(Columns((table("val_acc", "val_rank", "ranked by validation accuracy"), table("transfer_acc", "transfer_rank", "ranked by transfer accuracy"))))
+    blocks.append(
+        Paragraph(
+            "Transfer accuracy: a linear head trained on each candidate's frozen, pooled features on the target's training split, "
+            "scored on the target's validation split. Candidates: the best distinct networks by validation plus the "
+            "longest-trained others (epochs behind the kept weights)."
+        )
+    )
+    return blocks
+
+
+def reload(search: SearchRecord) -> list[Block]:
+    blocks: list[Block] = [Heading("Reload the model")]
+    if search.model is None:
+        return blocks + [Paragraph("No model was logged (the search did not finish).")]
+    shape = search.input
+    mean, std = shape.get("mean"), shape.get("std")
+    registered = (
+        f"It is registered as **{search.model.registered_name}** version {search.model.version} "
+        f"(tagged searcher.search_name={search.name})."
+        if search.model.registered_name
+        else ""
+    )
+    blocks.append(Paragraph(f"The final model (best validation seed of the final stage) is logged on the search run. {registered}"))
+    blocks.append(
+        Code(
+            "import mlflow.pytorch, torch\n"
+            f'mlflow.set_tracking_uri("{search.tracking_uri}")\n'
+            f'model = mlflow.pytorch.load_model("{search.model.uri}")  # saved in eval mode\n'
+            f"mean = torch.tensor({mean}).view(1, -1, 1, 1)\n"
+            f"std = torch.tensor({std}).view(1, -1, 1, 1)\n"
+            f"# images: uint8 tensor (N, {shape.get('channels', 'C')}, {shape.get('size', 'H')}, {shape.get('size', 'W')})\n"
+            "x = (images.float() / 255 - mean) / std\n"
+            "with torch.no_grad():\n"
+            "    predictions = model(x).argmax(1)\n"
+        )
+    )
+    return blocks
+
+
+def figures(paths: dict[str, tuple[Path, str]]) -> list[Block]:
+    """The overview, then each stage's story (names from plots.py)."""
+    blocks: list[Block] = [Heading("Figures")]
+    for path, title in paths.values():
+        blocks.append(Figure(path, title))
+    return blocks
+
+
+def report_blocks(search: SearchRecord, figure_paths: dict[str, tuple[Path, str]]) -> list[Block]:
+    return (
+        header(search)
+        + result(search)
+        + summary(search)
+        + transfer(search)
+        + figures(figure_paths)
+        + decision_log(search)
+        + reload(search)
+    )
+
+
+def description_blocks(search: SearchRecord) -> list[Block]:
+    """The search run's description in the MLflow UI: the result and the stages at a glance."""
+    sentence = [block for block in result(search) if isinstance(block, Paragraph)][:1]
+    return (
+        sentence
+        + summary(search)
+        + transfer(search)
+        + [Paragraph("The full report, with the figures and the decision log: **report.html** under Artifacts.")]
+    )

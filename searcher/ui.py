@@ -1,0 +1,166 @@
+"""`python -m searcher.ui` (or `searcher ui`): the MLflow UI on a search's tracking store, lean, with direct links.
+
+Starts `mlflow server` with one worker and job execution off (MLflow's default
+starts ~15 processes in 3.3 GB; this one ~515 MB), bound to 127.0.0.1 unless
+--host says otherwise, waits until it answers, then prints the runs table's URL
+a stage-by-stage view and the run page of the latest (or --search-name) search. Ctrl-C stops it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from pathlib import Path
+
+EXIT_OK, EXIT_FAILED, EXIT_BAD_INPUT, EXIT_SIGINT = 0, 1, 2, 130
+DEFAULT_URI = "sqlite:///mlflow.db"
+
+
+class UIError(Exception):
+    """The UI cannot start; the message names the option and what to do."""
+
+
+def parse(argv: list[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(prog="python -m searcher.ui", description=__doc__.splitlines()[0])
+    parser.add_argument("--tracking-uri", default=DEFAULT_URI, help="the store the searches wrote (default: sqlite:///mlflow.db here)")
+    parser.add_argument("--experiment", default="searcher", help="MLflow experiment (tracking.experiment; default: searcher)")
+    parser.add_argument("--search-name", default=None, help="the search to link to stage by stage (default: the latest)")
+    parser.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1; 0.0.0.0 to serve other machines)")
+    parser.add_argument("--port", type=int, default=5000, help="port (default 5000)")
+    parser.add_argument("--allowed-hosts", default=None, help="Host headers to accept beside localhost, e.g. login01:5000 (with --host 0.0.0.0)")
+    parser.add_argument("--timeout", type=float, default=120, help="seconds to wait for the server to answer (default 120)")
+    return parser.parse_args(argv)
+
+
+def absolute_uri(uri: str) -> str:
+    """sqlite:///relative.db -> sqlite:////abs/relative.db, so the server finds it wherever it runs."""
+    if uri.startswith("sqlite:///") and not uri.startswith("sqlite:////"):
+        return "sqlite:///" + str(Path(uri.removeprefix("sqlite:///")).expanduser().resolve())
+    return uri
+
+
+def check_store(uri: str) -> None:
+    from searcher.tracking import TrackingError, check_uri
+
+    try:
+        check_uri(uri)
+    except TrackingError as error:
+        raise UIError(str(error).replace("tracking.uri=", "--tracking-uri ")) from None
+    if uri.startswith("sqlite:///") and not Path(uri.removeprefix("sqlite:///")).exists():
+        raise UIError(f"--tracking-uri {uri}: no such database; run a search here first or point --tracking-uri at its store.")
+
+
+def check_port(host: str, port: int) -> None:
+    with socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET) as probe:
+        try:
+            probe.bind((host, port))
+        except OSError as error:
+            raise UIError(f"--port {port} on {host} is not free ({error.strerror}); pick another with --port.") from None
+
+
+def links(uri: str, experiment: str, search_name: str | None, base: str) -> list[tuple[str, str]]:
+    """(label, URL) pairs: the runs table, and the search's stage-by-stage view (saved on the experiment)."""
+    from searcher.tracking.reader import SearchNotFound, client_for, find_search_run, latest_search_run
+    from searcher.tracking.views import run_url, runs_url, save_stage_view
+
+    client = client_for(uri)
+    found = client.get_experiment_by_name(experiment)
+    if found is None:
+        names = ", ".join(e.name for e in client.search_experiments()) or "none"
+        raise UIError(f"--experiment {experiment!r} is not in {uri} (experiments: {names}); pass the tracking.experiment the search used.")
+    experiment_id = found.experiment_id
+    if search_name is not None:
+        try:
+            run = client.get_run(find_search_run(client, search_name, experiment))
+        except SearchNotFound as error:
+            raise UIError(f"--search-name: {error}") from None
+    else:
+        run = latest_search_run(client, experiment_id)
+    pairs = []
+    if run is not None:
+        name = run.data.tags.get("searcher.search_name", run.info.run_name)
+        key = save_stage_view(client, experiment_id, name)
+        pairs.append((f"search {name}, stage by stage", runs_url(base, experiment_id, key)))
+        pairs.append((f"search {name}, its run (stages as child runs, report.html under Artifacts)", run_url(base, experiment_id, run.info.run_id)))
+    pairs.append(("runs table (each search run folds open into its stages and trials)", runs_url(base, experiment_id)))
+    return pairs
+
+
+def server_command(uri: str, host: str, port: int, allowed_hosts: str | None) -> list[str]:
+    command = [sys.executable, "-m", "mlflow", "server", "--backend-store-uri", uri, "--host", host, "--port", str(port), "--workers", "1"]
+    command += ["--uvicorn-opts", "--no-access-log"]  # one log line per browser request drowns the links
+    return command + (["--allowed-hosts", allowed_hosts] if allowed_hosts else [])
+
+
+def wait_until_up(process: subprocess.Popen, health_url: str, timeout: float) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise UIError(f"the MLflow server exited with code {process.returncode} before answering; its messages are above.")
+        try:
+            with urllib.request.urlopen(health_url, timeout=2) as response:
+                if response.status == 200:
+                    return
+        except (urllib.error.URLError, OSError):
+            pass
+        time.sleep(0.3)
+    raise UIError(f"the MLflow server did not answer {health_url} within {timeout:.0f} s; raise --timeout on a slow machine.")
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse(argv)
+    uri = absolute_uri(args.tracking_uri)
+    shown_host = socket.gethostname() if args.host in ("0.0.0.0", "::") else args.host
+    base = f"http://{shown_host}:{args.port}"
+    try:
+        check_store(uri)
+        check_port(args.host, args.port)
+        pairs = links(uri, args.experiment, args.search_name, base)
+    except UIError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return EXIT_BAD_INPUT
+    env = dict(os.environ, MLFLOW_SERVER_ENABLE_JOB_EXECUTION="false")
+    # its own process group: `mlflow server` runs uvicorn as a child, and both must stop together
+    process = subprocess.Popen(server_command(uri, args.host, args.port, args.allowed_hosts), env=env, start_new_session=True)
+
+    def stop(signum: int, frame: object) -> None:
+        raise KeyboardInterrupt
+
+    signal.signal(signal.SIGTERM, stop)
+    signal.signal(signal.SIGINT, stop)  # also when started in the background, where SIGINT starts out ignored
+    try:
+        wait_until_up(process, f"http://{'127.0.0.1' if args.host in ('0.0.0.0', '::') else args.host}:{args.port}/health", args.timeout)
+        print(f"MLflow UI on {uri} (one worker, job execution off); Ctrl-C stops it", flush=True)
+        for label, url in pairs:
+            print(f"{label}:\n  {url}", flush=True)
+        return process.wait()
+    except UIError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return EXIT_FAILED
+    except KeyboardInterrupt:
+        return EXIT_SIGINT
+    finally:
+        stop_group(process)
+
+
+def stop_group(process: subprocess.Popen) -> None:
+    """SIGTERM to the server's process group (mlflow and its uvicorn worker), SIGKILL after 10 s."""
+    try:
+        os.killpg(process.pid, signal.SIGTERM)
+        process.wait(timeout=10)
+    except ProcessLookupError:
+        return
+    except subprocess.TimeoutExpired:
+        os.killpg(process.pid, signal.SIGKILL)
+        process.wait()
+
+
+if __name__ == "__main__":
+    sys.exit(main())

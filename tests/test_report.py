@@ -1,0 +1,136 @@
+"""Figures and report of a finished search, read back from the real MLflow store; rebuilt from the store alone."""
+
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from mlflow.tracking import MlflowClient
+from PIL import Image
+
+from conftest import REPO
+from searcher.report.plots import importances
+from searcher.report.records import TrialRecord
+
+STAGES = ["baseline", "width", "depth", "regularization", "final", "transfer"]
+STAGE_TITLES = {
+    "baseline": "baseline: the small network trained until stable",
+    "width": "width: validation accuracy vs width",
+    "depth": "depth: validation accuracy vs depth (accepted and rejected layers)",
+    "regularization": "regularization: trials over time and parameter importances",
+    "final": "final: validation and test accuracy per seed",
+    "transfer": "transfer: validation accuracy vs transfer accuracy",
+}
+
+
+def runs(client, role):
+    experiment = client.get_experiment_by_name("searcher")
+    return client.search_runs([experiment.experiment_id], f"tags.`searcher.role` = '{role}'", max_results=1000)
+
+
+def png_title(path: Path) -> str:
+    with Image.open(path) as image:
+        assert image.format == "PNG" and image.size[0] > 100 and image.size[1] > 100
+        return image.text.get("Title", "")
+
+
+@pytest.mark.slow
+def test_every_run_carries_its_figures_with_the_expected_titles(transfer_search, tmp_path):
+    _, uri, name, stdout = transfer_search
+    assert "report failed" not in stdout
+    client = MlflowClient(tracking_uri=uri)
+    (search,) = runs(client, "search")
+    top = {a.path for a in client.list_artifacts(search.info.run_id)}
+    assert {"report.html", "report.md", "figures"} <= top
+    figures = {a.path for a in client.list_artifacts(search.info.run_id, "figures")}
+    assert {f"figures/stage-{s}.png" for s in STAGES} | {"figures/overview.png"} <= figures
+    overview = Path(client.download_artifacts(search.info.run_id, "figures/overview.png", str(tmp_path)))
+    assert png_title(overview) == f"search {name}: validation accuracy vs compute spent"
+
+    for stage in runs(client, "stage"):
+        kind = stage.data.tags["searcher.stage"]
+        path = Path(client.download_artifacts(stage.info.run_id, f"figures/stage-{kind}.png", str(tmp_path / kind)))
+        assert png_title(path) == STAGE_TITLES[kind]
+    for trial in runs(client, "trial"):
+        (artifact,) = client.list_artifacts(trial.info.run_id, "figures")
+        path = Path(client.download_artifacts(trial.info.run_id, artifact.path, str(tmp_path / trial.info.run_id)))
+        assert png_title(path) == f"learning curves: {trial.info.run_name} ({trial.data.tags['searcher.stage']})"
+
+
+@pytest.mark.slow
+def test_the_report_is_self_contained_and_tells_the_staged_story(transfer_search, tmp_path):
+    folder, uri, name, _ = transfer_search
+    client = MlflowClient(tracking_uri=uri)
+    (search,) = runs(client, "search")
+    html = Path(client.download_artifacts(search.info.run_id, "report.html", str(tmp_path))).read_text()
+    assert html.count('src="data:image/png;base64,') >= 7  # overview + six stage stories (+ the final curves)
+    assert not re.search(r'src="(?!data:)', html), "the report must not load anything from elsewhere"
+    markdown = Path(client.download_artifacts(search.info.run_id, "report.md", str(tmp_path))).read_text()
+    for section in ("## Result", "## Stages", "## Decision log", "## Transfer: best in validation vs best for transfer", "## Reload the model"):
+        assert section in markdown and section.removeprefix("## ") in html
+    for stage in runs(client, "stage"):
+        assert f"### {stage.info.run_name}" in markdown
+    assert "test accuracy" in markdown and "±" in markdown
+    assert "| layer | block | width | kernel |" in markdown
+    assert "ranked by validation accuracy" in markdown and "ranked by transfer accuracy" in markdown
+    assert re.search(r"\*\*Verdict\*\*: the best in validation, .+ is (also|NOT) the best for transfer", markdown)
+    assert 'mlflow.pytorch.load_model("models:/searcher-digits/' in markdown
+    outputs = list(Path(folder).glob("outputs/*/*/report.html"))
+    assert outputs and (outputs[0].parent / "figures" / "overview.png").exists()
+    assert len(list((outputs[0].parent / "figures" / "trials").glob("*.png"))) == len(runs(client, "trial"))
+
+
+@pytest.mark.slow
+def test_the_report_rebuilds_from_the_store_alone(transfer_search, tmp_path):
+    folder, uri, name, _ = transfer_search
+    out = tmp_path / "rebuilt"
+    result = subprocess.run(
+        [sys.executable, "-m", "searcher.report", "--search-name", name, "--tracking-uri", uri, "--out", str(out), "--trial-plots"],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert f"report: {out / 'report.html'}" in result.stdout
+    (published,) = Path(folder).glob("outputs/*/*/report.md")
+    assert (out / "report.md").read_text() == published.read_text()  # one code path: the same report, nothing retrained
+    assert {p.name for p in (out / "figures").glob("*.png")} == {p.name for p in (published.parent / "figures").glob("*.png")}
+
+
+def test_the_report_command_names_a_missing_search(tmp_path):
+    uri = f"sqlite:///{tmp_path / 'empty.db'}"
+    MlflowClient(tracking_uri=uri).search_experiments()  # creates an empty store
+    result = subprocess.run(
+        [sys.executable, "-m", "searcher", "report", "--search-name", "nope", "--tracking-uri", uri],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert result.returncode == 2 and "no search named 'nope'" in result.stderr
+
+
+def record(number: int, **params: float) -> TrialRecord:
+    score = 0.9 + params.get("dropout", 0) / 10
+    return TrialRecord(
+        run_id=str(number),
+        name=f"reg {number}",
+        stage="regularization",
+        status="FINISHED",
+        decision="rejected",
+        behavior="stable",
+        started_ms=number,
+        metrics={"best_val_acc": score},
+        params={f"stage.{k}": str(v) for k, v in params.items()},
+    )
+
+
+def test_importances_need_enough_trials_and_say_so_otherwise():
+    found, why = importances([record(1, dropout=0.1, weight_decay=0.01), record(2, dropout=0.3, weight_decay=0.01)])
+    assert found == {} and "too few finished trials" in why
+    trials = [record(i, dropout=0.05 * i, weight_decay=0.001 * (i % 3)) for i in range(1, 9)]
+    found, why = importances(trials)
+    assert set(found) == {"dropout", "weight_decay"} and found["dropout"] > found["weight_decay"]
+    assert "fANOVA over 8 finished trials" == why
