@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import signal
 import sys
 from dataclasses import dataclass
 from pathlib import Path
@@ -19,20 +18,14 @@ from rich.console import Console
 
 from searcher.config import ConfigError, DatasetConfig, SearcherConfig, data_dir
 from searcher.data import DatasetError, DatasetOptions, DeviceData, ImageDataset, load_dataset
+from searcher.execution import interrupts
+from searcher.execution.interrupts import EXIT_SIGINT, Interrupted
 from searcher.model.spec import LayoutPolicy
 from searcher.search.plan import RegularizerRange, SearchPlan, TransferPlan
 from searcher.train.stability import StabilityRule
 from searcher.train.trainer import TrainSettings, resolve_device
 
-EXIT_OK, EXIT_FAILED, EXIT_BAD_INPUT, EXIT_SIGINT, EXIT_SIGTERM = 0, 1, 2, 130, 143
-
-
-class Interrupted(BaseException):
-    """Raised in the main thread by SIGINT/SIGTERM so every open run is closed on the way out."""
-
-    def __init__(self, exit_code: int):
-        super().__init__(exit_code)
-        self.exit_code = exit_code
+EXIT_OK, EXIT_FAILED, EXIT_BAD_INPUT = 0, 1, 2
 
 
 @dataclass(frozen=True)
@@ -167,15 +160,6 @@ def publish_report(console: Console, config: SearcherConfig, name: str, search_r
     return True
 
 
-def install_signal_handlers() -> None:
-    def handler(signum: int, frame: Any) -> None:
-        signal.signal(signal.SIGINT, signal.SIG_DFL)  # a second Ctrl-C exits at once
-        raise Interrupted(EXIT_SIGINT if signum == signal.SIGINT else EXIT_SIGTERM)
-
-    signal.signal(signal.SIGINT, handler)
-    signal.signal(signal.SIGTERM, handler)
-
-
 def run(config: SearcherConfig, dataset_chosen: bool, output_dir: Path | None = None, console: Console | None = None) -> Outcome:
     console = console or Console()
     if not dataset_chosen:
@@ -199,8 +183,8 @@ def run(config: SearcherConfig, dataset_chosen: bool, output_dir: Path | None = 
     from searcher.report.decisions import decisions_json, decisions_markdown
     from searcher.report.terminal import RichProgress, print_summary
     from searcher.search import SearchFailed, StudyBook, run_search
-    from searcher.tracking.retry import TrackingLost
     from searcher.tracking.recorder import flatten
+    from searcher.tracking.retry import TrackingLost
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     settings = search_settings(config, flatten)
@@ -239,7 +223,7 @@ def run(config: SearcherConfig, dataset_chosen: bool, output_dir: Path | None = 
         tags = {"searcher.dataset": dataset.name, "searcher.preset": config.search.preset, "searcher.device": str(device)}
         recorder.start_search(name, params=settings, tags=tags)
     resolved = OmegaConf.to_yaml(OmegaConf.structured(config))
-    install_signal_handlers()
+    interrupts.install()
     try:
         recorder.log_artifact_text(resolved, "config.yaml")
         with RichProgress(console) as progress:
@@ -283,8 +267,7 @@ def run(config: SearcherConfig, dataset_chosen: bool, output_dir: Path | None = 
         recorder.abort("FAILED")
         raise
     finally:
-        signal.signal(signal.SIGINT, signal.default_int_handler)
-        signal.signal(signal.SIGTERM, signal.SIG_DFL)
+        interrupts.restore()
     print_summary(console, result, ui_command(config.tracking.uri), recorder.stage_view_url("http://127.0.0.1:5000"))
     console.print(f"model:      {model_uri}  (mlflow.pytorch.load_model)", highlight=False, soft_wrap=True)
     if config.report.enabled and not publish_report(console, config, name, recorder.search_run_id, output_dir):

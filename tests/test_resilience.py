@@ -88,7 +88,8 @@ def test_sigterm_stops_within_seconds_and_marks_runs_killed(tmp_path):
     wait_for(lambda: any(r.info.status == "RUNNING" for r in search_runs(uri, "tags.`searcher.role` = 'trial'")) or process.poll() is not None)
     sent = time.monotonic()
     process.send_signal(signal.SIGTERM)
-    assert process.wait(timeout=10) == 143
+    code = process.wait(timeout=10)
+    assert code == 143, process.stdout.read()[-3000:]
     assert time.monotonic() - sent < 10
     runs = search_runs(uri)
     assert not [r for r in runs if r.info.status == "RUNNING"]

@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from searcher.data.batches import DeviceData
+from searcher.execution import interrupts
 from searcher.search.stages import Stage, StageResult
 from searcher.search.trials import TrialOutcome, TrialRequest
 from searcher.train.checkpoint import Checkpointing
@@ -71,6 +72,7 @@ def run_one(
     """Train one trial; any exception becomes a failed outcome plus its traceback."""
 
     def on_epoch(record: EpochRecord) -> bool:
+        interrupts.check()  # a stop signal whose exception was swallowed still stops the trial here
         progress.epoch(request, record)
         return stage.on_epoch(request, record)
 
@@ -109,6 +111,7 @@ class LocalRunner:
     def run_trials(self, stage: Stage, requests: list[TrialRequest]) -> list[TrialOutcome]:
         outcomes = []
         for request in requests:
+            interrupts.check()
             self.progress.trial(request)
             reused = self.recorder.reusable(request)
             if reused:  # completed by an earlier attempt of this search: replayed, not retrained
