@@ -332,7 +332,7 @@ def main() -> None:
     parser.add_argument("--train-images", type=int, default=50_000, help="synthetic-cifar training images (default 50k)")
     parser.add_argument("--batch-size", type=int, help="default: 64 on cpu (the train config's), 512 on cuda")
     parser.add_argument("--augment", type=float, default=1.0, help="crop padding augment*size/8, plus flips where allowed")
-    parser.add_argument("--epochs", type=int, help="timed epochs per run (default: 20 on digits, 3 on synthetic-cifar)")
+    parser.add_argument("--epochs", type=int, help="timed epochs per run (default: 20 on digits, 10 on synthetic-cifar)")
     parser.add_argument("--repeats", type=int, default=3, help="alternating trainer / hand-written runs per model")
     parser.add_argument("--models", default=",".join(MODEL_SIZES), help="comma-separated subset of " + ",".join(MODEL_SIZES))
     parser.add_argument("--workers", type=int, default=8, help="DataLoader workers of the tutorial pipeline (CUDA)")
@@ -342,7 +342,7 @@ def main() -> None:
         parser.error("--device cuda: PyTorch sees no CUDA device here.")
     dataset_name = args.dataset or ("digits" if args.device == "cpu" else "synthetic-cifar")
     args.batch_size = args.batch_size or (64 if args.device == "cpu" else 512)
-    args.epochs = args.epochs or (20 if dataset_name == "digits" else 3)
+    args.epochs = args.epochs or (20 if dataset_name == "digits" else 10)
     device = torch.device(args.device)
 
     dataset = load(dataset_name, args.train_images)

@@ -9,7 +9,7 @@ from __future__ import annotations
 import datetime
 import signal
 import sys
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -40,6 +40,7 @@ class Outcome:
     search_name: str | None = None
     search_run_id: str | None = None
     test_acc: float | None = None
+    result: Any = field(default=None, repr=False, compare=False)  # the SearchResult, for in-process callers (benchmarks)
 
 
 def make_plan(config: SearcherConfig, dataset: ImageDataset) -> SearchPlan:
@@ -184,7 +185,7 @@ def run(config: SearcherConfig, dataset_chosen: bool, output_dir: Path | None = 
         signal.signal(signal.SIGINT, signal.default_int_handler)
         signal.signal(signal.SIGTERM, signal.SIG_DFL)
     print_summary(console, result, ui_command(config.tracking.uri), recorder.runs_url("http://127.0.0.1:5000"))
-    return Outcome(EXIT_OK, name, recorder.search_run_id, result.final.metrics["test_acc"])
+    return Outcome(EXIT_OK, name, recorder.search_run_id, result.final.metrics["test_acc"], result=result)
 
 
 def final_model(result: Any, dataset: ImageDataset) -> tuple[Any, Any]:
