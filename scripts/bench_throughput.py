@@ -5,7 +5,7 @@
 For three model sizes (baseline d2 w16, mid d4 w64, large d6 w128: the largest
 the default search explores), the same work is done three ways:
 
-- trainer: `searcher.train.train_trial`, forced to run exactly `--epochs` epochs
+- trainer: `searcher.train.train_trial`, forced to run exactly N epochs
   (StabilityRule(min_epochs=N, max_epochs=N), divergence check disabled);
 - hand-written: a minimal PyTorch loop a user would write with the data already
   on the device: same model from the same spec, same optimizer (SGD, Nesterov),
@@ -19,10 +19,12 @@ What is timed: training steps only (shuffle, augment, forward, backward,
 optimizer step, up to the epoch's host synchronisation), which is what
 TrainResult.images_per_second counts; the per-epoch evaluation runs in both
 loops but is not in `*_img_s`. Whole-run figures including evaluation and model
-building are reported beside them as `*_wall_img_s`. Trainer and hand-written
-runs alternate `--repeats` times after one warm-up epoch each; the headline
-figure is the best of the repeats (interference from other processes only ever
-slows a run down), the median is kept beside it.
+building are reported beside them as `*_wall_img_s`. Per model: one warm-up run
+of each loop (2 epochs), then N epochs per timed run, N = `--epochs` or, by
+default, enough for about `--run-seconds` of the hand-written loop's training
+steps (at least 3); trainer and hand-written runs alternate `--repeats` times.
+The headline figure is the best of the repeats (interference from other
+processes only ever slows a run down); the median is kept beside it.
 
 Imports only searcher.data, searcher.model and searcher.train, so it runs
 where PyTorch is installed without optuna, mlflow or hydra. The data: the
@@ -34,6 +36,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import platform
 import statistics
 import subprocess
@@ -278,17 +281,19 @@ def summarise(timings: list[Timing]) -> dict:
 
 
 def compare(name: str, spec: ArchSpec, dataset: ImageDataset, data: DeviceData, settings: TrainSettings, args: argparse.Namespace) -> dict:
-    trainer(spec, data, settings, 1, seed=0)  # warm-up: allocator, kernels, autotuning
-    handwritten(spec, dataset, data, settings, 1, seed=0)
+    trainer(spec, data, settings, 2, seed=0)  # warm-up: allocator, kernels, autotuning
+    warm = handwritten(spec, dataset, data, settings, 2, seed=0)
+    epochs = args.epochs or max(3, math.ceil(args.run_seconds / (warm.step_seconds / 2)))
     ours, theirs = [], []
     for repeat in range(args.repeats):  # alternate, so drift and interference hit both alike
-        ours.append(trainer(spec, data, settings, args.epochs, seed=repeat))
-        theirs.append(handwritten(spec, dataset, data, settings, args.epochs, seed=repeat))
+        ours.append(trainer(spec, data, settings, epochs, seed=repeat))
+        theirs.append(handwritten(spec, dataset, data, settings, epochs, seed=repeat))
     a, b = summarise(ours), summarise(theirs)
     row = {
         "arch": spec.describe(),
         "kernels": list(spec.kernels),
         "parameters": count_parameters(build_model(spec, dataset.channels, dataset.num_classes)),
+        "epochs": epochs,
         "trainer_img_s": a["img_s"],
         "handwritten_img_s": b["img_s"],
         "ratio": a["img_s"] / b["img_s"],
@@ -300,11 +305,11 @@ def compare(name: str, spec: ArchSpec, dataset: ImageDataset, data: DeviceData, 
         "wall_ratio": a["wall_img_s"] / b["wall_img_s"],
     }
     if data.device.type == "cuda" and not args.no_tutorial:
-        timing = tutorial(spec, dataset, settings, args.epochs, data.device, args.workers, seed=0)
+        timing = tutorial(spec, dataset, settings, epochs, data.device, args.workers, seed=0)
         row["tutorial_img_s"] = timing.img_s
         row["tutorial_workers"] = args.workers
     print(
-        f"{name:9s} {spec.describe():14s} trainer {a['img_s']:9.0f} img/s  hand-written {b['img_s']:9.0f} img/s  "
+        f"{name:9s} {spec.describe():14s} {epochs:3d} epochs  trainer {a['img_s']:9.0f} img/s  hand-written {b['img_s']:9.0f} img/s  "
         f"ratio {row['ratio']:.3f} (median {row['ratio_median']:.3f})"
         + (f"  tutorial {row['tutorial_img_s']:9.0f} img/s" if "tutorial_img_s" in row else ""),
         flush=True,
@@ -332,8 +337,9 @@ def main() -> None:
     parser.add_argument("--train-images", type=int, default=50_000, help="synthetic-cifar training images (default 50k)")
     parser.add_argument("--batch-size", type=int, help="default: 64 on cpu (the train config's), 512 on cuda")
     parser.add_argument("--augment", type=float, default=1.0, help="crop padding augment*size/8, plus flips where allowed")
-    parser.add_argument("--epochs", type=int, help="timed epochs per run (default: 20 on digits, 10 on synthetic-cifar)")
-    parser.add_argument("--repeats", type=int, default=3, help="alternating trainer / hand-written runs per model")
+    parser.add_argument("--epochs", type=int, help="timed epochs per run (default: enough for about --run-seconds)")
+    parser.add_argument("--run-seconds", type=float, default=3.0, help="target length of one timed run when --epochs is not given")
+    parser.add_argument("--repeats", type=int, default=5, help="alternating trainer / hand-written runs per model")
     parser.add_argument("--models", default=",".join(MODEL_SIZES), help="comma-separated subset of " + ",".join(MODEL_SIZES))
     parser.add_argument("--workers", type=int, default=8, help="DataLoader workers of the tutorial pipeline (CUDA)")
     parser.add_argument("--no-tutorial", action="store_true", help="skip the tutorial pipeline on CUDA")
@@ -342,7 +348,6 @@ def main() -> None:
         parser.error("--device cuda: PyTorch sees no CUDA device here.")
     dataset_name = args.dataset or ("digits" if args.device == "cpu" else "synthetic-cifar")
     args.batch_size = args.batch_size or (64 if args.device == "cpu" else 512)
-    args.epochs = args.epochs or (20 if dataset_name == "digits" else 10)
     device = torch.device(args.device)
 
     dataset = load(dataset_name, args.train_images)
@@ -351,7 +356,7 @@ def main() -> None:
     settings = TrainSettings(optimizer="sgd", lr=0.05, momentum=0.9, batch_size=args.batch_size, augment=args.augment)
     print(
         f"{dataset_name}: {len(dataset.train)} train / {len(dataset.val)} val images {dataset.channels}x{dataset.size}x{dataset.size} "
-        f"on {device}; batch {args.batch_size}, {args.epochs} epochs x {args.repeats} repeats; "
+        f"on {device}; batch {args.batch_size}, {args.repeats} repeats; "
         f"{'bf16 autocast + channels_last' if device.type == 'cuda' else 'fp32'}",
         flush=True,
     )
@@ -367,7 +372,7 @@ def main() -> None:
         "val_images": len(dataset.val),
         "batch_size": args.batch_size,
         "augment": args.augment,
-        "epochs": args.epochs,
+        "epochs": args.epochs or f"auto (about {args.run_seconds} s of hand-written training steps per run)",
         "repeats": args.repeats,
         "precision": "bf16 autocast, channels_last" if device.type == "cuda" else "fp32",
         "timed": "training steps only (TrainResult.images_per_second); both loops also evaluate the validation split every epoch, "
