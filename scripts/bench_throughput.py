@@ -19,12 +19,15 @@ What is timed: training steps only (shuffle, augment, forward, backward,
 optimizer step, up to the epoch's host synchronisation), which is what
 TrainResult.images_per_second counts; the per-epoch evaluation runs in both
 loops but is not in `*_img_s`. Whole-run figures including evaluation and model
-building are reported beside them as `*_wall_img_s`. Per model: one warm-up run
-of each loop (2 epochs), then N epochs per timed run, N = `--epochs` or, by
-default, enough for about `--run-seconds` of the hand-written loop's training
-steps (at least 3); trainer and hand-written runs alternate `--repeats` times.
-The headline figures are the medians of the repeats (robust when other
-processes share the machine); the best of the repeats is kept beside them.
+building are reported beside them as `*_wall_img_s`.
+
+How: the two loops run interleaved epoch by epoch (the trainer's per-epoch
+callback runs one hand-written epoch), so that load from other processes on a
+shared machine falls on both alike. Per model: a 2-epoch warm-up, then
+`--repeats` timed runs of N epochs each, N = `--epochs` or, by default, enough
+for about `--run-seconds` of the hand-written loop's training steps (at least
+3); who goes first alternates between repeats. The headline figures are the
+medians of the repeats; the best of the repeats is kept beside them.
 
 Imports only searcher.data, searcher.model and searcher.train, so it runs
 where PyTorch is installed without optuna, mlflow or hydra. The data: the
@@ -136,67 +139,88 @@ def synchronize(device: torch.device) -> None:
         torch.cuda.synchronize(device)
 
 
-def handwritten(spec: ArchSpec, dataset: ImageDataset, data: DeviceData, settings: TrainSettings, epochs: int, seed: int) -> Timing:
-    """The loop a user would write with the data on the device; returns its timing."""
-    synchronize(data.device)
-    started = time.perf_counter()
-    device = data.device
-    on_cuda = device.type == "cuda"
-    torch.manual_seed(seed)
-    model = build_model(spec, dataset.channels, dataset.num_classes)
-    model = model.to(device, memory_format=torch.channels_last if on_cuda else torch.contiguous_format)
-    optimizer = torch.optim.SGD(model.parameters(), lr=settings.lr, momentum=settings.momentum, nesterov=True)
-    images, labels = data.train.images, data.train.labels  # uint8 (N, C, H, W) and int64 (N,), on the device
-    mean = torch.tensor(dataset.mean, device=device).view(1, -1, 1, 1)
-    std = torch.tensor(dataset.std, device=device).view(1, -1, 1, 1)
-    padding = round(settings.augment * dataset.size / 8)
-    flip = settings.augment > 0 and dataset.flip
-    step_seconds = 0.0
-    for _ in range(epochs):
-        epoch_started = time.perf_counter()
+class HandWritten:
+    """The loop a user would write with the data on the device, one epoch per `epoch()` call."""
+
+    def __init__(self, spec: ArchSpec, dataset: ImageDataset, data: DeviceData, settings: TrainSettings, seed: int):
+        started = time.perf_counter()
+        self.data, self.settings, self.device = data, settings, data.device
+        self.on_cuda = self.device.type == "cuda"
+        torch.manual_seed(seed)
+        model = build_model(spec, dataset.channels, dataset.num_classes)
+        self.model = model.to(self.device, memory_format=torch.channels_last if self.on_cuda else torch.contiguous_format)
+        self.optimizer = torch.optim.SGD(self.model.parameters(), lr=settings.lr, momentum=settings.momentum, nesterov=True)
+        self.mean = torch.tensor(dataset.mean, device=self.device).view(1, -1, 1, 1)
+        self.std = torch.tensor(dataset.std, device=self.device).view(1, -1, 1, 1)
+        self.padding = round(settings.augment * dataset.size / 8)
+        self.flip = settings.augment > 0 and dataset.flip
+        self.epochs, self.step_seconds = 0, 0.0
+        self.wall_seconds = time.perf_counter() - started
+
+    def epoch(self) -> None:
+        started = time.perf_counter()
+        model, device = self.model, self.device
+        images, labels = self.data.train.images, self.data.train.labels  # uint8 (N, C, H, W), int64 (N,), on the device
         model.train()
         order = torch.randperm(len(labels), device=device)
-        for start in range(0, len(labels), settings.batch_size):
-            index = order[start : start + settings.batch_size]
-            x = random_crop_and_flip(images[index], padding, flip)
-            x = (x.float() / 255 - mean) / std
-            if on_cuda:
+        for start in range(0, len(labels), self.settings.batch_size):
+            index = order[start : start + self.settings.batch_size]
+            x = random_crop_and_flip(images[index], self.padding, self.flip)
+            x = (x.float() / 255 - self.mean) / self.std
+            if self.on_cuda:
                 x = x.contiguous(memory_format=torch.channels_last)
-            with torch.autocast(device.type, dtype=torch.bfloat16, enabled=on_cuda):
+            with torch.autocast(device.type, dtype=torch.bfloat16, enabled=self.on_cuda):
                 logits = model(x)
             loss = nn.functional.cross_entropy(logits.float(), labels[index])
-            optimizer.zero_grad(set_to_none=True)
+            self.optimizer.zero_grad(set_to_none=True)
             loss.backward()
-            optimizer.step()
+            self.optimizer.step()
         synchronize(device)
-        step_seconds += time.perf_counter() - epoch_started
+        self.step_seconds += time.perf_counter() - started
         model.eval()  # the same per-epoch evaluation the trainer does
+        val = self.data.val
         correct = torch.zeros((), device=device, dtype=torch.long)
         with torch.no_grad():
-            for start in range(0, len(data.val), 1024):
-                x = (data.val.images[start : start + 1024].float() / 255 - mean) / std
-                if on_cuda:
+            for start in range(0, len(val), 1024):
+                x = (val.images[start : start + 1024].float() / 255 - self.mean) / self.std
+                if self.on_cuda:
                     x = x.contiguous(memory_format=torch.channels_last)
-                with torch.autocast(device.type, dtype=torch.bfloat16, enabled=on_cuda):
-                    correct += (model(x).argmax(1) == data.val.labels[start : start + 1024]).sum()
+                with torch.autocast(device.type, dtype=torch.bfloat16, enabled=self.on_cuda):
+                    correct += (model(x).argmax(1) == val.labels[start : start + 1024]).sum()
         correct.item()
-    synchronize(device)
-    return Timing(step_seconds, time.perf_counter() - started, epochs * len(labels))
+        self.epochs += 1
+        self.wall_seconds += time.perf_counter() - started
+
+    def timing(self) -> Timing:
+        return Timing(self.step_seconds, self.wall_seconds, self.epochs * len(self.data.train))
 
 
-# ---- searcher's trainer ----------------------------------------------------------------------
+# ---- searcher's trainer, interleaved with the hand-written loop ------------------------------
 
 
-def trainer(spec: ArchSpec, data: DeviceData, settings: TrainSettings, epochs: int, seed: int) -> Timing:
+def interleaved(spec: ArchSpec, dataset: ImageDataset, data: DeviceData, settings: TrainSettings, epochs: int, seed: int, hand_first: bool) -> tuple[Timing, Timing]:
+    """`epochs` epochs of each, alternating epoch by epoch (the trainer's per-epoch callback runs the
+    hand-written epoch), so that load from other processes falls on both alike. Returns (trainer, hand-written)."""
     rule = StabilityRule(min_epochs=epochs, max_epochs=epochs, window=max(1, epochs - 1), explode_factor=1e30)
+    hand = HandWritten(spec, dataset, data, settings, seed)
+    if hand_first:
+        hand.epoch()
+
+    def on_epoch(record: object) -> bool:  # called after each trainer epoch but the last
+        hand.epoch()
+        return False
+
+    inside = hand.wall_seconds
     synchronize(data.device)
     started = time.perf_counter()
-    result = train_trial(spec, data, replace(settings, stability=rule), seed)
+    result = train_trial(spec, data, replace(settings, stability=rule), seed, on_epoch=on_epoch)
     synchronize(data.device)
-    wall = time.perf_counter() - started
+    trainer_wall = time.perf_counter() - started - (hand.wall_seconds - inside)
+    while hand.epochs < epochs:
+        hand.epoch()
     assert len(result.history) == epochs, f"the trainer ran {len(result.history)} epochs, not {epochs} ({result.behavior})"
     images = epochs * len(data.train)
-    return Timing(images / result.images_per_second, wall, images)
+    return Timing(images / result.images_per_second, trainer_wall, images), hand.timing()
 
 
 # ---- the tutorial pipeline (CUDA reference) --------------------------------------------------
@@ -281,13 +305,13 @@ def summarise(timings: list[Timing]) -> dict:
 
 
 def compare(name: str, spec: ArchSpec, dataset: ImageDataset, data: DeviceData, settings: TrainSettings, args: argparse.Namespace) -> dict:
-    trainer(spec, data, settings, 2, seed=0)  # warm-up: allocator, kernels, autotuning
-    warm = handwritten(spec, dataset, data, settings, 2, seed=0)
+    _, warm = interleaved(spec, dataset, data, settings, 2, seed=0, hand_first=False)  # warm-up: allocator, kernels
     epochs = args.epochs or max(3, math.ceil(args.run_seconds / (warm.step_seconds / 2)))
     ours, theirs = [], []
-    for repeat in range(args.repeats):  # alternate, so drift and interference hit both alike
-        ours.append(trainer(spec, data, settings, epochs, seed=repeat))
-        theirs.append(handwritten(spec, dataset, data, settings, epochs, seed=repeat))
+    for repeat in range(args.repeats):  # who goes first in each pair of epochs alternates between repeats
+        trainer_timing, hand_timing = interleaved(spec, dataset, data, settings, epochs, seed=repeat, hand_first=repeat % 2 == 1)
+        ours.append(trainer_timing)
+        theirs.append(hand_timing)
     a, b = summarise(ours), summarise(theirs)
     row = {
         "arch": spec.describe(),
