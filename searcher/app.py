@@ -9,7 +9,7 @@ from __future__ import annotations
 import hashlib
 import json
 import sys
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -34,6 +34,7 @@ class Outcome:
     search_name: str | None = None
     search_run_id: str | None = None
     test_acc: float | None = None
+    result: Any = field(default=None, repr=False, compare=False)  # the SearchResult, for in-process callers (benchmarks)
 
 
 def dataset_options(section: DatasetConfig, folder: Path) -> DatasetOptions:
@@ -271,8 +272,8 @@ def run(config: SearcherConfig, dataset_chosen: bool, output_dir: Path | None = 
     print_summary(console, result, ui_command(config.tracking.uri), recorder.stage_view_url("http://127.0.0.1:5000"))
     console.print(f"model:      {model_uri}  (mlflow.pytorch.load_model)", highlight=False, soft_wrap=True)
     if config.report.enabled and not publish_report(console, config, name, recorder.search_run_id, output_dir):
-        return Outcome(EXIT_SIGINT, name, recorder.search_run_id, result.final.metrics["test_acc"])
-    return Outcome(EXIT_OK, name, recorder.search_run_id, result.final.metrics["test_acc"])
+        return Outcome(EXIT_SIGINT, name, recorder.search_run_id, result.final.metrics["test_acc"], result=result)
+    return Outcome(EXIT_OK, name, recorder.search_run_id, result.final.metrics["test_acc"], result=result)
 
 
 def final_model(result: Any, dataset: ImageDataset) -> tuple[Any, Any]:

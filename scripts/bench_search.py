@@ -1,0 +1,411 @@
+"""Does the staged search find as good a model for less compute than searching the same space jointly?
+
+    python scripts/bench_search.py --out search.json [--quick] [--dataset digits] [--seeds 0,1,2]
+
+For each seed, four methods search the same architecture space with the same
+trainer, training settings and data:
+
+- staged:        searcher's staged search, run in this process as `python -m searcher`
+                 runs it (same config composition; a temporary MLflow/Optuna store);
+- tpe:           Optuna TPE over the joint space: depth in [baseline depth, depth cap],
+                 each layer's width from the width grid (baseline width x factor^k up to
+                 the width cap), and the regularizers of the search preset;
+- random:        Optuna's random sampler over that space;
+- tpe_hyperband: TPE with Optuna's Hyperband pruner fed per-epoch validation accuracy.
+
+Compute is counted in training images processed: epochs x training-split size,
+summed over every trial a method ran (pruned and budget-cut trials count what
+they trained). Per-epoch validation passes are not counted (every method makes
+one per epoch). The three baselines get a budget of --budget-factor (default 2)
+times the staged search's compute on the same seed; a trial still running when
+the budget is spent is stopped and counts with the epochs it trained.
+
+Every method is judged by the same final protocol: its selected configuration
+(staged: the final stage's; baselines: the trial with the best validation
+accuracy) retrained with the preset's `search.final.seeds` fresh seeds (seed +
+1000 + i, as the staged final stage does), mean test accuracy reported. That
+retraining is recorded as `final_compute`, outside `compute`. The anytime
+curve is the best validation accuracy after each trial against cumulative
+compute (the staged curve leaves out its final stage).
+
+--quick: the quick search preset (about 5 minutes for 3 seeds on 2 cores);
+without it the default preset.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import math
+import platform
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+REPO = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO))
+
+METHODS = ("staged", "tpe", "random", "tpe_hyperband")
+TPE_MARGIN_POINTS = 0.3  # target: staged test accuracy >= TPE's - 0.3 points ...
+COMPUTE_SHARE = 0.5  # ... using at most half of TPE's compute
+
+
+@dataclass(frozen=True)
+class Setup:
+    """Everything the methods share on one seed: config, data on the device, the staged plan."""
+
+    config: Any  # SearcherConfig
+    plan: Any  # SearchPlan
+    data: Any  # DeviceData
+
+    @property
+    def train_images(self) -> int:
+        return len(self.data.train)
+
+
+def compose(args: argparse.Namespace, seed: int, folder: str) -> Any:
+    from hydra import compose as hydra_compose
+    from hydra import initialize_config_dir
+    from omegaconf import OmegaConf
+
+    from searcher.config import validate
+
+    overrides = [
+        f"search={'quick' if args.quick else 'default'}",
+        f"+dataset={args.dataset}",
+        f"seed={seed}",
+        f"device={args.device}",
+        f"tracking.uri=sqlite:///{folder}/mlflow.db",
+        f"search.name=bench-seed{seed}",
+        *args.overrides,
+    ]
+    with initialize_config_dir(config_dir=str(REPO / "conf"), version_base="1.3"):
+        return validate(OmegaConf.to_container(hydra_compose(config_name="config", overrides=overrides), resolve=False))
+
+
+def setup(config: Any) -> Setup:
+    from searcher.app import make_plan
+    from searcher.config import data_dir
+    from searcher.data import DatasetOptions, DeviceData, load_dataset
+    from searcher.train import resolve_device
+
+    options = DatasetOptions(
+        name=config.dataset.name,
+        classes=tuple(config.dataset.classes) if config.dataset.classes else None,
+        val_fraction=config.dataset.val_fraction,
+        split_seed=config.dataset.split_seed,
+        data_dir=data_dir(config),
+    )
+    dataset = load_dataset(options)
+    return Setup(config, make_plan(config, dataset), DeviceData(dataset, resolve_device(config.device)))
+
+
+def anytime_curve(trials: list[tuple[int, float | None]]) -> list[list[float | None]]:
+    """[(compute of a trial, its best val_acc or None if it does not count)] -> [[cumulative compute, best so far]]."""
+    curve, spent, best = [], 0, None
+    for compute, score in trials:
+        spent += compute
+        if score is not None and (best is None or score > best):
+            best = score
+        curve.append([spent, best])
+    return curve
+
+
+def best_within(curve: list[list[float | None]], compute: float) -> float | None:
+    """Best validation accuracy among trials finished within `compute`."""
+    best = None
+    for spent, score in curve:
+        if spent <= compute:
+            best = score
+    return best
+
+
+# ---- (a) the staged search -------------------------------------------------------------------
+
+
+def run_staged(config: Any, images: int) -> dict:
+    from rich.console import Console
+
+    from searcher.app import run
+
+    started = time.perf_counter()
+    outcome = run(config, dataset_chosen=True, console=Console(quiet=True))
+    wall = time.perf_counter() - started
+    if outcome.exit_code != 0 or outcome.result is None:
+        raise SystemExit(f"the staged search ended with exit code {outcome.exit_code}")
+    result = outcome.result
+    searched = [o for o in result.outcomes if o.request.stage != "final"]
+    finals = [o for o in result.outcomes if o.request.stage == "final"]
+    trials = [(len(o.result.history) * images if o.result else 0, o.result.best_val_acc if o.status == "ok" else None) for o in searched]
+    winner = result.final.winner
+    return {
+        "test_acc": result.final.metrics["test_acc"],
+        "test_acc_std": result.final.metrics["test_acc_std"],
+        "best_val_acc": max((s for _, s in trials if s is not None), default=None),
+        "selected_val_acc": result.stages[-2].score,
+        "compute": sum(c for c, _ in trials),
+        "final_compute": sum(len(o.result.history) * images for o in finals if o.result),
+        "curve": anytime_curve(trials),
+        "trials": len(searched),
+        "pruned": sum(o.status == "pruned" for o in searched),
+        "train_seconds": sum(o.result.train_seconds for o in searched if o.result),
+        "wall_seconds": wall,
+        "selected": describe(winner.arch, winner.train),
+    }
+
+
+def describe(arch: Any, train: Any) -> str:
+    return f"{arch.describe()} do={arch.dropout:.2g} wd={train.weight_decay:.2g} ls={train.label_smoothing:.2g} aug={train.augment:.2g}"
+
+
+# ---- (b, c, d) the joint space, searched by Optuna -------------------------------------------
+
+
+def width_grid(plan: Any) -> list[int]:
+    """The width stage's grid: baseline width x factor^k up to the cap (16, 32, 64, 128 by default)."""
+    widths, width = [plan.baseline_width], plan.baseline_width
+    while round(width * plan.width_factor) <= plan.width_cap:
+        width = round(width * plan.width_factor)
+        widths.append(width)
+    return widths
+
+
+def sample(trial: Any, plan: Any) -> tuple[Any, Any]:
+    """One point of the joint space: depth, each layer's width (an index into the grid), the regularizers."""
+    from searcher.model import ArchSpec
+    from searcher.search.stages import regularized
+    from searcher.search.trials import Candidate
+
+    widths = width_grid(plan)
+    depth = trial.suggest_int("depth", plan.baseline_depth, plan.depth_cap)
+    layers: tuple = ()
+    for index in range(depth):
+        width = widths[trial.suggest_int(f"width_step_{index}", 0, len(widths) - 1)]
+        layers += (plan.layout.next_layer(layers, width),)  # same kernels and halving as the staged search's specs
+    regularizers = {r.name: trial.suggest_float(r.name, r.low, r.high, log=r.log) for r in plan.regularizers}
+    candidate = regularized(Candidate("joint", ArchSpec(layers=layers, block=plan.block), plan.train), regularizers, "joint")
+    return candidate.arch, candidate.train
+
+
+def make_study(method: str, seed: int, plan: Any) -> Any:
+    import optuna
+
+    if method == "random":
+        sampler = optuna.samplers.RandomSampler(seed=seed)
+    else:  # group=True: TPE models the conditional space (width_step_i exists only when depth > i) jointly
+        sampler = optuna.samplers.TPESampler(seed=seed, multivariate=True, group=True)
+    pruner = (
+        optuna.pruners.HyperbandPruner(min_resource=1, max_resource=plan.train.stability.max_epochs, reduction_factor=3)
+        if method == "tpe_hyperband"
+        else optuna.pruners.NopPruner()
+    )
+    # a fixed name: Hyperband assigns trials to brackets by a hash of study name and trial number
+    return optuna.create_study(study_name=f"{method}-seed{seed}", direction="maximize", sampler=sampler, pruner=pruner)
+
+
+def run_joint(method: str, setup_: Setup, budget: int, seed: int) -> dict:
+    """Ask-train-tell until `budget` training images are spent; then the final protocol on the best trial."""
+    import optuna
+
+    from searcher.train import train_trial
+
+    plan, data, images = setup_.plan, setup_.data, setup_.train_images
+    study = make_study(method, seed, plan)
+    started = time.perf_counter()
+    spent, trials, best, train_seconds, pruned = 0, [], None, 0.0, 0
+    while spent < budget:
+        trial = study.ask()
+        arch, settings = sample(trial, plan)
+        stopped_by = {"reason": None}
+
+        def on_epoch(record: Any, trial: Any = trial, stopped_by: dict = stopped_by) -> bool:
+            if spent + record.epoch * images >= budget:
+                stopped_by["reason"] = "budget"
+                return True
+            if method == "tpe_hyperband":
+                trial.report(record.val_acc, record.epoch)
+                if trial.should_prune():
+                    stopped_by["reason"] = "pruned"
+                    return True
+            return False
+
+        result = train_trial(arch, data, settings, plan.seed, on_epoch=on_epoch)
+        compute = len(result.history) * images
+        spent += compute
+        train_seconds += result.train_seconds
+        if result.behavior == "diverged":
+            study.tell(trial, state=optuna.trial.TrialState.FAIL)
+            trials.append((compute, None))
+        elif stopped_by["reason"] == "pruned":
+            study.tell(trial, state=optuna.trial.TrialState.PRUNED)
+            trials.append((compute, None))
+            pruned += 1
+        else:  # finished, or cut by the budget: its best validation accuracy so far is a real measurement
+            study.tell(trial, result.best_val_acc)
+            trials.append((compute, result.best_val_acc))
+            if best is None or result.best_val_acc > best[0]:
+                best = (result.best_val_acc, arch, settings)
+    if best is None:
+        raise SystemExit(f"{method}: no trial finished within the budget of {budget} images; raise --budget-factor.")
+    search_seconds = time.perf_counter() - started
+    _, arch, settings = best
+    finals = [train_trial(arch, data, settings, plan.seed + 1000 + i, evaluate_test=True) for i in range(plan.final_seeds)]
+    tests = [r.test_acc for r in finals]
+    return {
+        "test_acc": statistics.fmean(tests),
+        "test_acc_std": statistics.stdev(tests) if len(tests) > 1 else 0.0,
+        "best_val_acc": best[0],
+        "selected_val_acc": best[0],
+        "compute": spent,
+        "final_compute": sum(len(r.history) * images for r in finals),
+        "curve": anytime_curve(trials),
+        "trials": len(trials),
+        "pruned": pruned,
+        "train_seconds": train_seconds,
+        "wall_seconds": search_seconds,
+        "selected": describe(arch, settings),
+    }
+
+
+# ---- the comparison --------------------------------------------------------------------------
+
+
+def summarise(methods: dict, staged_computes: list[int]) -> dict:
+    summary = {}
+    for name, record in methods.items():
+        seeds = record["seeds"]
+        tests = [s["test_acc"] for s in seeds]
+        at_1x = [best_within(s["curve"], c) for s, c in zip(seeds, staged_computes)]
+        summary[name] = {
+            "test_acc_mean": statistics.fmean(tests),
+            "test_acc_std": statistics.stdev(tests) if len(tests) > 1 else 0.0,
+            "compute_mean": statistics.fmean(s["compute"] for s in seeds),
+            "best_val_acc_mean": statistics.fmean(s["best_val_acc"] for s in seeds),
+            "best_val_acc_at_staged_compute_mean": statistics.fmean(a for a in at_1x) if all(a is not None for a in at_1x) else None,
+            "trials_mean": statistics.fmean(s["trials"] for s in seeds),
+            "train_seconds_mean": statistics.fmean(s["train_seconds"] for s in seeds),
+        }
+    return summary
+
+
+def targets(summary: dict) -> dict:
+    staged, tpe = summary["staged"], summary["tpe"]
+    difference = 100 * (staged["test_acc_mean"] - tpe["test_acc_mean"])
+    share = staged["compute_mean"] / tpe["compute_mean"]
+    accuracy_met = difference >= -TPE_MARGIN_POINTS
+    compute_met = share <= COMPUTE_SHARE
+    return {
+        "staged_minus_tpe_test_acc_points": difference,
+        "accuracy_target": f"staged test_acc_mean >= tpe test_acc_mean - {TPE_MARGIN_POINTS} points",
+        "accuracy_target_met": accuracy_met,
+        "staged_over_tpe_compute": share,
+        "compute_target": f"staged compute_mean <= {COMPUTE_SHARE} x tpe compute_mean (tpe's budget is set to --budget-factor x staged's)",
+        "compute_target_met": compute_met,
+        "met": accuracy_met and compute_met,
+    }
+
+
+def table(summary: dict) -> str:
+    lines = [
+        "| method | test acc (mean ± std over seeds) | compute (M train images) | best val acc | best val acc at staged compute | trials | training seconds |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    for name, s in summary.items():
+        at_1x = "—" if s["best_val_acc_at_staged_compute_mean"] is None else f"{s['best_val_acc_at_staged_compute_mean']:.4f}"
+        lines.append(
+            f"| {name} | {100 * s['test_acc_mean']:.2f} ± {100 * s['test_acc_std']:.2f} | {s['compute_mean'] / 1e6:.3f} | "
+            f"{s['best_val_acc_mean']:.4f} | {at_1x} | {s['trials_mean']:.1f} | {s['train_seconds_mean']:.0f} |"
+        )
+    return "\n".join(lines)
+
+
+def cpu_model() -> str:
+    try:
+        out = subprocess.run(["lscpu"], capture_output=True, text=True).stdout
+        return next(line.split(":", 1)[1].strip() for line in out.splitlines() if line.startswith("Model name"))
+    except Exception:
+        return platform.processor() or "unknown"
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--out", type=Path, required=True)
+    parser.add_argument("--quick", action="store_true", help="the quick search preset (default: the default preset)")
+    parser.add_argument("--dataset", default="digits", help="a dataset config in conf/dataset/")
+    parser.add_argument("--seeds", default="0,1,2", help="comma-separated search seeds")
+    parser.add_argument("--device", default="auto", help="auto | cpu | cuda")
+    parser.add_argument("--budget-factor", type=float, default=2.0, help="each baseline's budget: this x the staged search's compute")
+    parser.add_argument("--methods", default=",".join(METHODS[1:]), help="baselines to run beside the staged search")
+    parser.add_argument("overrides", nargs="*", help="extra Hydra overrides for every method, e.g. train.lr=0.1")
+    args = parser.parse_args()
+    seeds = [int(s) for s in args.seeds.split(",")]
+    baselines = [m for m in args.methods.split(",") if m]
+    if unknown := set(baselines) - set(METHODS[1:]):
+        parser.error(f"--methods: unknown {sorted(unknown)}; choose from {', '.join(METHODS[1:])}")
+
+    import optuna
+
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)
+    logging.getLogger("mlflow").setLevel(logging.WARNING)
+
+    started = time.perf_counter()
+    methods: dict[str, dict] = {name: {"seeds": []} for name in ("staged", *baselines)}
+    staged_computes = []
+    for seed in seeds:
+        with tempfile.TemporaryDirectory() as folder:
+            config = compose(args, seed, folder)
+            shared = setup(config)
+            staged = run_staged(config, shared.train_images)
+        staged_computes.append(staged["compute"])
+        methods["staged"]["seeds"].append({"seed": seed, **staged})
+        print(f"seed {seed} staged        test {staged['test_acc']:.4f}  compute {staged['compute']:>9d}  {staged['trials']:3d} trials  {staged['selected']}", flush=True)
+        budget = math.ceil(args.budget_factor * staged["compute"])
+        for method in baselines:
+            record = run_joint(method, shared, budget, seed)
+            methods[method]["seeds"].append({"seed": seed, "budget": budget, **record})
+            print(f"seed {seed} {method:13s} test {record['test_acc']:.4f}  compute {record['compute']:>9d}  {record['trials']:3d} trials  {record['selected']}", flush=True)
+
+    summary = summarise(methods, staged_computes)
+    report = {
+        "dataset": args.dataset,
+        "preset": "quick" if args.quick else "default",
+        "seeds": seeds,
+        "device": str(shared.data.device),
+        "cpu": cpu_model(),
+        "overrides": args.overrides,
+        "budget_factor": args.budget_factor,
+        "train_images": shared.train_images,
+        "final_seeds": shared.plan.final_seeds,
+        "width_grid": width_grid(shared.plan),
+        "depth_range": [shared.plan.baseline_depth, shared.plan.depth_cap],
+        "regularizers": {r.name: [r.low, r.high] for r in shared.plan.regularizers},
+        "compute_unit": "training images processed: epochs x training-split size, summed over the search's trials (final retraining excluded)",
+        "methods": methods,
+        "summary": summary,
+        "targets": targets(summary) if "tpe" in summary else None,
+        "wall_seconds": time.perf_counter() - started,
+        "command": " ".join(["python", *sys.argv]),
+    }
+    args.out.write_text(json.dumps(report, indent=2))
+    print()
+    print(table(summary))
+    if report["targets"]:
+        t = report["targets"]
+        print(
+            f"\nstaged - tpe test accuracy: {t['staged_minus_tpe_test_acc_points']:+.2f} points (target >= -{TPE_MARGIN_POINTS}: "
+            f"{'met' if t['accuracy_target_met'] else 'NOT met'}); staged/tpe compute: {t['staged_over_tpe_compute']:.3f} "
+            f"(target <= {COMPUTE_SHARE}: {'met' if t['compute_target_met'] else 'NOT met'})"
+        )
+    print(f"wrote {args.out} in {report['wall_seconds']:.0f} s")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,129 @@
+"""The benchmark scripts: the joint space they search, the budget they keep, the JSON they write."""
+
+from __future__ import annotations
+
+import argparse
+import importlib.util
+import json
+import subprocess
+import sys
+from dataclasses import replace
+from pathlib import Path
+
+import optuna
+import pytest
+
+from conftest import REPO
+from searcher.train.stability import StabilityRule
+
+
+def load_script(name: str):
+    spec = importlib.util.spec_from_file_location(name, REPO / "scripts" / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[name] = module  # dataclasses look their module up there
+    spec.loader.exec_module(module)
+    return module
+
+
+bench_search = load_script("bench_search")
+
+
+def tiny_setup(tmp_path: Path, epochs: int = 2, final_seeds: int = 1, preset_quick: bool = True):
+    args = argparse.Namespace(quick=preset_quick, dataset="digits", device="cpu", overrides=[])
+    config = bench_search.compose(args, seed=0, folder=str(tmp_path))
+    shared = bench_search.setup(config)
+    rule = StabilityRule(window=1, min_epochs=epochs, max_epochs=epochs)
+    plan = replace(shared.plan, final_seeds=final_seeds, train=replace(shared.plan.train, stability=rule))
+    return bench_search.Setup(config, plan, shared.data)
+
+
+def test_joint_space_uses_the_staged_layout_and_grid(tmp_path):
+    shared = tiny_setup(tmp_path, preset_quick=False)
+    plan = shared.plan
+    assert bench_search.width_grid(plan) == [16, 32, 64, 128]
+    study = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=1))
+    depths = set()
+    for _ in range(40):
+        arch, train = bench_search.sample(study.ask(), plan)
+        depths.add(arch.depth)
+        assert plan.baseline_depth <= arch.depth <= plan.depth_cap
+        assert set(arch.widths) <= {16, 32, 64, 128}
+        same_layout = plan.layout.baseline(arch.depth, 16)  # kernels and halving depend on position only
+        assert arch.kernels == same_layout.kernels and [l.halves for l in arch.layers] == [l.halves for l in same_layout.layers]
+        ranges = {r.name: (r.low, r.high) for r in plan.regularizers}
+        assert ranges["dropout"][0] <= arch.dropout <= ranges["dropout"][1]
+        assert ranges["weight_decay"][0] <= train.weight_decay <= ranges["weight_decay"][1]
+        assert train.lr == plan.train.lr and train.batch_size == plan.train.batch_size
+    assert len(depths) > 1
+
+
+def test_anytime_curve_is_the_running_best_over_cumulative_compute():
+    curve = bench_search.anytime_curve([(10, 0.5), (5, None), (20, 0.4), (10, 0.7)])
+    assert curve == [[10, 0.5], [15, 0.5], [35, 0.5], [45, 0.7]]
+    assert bench_search.best_within(curve, 40) == 0.5 and bench_search.best_within(curve, 5) is None
+
+
+@pytest.mark.parametrize("method", ["tpe", "random", "tpe_hyperband"])
+def test_a_baseline_spends_exactly_its_budget_then_retrains_its_pick(tmp_path, method):
+    shared = tiny_setup(tmp_path, epochs=2, final_seeds=1)
+    images = shared.train_images
+    record = bench_search.run_joint(method, shared, budget=5 * images, seed=0)
+    assert record["compute"] == 5 * images  # 2 + 2 epochs, then a trial cut after 1 by the budget
+    computes = [point[0] for point in record["curve"]]
+    assert computes == sorted(computes) and computes[-1] == 5 * images
+    scores = [point[1] for point in record["curve"] if point[1] is not None]
+    assert scores == sorted(scores) and record["best_val_acc"] == scores[-1]
+    assert record["final_compute"] == 2 * images and 0.0 <= record["test_acc"] <= 1.0
+
+
+def test_throughput_runs_without_optuna_mlflow_or_hydra(tmp_path):
+    out = tmp_path / "throughput.json"
+    blocked = ["optuna", "mlflow", "hydra", "omegaconf"]
+    code = (
+        "import runpy, sys\n"
+        f"for name in {blocked!r}: sys.modules[name] = None  # importing any of them now fails\n"
+        f"sys.argv = ['bench_throughput.py', '--out', {str(out)!r}, '--epochs', '1', '--repeats', '1', '--models', 'baseline,mid']\n"
+        f"runpy.run_path({str(REPO / 'scripts' / 'bench_throughput.py')!r}, run_name='__main__')\n"
+    )
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr[-2000:]
+    report = json.loads(out.read_text())
+    assert report["device"] == "cpu" and report["dataset"] == "digits"
+    for name in ("baseline", "mid"):
+        row = report["models"][name]
+        assert row["trainer_img_s"] > 0 and row["handwritten_img_s"] > 0
+        assert row["ratio"] == pytest.approx(row["trainer_img_s"] / row["handwritten_img_s"])
+
+
+def test_synthetic_cifar_is_cifar_shaped_uint8():
+    bench_throughput = load_script("bench_throughput")
+    dataset = bench_throughput.synthetic_cifar(train_images=300, val_images=100, test_images=50)
+    assert dataset.train.images.shape == (300, 3, 32, 32) and dataset.train.images.dtype.is_floating_point is False
+    assert len(dataset.val) == 100 and len(dataset.test()) == 50 and dataset.num_classes == 10 and dataset.flip
+    assert set(dataset.train.labels.tolist()) == set(range(10))
+
+
+@pytest.mark.slow
+def test_bench_search_writes_the_promised_json(tmp_path):
+    out = tmp_path / "search.json"
+    tiny = [
+        "search.regularization.trials=1",
+        "search.final.seeds=1",
+        "train.stability.min_epochs=2",
+        "train.stability.max_epochs=2",
+        "train.stability.window=1",
+    ]
+    command = [sys.executable, str(REPO / "scripts" / "bench_search.py"), "--out", str(out), "--quick", "--seeds", "0", "--device", "cpu", *tiny]
+    result = subprocess.run(command, capture_output=True, text=True, timeout=300, cwd=tmp_path)
+    assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-2000:]
+    report = json.loads(out.read_text())
+    staged = report["methods"]["staged"]["seeds"][0]
+    for name in ("staged", "tpe", "random", "tpe_hyperband"):
+        (record,) = report["methods"][name]["seeds"]
+        assert {"test_acc", "best_val_acc", "compute", "curve"} <= set(record)
+        assert {"test_acc_mean", "test_acc_std", "compute_mean"} <= set(report["summary"][name])
+        assert record["curve"][-1][0] == record["compute"]
+    assert staged["compute"] > 0 and staged["compute"] % report["train_images"] == 0
+    assert report["methods"]["tpe"]["seeds"][0]["compute"] >= 2 * staged["compute"]
+    assert report["targets"]["compute_target_met"] is True
+    assert "| staged |" in result.stdout
