@@ -10,7 +10,7 @@ import hashlib
 import json
 import signal
 import sys
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -20,6 +20,7 @@ from rich.console import Console
 from searcher.config import ConfigError, SearcherConfig, data_dir
 from searcher.data import DatasetError, DatasetOptions, DeviceData, ImageDataset, load_dataset
 from searcher.model.spec import LayoutPolicy
+from searcher.uris import redact, with_driver
 from searcher.search.plan import RegularizerRange, SearchPlan
 from searcher.train.stability import StabilityRule
 from searcher.train.trainer import TrainSettings, resolve_device
@@ -79,6 +80,7 @@ def make_plan(config: SearcherConfig, dataset: ImageDataset) -> SearchPlan:
         depth_min_improvement=s.depth.min_improvement,
         new_layer_factors=tuple(s.depth.new_layer_factors),
         regularization_trials=s.regularization.trials,
+        regularization_in_flight=s.regularization.trials_in_flight,
         regularizers=tuple(RegularizerRange(name, r.low, r.high, r.log) for name, r in s.regularization.space.items()),
         pruner_warmup_epochs=s.regularization.pruner_warmup_epochs,
         final_seeds=s.final.seeds,
@@ -87,11 +89,18 @@ def make_plan(config: SearcherConfig, dataset: ImageDataset) -> SearchPlan:
 
 
 def optuna_storage(config: SearcherConfig) -> str:
+    """The Optuna storage URL, with an absolute path: worker processes and jobs open it too."""
+    from searcher.search.studies import absolute_storage
+
     if config.tracking.optuna_storage:
-        return config.tracking.optuna_storage
+        return absolute_storage(config.tracking.optuna_storage)
     if config.tracking.uri.startswith("postgresql"):
-        return config.tracking.uri
-    return f"sqlite:///{beside_tracking_store(config, 'optuna.db')}"
+        # MLflow and Optuna both keep an `alembic_version` table: they cannot share one database.
+        raise ConfigError(
+            f"tracking.optuna_storage is not set and tracking.uri={redact(config.tracking.uri)} is PostgreSQL: MLflow and Optuna "
+            "cannot share one database; create a second one and set tracking.optuna_storage=postgresql://user@host/optuna."
+        )
+    return absolute_storage(f"sqlite:///{beside_tracking_store(config, 'optuna.db')}")
 
 
 def beside_tracking_store(config: SearcherConfig, file_name: str) -> Path:
@@ -106,8 +115,74 @@ def checkpoint_dir(config: SearcherConfig, name: str) -> Path:
 
 
 def search_settings(config: SearcherConfig, flatten: Any) -> dict[str, str]:
-    """Every setting as an MLflow param (search.name is the run's name, not a setting)."""
-    return {k: v for k, v in flatten("", OmegaConf.to_container(OmegaConf.structured(config))).items() if k != "search.name"}
+    """Every setting as an MLflow param (search.name is the run's name, not a setting); passwords in URIs masked."""
+    settings = flatten("", OmegaConf.to_container(OmegaConf.structured(config)))
+    return {k: redact(v) if k.startswith("tracking.") else v for k, v in settings.items() if k != "search.name"}
+
+
+def shown_config(config: SearcherConfig) -> str:
+    """The resolved config as YAML for the record, with passwords in URIs masked."""
+    tracking = replace(
+        config.tracking,
+        uri=redact(config.tracking.uri),
+        optuna_storage=redact(config.tracking.optuna_storage) if config.tracking.optuna_storage else None,
+    )
+    return OmegaConf.to_yaml(OmegaConf.structured(replace(config, tracking=tracking)))
+
+
+def dataset_options(config: SearcherConfig) -> DatasetOptions:
+    return DatasetOptions(
+        name=config.dataset.name,
+        classes=tuple(config.dataset.classes) if config.dataset.classes else None,
+        val_fraction=config.dataset.val_fraction,
+        split_seed=config.dataset.split_seed,
+        data_dir=data_dir(config),
+    )
+
+
+def make_runner(config: SearcherConfig, dataset: ImageDataset, device: Any, recorder: Any, progress: Any, name: str, storage: str) -> Any:
+    """The Runner `execution.kind` asks for; every one records the same way, only where trials train differs."""
+    e = config.execution
+    checkpoints = checkpoint_dir(config, name)
+    if e.kind == "serial":
+        from searcher.execution import LocalRunner
+
+        return LocalRunner(DeviceData(dataset, device), recorder, progress, checkpoints, config.train.checkpoint_seconds)
+    from searcher.execution.pool import PoolRunner
+    from searcher.execution.worker import DataSpec
+
+    if e.kind == "processes":
+        from searcher.execution.processes import ProcessBackend, default_workers
+
+        workers = e.workers or default_workers(str(device), e.trials_per_gpu)
+        backend: Any = ProcessBackend(DataSpec(dataset_options(config), dataset.identity, str(device)), workers, e.threads_per_worker)
+    else:
+        from searcher.execution.submitit import SubmititBackend
+
+        folder = Path(e.folder) if e.folder else beside_tracking_store(config, "submitit") / name
+        backend = SubmititBackend(
+            DataSpec(dataset_options(config), dataset.identity, config.device),  # resolved on the job's node
+            folder.resolve() / "%j",
+            e.workers or 4,
+            cluster=e.cluster,
+            timeout_min=e.timeout_min,
+            gpus_per_node=e.gpus_per_node,
+            cpus_per_task=e.cpus_per_task,
+            mem_gb=e.mem_gb,
+            partition=e.partition,
+            slurm_additional=dict(e.slurm_additional),
+        )
+    return PoolRunner(backend, recorder, progress, checkpoints, config.train.checkpoint_seconds, storage)
+
+
+def describe_execution(config: SearcherConfig, runner: Any) -> str:
+    if config.execution.kind == "serial":
+        return "serial"
+    backend = runner.backend
+    if config.execution.kind == "processes":
+        threads = f"{backend.threads} thread{'s' if backend.threads > 1 else ''} each"
+        return f"{backend.capacity} worker processes ({', '.join(sorted(set(backend.devices)))}, {threads})"
+    return f"up to {backend.capacity} submitit jobs ({backend.cluster})"
 
 
 def default_name(config: SearcherConfig, settings: dict[str, str]) -> str:
@@ -120,7 +195,7 @@ def default_name(config: SearcherConfig, settings: dict[str, str]) -> str:
 
 
 def ui_command(uri: str) -> str:
-    return f"MLFLOW_SERVER_ENABLE_JOB_EXECUTION=false mlflow ui --backend-store-uri {uri} --workers 1 --port 5000"
+    return f"MLFLOW_SERVER_ENABLE_JOB_EXECUTION=false mlflow ui --backend-store-uri {redact(with_driver(uri))} --workers 1 --port 5000"
 
 
 def install_signal_handlers() -> None:
@@ -132,20 +207,20 @@ def install_signal_handlers() -> None:
     signal.signal(signal.SIGTERM, handler)
 
 
-def run(config: SearcherConfig, dataset_chosen: bool, output_dir: Path | None = None, console: Console | None = None) -> Outcome:
+def run(
+    config: SearcherConfig,
+    dataset_chosen: bool,
+    output_dir: Path | None = None,
+    console: Console | None = None,
+    tags: dict[str, str] | None = None,
+) -> Outcome:
+    """One search. `tags` go on the search run (a multirun job says which one it is)."""
     console = console or Console()
     if not dataset_chosen:
         console.print("No dataset chosen: searching on the built-in [bold]digits[/bold] (scikit-learn, offline). Pick one with +dataset=NAME.")
     try:
-        dataset = load_dataset(
-            DatasetOptions(
-                name=config.dataset.name,
-                classes=tuple(config.dataset.classes) if config.dataset.classes else None,
-                val_fraction=config.dataset.val_fraction,
-                split_seed=config.dataset.split_seed,
-                data_dir=data_dir(config),
-            )
-        )
+        dataset = load_dataset(dataset_options(config))
+        storage = optuna_storage(config)
         from searcher.tracking import TrackingError, open_recorder
 
         try:
@@ -158,7 +233,6 @@ def run(config: SearcherConfig, dataset_chosen: bool, output_dir: Path | None = 
 
     import optuna
 
-    from searcher.execution import LocalRunner
     from searcher.report.decisions import decisions_json, decisions_markdown
     from searcher.report.terminal import RichProgress, print_summary
     from searcher.search import SearchFailed, StudyBook, run_search
@@ -173,7 +247,7 @@ def run(config: SearcherConfig, dataset_chosen: bool, output_dir: Path | None = 
     console.print(
         f"search [bold]{name}[/bold] on {dataset.name} ({len(dataset.train)} train / {len(dataset.val)} val images, "
         f"{dataset.num_classes} classes, {dataset.channels}x{dataset.size}x{dataset.size}) · preset {config.search.preset} · "
-        f"device {device} · tracking {config.tracking.uri}"
+        f"device {device} · tracking {redact(config.tracking.uri)}"
     )
     from searcher.tracking.history import differing_settings, find_search, load_prior
 
@@ -182,7 +256,7 @@ def run(config: SearcherConfig, dataset_chosen: bool, output_dir: Path | None = 
         differences = differing_settings(earlier.data.params, settings)
         if differences:
             console.print(
-                f"[red]error:[/red] search.name={name} already exists in {config.tracking.uri} with other settings: "
+                f"[red]error:[/red] search.name={name} already exists in {redact(config.tracking.uri)} with other settings: "
                 f"{'; '.join(differences)}. Re-run with the same settings to resume it, or choose a new search.name.",
                 highlight=False,
             )
@@ -198,18 +272,22 @@ def run(config: SearcherConfig, dataset_chosen: bool, output_dir: Path | None = 
             f"{prior.orphans} runs left RUNNING by a dead process marked FAILED"
         )
         recorder.attach_search(prior)
+        if tags:
+            recorder.tag_search(tags)  # the job resuming it now (a requeued or re-launched multirun job)
     else:
-        tags = {"searcher.dataset": dataset.name, "searcher.preset": config.search.preset, "searcher.device": str(device)}
-        recorder.start_search(name, params=settings, tags=tags)
-    resolved = OmegaConf.to_yaml(OmegaConf.structured(config))
+        run_tags = {"searcher.dataset": dataset.name, "searcher.preset": config.search.preset, "searcher.device": str(device)}
+        recorder.start_search(name, params=settings, tags=run_tags | (tags or {}))
     install_signal_handlers()
+    runner = None
     try:
-        recorder.log_artifact_text(resolved, "config.yaml")
+        recorder.log_artifact_text(shown_config(config), "config.yaml")
         with RichProgress(console) as progress:
-            runner = LocalRunner(
-                DeviceData(dataset, device), recorder, progress, checkpoint_dir(config, name), config.train.checkpoint_seconds
-            )
-            result = run_search(plan, StudyBook(optuna_storage(config), name, plan), runner)
+            runner = make_runner(config, dataset, device, recorder, progress, name, storage)
+            concurrency = getattr(runner, "concurrency", 1)
+            if concurrency > 1:
+                console.print(f"execution: {describe_execution(config, runner)}")
+            plan = replace(plan, concurrency=concurrency)
+            result = run_search(plan, StudyBook(storage, name, plan), runner)
         files = {"decisions.json": decisions_json(result), "decisions.md": decisions_markdown(result, name)}
         for file_name, text in files.items():
             recorder.log_artifact_text(text, file_name)
@@ -231,12 +309,20 @@ def run(config: SearcherConfig, dataset_chosen: bool, output_dir: Path | None = 
         recorder.abort("KILLED")
         console.print(f"[yellow]interrupted[/yellow]: open runs marked KILLED; exit {interrupt.exit_code}")
         return Outcome(interrupt.exit_code, name, recorder.search_run_id)
+    except SystemExit:
+        # A job scheduler's signal handler exits this process (submitit at a SLURM time limit or preemption,
+        # after requeueing the job): runs are KILLED, and the requeued job's re-run resumes the search.
+        recorder.abort("KILLED")
+        console.print("[yellow]stopped by the job scheduler[/yellow]: open runs marked KILLED; a re-run (or the requeued job) resumes")
+        raise
     except BaseException:
         recorder.abort("FAILED")
         raise
     finally:
         signal.signal(signal.SIGINT, signal.default_int_handler)
         signal.signal(signal.SIGTERM, signal.SIG_DFL)
+        if runner is not None:
+            runner.close()
     print_summary(console, result, ui_command(config.tracking.uri), recorder.runs_url("http://127.0.0.1:5000"))
     return Outcome(EXIT_OK, name, recorder.search_run_id, result.final.metrics["test_acc"])
 

@@ -1,4 +1,4 @@
-"""Runs trials one after another in this process, and has each one recorded.
+"""Runs trials one after another in this process, and has each one recorded (the `serial` execution).
 
 A trial that raises or diverges becomes a `failed` outcome with its reason;
 the search goes on. Only the controller decides what a failure means.
@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import gc
 import traceback
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -53,6 +54,13 @@ def run_one(
         progress.epoch(request, record)
         return stage.on_epoch(request, record)
 
+    return attempt(data, request, on_epoch, checkpoint)
+
+
+def attempt(
+    data: DeviceData, request: TrialRequest, on_epoch: Callable[[EpochRecord], bool] | None, checkpoint: Checkpointing | None
+) -> tuple[TrialOutcome, str | None]:
+    """Train one trial wherever this runs (here or in a worker); any exception becomes a failed outcome."""
     try:
         result = train_trial(
             request.arch,
@@ -115,3 +123,6 @@ class LocalRunner:
 
     def end_stage(self, stage: Stage, result: StageResult, outcomes: list[TrialOutcome]) -> None:
         self.recorder.finish_stage(result, outcomes, self.run_ids)
+
+    def close(self) -> None:
+        """Nothing to release: trials ran in this process."""
