@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
 # Installs searcher with its test extras into ./.venv and runs the whole test suite.
-# This is the README's test command and what CI (.ci/run) runs on a clean clone.
+# This is the README's test command and what CI (.ci/run) runs on a clean clone. It also starts a
+# throw-away PostgreSQL server for the shared-storage test (scripts/postgres.sh): installed from
+# Debian's packages when missing and running as root; elsewhere without one, that test skips.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 python3 -m venv .venv
@@ -12,4 +14,9 @@ if ! command -v chromium >/dev/null 2>&1 && [ "$(id -u)" = 0 ] && command -v apt
     { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium; } >/dev/null 2>&1 \
         || echo "could not install chromium: the browser test will be skipped"
 fi
-exec .venv/bin/python -m pytest -q "$@"
+source scripts/postgres.sh
+trap postgres_stop EXIT
+postgres_start
+status=0
+.venv/bin/python -m pytest -q "$@" || status=$?
+exit $status

@@ -9,7 +9,7 @@ from __future__ import annotations
 import hashlib
 import json
 import sys
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -22,6 +22,7 @@ from searcher.execution import interrupts
 from searcher.execution.interrupts import EXIT_SIGINT, Interrupted
 from searcher.model.spec import LayoutPolicy
 from searcher.search.plan import RegularizerRange, SearchPlan, TransferPlan
+from searcher.uris import redact, with_driver
 from searcher.train.stability import StabilityRule
 from searcher.train.trainer import TrainSettings, resolve_device
 
@@ -97,6 +98,7 @@ def make_plan(config: SearcherConfig, dataset: ImageDataset, target: ImageDatase
         depth_min_improvement=s.depth.min_improvement,
         new_layer_factors=tuple(s.depth.new_layer_factors),
         regularization_trials=s.regularization.trials,
+        regularization_in_flight=s.regularization.trials_in_flight,
         regularizers=tuple(RegularizerRange(name, r.low, r.high, r.log) for name, r in s.regularization.space.items()),
         pruner_warmup_epochs=s.regularization.pruner_warmup_epochs,
         final_seeds=s.final.seeds,
@@ -106,11 +108,18 @@ def make_plan(config: SearcherConfig, dataset: ImageDataset, target: ImageDatase
 
 
 def optuna_storage(config: SearcherConfig) -> str:
+    """The Optuna storage URL, with an absolute path: worker processes and jobs open it too."""
+    from searcher.search.studies import absolute_storage
+
     if config.tracking.optuna_storage:
-        return config.tracking.optuna_storage
+        return absolute_storage(config.tracking.optuna_storage)
     if config.tracking.uri.startswith("postgresql"):
-        return config.tracking.uri
-    return f"sqlite:///{beside_tracking_store(config, 'optuna.db')}"
+        # MLflow and Optuna both keep an `alembic_version` table: they cannot share one database.
+        raise ConfigError(
+            f"tracking.optuna_storage is not set and tracking.uri={redact(config.tracking.uri)} is PostgreSQL: MLflow and Optuna "
+            "cannot share one database; create a second one and set tracking.optuna_storage=postgresql://user@host/optuna."
+        )
+    return absolute_storage(f"sqlite:///{beside_tracking_store(config, 'optuna.db')}")
 
 
 def beside_tracking_store(config: SearcherConfig, file_name: str) -> Path:
@@ -125,8 +134,64 @@ def checkpoint_dir(config: SearcherConfig, name: str) -> Path:
 
 
 def search_settings(config: SearcherConfig, flatten: Any) -> dict[str, str]:
-    """Every setting as an MLflow param (search.name is the run's name, not a setting)."""
-    return {k: v for k, v in flatten("", OmegaConf.to_container(OmegaConf.structured(config))).items() if k != "search.name"}
+    """Every setting as an MLflow param (search.name is the run's name, not a setting); passwords in URIs masked."""
+    settings = flatten("", OmegaConf.to_container(OmegaConf.structured(config)))
+    return {k: redact(v) if k.startswith("tracking.") else v for k, v in settings.items() if k != "search.name"}
+
+
+def shown_config(config: SearcherConfig) -> str:
+    """The resolved config as YAML for the record, with passwords in URIs masked."""
+    tracking = replace(
+        config.tracking,
+        uri=redact(config.tracking.uri),
+        optuna_storage=redact(config.tracking.optuna_storage) if config.tracking.optuna_storage else None,
+    )
+    return OmegaConf.to_yaml(OmegaConf.structured(replace(config, tracking=tracking)))
+
+
+def make_runner(config: SearcherConfig, dataset: ImageDataset, device: Any, recorder: Any, progress: Any, name: str, storage: str) -> Any:
+    """The Runner `execution.kind` asks for; every one records the same way, only where trials train differs."""
+    e = config.execution
+    checkpoints = checkpoint_dir(config, name)
+    if e.kind == "serial":
+        from searcher.execution import LocalRunner
+
+        return LocalRunner(DeviceData(dataset, device), recorder, progress, checkpoints, config.train.checkpoint_seconds)
+    from searcher.execution.pool import PoolRunner
+    from searcher.execution.worker import DataSpec
+
+    if e.kind == "processes":
+        from searcher.execution.processes import ProcessBackend, default_workers
+
+        workers = e.workers or default_workers(str(device), e.trials_per_gpu)
+        backend: Any = ProcessBackend(DataSpec(dataset_options(config.dataset, data_dir(config)), dataset.identity, str(device)), workers, e.threads_per_worker)
+    else:
+        from searcher.execution.submitit import SubmititBackend
+
+        folder = Path(e.folder) if e.folder else beside_tracking_store(config, "submitit") / name
+        backend = SubmititBackend(
+            DataSpec(dataset_options(config.dataset, data_dir(config)), dataset.identity, config.device),  # resolved on the job's node
+            folder.resolve() / "%j",
+            e.workers or 4,
+            cluster=e.cluster,
+            timeout_min=e.timeout_min,
+            gpus_per_node=e.gpus_per_node,
+            cpus_per_task=e.cpus_per_task,
+            mem_gb=e.mem_gb,
+            partition=e.partition,
+            slurm_additional=dict(e.slurm_additional),
+        )
+    return PoolRunner(backend, recorder, progress, checkpoints, config.train.checkpoint_seconds, storage)
+
+
+def describe_execution(config: SearcherConfig, runner: Any) -> str:
+    if config.execution.kind == "serial":
+        return "serial"
+    backend = runner.backend
+    if config.execution.kind == "processes":
+        threads = f"{backend.threads} thread{'s' if backend.threads > 1 else ''} each"
+        return f"{backend.capacity} worker processes ({', '.join(sorted(set(backend.devices)))}, {threads})"
+    return f"up to {backend.capacity} submitit jobs ({backend.cluster})"
 
 
 def default_name(config: SearcherConfig, settings: dict[str, str]) -> str:
@@ -139,7 +204,7 @@ def default_name(config: SearcherConfig, settings: dict[str, str]) -> str:
 
 
 def ui_command(uri: str) -> str:
-    return f"python -m searcher.ui --tracking-uri {uri}"
+    return f"python -m searcher.ui --tracking-uri {redact(with_driver(uri))}"
 
 
 def publish_report(console: Console, config: SearcherConfig, name: str, search_run_id: str | None, output_dir: Path | None) -> bool:
@@ -161,13 +226,21 @@ def publish_report(console: Console, config: SearcherConfig, name: str, search_r
     return True
 
 
-def run(config: SearcherConfig, dataset_chosen: bool, output_dir: Path | None = None, console: Console | None = None) -> Outcome:
+def run(
+    config: SearcherConfig,
+    dataset_chosen: bool,
+    output_dir: Path | None = None,
+    console: Console | None = None,
+    tags: dict[str, str] | None = None,
+) -> Outcome:
+    """One search. `tags` go on the search run (a multirun job says which one it is)."""
     console = console or Console()
     if not dataset_chosen:
         console.print("No dataset chosen: searching on the built-in [bold]digits[/bold] (scikit-learn, offline). Pick one with +dataset=NAME.")
     try:
         dataset = load_dataset(dataset_options(config.dataset, data_dir(config)))
         target = load_target(config, dataset)
+        storage = optuna_storage(config)
         from searcher.tracking import TrackingError, open_recorder
 
         try:
@@ -180,7 +253,6 @@ def run(config: SearcherConfig, dataset_chosen: bool, output_dir: Path | None = 
 
     import optuna
 
-    from searcher.execution import LocalRunner
     from searcher.report.decisions import decisions_json, decisions_markdown
     from searcher.report.terminal import RichProgress, print_summary
     from searcher.search import SearchFailed, StudyBook, run_search
@@ -195,7 +267,7 @@ def run(config: SearcherConfig, dataset_chosen: bool, output_dir: Path | None = 
     console.print(
         f"search [bold]{name}[/bold] on {dataset.name} ({len(dataset.train)} train / {len(dataset.val)} val images, "
         f"{dataset.num_classes} classes, {dataset.channels}x{dataset.size}x{dataset.size}) · preset {config.search.preset} · "
-        f"device {device} · tracking {config.tracking.uri}"
+        f"device {device} · tracking {redact(config.tracking.uri)}"
     )
     from searcher.tracking.history import differing_settings, find_search, load_prior
 
@@ -204,7 +276,7 @@ def run(config: SearcherConfig, dataset_chosen: bool, output_dir: Path | None = 
         differences = differing_settings(earlier.data.params, settings)
         if differences:
             console.print(
-                f"[red]error:[/red] search.name={name} already exists in {config.tracking.uri} with other settings: "
+                f"[red]error:[/red] search.name={name} already exists in {redact(config.tracking.uri)} with other settings: "
                 f"{'; '.join(differences)}. Re-run with the same settings to resume it, or choose a new search.name.",
                 highlight=False,
             )
@@ -220,23 +292,28 @@ def run(config: SearcherConfig, dataset_chosen: bool, output_dir: Path | None = 
             f"{prior.orphans} runs left RUNNING by a dead process marked FAILED"
         )
         recorder.attach_search(prior)
+        if tags:
+            recorder.tag_search(tags)  # the job resuming it now (a requeued or re-launched multirun job)
     else:
-        tags = {"searcher.dataset": dataset.name, "searcher.preset": config.search.preset, "searcher.device": str(device)}
-        recorder.start_search(name, params=settings, tags=tags)
-    resolved = OmegaConf.to_yaml(OmegaConf.structured(config))
+        run_tags = {"searcher.dataset": dataset.name, "searcher.preset": config.search.preset, "searcher.device": str(device)}
+        recorder.start_search(name, params=settings, tags=run_tags | (tags or {}))
     interrupts.install()
+    runner = None
     try:
-        recorder.log_artifact_text(resolved, "config.yaml")
+        recorder.log_artifact_text(shown_config(config), "config.yaml")
         with RichProgress(console) as progress:
-            runner = LocalRunner(
-                DeviceData(dataset, device), recorder, progress, checkpoint_dir(config, name), config.train.checkpoint_seconds
-            )
+            runner = make_runner(config, dataset, device, recorder, progress, name, storage)
+            concurrency = getattr(runner, "concurrency", 1)
+            if concurrency > 1:
+                console.print(f"execution: {describe_execution(config, runner)}")
+            plan = replace(plan, concurrency=concurrency)
             transfer_runner = None
             if target is not None:
+                from searcher.execution import LocalRunner
                 from searcher.execution.probe import probe_work
 
                 transfer_runner = LocalRunner(DeviceData(target, device), recorder, progress, work=probe_work())
-            result = run_search(plan, StudyBook(optuna_storage(config), name, plan), runner, transfer_runner)
+            result = run_search(plan, StudyBook(storage, name, plan), runner, transfer_runner)
         files = {"decisions.json": decisions_json(result), "decisions.md": decisions_markdown(result, name)}
         for file_name, text in files.items():
             recorder.log_artifact_text(text, file_name)
@@ -264,11 +341,19 @@ def run(config: SearcherConfig, dataset_chosen: bool, output_dir: Path | None = 
         recorder.abort("KILLED")
         console.print(f"[yellow]interrupted[/yellow]: open runs marked KILLED; exit {interrupt.exit_code}")
         return Outcome(interrupt.exit_code, name, recorder.search_run_id)
+    except SystemExit:
+        # A job scheduler's signal handler exits this process (submitit at a SLURM time limit or preemption,
+        # after requeueing the job): runs are KILLED, and the requeued job's re-run resumes the search.
+        recorder.abort("KILLED")
+        console.print("[yellow]stopped by the job scheduler[/yellow]: open runs marked KILLED; a re-run (or the requeued job) resumes")
+        raise
     except BaseException:
         recorder.abort("FAILED")
         raise
     finally:
         interrupts.restore()
+        if runner is not None:
+            runner.close()
     print_summary(console, result, ui_command(config.tracking.uri), recorder.stage_view_url("http://127.0.0.1:5000"))
     console.print(f"model:      {model_uri}  (mlflow.pytorch.load_model)", highlight=False, soft_wrap=True)
     if config.report.enabled and not publish_report(console, config, name, recorder.search_run_id, output_dir):

@@ -3,6 +3,9 @@
 Hydra reports its own composition errors (an unknown group option such as
 `+dataset=nope`, an override of a key that does not exist) and exits 1; those
 happen before our task starts, so they are bad input and leave with exit 2.
+
+In a multirun a job that fails raises instead of exiting, so Hydra records it as
+failed and the other jobs run on (Hydra then ends the multirun with an error).
 """
 
 from __future__ import annotations
@@ -26,18 +29,30 @@ def task(composed: DictConfig) -> None:
 
     from searcher.app import EXIT_BAD_INPUT, run
     from searcher.config import ConfigError, validate
+    from searcher.multirun import job_tags
 
     console = Console()
     dataset_chosen = "dataset" in composed
+    tags = job_tags()
     try:
         config = validate(OmegaConf.to_container(composed, resolve=False))  # type: ignore[arg-type]
     except ConfigError as error:
         console.print(f"[red]error:[/red] {error}", highlight=False)
-        sys.exit(EXIT_BAD_INPUT)
+        leave(EXIT_BAD_INPUT, tags)
     output_dir = Path(HydraConfig.get().runtime.output_dir)
-    outcome = run(config, dataset_chosen, output_dir, console)
+    outcome = run(config, dataset_chosen, output_dir, console, tags)
     if outcome.exit_code != 0:
-        sys.exit(outcome.exit_code)
+        leave(outcome.exit_code, tags, outcome.search_name)
+
+
+class SearchJobFailed(Exception):
+    """A multirun job's search did not complete (Hydra marks the job failed; the other jobs go on)."""
+
+
+def leave(exit_code: int, tags: dict[str, str], search_name: str | None = None) -> None:
+    if tags:  # a multirun job: exiting would end the whole multirun (or leave a launcher without a result)
+        raise SearchJobFailed(f"job {tags['searcher.multirun_job']}: search {search_name or ''} ended with exit code {exit_code}")
+    sys.exit(exit_code)
 
 
 SUBCOMMANDS = {"ui": "searcher.ui", "report": "searcher.report.__main__"}  # `searcher ui ...` = `python -m searcher.ui ...`

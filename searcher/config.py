@@ -74,6 +74,7 @@ class RangeConfig:
 @dataclass
 class RegularizationConfig:
     trials: int = 8  # Optuna trials after the unregularized one
+    trials_in_flight: int = 1  # asked together before any is told (TPE's constant liar); the same in serial and parallel runs
     pruner_warmup_epochs: int = 8  # the median pruner judges a trial only after this many epochs
     space: dict[str, RangeConfig] = field(
         default_factory=lambda: {
@@ -161,6 +162,24 @@ class ReportConfig:
 
 
 @dataclass
+class ExecutionConfig:
+    """Where trials run (conf/execution/): never changes a decision, only how many run at once."""
+
+    kind: str = "serial"  # serial | processes | submitit
+    workers: Optional[int] = None  # trials at once; null: GPUs x trials_per_gpu on CUDA, else CPU cores (processes), 4 (submitit)
+    trials_per_gpu: int = 1  # processes on CUDA: workers share GPUs round-robin, this many per GPU by default
+    threads_per_worker: Optional[int] = None  # torch threads per worker; null: CPU cores / workers
+    cluster: Optional[str] = None  # submitit: slurm | local; null: slurm where sbatch exists, else local
+    folder: Optional[str] = None  # submitit: job scripts and logs; null: submitit/ beside the checkpoints
+    timeout_min: int = 240  # submitit: time limit of one trial's job
+    partition: Optional[str] = None  # submitit on SLURM
+    gpus_per_node: int = 1  # submitit on SLURM (0 on a CPU partition)
+    cpus_per_task: int = 8
+    mem_gb: int = 32
+    slurm_additional: dict[str, str] = field(default_factory=dict)  # extra sbatch options, e.g. {account: myproj}
+
+
+@dataclass
 class SearcherConfig:
     seed: int = 0
     device: str = "auto"  # auto | cpu | cuda | cuda:N
@@ -171,6 +190,7 @@ class SearcherConfig:
     model: ModelConfig = field(default_factory=ModelConfig)
     tracking: TrackingConfig = field(default_factory=TrackingConfig)
     report: ReportConfig = field(default_factory=ReportConfig)
+    execution: ExecutionConfig = field(default_factory=ExecutionConfig)
 
 
 def validate(composed: DictConfig | dict) -> SearcherConfig:
@@ -248,6 +268,7 @@ def check_ranges(c: SearcherConfig) -> None:
     _require(bool(factors) and all(f > 0 for f in factors), "search.depth.new_layer_factors", factors, "a non-empty list of numbers > 0")
     r = s.regularization
     _require(r.trials >= 0, "search.regularization.trials", r.trials, "an integer >= 0")
+    _require(r.trials_in_flight >= 1, "search.regularization.trials_in_flight", r.trials_in_flight, "an integer >= 1")
     _require(r.pruner_warmup_epochs >= 0, "search.regularization.pruner_warmup_epochs", r.pruner_warmup_epochs, "an integer >= 0")
     upper = {"weight_decay": 10.0, "dropout": 0.95, "label_smoothing": 0.5, "augment": 1.0}
     for name, span in r.space.items():
@@ -290,6 +311,23 @@ def check_ranges(c: SearcherConfig) -> None:
     _require(m.large_layers >= 0, "model.large_layers", m.large_layers, "an integer >= 0")
     _require(m.min_resolution >= 1, "model.min_resolution", m.min_resolution, "an integer >= 1")
     _require(bool(c.tracking.experiment), "tracking.experiment", c.tracking.experiment, "a non-empty name")
+    storage = c.tracking.optuna_storage
+    _require(
+        storage is None or storage.startswith(("sqlite:///", "postgresql", "mysql", "journal:///")),
+        "tracking.optuna_storage",
+        storage,
+        "null, sqlite:///path.db, postgresql://user@host/db or journal:///path/to/journal.log (NFS without a database server)",
+    )
+    e = c.execution
+    _require(e.kind in ("serial", "processes", "submitit"), "execution.kind", e.kind, "serial, processes or submitit (set it with execution=NAME)")
+    _require(e.workers is None or e.workers >= 1, "execution.workers", e.workers, "null or an integer >= 1")
+    _require(e.trials_per_gpu >= 1, "execution.trials_per_gpu", e.trials_per_gpu, "an integer >= 1")
+    _require(e.threads_per_worker is None or e.threads_per_worker >= 1, "execution.threads_per_worker", e.threads_per_worker, "null or an integer >= 1")
+    _require(e.cluster in (None, "slurm", "local"), "execution.cluster", e.cluster, "null, slurm or local")
+    _require(e.timeout_min >= 1, "execution.timeout_min", e.timeout_min, "an integer >= 1 (minutes)")
+    _require(e.gpus_per_node >= 0, "execution.gpus_per_node", e.gpus_per_node, "an integer >= 0")
+    _require(e.cpus_per_task >= 1, "execution.cpus_per_task", e.cpus_per_task, "an integer >= 1")
+    _require(e.mem_gb >= 1, "execution.mem_gb", e.mem_gb, "an integer >= 1 (GB)")
 
 
 def data_dir(config: SearcherConfig) -> Path:

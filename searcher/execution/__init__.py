@@ -1,4 +1,8 @@
-"""How trials run: in this process for now (worker processes and SLURM build on the same Runner)."""
+"""How trials run: serially in this process (local), in worker processes (processes), as submitit jobs (submitit).
+
+The concurrent runners share one recording loop (pool.PoolRunner); their backends are
+imported lazily (submitit only when asked for).
+"""
 
 from searcher.execution.local import LocalRunner, Progress, QuietProgress, run_one
 

@@ -1,4 +1,4 @@
-"""Runs trials one after another in this process, and has each one recorded.
+"""Runs trials one after another in this process, and has each one recorded (the `serial` execution).
 
 A trial that raises or diverges becomes a `failed` outcome with its reason;
 the search goes on. Only the controller decides what a failure means.
@@ -76,6 +76,17 @@ def run_one(
         progress.epoch(request, record)
         return stage.on_epoch(request, record)
 
+    return attempt(data, request, on_epoch, checkpoint, work)
+
+
+def attempt(
+    data: DeviceData,
+    request: TrialRequest,
+    on_epoch: Callable[[EpochRecord], bool] | None,
+    checkpoint: Checkpointing | None,
+    work: Work = train_request,
+) -> tuple[TrialOutcome, str | None]:
+    """Train one trial wherever this runs (here or in a worker); any exception becomes a failed outcome."""
     try:
         result = work(data, request, on_epoch, checkpoint)
     except Exception as error:  # a broken trial must not end the search
@@ -133,3 +144,6 @@ class LocalRunner:
 
     def end_stage(self, stage: Stage, result: StageResult, outcomes: list[TrialOutcome]) -> None:
         self.recorder.finish_stage(result, outcomes, self.run_ids)
+
+    def close(self) -> None:
+        """Nothing to release: trials ran in this process."""

@@ -45,8 +45,10 @@ class SearchPlan:
     depth_min_improvement: float = 0.002  # a new layer must beat its parent by more than this
     new_layer_factors: tuple[float, ...] = (0.5, 1.0, 2.0)  # new layer's width candidates x previous layer's
     regularization_trials: int = 8  # Optuna trials after the enqueued unregularized one
+    regularization_in_flight: int = 1  # trials asked per batch before any is told (decides what TPE sees)
     regularizers: tuple[RegularizerRange, ...] = ()
     pruner_warmup_epochs: int = 8
     final_seeds: int = 3
     max_consecutive_failures: int = 5  # 0: never stop for failures
     transfer: TransferPlan | None = None  # None: no stage 5
+    concurrency: int = 1  # trials the runner trains at once: only how eagerly a stage asks, never what it decides

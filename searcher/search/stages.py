@@ -18,7 +18,7 @@ from typing import ClassVar
 import optuna
 
 from searcher.search.plan import SearchPlan
-from searcher.search.studies import regularization_sampler
+from searcher.search.studies import RemoteTrial, regularization_sampler, report_epoch
 from searcher.search.trials import Candidate, Decision, DecisionEntry, TrialOutcome, TrialRequest, mean_score
 from searcher.train.trainer import EpochRecord
 
@@ -32,6 +32,7 @@ class StageResult:
     trial_decisions: dict[str, Decision]  # by trial key
     metrics: dict[str, float] = field(default_factory=dict)  # logged on the stage run
     winner_outcomes: tuple[TrialOutcome, ...] = ()
+    trial_notes: dict[str, str] = field(default_factory=dict)  # by trial key: why a trial played no part in the decision
 
 
 def group_by_candidate(done: list[TrialOutcome]) -> dict[str, list[TrialOutcome]]:
@@ -59,6 +60,10 @@ class Stage:
     def on_epoch(self, request: TrialRequest, record: EpochRecord) -> bool:
         """Called after every epoch of this stage's trials; True stops the trial (pruning)."""
         return False
+
+    def remote_trial(self, request: TrialRequest) -> RemoteTrial | None:
+        """What a trial trained in another process reports its epochs to (the same pruning as `on_epoch`), if anything."""
+        return None
 
     def observe(self, outcomes: list[TrialOutcome]) -> None:
         """Record finished trials in the stage's Optuna study (a grid stage's study is its record), once each."""
@@ -185,15 +190,21 @@ class WidthStage(Stage):
         return Candidate(f"w{width} d{arch.depth}", arch, self.start.winner.train, (("depth", arch.depth), ("width", width)))
 
     def walk(self, done: list[TrialOutcome]) -> tuple[list[tuple[Candidate, float]], list[TrialRequest]]:
-        """Scores in grid order until patience runs out, and what to run next."""
+        """Scores in grid order until patience runs out, and what to run next.
+
+        With a runner that trains several trials at once, the next `concurrency` candidates are
+        asked for together. Patience is still applied in grid order, so the decision is the same;
+        a candidate beyond the patience cutoff is trained but never compared.
+        """
         points = [(self.start.winner, self.start.score)]
         best, since_best = self.start.score, 0
-        for candidate in self.grid:
+        for index, candidate in enumerate(self.grid):
             if since_best >= self.plan.width_patience:
                 break
             score = self.score_of(candidate, done)
             if score is None:
-                return points, self.missing(candidate, done)
+                ahead = self.grid[index : index + max(1, self.plan.concurrency)]
+                return points, [request for c in ahead for request in self.missing(c, done)]
             points.append((candidate, score))
             best, since_best = (score, 0) if score > best else (best, since_best + 1)
         return points, []
@@ -223,7 +234,15 @@ class WidthStage(Stage):
                 best_val_acc=best,
             )
         )
-        return StageResult(self.name, chosen, score, tuple(entries), self.trial_decisions(done, {chosen.name}), winner_outcomes=_outcomes_of(chosen, done))
+        compared = {candidate.name for candidate, _ in points}
+        notes = {
+            o.request.key: f"beyond patience: trained concurrently, not compared (patience {self.plan.width_patience})"
+            for o in done
+            if o.request.candidate not in compared
+        }
+        return StageResult(
+            self.name, chosen, score, tuple(entries), self.trial_decisions(done, {chosen.name}), winner_outcomes=_outcomes_of(chosen, done), trial_notes=notes
+        )
 
 
 def _outcomes_of(candidate: Candidate, done: list[TrialOutcome]) -> tuple[TrialOutcome, ...]:
@@ -366,23 +385,37 @@ class RegularizationStage(Stage):
         return candidate.name
 
     def next_trials(self, done: list[TrialOutcome]) -> list[TrialRequest]:
-        for name in self.asked:
-            pending = self.missing(self.candidates[name], done)
-            if pending:
-                return pending
-        if len(self.asked) >= self.plan.regularization_trials:
-            return []
+        """Trials are asked in batches of `regularization_in_flight` and told only when the whole batch is done.
+
+        Batch boundaries are fixed by the trial index, whether the runner trains the batch one
+        by one or all at once, so TPE sees the same history and a parallel run decides as a
+        serial one does.
+        """
+        batch, total = self.plan.regularization_in_flight, self.plan.regularization_trials
+        while len(self.asked) % batch and len(self.asked) < total:
+            self._ask()  # finish a batch an interrupted attempt left half asked, before any of it runs
+        pending = [request for name in self.asked for request in self.missing(self.candidates[name], done)]
+        if pending:
+            return pending
+        names = [self._ask() for _ in range(min(batch, total - len(self.asked)))]
+        return [request for name in names for request in self.requests(self.candidates[name])]
+
+    def _ask(self) -> str:
         # Seeded by (search seed, trial index): a resumed study samples exactly what an uninterrupted one would.
         self.study.sampler = regularization_sampler(self.plan, len(self.asked))
-        trial = self.study.ask(self.distributions)
-        return self.requests(self.candidates[self._adopt(trial)])
+        return self._adopt(self.study.ask(self.distributions))
 
     def on_epoch(self, request: TrialRequest, record: EpochRecord) -> bool:
         trial = self.asked.get(request.candidate)
-        if trial is None or request.repeat != 0:
+        if trial is None or request.repeat != 0 or request.candidate in self.told:
             return False
-        trial.report(record.val_acc, record.epoch)
-        return trial.should_prune()
+        return report_epoch(trial, record)  # type: ignore[arg-type]
+
+    def remote_trial(self, request: TrialRequest) -> RemoteTrial | None:
+        trial = self.asked.get(request.candidate)
+        if trial is None or request.repeat != 0 or request.candidate in self.told:
+            return None
+        return RemoteTrial(self.study.study_name, trial._trial_id, self.study.pruner)
 
     def observe(self, outcomes: list[TrialOutcome]) -> None:
         done_names = {o.request.candidate for o in outcomes}

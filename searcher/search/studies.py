@@ -1,23 +1,88 @@
-"""One Optuna study per stage, in one storage (SQLite beside the MLflow database by default)."""
+"""One Optuna study per stage, in one storage (SQLite beside the MLflow database by default).
+
+The storage is named by a string so that every process of a search can open it:
+`sqlite:///optuna.db` (one machine), `postgresql://user@host/db` (a cluster), or
+`journal:///path/optuna.log` (Optuna's journal file: an NFS cluster without a
+database server; SQLite's file locking is unreliable on NFS).
+"""
 
 from __future__ import annotations
+
+import functools
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
 
 import optuna
 
 from searcher.search.plan import SearchPlan
+from searcher.train.trainer import EpochRecord
+from searcher.uris import with_driver
+
+JOURNAL_PREFIX = "journal:///"
 
 
 def regularization_sampler(plan: SearchPlan, trial_index: int) -> optuna.samplers.TPESampler:
-    """TPE seeded by (search seed, trial index): what it samples depends only on the history it is shown."""
+    """TPE seeded by (search seed, trial index): what it samples depends only on the history it is shown.
+
+    `constant_liar` makes trials asked but not yet told count as bad results, so a batch of
+    trials in flight spreads out instead of sampling the same point (Optuna's parallel TPE).
+    """
     startup = max(1, plan.regularization_trials // 3)  # random trials before TPE models the space
-    return optuna.samplers.TPESampler(seed=plan.seed * 100_003 + trial_index, n_startup_trials=startup)
+    return optuna.samplers.TPESampler(seed=plan.seed * 100_003 + trial_index, n_startup_trials=startup, constant_liar=True)
+
+
+def absolute_storage(spec: str) -> str:
+    """The same storage with an absolute file path, so worker processes and jobs in other folders find it."""
+    for prefix in ("sqlite:///", JOURNAL_PREFIX):
+        if spec.startswith(prefix) and not spec.startswith(prefix + "/") and ":memory:" not in spec:
+            return prefix + str(Path(spec.removeprefix(prefix)).expanduser().resolve())
+    return spec
+
+
+@functools.lru_cache(maxsize=8)
+def open_storage(spec: str) -> str | optuna.storages.BaseStorage:
+    """What optuna.create_study/load_study accept for a storage string (one object per process and spec)."""
+    if spec.startswith(JOURNAL_PREFIX):
+        from optuna.storages.journal import JournalFileBackend
+
+        path = Path(spec.removeprefix(JOURNAL_PREFIX))
+        path.parent.mkdir(parents=True, exist_ok=True)
+        return optuna.storages.JournalStorage(JournalFileBackend(str(path)))
+    return optuna.storages.RDBStorage(with_driver(spec), heartbeat_interval=None)
+
+
+def pruner(plan: SearchPlan) -> optuna.pruners.BasePruner:
+    # Judges a trial only against COMPLETE trials: those told in earlier batches, never ones still in flight,
+    # so a pruning decision does not depend on which concurrent trial reported first.
+    return optuna.pruners.MedianPruner(n_startup_trials=3, n_warmup_steps=plan.pruner_warmup_epochs)
+
+
+def report_epoch(trial: optuna.trial.Trial, record: EpochRecord) -> bool:
+    """Report one epoch's validation accuracy; True when the pruner says stop."""
+    trial.report(record.val_acc, record.epoch)
+    return trial.should_prune()
+
+
+@dataclass(frozen=True)
+class RemoteTrial:
+    """An asked trial that another process reports to through the shared storage (ids, not live objects)."""
+
+    study_name: str
+    trial_id: int
+    pruner: optuna.pruners.BasePruner
+
+    def reporter(self, storage: str) -> Callable[[EpochRecord], bool]:
+        study = optuna.load_study(study_name=self.study_name, storage=open_storage(storage), pruner=self.pruner)
+        trial = optuna.trial.Trial(study, self.trial_id)
+        return lambda record: report_epoch(trial, record)
 
 
 class StudyBook:
     """Opens `<search name>/<stage>` studies: TPE and a median pruner, both seeded by the search seed."""
 
     def __init__(self, storage: str | optuna.storages.BaseStorage | None, search_name: str, plan: SearchPlan):
-        self.storage = storage
+        self.storage = open_storage(storage) if isinstance(storage, str) else storage
         self.search_name = search_name
         self.plan = plan
 
@@ -27,6 +92,6 @@ class StudyBook:
             study_name=f"{self.search_name}/{stage}",
             direction="maximize",
             sampler=regularization_sampler(self.plan, 0),
-            pruner=optuna.pruners.MedianPruner(n_startup_trials=3, n_warmup_steps=self.plan.pruner_warmup_epochs),
+            pruner=pruner(self.plan),
             load_if_exists=True,
         )

@@ -123,6 +123,9 @@ class Recorder:
         self.client.update_run(self.search_run_id, status="RUNNING")
         self.open_runs.append(self.search_run_id)
 
+    def tag_search(self, tags: dict[str, str]) -> None:
+        self._log(self.search_run_id, tags=tags)
+
     def reusable(self, request: TrialRequest) -> tuple[str, TrialOutcome] | None:
         """(run id, outcome) of this trial if an earlier attempt of the search completed it."""
         run = self.prior.completed.get(request.key) if self.prior else None
@@ -205,6 +208,9 @@ class Recorder:
         for key, decision in result.trial_decisions.items():
             if key in run_ids:
                 self.client.set_tag(run_ids[key], "searcher.decision", decision)
+        for key, note in result.trial_notes.items():
+            if key in run_ids:
+                self.client.set_tag(run_ids[key], "searcher.note", note)
         metrics = [Metric("best_val_acc", result.score, int(time.time() * 1000), 0)] if math.isfinite(result.score) else []
         metrics += [Metric(k, v, int(time.time() * 1000), 0) for k, v in result.metrics.items()]
         winner = result.winner

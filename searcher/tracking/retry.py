@@ -68,9 +68,11 @@ class RetryingClient:
                     if not is_transient(error):
                         raise
                     if attempt == self._attempts:
+                        from searcher.uris import redact, redact_text
+
                         raise TrackingLost(
-                            f"the tracking store {self._uri} failed {self._attempts} times in a row ({name}: "
-                            f"{type(error).__name__}: {str(error)[:300]}); the search stopped. Finished trials are "
+                            f"the tracking store {redact(self._uri)} failed {self._attempts} times in a row ({name}: "
+                            f"{redact_text(f'{type(error).__name__}: {str(error)[:300]}', self._uri)}); the search stopped. Finished trials are "
                             "recorded: bring the store back and re-run the same command to resume."
                         ) from None
                     time.sleep(delay)

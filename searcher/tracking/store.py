@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import time
 import urllib.error
 import urllib.request
 from pathlib import Path
 from urllib.parse import urlparse
+
+from searcher.uris import redact, redact_text, with_driver
 
 
 class TrackingError(Exception):
@@ -16,28 +19,33 @@ SCHEMES = ("sqlite", "postgresql", "mysql", "mssql", "http", "https", "databrick
 
 
 def check_uri(uri: str) -> None:
-    """Fails fast, with the URI in the message, for a malformed or unreachable store."""
+    """Fails fast, with the URI (password masked) in the message, for a malformed or unreachable store."""
+    shown = redact(uri)
     scheme = urlparse(uri).scheme.split("+")[0]
     if scheme not in SCHEMES:
         raise TrackingError(
-            f"tracking.uri={uri!r} is not a tracking store URI; use sqlite:///path/mlflow.db, "
+            f"tracking.uri={shown!r} is not a tracking store URI; use sqlite:///path/mlflow.db, "
             "postgresql://user@host/db or http(s)://host:port (MLflow's file store is not supported)."
         )
     if scheme == "sqlite":
         path = uri.split(":///", 1)[1] if ":///" in uri else ""
         if not path:
-            raise TrackingError(f"tracking.uri={uri!r} names no database file; use sqlite:///mlflow.db or sqlite:////abs/path.db.")
+            raise TrackingError(f"tracking.uri={shown!r} names no database file; use sqlite:///mlflow.db or sqlite:////abs/path.db.")
         folder = Path(path).expanduser().resolve().parent
         if not folder.is_dir():
-            raise TrackingError(f"tracking.uri={uri!r}: folder {folder} does not exist; create it or point tracking.uri elsewhere.")
+            raise TrackingError(f"tracking.uri={shown!r}: folder {folder} does not exist; create it or point tracking.uri elsewhere.")
     if scheme in ("http", "https"):
         try:
             urllib.request.urlopen(uri.rstrip("/") + "/health", timeout=5).close()
         except (urllib.error.URLError, OSError) as error:
-            raise TrackingError(f"tracking.uri={uri!r} is unreachable ({error}); start the server or fix the URI.") from None
+            raise TrackingError(f"tracking.uri={shown!r} is unreachable ({error}); start the server or fix the URI.") from None
 
 
-def open_recorder(uri: str, experiment: str):
+# Several processes opening one new store at once (a multirun's jobs) race to create its tables or experiment.
+RACE_MARKERS = ("alembic", "already exists", "unique constraint", "duplicate key", "no such table", "database is locked")
+
+
+def open_recorder(uri: str, experiment: str, attempts: int = 5):
     """A Recorder on `experiment` (created if new). Imports MLflow only now: config errors answer fast."""
     check_uri(uri)
     from mlflow.tracking import MlflowClient
@@ -45,10 +53,16 @@ def open_recorder(uri: str, experiment: str):
     from searcher.tracking.recorder import Recorder
     from searcher.tracking.retry import RetryingClient
 
-    client = RetryingClient(MlflowClient(tracking_uri=uri), uri)
-    try:
-        found = client.get_experiment_by_name(experiment)
-        experiment_id = found.experiment_id if found else client.create_experiment(experiment)
-    except Exception as error:  # MLflow raises many types for a broken store
-        raise TrackingError(f"tracking.uri={uri!r} could not be opened: {type(error).__name__}: {error}") from None
-    return Recorder(client, experiment_id, uri)
+    for attempt in range(1, attempts + 1):
+        client = RetryingClient(MlflowClient(tracking_uri=with_driver(uri)), uri)
+        try:
+            found = client.get_experiment_by_name(experiment)
+            experiment_id = found.experiment_id if found else client.create_experiment(experiment)
+            return Recorder(client, experiment_id, with_driver(uri))
+        except Exception as error:  # MLflow raises many types for a broken store
+            text = f"{type(error).__name__}: {error}"
+            if attempt < attempts and any(marker in text.lower() for marker in RACE_MARKERS):
+                time.sleep(0.5 * attempt)  # another process is creating the same store or experiment: look again
+                continue
+            raise TrackingError(f"tracking.uri={redact(uri)!r} could not be opened: {redact_text(text, uri)[:2000]}") from None
+    raise AssertionError("unreachable")

@@ -1,0 +1,78 @@
+"""`execution=submitit`: each trial a SLURM job through submitit (or submitit's local executor off a cluster).
+
+The search process stays where it was started (a login node, or a multirun job)
+and records every trial; each job loads the dataset from `data_dir`, trains one
+trial on the node's GPU and returns the outcome. Jobs report pruning epochs to
+the shared Optuna storage, so a cluster needs one every node reaches
+(PostgreSQL, or a journal file on NFS; docs/cluster.md).
+"""
+
+from __future__ import annotations
+
+import shutil
+import time
+from pathlib import Path
+from typing import Any
+
+from searcher.execution.worker import DataSpec, TrialTask, run_in_job, unpacked
+from searcher.search.trials import TrialOutcome
+
+POLL_SECONDS = (0.5, 10.0)  # from quick checks for short local jobs to a gentle pace for the SLURM controller
+
+
+def default_cluster() -> str:
+    return "slurm" if shutil.which("sbatch") else "local"
+
+
+class SubmititBackend:
+    def __init__(
+        self,
+        spec: DataSpec,
+        folder: Path,
+        workers: int,
+        cluster: str | None = None,
+        timeout_min: int = 240,
+        gpus_per_node: int = 1,
+        cpus_per_task: int = 8,
+        mem_gb: int = 32,
+        partition: str | None = None,
+        slurm_additional: dict[str, str] | None = None,
+    ):
+        import submitit
+
+        self.capacity = workers
+        self.spec = spec
+        self.cluster = cluster or default_cluster()
+        self.executor = submitit.AutoExecutor(folder=str(folder), cluster=self.cluster)
+        parameters: dict[str, Any] = {"timeout_min": timeout_min, "gpus_per_node": gpus_per_node, "name": "searcher-trial"}
+        if self.cluster == "slurm":
+            parameters |= {"cpus_per_task": cpus_per_task, "mem_gb": mem_gb, "slurm_additional_parameters": dict(slurm_additional or {})}
+            if partition:
+                parameters["slurm_partition"] = partition
+        self.executor.update_parameters(**parameters)
+        self.jobs: list[Any] = []
+
+    def submit(self, task: TrialTask) -> Any:
+        job = self.executor.submit(run_in_job, self.spec, task)
+        self.jobs.append(job)
+        return job
+
+    def wait(self, handles: list[Any]) -> None:
+        delay = POLL_SECONDS[0]
+        while not any(job.done() for job in handles):
+            time.sleep(delay)
+            delay = min(delay * 1.5, POLL_SECONDS[1])
+
+    def done(self, handle: Any) -> bool:
+        return handle.done()
+
+    def result(self, handle: Any) -> tuple[TrialOutcome, str | None]:
+        self.jobs = [job for job in self.jobs if job is not handle]
+        return unpacked(handle.result())
+
+    def close(self, cancel: bool = False) -> None:
+        if cancel:
+            for job in self.jobs:
+                if not job.done():
+                    job.cancel(check=False)  # scancel on SLURM; SIGINT to the local job
+        self.jobs = []

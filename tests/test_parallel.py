@@ -1,0 +1,124 @@
+"""Parallel trials decide exactly as serial ones: eager stages, fixed regularization batches, request-ordered outcomes."""
+
+import json
+from pathlib import Path
+
+import pytest
+from mlflow.tracking import MlflowClient
+
+from conftest import FakeRunner, fake_result, make_plan, memory_studies, run_cli, search_runs
+from searcher.execution.pool import PoolRunner
+from searcher.search import run_search
+from searcher.search.trials import TrialOutcome
+
+WIDTH_SCORES = {16: 0.90, 32: 0.95, 64: 0.94, 128: 0.99}  # patience 1 stops after 64: 128 is never compared
+
+
+def score(request) -> float:
+    arch = request.arch
+    if arch.depth == 2:
+        return WIDTH_SCORES[arch.widths[0]]
+    return 0.9 + 0.01 * arch.depth - 0.05 * request.train.weight_decay + 0.0001 * arch.widths[-1]
+
+
+class ReverseBackend:
+    """A real Backend that trains instantly but finishes the trials in flight newest first."""
+
+    def __init__(self, capacity: int):
+        self.capacity = capacity
+        self.in_flight: list[dict] = []
+        self.submit_order: list[str] = []
+        self.finish_order: list[str] = []
+
+    def submit(self, task):
+        self.submit_order.append(task.request.label)
+        handle = {"task": task, "done": False}
+        self.in_flight.append(handle)
+        return handle
+
+    def wait(self, handles):
+        newest = [h for h in self.in_flight if not h["done"]][-1]
+        newest["done"] = True
+        self.finish_order.append(newest["task"].request.label)
+
+    def done(self, handle):
+        return handle["done"]
+
+    def result(self, handle):
+        self.in_flight.remove(handle)
+        request = handle["task"].request
+        s = score(request)
+        return TrialOutcome(request, "ok", fake_result(s, s - 0.01 if request.evaluate_test else None)), None
+
+    def close(self, cancel=False):
+        pass
+
+
+def test_width_stage_asks_ahead_but_decides_as_in_grid_order():
+    plans = {c: make_plan(width_patience=1, depth_cap=3, concurrency=c) for c in (1, 3)}
+    runners = {c: FakeRunner(score) for c in plans}
+    results = {c: run_search(plans[c], memory_studies(plans[c]), runners[c]) for c in plans}
+    widths = {c: [r.arch.widths[0] for r in runners[c].requests if r.stage == "width"] for c in plans}
+    assert widths == {1: [32, 64], 3: [32, 64, 128]}  # eager: the whole grid at once, 128 beyond patience
+    assert [e.to_dict() for e in results[1].decisions] == [e.to_dict() for e in results[3].decisions]
+    width = results[3].stages[1]
+    (beyond,) = [r.key for r in runners[3].requests if r.stage == "width" and r.arch.widths[0] == 128]
+    assert width.trial_decisions[beyond] == "rejected" and "beyond patience" in width.trial_notes[beyond]
+    assert not results[1].stages[1].trial_notes
+
+
+def test_regularization_trials_are_asked_in_fixed_batches_by_any_runner():
+    plan = make_plan(width_cap=16, depth_cap=2, regularization_trials=5, regularization_in_flight=2)
+    runner = FakeRunner(score)
+    calls = []
+    original = runner.run_trials
+    runner.run_trials = lambda stage, requests: calls.append((stage.name, len(requests))) or original(stage, requests)
+    result = run_search(plan, memory_studies(plan), runner)
+    assert [n for stage, n in calls if stage == "regularization"] == [2, 2, 1]
+    assert len(result.stages[3].decisions) == 6  # five trials and the selection
+
+
+def test_pool_runner_finishing_out_of_order_decides_and_records_as_serial(tmp_path):
+    from searcher.tracking import open_recorder
+
+    uri = f"sqlite:///{tmp_path / 'm.db'}"
+    recorder = open_recorder(uri, "searcher")
+    recorder.start_search("parallel", params={}, tags={})
+    backend = ReverseBackend(capacity=3)
+    pool_plan = make_plan(width_patience=1, depth_cap=4, regularization_trials=4, regularization_in_flight=2, concurrency=3)
+    parallel = run_search(pool_plan, memory_studies(pool_plan), PoolRunner(backend, recorder))
+    serial_plan = make_plan(width_patience=1, depth_cap=4, regularization_trials=4, regularization_in_flight=2)
+    serial = run_search(serial_plan, memory_studies(serial_plan), FakeRunner(score))
+
+    assert [e.to_dict() for e in parallel.decisions] == [e.to_dict() for e in serial.decisions]
+    assert [o.request.key for o in parallel.outcomes if o.request.stage != "width"] == [
+        o.request.key for o in serial.outcomes if o.request.stage != "width"
+    ]
+    assert backend.finish_order != backend.submit_order  # trials really finished out of order
+    trials = search_runs(uri, "tags.`searcher.role` = 'trial'")
+    keys = [t.data.tags["searcher.trial_key"] for t in trials]
+    assert len(keys) == len(set(keys)) == len(parallel.outcomes)
+    assert all(t.info.status == "FINISHED" for t in trials)
+    notes = [t for t in trials if "searcher.note" in t.data.tags]
+    assert [t.data.params["arch.widths"] for t in notes] == ["128,128"]
+
+
+def decisions_of(uri: str) -> list:
+    (search,) = search_runs(uri, "tags.`searcher.role` = 'search'")
+    client = MlflowClient(tracking_uri=uri)
+    return json.loads(Path(client.download_artifacts(search.info.run_id, "decisions.json")).read_text())
+
+
+@pytest.mark.slow
+def test_processes_make_the_same_decisions_as_serial(quick_search, tmp_path):
+    _, serial_uri, _ = quick_search
+    uri = f"sqlite:///{tmp_path / 'm.db'}"
+    result = run_cli("search=quick", f"tracking.uri={uri}", "search.name=check", "execution=processes", "execution.workers=2", cwd=tmp_path)
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    assert "execution: 2 worker processes (cpu, 1 thread each)" in result.stdout
+    assert decisions_of(uri) == decisions_of(serial_uri)
+    keys = {r.data.tags["searcher.trial_key"] for r in search_runs(uri, "tags.`searcher.role` = 'trial'")}
+    assert keys == {r.data.tags["searcher.trial_key"] for r in search_runs(serial_uri, "tags.`searcher.role` = 'trial'")}
+    (parallel,) = search_runs(uri, "tags.`searcher.role` = 'search'")
+    (serial,) = search_runs(serial_uri, "tags.`searcher.role` = 'search'")
+    assert parallel.data.metrics["test_acc"] == serial.data.metrics["test_acc"]
