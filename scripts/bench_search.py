@@ -143,7 +143,9 @@ def run_staged(config: Any, images: int) -> dict:
     result = outcome.result
     searched = [o for o in result.outcomes if o.request.stage != "final"]
     finals = [o for o in result.outcomes if o.request.stage == "final"]
-    trials = [(len(o.result.history) * images if o.result else 0, o.result.best_val_acc if o.status == "ok" else None) for o in searched]
+    trials = [
+        (len(o.result.history) * images if o.result else 0, o.result.best_val_acc if o.status == "ok" else None) for o in searched
+    ]
     winner = result.final.winner
     return {
         "test_acc": result.final.metrics["test_acc"],
@@ -225,7 +227,7 @@ def run_joint(method: str, setup_: Setup, budget: int, seed: int) -> dict:
         arch, settings = sample(trial, plan)
         stopped_by = {"reason": None}
 
-        def on_epoch(record: Any, trial: Any = trial, stopped_by: dict = stopped_by) -> bool:
+        def on_epoch(record: Any, trial: Any = trial, stopped_by: dict = stopped_by, spent: int = spent) -> bool:
             if spent + record.epoch * images >= budget:
                 stopped_by["reason"] = "budget"
                 return True
@@ -282,13 +284,15 @@ def summarise(methods: dict, staged_computes: list[int]) -> dict:
     for name, record in methods.items():
         seeds = record["seeds"]
         tests = [s["test_acc"] for s in seeds]
-        at_1x = [best_within(s["curve"], c) for s, c in zip(seeds, staged_computes)]
+        at_1x = [best_within(s["curve"], c) for s, c in zip(seeds, staged_computes, strict=True)]
         summary[name] = {
             "test_acc_mean": statistics.fmean(tests),
             "test_acc_std": statistics.stdev(tests) if len(tests) > 1 else 0.0,
             "compute_mean": statistics.fmean(s["compute"] for s in seeds),
             "best_val_acc_mean": statistics.fmean(s["best_val_acc"] for s in seeds),
-            "best_val_acc_at_staged_compute_mean": statistics.fmean(a for a in at_1x) if all(a is not None for a in at_1x) else None,
+            "best_val_acc_at_staged_compute_mean": statistics.fmean(a for a in at_1x)
+            if all(a is not None for a in at_1x)
+            else None,
             "trials_mean": statistics.fmean(s["trials"] for s in seeds),
             "train_seconds_mean": statistics.fmean(s["train_seconds"] for s in seeds),
         }
@@ -341,7 +345,9 @@ def main() -> None:
     parser.add_argument("--dataset", default="digits", help="a dataset config in conf/dataset/")
     parser.add_argument("--seeds", default="0,1,2", help="comma-separated search seeds")
     parser.add_argument("--device", default="auto", help="auto | cpu | cuda")
-    parser.add_argument("--budget-factor", type=float, default=2.0, help="each baseline's budget: this x the staged search's compute")
+    parser.add_argument(
+        "--budget-factor", type=float, default=2.0, help="each baseline's budget: this x the staged search's compute"
+    )
     parser.add_argument("--methods", default=",".join(METHODS[1:]), help="baselines to run beside the staged search")
     parser.add_argument("overrides", nargs="*", help="extra Hydra overrides for every method, e.g. train.lr=0.1")
     args = parser.parse_args()
@@ -366,12 +372,18 @@ def main() -> None:
             staged = run_staged(config, shared.train_images)
         staged_computes.append(staged["compute"])
         methods["staged"]["seeds"].append({"seed": seed, **staged})
-        print(f"seed {seed} staged        test {staged['test_acc']:.4f}  compute {staged['compute']:>9d}  {staged['trials']:3d} trials  {staged['selected']}", flush=True)
+        print(
+            f"seed {seed} staged        test {staged['test_acc']:.4f}  compute {staged['compute']:>9d}  {staged['trials']:3d} trials  {staged['selected']}",
+            flush=True,
+        )
         budget = math.ceil(args.budget_factor * staged["compute"])
         for method in baselines:
             record = run_joint(method, shared, budget, seed)
             methods[method]["seeds"].append({"seed": seed, "budget": budget, **record})
-            print(f"seed {seed} {method:13s} test {record['test_acc']:.4f}  compute {record['compute']:>9d}  {record['trials']:3d} trials  {record['selected']}", flush=True)
+            print(
+                f"seed {seed} {method:13s} test {record['test_acc']:.4f}  compute {record['compute']:>9d}  {record['trials']:3d} trials  {record['selected']}",
+                flush=True,
+            )
 
     summary = summarise(methods, staged_computes)
     report = {

@@ -198,7 +198,9 @@ class HandWritten:
 # ---- searcher's trainer, interleaved with the hand-written loop ------------------------------
 
 
-def interleaved(spec: ArchSpec, dataset: ImageDataset, data: DeviceData, settings: TrainSettings, epochs: int, seed: int, hand_first: bool) -> tuple[Timing, Timing]:
+def interleaved(
+    spec: ArchSpec, dataset: ImageDataset, data: DeviceData, settings: TrainSettings, epochs: int, seed: int, hand_first: bool
+) -> tuple[Timing, Timing]:
     """`epochs` epochs of each, alternating epoch by epoch (the trainer's per-epoch callback runs the
     hand-written epoch), so that load from other processes falls on both alike. Returns (trainer, hand-written)."""
     rule = StabilityRule(min_epochs=epochs, max_epochs=epochs, window=max(1, epochs - 1), explode_factor=1e30)
@@ -250,7 +252,9 @@ class AugmentedImages(torch.utils.data.Dataset):
         return (image.float() / 255 - self.mean) / self.std, self.labels[index]
 
 
-def tutorial(spec: ArchSpec, dataset: ImageDataset, settings: TrainSettings, epochs: int, device: torch.device, workers: int, seed: int) -> Timing:
+def tutorial(
+    spec: ArchSpec, dataset: ImageDataset, settings: TrainSettings, epochs: int, device: torch.device, workers: int, seed: int
+) -> Timing:
     """CPU DataLoader with workers, pinned memory, fp32, no channels_last; the same per-epoch evaluation."""
     torch.manual_seed(seed)
     padding = round(settings.augment * dataset.size / 8)
@@ -304,7 +308,9 @@ def summarise(timings: list[Timing]) -> dict:
     }
 
 
-def compare(name: str, spec: ArchSpec, dataset: ImageDataset, data: DeviceData, settings: TrainSettings, args: argparse.Namespace) -> dict:
+def compare(
+    name: str, spec: ArchSpec, dataset: ImageDataset, data: DeviceData, settings: TrainSettings, args: argparse.Namespace
+) -> dict:
     _, warm = interleaved(spec, dataset, data, settings, 2, seed=0, hand_first=False)  # warm-up: allocator, kernels
     epochs = args.epochs or max(3, math.ceil(args.run_seconds / (warm.step_seconds / 2)))
     ours, theirs = [], []
@@ -359,12 +365,16 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--out", type=Path, required=True)
     parser.add_argument("--device", default="cpu", choices=["cpu", "cuda"])
-    parser.add_argument("--dataset", choices=["digits", "synthetic-cifar"], help="default: digits on cpu, synthetic-cifar on cuda")
+    parser.add_argument(
+        "--dataset", choices=["digits", "synthetic-cifar"], help="default: digits on cpu, synthetic-cifar on cuda"
+    )
     parser.add_argument("--train-images", type=int, default=50_000, help="synthetic-cifar training images (default 50k)")
     parser.add_argument("--batch-size", type=int, help="default: 64 on cpu (the train config's), 512 on cuda")
     parser.add_argument("--augment", type=float, default=1.0, help="crop padding augment*size/8, plus flips where allowed")
     parser.add_argument("--epochs", type=int, help="timed epochs per run (default: enough for about --run-seconds)")
-    parser.add_argument("--run-seconds", type=float, default=3.0, help="target length of one timed run when --epochs is not given")
+    parser.add_argument(
+        "--run-seconds", type=float, default=3.0, help="target length of one timed run when --epochs is not given"
+    )
     parser.add_argument("--repeats", type=int, default=5, help="alternating trainer / hand-written runs per model")
     parser.add_argument("--models", default=",".join(MODEL_SIZES), help="comma-separated subset of " + ",".join(MODEL_SIZES))
     parser.add_argument("--workers", type=int, default=8, help="DataLoader workers of the tutorial pipeline (CUDA)")

@@ -12,8 +12,8 @@ from pathlib import Path
 
 import optuna
 import pytest
-
 from conftest import REPO
+
 from searcher.train.stability import StabilityRule
 
 
@@ -49,7 +49,9 @@ def test_joint_space_uses_the_staged_layout_and_grid(tmp_path):
         assert plan.baseline_depth <= arch.depth <= plan.depth_cap
         assert set(arch.widths) <= {16, 32, 64, 128}
         same_layout = plan.layout.baseline(arch.depth, 16)  # kernels and halving depend on position only
-        assert arch.kernels == same_layout.kernels and [l.halves for l in arch.layers] == [l.halves for l in same_layout.layers]
+        assert arch.kernels == same_layout.kernels and [layer.halves for layer in arch.layers] == [
+            layer.halves for layer in same_layout.layers
+        ]
         ranges = {r.name: (r.low, r.high) for r in plan.regularizers}
         assert ranges["dropout"][0] <= arch.dropout <= ranges["dropout"][1]
         assert ranges["weight_decay"][0] <= train.weight_decay <= ranges["weight_decay"][1]
@@ -113,7 +115,18 @@ def test_bench_search_writes_the_promised_json(tmp_path):
         "train.stability.max_epochs=2",
         "train.stability.window=1",
     ]
-    command = [sys.executable, str(REPO / "scripts" / "bench_search.py"), "--out", str(out), "--quick", "--seeds", "0", "--device", "cpu", *tiny]
+    command = [
+        sys.executable,
+        str(REPO / "scripts" / "bench_search.py"),
+        "--out",
+        str(out),
+        "--quick",
+        "--seeds",
+        "0",
+        "--device",
+        "cpu",
+        *tiny,
+    ]
     result = subprocess.run(command, capture_output=True, text=True, timeout=300, cwd=tmp_path)
     assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-2000:]
     report = json.loads(out.read_text())
