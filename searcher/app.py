@@ -53,6 +53,7 @@ def make_plan(config: SearcherConfig, dataset: ImageDataset) -> SearchPlan:
         plateau_patience=t.plateau_patience,
         stability=StabilityRule(**vars(t.stability)),
         compile=t.compile,
+        warm_lr_factor=t.warm_lr_factor,
     )
     layout = LayoutPolicy(
         input_size=dataset.size,
@@ -81,6 +82,7 @@ def make_plan(config: SearcherConfig, dataset: ImageDataset) -> SearchPlan:
         regularizers=tuple(RegularizerRange(name, r.low, r.high, r.log) for name, r in s.regularization.space.items()),
         pruner_warmup_epochs=s.regularization.pruner_warmup_epochs,
         final_seeds=s.final.seeds,
+        warm_start=s.warm_start,
     )
 
 

@@ -39,3 +39,4 @@ class SearchPlan:
     regularizers: tuple[RegularizerRange, ...] = ()
     pruner_warmup_epochs: int = 8
     final_seeds: int = 3
+    warm_start: bool = True  # width and depth trials grow from their parent's trained weights (Net2Net)

@@ -32,6 +32,7 @@ class TrialRequest:
     params: tuple[tuple[str, ParamValue], ...] = ()  # what the stage varies, as its study records them
     repeat: int = 0  # 0..repeats-1: the seed index within a candidate
     evaluate_test: bool = False  # final stage only
+    parent: str | None = None  # warm start: the trial key whose trained weights this trial grows from
 
     @property
     def label(self) -> str:
@@ -47,6 +48,8 @@ class TrialRequest:
             "seed": self.seed,
             "test": self.evaluate_test,
         }
+        if self.parent is not None:  # a warm-started trial is a different trial from its cold twin
+            payload["parent"] = self.parent
         return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()[:20]
 
 
@@ -86,6 +89,7 @@ class Candidate:
     arch: ArchSpec
     train: TrainSettings
     params: tuple[tuple[str, ParamValue], ...] = ()
+    parents: tuple[tuple[int, str], ...] = ()  # warm starts: (repeat, parent trial key); empty: trained from scratch
 
 
 def mean_score(outcomes: list[TrialOutcome]) -> float:
