@@ -13,6 +13,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
+import torch
 from omegaconf import OmegaConf
 from rich.console import Console
 
@@ -22,9 +23,9 @@ from searcher.execution import interrupts
 from searcher.execution.interrupts import EXIT_SIGINT, Interrupted
 from searcher.model.spec import LayoutPolicy
 from searcher.search.plan import RegularizerRange, SearchPlan, TransferPlan
-from searcher.uris import redact, with_driver
 from searcher.train.stability import StabilityRule
 from searcher.train.trainer import TrainSettings, resolve_device
+from searcher.uris import redact, with_driver
 
 EXIT_OK, EXIT_FAILED, EXIT_BAD_INPUT = 0, 1, 2
 
@@ -73,6 +74,7 @@ def make_plan(config: SearcherConfig, dataset: ImageDataset, target: ImageDatase
         plateau_patience=t.plateau_patience,
         stability=StabilityRule(**vars(t.stability)),
         compile=t.compile,
+        warm_lr_factor=t.warm_lr_factor,
     )
     layout = LayoutPolicy(
         input_size=dataset.size,
@@ -104,6 +106,7 @@ def make_plan(config: SearcherConfig, dataset: ImageDataset, target: ImageDatase
         final_seeds=s.final.seeds,
         max_consecutive_failures=s.max_consecutive_failures,
         transfer=TransferPlan(target.identity, s.transfer.top_k, s.transfer.longest) if target is not None else None,
+        warm_start=s.warm_start,
     )
 
 
@@ -181,7 +184,10 @@ def make_runner(config: SearcherConfig, dataset: ImageDataset, device: Any, reco
             partition=e.partition,
             slurm_additional=dict(e.slurm_additional),
         )
-    return PoolRunner(backend, recorder, progress, checkpoints, config.train.checkpoint_seconds, storage)
+    from searcher.execution.warm import WarmStarts
+
+    warm = WarmStarts(DeviceData(dataset, torch.device("cpu"))) if config.search.warm_start else None  # grown here, trained there
+    return PoolRunner(backend, recorder, progress, checkpoints, config.train.checkpoint_seconds, storage, warm)
 
 
 def describe_execution(config: SearcherConfig, runner: Any) -> str:

@@ -105,6 +105,7 @@ class SearchConfig:
     name: Optional[str] = None  # names the search in MLflow; default: <dataset>-<date>-<time>
     repeats: int = 1  # seeds per candidate (score = mean)
     max_consecutive_failures: int = 5  # stop the search after this many failed trials in a row (0: never)
+    warm_start: bool = True  # width and depth trials start from their parent's weights, grown (Net2Net)
     baseline: BaselineConfig = field(default_factory=BaselineConfig)
     width: WidthConfig = field(default_factory=WidthConfig)
     depth: DepthConfig = field(default_factory=DepthConfig)
@@ -135,6 +136,7 @@ class TrainConfig:
     plateau_patience: int = 3
     compile: bool = False
     checkpoint_seconds: float = 60.0  # within-trial checkpoint at most this often (0: never)
+    warm_lr_factor: float = 1.0  # warm-started trials start at lr x this, with a fresh optimizer
     stability: StabilityConfig = field(default_factory=StabilityConfig)
 
 
@@ -293,6 +295,7 @@ def check_ranges(c: SearcherConfig) -> None:
     t = c.train
     _require(t.optimizer in ("adamw", "sgd"), "train.optimizer", t.optimizer, "adamw or sgd")
     _require(t.lr > 0, "train.lr", t.lr, "a number > 0")
+    _require(0 < t.warm_lr_factor <= 1, "train.warm_lr_factor", t.warm_lr_factor, "a number in (0, 1]")
     _require(t.batch_size >= 1, "train.batch_size", t.batch_size, "an integer >= 1")
     _require(0 < t.plateau_factor < 1, "train.plateau_factor", t.plateau_factor, "a number between 0 and 1")
     _require(t.checkpoint_seconds >= 0, "train.checkpoint_seconds", t.checkpoint_seconds, "a number >= 0 (0: never)")

@@ -14,16 +14,24 @@ from typing import Any, Protocol
 
 from searcher.data.batches import DeviceData
 from searcher.execution import interrupts
+from searcher.execution.warm import WarmStarts
 from searcher.search.stages import Stage, StageResult
 from searcher.search.trials import TrialOutcome, TrialRequest
 from searcher.train.checkpoint import Checkpointing
 from searcher.train.trainer import EpochCallback, EpochRecord, TrainResult, train_trial
 
-Work = Callable[[DeviceData, TrialRequest, EpochCallback, "Checkpointing | None"], TrainResult]  # what running a trial means
+# What running a trial means: (data, request, per-epoch callback, checkpointing, warm-start weights) -> result.
+Work = Callable[[DeviceData, TrialRequest, EpochCallback, "Checkpointing | None", "dict[str, Any] | None"], TrainResult]
 
 
-def train_request(data: DeviceData, request: TrialRequest, on_epoch: EpochCallback, checkpoint: Checkpointing | None) -> TrainResult:
-    """The ordinary trial: train the requested network until stable."""
+def train_request(
+    data: DeviceData,
+    request: TrialRequest,
+    on_epoch: EpochCallback,
+    checkpoint: Checkpointing | None = None,
+    initial_state: dict[str, Any] | None = None,
+) -> TrainResult:
+    """The ordinary trial: train the requested network until stable (from `initial_state` when warm-started)."""
     return train_trial(
         request.arch,
         data,
@@ -32,6 +40,7 @@ def train_request(data: DeviceData, request: TrialRequest, on_epoch: EpochCallba
         evaluate_test=request.evaluate_test,
         on_epoch=on_epoch,
         checkpoint=checkpoint,
+        initial_state=initial_state,
     )
 
 
@@ -68,15 +77,16 @@ def run_one(
     progress: Progress,
     work: Work = train_request,
     checkpoint: Checkpointing | None = None,
+    initial_state: dict[str, Any] | None = None,
 ) -> tuple[TrialOutcome, str | None]:
-    """Train one trial; any exception becomes a failed outcome plus its traceback."""
+    """Train one trial (from `initial_state` when warm-started); any exception becomes a failed outcome plus its traceback."""
 
     def on_epoch(record: EpochRecord) -> bool:
         interrupts.check()  # a stop signal whose exception was swallowed still stops the trial here
         progress.epoch(request, record)
         return stage.on_epoch(request, record)
 
-    return attempt(data, request, on_epoch, checkpoint, work)
+    return attempt(data, request, on_epoch, checkpoint, work, initial_state)
 
 
 def attempt(
@@ -85,10 +95,11 @@ def attempt(
     on_epoch: Callable[[EpochRecord], bool] | None,
     checkpoint: Checkpointing | None,
     work: Work = train_request,
+    initial_state: dict[str, Any] | None = None,
 ) -> tuple[TrialOutcome, str | None]:
     """Train one trial wherever this runs (here or in a worker); any exception becomes a failed outcome."""
     try:
-        result = work(data, request, on_epoch, checkpoint)
+        result = work(data, request, on_epoch, checkpoint, initial_state)
     except Exception as error:  # a broken trial must not end the search
         gc.collect()
         return TrialOutcome(request, "failed", None, error=f"{type(error).__name__}: {error}"), traceback.format_exc()
@@ -114,6 +125,7 @@ class LocalRunner:
         self.checkpoint_dir = checkpoint_dir  # None: no within-trial checkpoints
         self.checkpoint_seconds = checkpoint_seconds
         self.run_ids: dict[str, str] = {}  # trial key -> MLflow run id
+        self.warm = WarmStarts(data)  # parents' trained weights, grown for their children
 
     def begin_stage(self, stage: Stage) -> None:
         self.recorder.start_stage(stage)
@@ -127,11 +139,16 @@ class LocalRunner:
             reused = self.recorder.reusable(request)
             if reused:  # completed by an earlier attempt of this search: replayed, not retrained
                 self.run_ids[request.key], outcome = reused
+                self.warm.remember(outcome)  # its stored weights can still warm-start its children
                 self.progress.trial_done(outcome, reused=True)
             else:
-                run_id = self.recorder.start_trial(request)
+                warm = self.warm.for_request(request)
+                run_id = self.recorder.start_trial(request, warm=warm is not None, growth_note=warm.note if warm else "")
                 self.run_ids[request.key] = run_id
-                outcome, traceback_text = run_one(self.data, stage, request, self.progress, self.work, self.checkpointing(request))
+                outcome, traceback_text = run_one(
+                    self.data, stage, request, self.progress, self.work, self.checkpointing(request), warm.state if warm else None
+                )
+                self.warm.remember(outcome)
                 self.recorder.finish_trial(run_id, outcome, traceback_text)
                 self.progress.trial_done(outcome)
             outcomes.append(outcome)

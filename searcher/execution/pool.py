@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from searcher.execution.local import Progress, QuietProgress
+from searcher.execution.warm import WarmStarts
 from searcher.execution.worker import TrialTask
 from searcher.search.stages import Stage, StageResult
 from searcher.search.trials import TrialOutcome, TrialRequest
@@ -49,6 +50,7 @@ class PoolRunner:
         checkpoint_dir: Path | None = None,
         checkpoint_seconds: float = 60.0,
         study_storage: str | None = None,
+        warm: WarmStarts | None = None,
     ):
         self.backend = backend
         self.recorder = recorder
@@ -57,6 +59,7 @@ class PoolRunner:
         self.checkpoint_seconds = checkpoint_seconds
         self.study_storage = study_storage  # where workers report epochs for pruning (a URL every process can open)
         self.run_ids: dict[str, str] = {}  # trial key -> MLflow run id
+        self.warm = warm  # parents' weights, grown here and shipped with the child's task
 
     @property
     def concurrency(self) -> int:
@@ -66,7 +69,7 @@ class PoolRunner:
         self.recorder.start_stage(stage)
         self.progress.stage(stage)
 
-    def task(self, stage: Stage, request: TrialRequest) -> TrialTask:
+    def task(self, stage: Stage, request: TrialRequest, initial_state: dict | None = None) -> TrialTask:
         checkpointing = self.checkpoint_dir is not None and self.checkpoint_seconds > 0
         return TrialTask(
             request,
@@ -74,6 +77,7 @@ class PoolRunner:
             checkpoint_seconds=self.checkpoint_seconds,
             remote=stage.remote_trial(request) if self.study_storage else None,
             storage=self.study_storage,
+            initial_state=initial_state,
         )
 
     def run_trials(self, stage: Stage, requests: list[TrialRequest]) -> list[TrialOutcome]:
@@ -83,6 +87,7 @@ class PoolRunner:
             reused = self.recorder.reusable(request)
             if reused:  # completed by an earlier attempt of this search: replayed, not retrained
                 self.run_ids[request.key], outcomes[index] = reused
+                self.remember(outcomes[index])
                 self.progress.trial_done(outcomes[index], reused=True)
             else:
                 waiting.append(index)
@@ -93,9 +98,11 @@ class PoolRunner:
                     index = waiting.popleft()
                     request = requests[index]
                     self.progress.trial(request)
-                    run_id = self.recorder.start_trial(request)
+                    warm = self.warm.for_request(request) if self.warm else None
+                    run_id = self.recorder.start_trial(request, warm=warm is not None, growth_note=warm.note if warm else "")
                     self.run_ids[request.key] = run_id
-                    running[index] = (self.backend.submit(self.task(stage, request)), run_id)
+                    task = self.task(stage, request, warm.state if warm else None)
+                    running[index] = (self.backend.submit(task), run_id)
                 self.backend.wait([handle for handle, _ in running.values()])
                 for index in [i for i, (handle, _) in running.items() if self.backend.done(handle)]:
                     handle, run_id = running.pop(index)
@@ -104,6 +111,7 @@ class PoolRunner:
                     except Exception as error:  # the worker or job died (killed, out of memory, time limit)
                         message = f"the worker running it died: {type(error).__name__}: {str(error)[:2000]}"
                         outcome, traceback_text = TrialOutcome(requests[index], "failed", None, error=message), traceback.format_exc()
+                    self.remember(outcome)
                     self.recorder.finish_trial(run_id, outcome, traceback_text)
                     self.progress.trial_done(outcome)
                     outcomes[index] = outcome
@@ -111,6 +119,10 @@ class PoolRunner:
             self.backend.close(cancel=True)  # interrupted: stop the trials still running; the recorder marks their runs
             raise
         return [outcomes[index] for index in range(len(requests))]
+
+    def remember(self, outcome: TrialOutcome) -> None:
+        if self.warm is not None:
+            self.warm.remember(outcome)
 
     def end_stage(self, stage: Stage, result: StageResult, outcomes: list[TrialOutcome]) -> None:
         self.recorder.finish_stage(result, outcomes, self.run_ids)

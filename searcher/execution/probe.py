@@ -13,7 +13,8 @@ def probe_work(settings: ProbeSettings | None = None) -> Work:
     """A Work for LocalRunner: each transfer request carries the weights it probes."""
     settings = settings or ProbeSettings()
 
-    def probe(data: DeviceData, request: TrialRequest, on_epoch: EpochCallback, checkpoint: object = None) -> TrainResult:  # probes are short: no checkpoints
+    def probe(data: DeviceData, request: TrialRequest, on_epoch: EpochCallback, checkpoint: object = None, initial_state: object = None) -> TrainResult:
+        # probes are short (no checkpoints) and start from the probed trial's weights (request.source_state)
         if request.source_state is None:
             raise ValueError(f"{request.label}: the source trial's weights are not in memory; nothing to probe")
         return probe_trial(request.arch, request.source_state, data, settings, request.seed, on_epoch=on_epoch)

@@ -34,6 +34,7 @@ class TrialTask:
     checkpoint_seconds: float = 60.0
     remote: RemoteTrial | None = None  # report epochs here (regularization trials)
     storage: str | None = None  # the Optuna storage `remote` lives in
+    initial_state: dict | None = None  # warm start: the parent's weights, grown for this trial (CPU tensors)
 
 
 def load_data(spec: DataSpec) -> DeviceData:
@@ -56,7 +57,7 @@ def run_task(data: DeviceData, task: TrialTask) -> tuple[TrialOutcome, str | Non
             message = f"cannot reach the Optuna storage to report epochs: {type(error).__name__}: {error}"
             return TrialOutcome(task.request, "failed", None, error=message), traceback.format_exc()
     checkpoint = Checkpointing(task.checkpoint_path, task.checkpoint_seconds) if task.checkpoint_path else None
-    return attempt(data, task.request, on_epoch, checkpoint)
+    return attempt(data, task.request, on_epoch, checkpoint, initial_state=task.initial_state)
 
 
 def packed(result: tuple[TrialOutcome, str | None]) -> bytes:

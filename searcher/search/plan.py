@@ -52,3 +52,4 @@ class SearchPlan:
     max_consecutive_failures: int = 5  # 0: never stop for failures
     transfer: TransferPlan | None = None  # None: no stage 5
     concurrency: int = 1  # trials the runner trains at once: only how eagerly a stage asks, never what it decides
+    warm_start: bool = True  # width and depth trials grow from their parent's trained weights (Net2Net)

@@ -77,6 +77,7 @@ class Stage:
     # helpers shared by the stages
 
     def requests(self, candidate: Candidate, evaluate_test: bool = False) -> list[TrialRequest]:
+        parents = dict(candidate.parents)
         return [
             TrialRequest(
                 stage=self.name,
@@ -88,6 +89,7 @@ class Stage:
                 params=candidate.params,
                 repeat=repeat,
                 evaluate_test=evaluate_test,
+                parent=parents.get(repeat),
             )
             for repeat in range(self.plan.repeats)
         ]
@@ -114,6 +116,12 @@ class Stage:
 
     def entry(self, decision: str, reason: str, **numbers: float | int | str) -> DecisionEntry:
         return DecisionEntry(self.name, decision, reason, numbers)
+
+    def parents_from(self, outcomes: tuple[TrialOutcome, ...] | list[TrialOutcome]) -> tuple[tuple[int, str], ...]:
+        """Warm starts: each repeat grows from the parent's trial of the same repeat (only trained ones)."""
+        if not self.plan.warm_start:
+            return ()
+        return tuple((o.request.repeat, o.request.key) for o in outcomes if o.status == "ok" and o.result is not None)
 
 
 GRID_DISTRIBUTION = optuna.distributions.IntDistribution(0, 1 << 16)
@@ -187,7 +195,8 @@ class WidthStage(Stage):
 
     def candidate(self, width: int) -> Candidate:
         arch = self.start.winner.arch.with_width(width)
-        return Candidate(f"w{width} d{arch.depth}", arch, self.start.winner.train, (("depth", arch.depth), ("width", width)))
+        params = (("depth", arch.depth), ("width", width))
+        return Candidate(f"w{width} d{arch.depth}", arch, self.start.winner.train, params, self.parents_from(self.start.winner_outcomes))
 
     def walk(self, done: list[TrialOutcome]) -> tuple[list[tuple[Candidate, float]], list[TrialRequest]]:
         """Scores in grid order until patience runs out, and what to run next.
@@ -234,6 +243,7 @@ class WidthStage(Stage):
                 best_val_acc=best,
             )
         )
+        winner_outcomes = self.start.winner_outcomes if chosen is self.start.winner else _outcomes_of(chosen, done)
         compared = {candidate.name for candidate, _ in points}
         notes = {
             o.request.key: f"beyond patience: trained concurrently, not compared (patience {self.plan.width_patience})"
@@ -241,7 +251,7 @@ class WidthStage(Stage):
             if o.request.candidate not in compared
         }
         return StageResult(
-            self.name, chosen, score, tuple(entries), self.trial_decisions(done, {chosen.name}), winner_outcomes=_outcomes_of(chosen, done), trial_notes=notes
+            self.name, chosen, score, tuple(entries), self.trial_decisions(done, {chosen.name}), winner_outcomes=winner_outcomes, trial_notes=notes
         )
 
 
@@ -266,24 +276,24 @@ class DepthStage(Stage):
         super().__init__(plan, study)
         self.start = start
 
-    def children(self, parent: Candidate) -> list[Candidate]:
+    def children(self, parent: Candidate, parent_outcomes: tuple[TrialOutcome, ...] | list[TrialOutcome] = ()) -> list[Candidate]:
         previous = parent.arch.widths[-1]
         widths = sorted({min(self.plan.width_cap, max(1, round(previous * f))) for f in self.plan.new_layer_factors})
         children = []
         for width in widths:
             arch = self.plan.layout.deepen(parent.arch, width)
             params = (("depth", arch.depth), ("new_width", width))
-            children.append(Candidate(f"d{arch.depth} +w{width}", arch, parent.train, params))
+            children.append(Candidate(f"d{arch.depth} +w{width}", arch, parent.train, params, self.parents_from(parent_outcomes)))
         return children
 
     def walk(self, done: list[TrialOutcome]) -> tuple[list[DepthRound], Candidate, float, list[TrialRequest], str]:
         """Replays the rounds so far: (rounds, current network, its score, what to run next, why it ended)."""
         rounds: list[DepthRound] = []
-        current, current_score = self.start.winner, self.start.score
+        current, current_score, current_outcomes = self.start.winner, self.start.score, self.start.winner_outcomes
         while True:
             if current.arch.depth >= self.plan.depth_cap:
                 return rounds, current, current_score, [], f"depth cap {self.plan.depth_cap} reached"
-            children = self.children(current)
+            children = self.children(current, current_outcomes)
             pending = [request for child in children for request in self.missing(child, done)]
             if pending:
                 return rounds, current, current_score, pending, ""
@@ -293,7 +303,7 @@ class DepthStage(Stage):
             rounds.append(DepthRound(current, current_score, scored, accepted))
             if not accepted:
                 return rounds, current, current_score, [], f"adding layer {current.arch.depth + 1} did not help"
-            current, current_score = best_child, best_score
+            current, current_score, current_outcomes = best_child, best_score, _outcomes_of(best_child, done)
 
     def next_trials(self, done: list[TrialOutcome]) -> list[TrialRequest]:
         return self.walk(done)[3]
@@ -318,7 +328,8 @@ class DepthStage(Stage):
         entries.append(self.entry("selected", f"{current.name} at {fmt(score)}; stopped: {why}", depth=current.arch.depth, val_acc=score))
         accepted = {max(r.children, key=lambda pair: pair[1])[0].name for r in rounds if r.accepted}
         selected = accepted | {current.name}
-        return StageResult(self.name, current, score, tuple(entries), self.trial_decisions(done, selected), winner_outcomes=_outcomes_of(current, done))
+        winner_outcomes = self.start.winner_outcomes if current is self.start.winner else _outcomes_of(current, done)
+        return StageResult(self.name, current, score, tuple(entries), self.trial_decisions(done, selected), winner_outcomes=winner_outcomes)
 
 
 def regularized(candidate: Candidate, params: dict[str, float], name: str) -> Candidate:
@@ -351,6 +362,8 @@ class RegularizationStage(Stage):
         earlier = sorted(self.study.get_trials(deepcopy=False), key=lambda t: t.number)  # a resumed search's study
         if [r.key for r in self.requests(first)] == [r.key for r in self.requests(start.winner)]:
             # The unregularized first trial *is* the stage-2 winner: tell the study its result, train nothing.
+            # (Not when the winner was warm-started: its score then comes from longer training than the
+            # regularized trials get, so the first trial is trained from scratch like them.)
             self.first_name = start.winner.name
             self.candidates[start.winner.name] = start.winner
             if not any(t.user_attrs.get("role") == "unregularized" for t in earlier):
@@ -391,7 +404,8 @@ class RegularizationStage(Stage):
         by one or all at once, so TPE sees the same history and a parallel run decides as a
         serial one does.
         """
-        batch, total = self.plan.regularization_in_flight, self.plan.regularization_trials
+        enqueued = 0 if self.first_name == self.start.winner.name else 1  # the unregularized first trial, when trained here
+        batch, total = self.plan.regularization_in_flight, self.plan.regularization_trials + enqueued
         while len(self.asked) % batch and len(self.asked) < total:
             self._ask()  # finish a batch an interrupted attempt left half asked, before any of it runs
         pending = [request for name in self.asked for request in self.missing(self.candidates[name], done)]
@@ -465,7 +479,7 @@ class FinalStage(Stage):
         super().__init__(plan, study)
         self.start = start
         self.candidates = [
-            replace(start.winner, name=f"final seed {i}", params=(("seed_index", i),)) for i in range(plan.final_seeds)
+            replace(start.winner, name=f"final seed {i}", params=(("seed_index", i),), parents=()) for i in range(plan.final_seeds)
         ]
 
     def requests_for(self, index: int) -> TrialRequest:

@@ -34,6 +34,7 @@ class TrialRequest:
     evaluate_test: bool = False  # final stage only
     source: str | None = None  # transfer stage: key of the trained trial whose weights are probed
     source_state: dict | None = field(default=None, compare=False, repr=False)  # those weights (CPU)
+    parent: str | None = None  # warm start: the trial key whose trained weights this trial grows from
 
     @property
     def label(self) -> str:
@@ -51,6 +52,8 @@ class TrialRequest:
         }
         if self.source is not None:
             payload["source"] = self.source
+        if self.parent is not None:  # a warm-started trial is a different trial from its cold twin
+            payload["parent"] = self.parent
         return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()[:20]
 
 
@@ -90,6 +93,7 @@ class Candidate:
     arch: ArchSpec
     train: TrainSettings
     params: tuple[tuple[str, ParamValue], ...] = ()
+    parents: tuple[tuple[int, str], ...] = ()  # warm starts: (repeat, parent trial key); empty: trained from scratch
 
 
 def mean_score(outcomes: list[TrialOutcome]) -> float:

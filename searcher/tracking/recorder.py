@@ -148,17 +148,18 @@ class Recorder:
             {"searcher.role": "stage", "searcher.stage": stage.name, "searcher.search_run_id": self.search_run_id},
         )
 
-    def start_trial(self, request: TrialRequest) -> str:
-        return self._start(
-            request.label,
-            self.stage_run_id,
-            {
-                "searcher.role": "trial",
-                "searcher.stage": request.stage,
-                "searcher.trial_key": request.key,
-                "searcher.search_run_id": self.search_run_id,
-            },
-        )
+    def start_trial(self, request: TrialRequest, warm: bool = False, growth_note: str = "") -> str:
+        """`warm`: the trial starts from its parent's grown weights (`growth_note`: exact, or what changed)."""
+        tags = {
+            "searcher.role": "trial",
+            "searcher.stage": request.stage,
+            "searcher.trial_key": request.key,
+            "searcher.search_run_id": self.search_run_id,
+            "searcher.warm_start": "true" if warm else "false",
+        }
+        if warm:
+            tags |= {"searcher.parent_trial": str(request.parent), "searcher.growth": growth_note[:5000]}
+        return self._start(request.label + (" (warm)" if warm else ""), self.stage_run_id, tags)
 
     def finish_trial(self, run_id: str, outcome: TrialOutcome, traceback_text: str | None = None) -> None:
         now = int(time.time() * 1000)
@@ -179,6 +180,8 @@ class Recorder:
                 summary |= {"test_acc": result.test_acc, "test_loss": result.test_loss}
             if outcome.request.source is not None:  # a transfer probe: its validation split is the target's
                 summary["transfer_acc"] = result.best_val_acc
+            if result.initial_val_acc is not None:
+                summary["initial_val_acc"] = result.initial_val_acc  # warm starts: where training began
             metrics += [Metric(k, float(v), now, 0) for k, v in summary.items() if v is not None and math.isfinite(v)]
             tags["searcher.behavior"] = result.behavior
             tags["searcher.stopped_early"] = str(result.stopped_early).lower()

@@ -23,13 +23,15 @@ class StabilityRule:
     loss_floor: float = 0.05  # losses below this count as this much (relative change of ~0 is noise)
     metric_tolerance: float = 0.005  # a new best must beat the old by more than this to count as moving
     overfit_margin: float = 0.02  # a drop from the best larger than this, held over the window, is overfitting
-    explode_factor: float = 10.0  # training loss above this multiple of the first epoch's is divergence
+    explode_factor: float = 10.0  # training loss above this multiple of the first epoch's (at least loss_floor) is divergence
 
 
 def judge(rule: StabilityRule, train_losses: list[float], val_scores: list[float]) -> Behavior | None:
     """The behaviour the curves so far show, or None to keep training."""
     latest = train_losses[-1]
-    if not math.isfinite(latest) or not math.isfinite(val_scores[-1]) or latest > rule.explode_factor * train_losses[0]:
+    # the floor: a warm-started trial's first loss can be near zero, and a rise from 0.01 to 0.1 is no explosion
+    exploded = latest > rule.explode_factor * max(train_losses[0], rule.loss_floor)
+    if not math.isfinite(latest) or not math.isfinite(val_scores[-1]) or exploded:
         return "diverged"
     epochs = len(train_losses)
     if epochs >= max(rule.min_epochs, rule.window + 1):

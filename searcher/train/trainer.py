@@ -37,6 +37,7 @@ class TrainSettings:
     plateau_patience: int = 3  # epochs without a new best before the learning rate drops
     stability: StabilityRule = StabilityRule()
     compile: bool = False  # torch.compile: 8-18 s per architecture on a GPU, worth it only for long trials
+    warm_lr_factor: float = 1.0  # starting learning rate x this when the trial starts from grown parent weights (fresh optimizer)
 
     def to_dict(self) -> dict:
         from dataclasses import asdict
@@ -65,6 +66,7 @@ class TrainResult:
     stopped_early: bool = False  # a callback (a pruner) asked to stop
     test_acc: float | None = None  # only when asked for: the final stage
     test_loss: float | None = None
+    initial_val_acc: float | None = None  # warm starts only: validation accuracy of the given weights, before training
     state: dict[str, torch.Tensor] | None = field(default=None, repr=False, compare=False)  # best-epoch weights, on CPU
 
 
@@ -128,6 +130,11 @@ def train_trial(
     step_model = torch.compile(model) if settings.compile else model
     autocast = torch.autocast(device.type, dtype=torch.bfloat16, enabled=on_cuda)
     optimizer = make_optimizer(model, settings)
+    initial_val_acc = None
+    if initial_state is not None:  # a warm start: a fresh optimizer at a (usually) lower rate, see searcher.model.growth
+        for group in optimizer.param_groups:
+            group["lr"] = settings.lr * settings.warm_lr_factor
+        initial_val_acc = evaluate(model, data.val, autocast, on_cuda)[1]
     scheduler = torch.optim.lr_scheduler.ReduceLROnPlateau(
         optimizer, mode="max", factor=settings.plateau_factor, patience=settings.plateau_patience
     )
@@ -221,5 +228,6 @@ def train_trial(
         stopped_early=stopped_early,
         test_acc=test_acc,
         test_loss=test_loss,
+        initial_val_acc=initial_val_acc,
         state={name: tensor.cpu() for name, tensor in (best_state or model.state_dict()).items()},
     )
