@@ -21,7 +21,6 @@ import argparse
 import json
 import os
 import platform
-import subprocess
 import sys
 import tempfile
 import time
@@ -35,6 +34,7 @@ from searcher.data import DatasetOptions, DeviceData, load_dataset
 from searcher.model.spec import LayoutPolicy
 from searcher.train.stability import StabilityRule
 from searcher.train.trainer import TrainSettings, resolve_device, train_trial
+from benchlib import cpu_model  # scripts/benchlib.py, beside this script
 
 REPO = Path(__file__).resolve().parent.parent
 BATCH = 512
@@ -131,13 +131,6 @@ def bench_cifar_load(device: torch.device, work: Path) -> dict:
         "target_megabytes": 200,
     }
 
-
-def cpu_model() -> str:
-    try:
-        out = subprocess.run(["lscpu"], capture_output=True, text=True, check=True).stdout
-        return next(line.split(":", 1)[1].strip() for line in out.splitlines() if line.startswith("Model name"))
-    except (OSError, subprocess.CalledProcessError, StopIteration):
-        return platform.processor() or "unknown"
 
 
 def main() -> None:

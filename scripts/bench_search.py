@@ -38,9 +38,7 @@ import argparse
 import json
 import logging
 import math
-import platform
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
@@ -48,6 +46,7 @@ import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+from benchlib import cpu_model  # scripts/benchlib.py, beside this script
 
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
@@ -329,13 +328,6 @@ def table(summary: dict) -> str:
         )
     return "\n".join(lines)
 
-
-def cpu_model() -> str:
-    try:
-        out = subprocess.run(["lscpu"], capture_output=True, text=True).stdout
-        return next(line.split(":", 1)[1].strip() for line in out.splitlines() if line.startswith("Model name"))
-    except Exception:
-        return platform.processor() or "unknown"
 
 
 def main() -> None:

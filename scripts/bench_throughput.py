@@ -42,7 +42,6 @@ import json
 import math
 import platform
 import statistics
-import subprocess
 import sys
 import time
 from dataclasses import dataclass, replace
@@ -58,6 +57,7 @@ from searcher.data import DatasetOptions, DeviceData, ImageDataset, load_dataset
 from searcher.data.dataset import Split, channel_stats  # noqa: E402
 from searcher.model import ArchSpec, LayoutPolicy, build_model, count_parameters  # noqa: E402
 from searcher.train import StabilityRule, TrainSettings, train_trial  # noqa: E402
+from benchlib import cpu_model  # noqa: E402  (scripts/benchlib.py, beside this script)
 
 MODEL_SIZES = {"baseline": (2, 16), "mid": (4, 64), "large": (6, 128)}  # name -> (depth, width)
 
@@ -350,12 +350,7 @@ def compare(
 
 
 def hardware(device: torch.device) -> dict:
-    try:
-        lscpu = subprocess.run(["lscpu"], capture_output=True, text=True).stdout
-        cpu = next(line.split(":", 1)[1].strip() for line in lscpu.splitlines() if line.startswith("Model name"))
-    except Exception:
-        cpu = platform.processor() or "unknown"
-    info = {"cpu": cpu, "torch": torch.__version__, "torch_threads": torch.get_num_threads(), "python": platform.python_version()}
+    info = {"cpu": cpu_model(), "torch": torch.__version__, "torch_threads": torch.get_num_threads(), "python": platform.python_version()}
     if device.type == "cuda":
         info["gpu"] = torch.cuda.get_device_name(device)
     return info

@@ -18,6 +18,8 @@ from searcher.train.stability import StabilityRule
 
 
 def load_script(name: str):
+    if str(REPO / "scripts") not in sys.path:
+        sys.path.insert(0, str(REPO / "scripts"))  # as `python scripts/NAME.py` has it, for their shared benchlib
     spec = importlib.util.spec_from_file_location(name, REPO / "scripts" / f"{name}.py")
     module = importlib.util.module_from_spec(spec)
     sys.modules[name] = module  # dataclasses look their module up there
@@ -83,6 +85,7 @@ def test_throughput_runs_without_optuna_mlflow_or_hydra(tmp_path):
     blocked = ["optuna", "mlflow", "hydra", "omegaconf"]
     code = (
         "import runpy, sys\n"
+        f"sys.path.insert(0, {str(REPO / 'scripts')!r})\n"
         f"for name in {blocked!r}: sys.modules[name] = None  # importing any of them now fails\n"
         f"sys.argv = ['bench_throughput.py', '--out', {str(out)!r}, '--epochs', '1', '--repeats', '1', '--models', 'baseline,mid']\n"
         f"runpy.run_path({str(REPO / 'scripts' / 'bench_throughput.py')!r}, run_name='__main__')\n"
