@@ -20,10 +20,10 @@ from rich.console import Console
 from searcher.config import ConfigError, SearcherConfig, data_dir
 from searcher.data import DatasetError, DatasetOptions, DeviceData, ImageDataset, load_dataset
 from searcher.model.spec import LayoutPolicy
-from searcher.uris import redact, with_driver
 from searcher.search.plan import RegularizerRange, SearchPlan
 from searcher.train.stability import StabilityRule
 from searcher.train.trainer import TrainSettings, resolve_device
+from searcher.uris import redact, with_driver
 
 EXIT_OK, EXIT_FAILED, EXIT_BAD_INPUT, EXIT_SIGINT, EXIT_SIGTERM = 0, 1, 2, 130, 143
 
@@ -140,7 +140,22 @@ def dataset_options(config: SearcherConfig) -> DatasetOptions:
     )
 
 
-def make_runner(config: SearcherConfig, dataset: ImageDataset, device: Any, recorder: Any, progress: Any, name: str, storage: str) -> Any:
+def start_workers(config: SearcherConfig, dataset: ImageDataset) -> Any:
+    """execution=processes: the worker pool, started as early as possible (None for other executions)."""
+    e = config.execution
+    if e.kind != "processes":
+        return None
+    from searcher.execution.processes import ProcessBackend, default_workers
+    from searcher.execution.worker import DataSpec
+
+    device = str(resolve_device(config.device))
+    workers = e.workers or default_workers(device, e.trials_per_gpu)
+    return ProcessBackend(DataSpec(dataset_options(config), dataset.identity, device), workers, e.threads_per_worker)
+
+
+def make_runner(
+    config: SearcherConfig, dataset: ImageDataset, device: Any, recorder: Any, progress: Any, name: str, storage: str, workers: Any = None
+) -> Any:
     """The Runner `execution.kind` asks for; every one records the same way, only where trials train differs."""
     e = config.execution
     checkpoints = checkpoint_dir(config, name)
@@ -152,10 +167,7 @@ def make_runner(config: SearcherConfig, dataset: ImageDataset, device: Any, reco
     from searcher.execution.worker import DataSpec
 
     if e.kind == "processes":
-        from searcher.execution.processes import ProcessBackend, default_workers
-
-        workers = e.workers or default_workers(str(device), e.trials_per_gpu)
-        backend: Any = ProcessBackend(DataSpec(dataset_options(config), dataset.identity, str(device)), workers, e.threads_per_worker)
+        backend: Any = workers or start_workers(config, dataset)
     else:
         from searcher.execution.submitit import SubmititBackend
 
@@ -199,6 +211,8 @@ def ui_command(uri: str) -> str:
 
 
 def install_signal_handlers() -> None:
+    """SIGINT/SIGTERM stop the search cleanly. SIGUSR2 is left alone: under submitit it means "time limit
+    near" and submitit's own handler requeues the job and exits (handled in `run` as SystemExit)."""
     def handler(signum: int, frame: Any) -> None:
         signal.signal(signal.SIGINT, signal.SIG_DFL)  # a second Ctrl-C exits at once
         raise Interrupted(EXIT_SIGINT if signum == signal.SIGINT else EXIT_SIGTERM)
@@ -218,9 +232,11 @@ def run(
     console = console or Console()
     if not dataset_chosen:
         console.print("No dataset chosen: searching on the built-in [bold]digits[/bold] (scikit-learn, offline). Pick one with +dataset=NAME.")
+    workers = None
     try:
         dataset = load_dataset(dataset_options(config))
         storage = optuna_storage(config)
+        workers = start_workers(config, dataset)  # they import and load the data while the store opens
         from searcher.tracking import TrackingError, open_recorder
 
         try:
@@ -228,16 +244,35 @@ def run(
         except TrackingError as error:
             raise ConfigError(str(error)) from None
     except (ConfigError, DatasetError) as error:
+        if workers is not None:
+            workers.close()
         console.print(f"[red]error:[/red] {error}", highlight=False)
         return Outcome(EXIT_BAD_INPUT)
+    try:
+        return search(config, dataset, recorder, storage, workers, output_dir, console, tags)
+    finally:
+        if workers is not None:
+            workers.close()
 
+
+def search(
+    config: SearcherConfig,
+    dataset: ImageDataset,
+    recorder: Any,
+    storage: str,
+    workers: Any,
+    output_dir: Path | None,
+    console: Console,
+    tags: dict[str, str] | None,
+) -> Outcome:
+    """The search itself, once its data and stores are open: new, resumed, or already complete."""
     import optuna
 
     from searcher.report.decisions import decisions_json, decisions_markdown
     from searcher.report.terminal import RichProgress, print_summary
     from searcher.search import SearchFailed, StudyBook, run_search
-    from searcher.tracking.retry import TrackingLost
     from searcher.tracking.recorder import flatten
+    from searcher.tracking.retry import TrackingLost
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     settings = search_settings(config, flatten)
@@ -282,7 +317,7 @@ def run(
     try:
         recorder.log_artifact_text(shown_config(config), "config.yaml")
         with RichProgress(console) as progress:
-            runner = make_runner(config, dataset, device, recorder, progress, name, storage)
+            runner = make_runner(config, dataset, device, recorder, progress, name, storage, workers)
             concurrency = getattr(runner, "concurrency", 1)
             if concurrency > 1:
                 console.print(f"execution: {describe_execution(config, runner)}")
@@ -312,6 +347,7 @@ def run(
     except SystemExit:
         # A job scheduler's signal handler exits this process (submitit at a SLURM time limit or preemption,
         # after requeueing the job): runs are KILLED, and the requeued job's re-run resumes the search.
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)  # SLURM's SIGTERM for the requeue must not cut this short
         recorder.abort("KILLED")
         console.print("[yellow]stopped by the job scheduler[/yellow]: open runs marked KILLED; a re-run (or the requeued job) resumes")
         raise

@@ -4,9 +4,9 @@ import json
 from pathlib import Path
 
 import pytest
+from conftest import FakeRunner, fake_result, make_plan, memory_studies, run_cli, search_runs
 from mlflow.tracking import MlflowClient
 
-from conftest import FakeRunner, fake_result, make_plan, memory_studies, run_cli, search_runs
 from searcher.execution.pool import PoolRunner
 from searcher.search import run_search
 from searcher.search.trials import TrialOutcome
