@@ -30,8 +30,8 @@ postgres_start() {
     password=$(python3 -c "import secrets; print(secrets.token_hex(12))")
     port=$(python3 -c "import socket; s = socket.socket(); s.bind(('127.0.0.1', 0)); print(s.getsockname()[1])")
     printf '%s\n' "$password" > "$PG_TMP/pw" && chmod 600 "$PG_TMP/pw" && chown "$(stat -c %U "$PG_TMP")" "$PG_TMP/pw"
-    PG_CTL=("${as[@]}" "$bin/pg_ctl" -D "$PG_TMP/data")
-    if ! "${as[@]}" "$bin/initdb" -D "$PG_TMP/data" -U searcher --pwfile="$PG_TMP/pw" -A scram-sha-256 >"$PG_TMP/initdb.log" 2>&1 \
+    PG_CTL=(${as[@]+"${as[@]}"} "$bin/pg_ctl" -D "$PG_TMP/data")
+    if ! ${as[@]+"${as[@]}"} "$bin/initdb" -D "$PG_TMP/data" -U searcher --pwfile="$PG_TMP/pw" -A scram-sha-256 >"$PG_TMP/initdb.log" 2>&1 \
         || ! "${PG_CTL[@]}" -l "$PG_TMP/server.log" -w -o "-h 127.0.0.1 -p $port -k $PG_TMP" start >/dev/null; then
         echo "note: PostgreSQL did not start (see below); the PostgreSQL test will skip"
         tail -n 5 "$PG_TMP"/*.log 2>/dev/null

@@ -152,7 +152,22 @@ def shown_config(config: SearcherConfig) -> str:
     return OmegaConf.to_yaml(OmegaConf.structured(replace(config, tracking=tracking)))
 
 
-def make_runner(config: SearcherConfig, dataset: ImageDataset, device: Any, recorder: Any, progress: Any, name: str, storage: str) -> Any:
+def start_workers(config: SearcherConfig, dataset: ImageDataset) -> Any:
+    """execution=processes: the worker pool, started as early as possible (None for other executions)."""
+    e = config.execution
+    if e.kind != "processes":
+        return None
+    from searcher.execution.processes import ProcessBackend, default_workers
+    from searcher.execution.worker import DataSpec
+
+    device = str(resolve_device(config.device))
+    workers = e.workers or default_workers(device, e.trials_per_gpu)
+    return ProcessBackend(DataSpec(dataset_options(config.dataset, data_dir(config)), dataset.identity, device), workers, e.threads_per_worker)
+
+
+def make_runner(
+    config: SearcherConfig, dataset: ImageDataset, device: Any, recorder: Any, progress: Any, name: str, storage: str, workers: Any = None
+) -> Any:
     """The Runner `execution.kind` asks for; every one records the same way, only where trials train differs."""
     e = config.execution
     checkpoints = checkpoint_dir(config, name)
@@ -164,10 +179,7 @@ def make_runner(config: SearcherConfig, dataset: ImageDataset, device: Any, reco
     from searcher.execution.worker import DataSpec
 
     if e.kind == "processes":
-        from searcher.execution.processes import ProcessBackend, default_workers
-
-        workers = e.workers or default_workers(str(device), e.trials_per_gpu)
-        backend: Any = ProcessBackend(DataSpec(dataset_options(config.dataset, data_dir(config)), dataset.identity, str(device)), workers, e.threads_per_worker)
+        backend: Any = workers or start_workers(config, dataset)
     else:
         from searcher.execution.submitit import SubmititBackend
 
@@ -243,10 +255,12 @@ def run(
     console = console or Console()
     if not dataset_chosen:
         console.print("No dataset chosen: searching on the built-in [bold]digits[/bold] (scikit-learn, offline). Pick one with +dataset=NAME.")
+    workers = None
     try:
         dataset = load_dataset(dataset_options(config.dataset, data_dir(config)))
         target = load_target(config, dataset)
         storage = optuna_storage(config)
+        workers = start_workers(config, dataset)  # they import and load the data while the store opens
         from searcher.tracking import TrackingError, open_recorder
 
         try:
@@ -254,9 +268,29 @@ def run(
         except TrackingError as error:
             raise ConfigError(str(error)) from None
     except (ConfigError, DatasetError) as error:
+        if workers is not None:
+            workers.close()
         console.print(f"[red]error:[/red] {error}", highlight=False)
         return Outcome(EXIT_BAD_INPUT)
+    try:
+        return search(config, dataset, target, recorder, storage, workers, output_dir, console, tags)
+    finally:
+        if workers is not None:
+            workers.close()
 
+
+def search(
+    config: SearcherConfig,
+    dataset: ImageDataset,
+    target: ImageDataset | None,
+    recorder: Any,
+    storage: str,
+    workers: Any,
+    output_dir: Path | None,
+    console: Console,
+    tags: dict[str, str] | None,
+) -> Outcome:
+    """The search itself, once its data and stores are open: new, resumed, or already complete."""
     import optuna
 
     from searcher.report.decisions import decisions_json, decisions_markdown
@@ -308,7 +342,7 @@ def run(
     try:
         recorder.log_artifact_text(shown_config(config), "config.yaml")
         with RichProgress(console) as progress:
-            runner = make_runner(config, dataset, device, recorder, progress, name, storage)
+            runner = make_runner(config, dataset, device, recorder, progress, name, storage, workers)
             concurrency = getattr(runner, "concurrency", 1)
             if concurrency > 1:
                 console.print(f"execution: {describe_execution(config, runner)}")
@@ -350,6 +384,7 @@ def run(
     except SystemExit:
         # A job scheduler's signal handler exits this process (submitit at a SLURM time limit or preemption,
         # after requeueing the job): runs are KILLED, and the requeued job's re-run resumes the search.
+        interrupts.ignore_sigterm()  # SLURM's SIGTERM for the requeue must not cut this short
         recorder.abort("KILLED")
         console.print("[yellow]stopped by the job scheduler[/yellow]: open runs marked KILLED; a re-run (or the requeued job) resumes")
         raise
@@ -357,7 +392,7 @@ def run(
         recorder.abort("FAILED")
         raise
     finally:
-        interrupts.restore()
+        interrupts.restore()  # (keeps SIGTERM ignored after ignore_sigterm: the process is on its way out)
         if runner is not None:
             runner.close()
     print_summary(console, result, ui_command(config.tracking.uri), recorder.stage_view_url("http://127.0.0.1:5000"))

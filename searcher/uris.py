@@ -8,16 +8,17 @@ reads PGPASSWORD or ~/.pgpass when the URI has none (docs/cluster.md).
 from __future__ import annotations
 
 import importlib.util
-from urllib.parse import urlsplit
+from urllib.parse import unquote, urlsplit
 
 MASK = "***"
 
 
 def password_of(uri: str) -> str | None:
     try:
-        return urlsplit(uri).password or None
+        password = urlsplit(uri).password
     except ValueError:  # a malformed port and the like: no password we can find
         return None
+    return unquote(password) if password else None
 
 
 def redact(uri: str) -> str:

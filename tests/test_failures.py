@@ -35,7 +35,7 @@ def test_a_raising_and_a_diverging_trial_are_recorded_and_the_search_completes(t
     uri = f"sqlite:///{tmp_path / 'm.db'}"
     outcome = run(quick_config(uri), dataset_chosen=False, console=Console(quiet=True))
     assert outcome.exit_code == 0 and outcome.test_acc is not None
-    trials = {r.info.run_name: r for r in search_runs(uri, "tags.`searcher.role` = 'trial'")}
+    trials = {r.info.run_name.removesuffix(" (warm)"): r for r in search_runs(uri, "tags.`searcher.role` = 'trial'")}
     raised, diverged = trials["d3 +w32"], trials["d3 +w16"]
     assert raised.data.tags["searcher.decision"] == "failed" and "RuntimeError: injected fault" in raised.data.tags["searcher.error"]
     assert diverged.data.tags["searcher.decision"] == "failed" and diverged.data.tags["searcher.behavior"] == "diverged"

@@ -13,7 +13,6 @@ import time
 from pathlib import Path
 
 import pytest
-
 from conftest import search_runs
 
 pytestmark = pytest.mark.slow

@@ -4,9 +4,9 @@ import json
 from pathlib import Path
 
 import pytest
+from conftest import FakeRunner, fake_result, make_plan, memory_studies, run_cli, search_runs
 from mlflow.tracking import MlflowClient
 
-from conftest import FakeRunner, fake_result, make_plan, memory_studies, run_cli, search_runs
 from searcher.execution.pool import PoolRunner
 from searcher.search import run_search
 from searcher.search.trials import TrialOutcome
@@ -122,3 +122,16 @@ def test_processes_make_the_same_decisions_as_serial(quick_search, tmp_path):
     (parallel,) = search_runs(uri, "tags.`searcher.role` = 'search'")
     (serial,) = search_runs(serial_uri, "tags.`searcher.role` = 'search'")
     assert parallel.data.metrics["test_acc"] == serial.data.metrics["test_acc"]
+
+
+@pytest.mark.slow
+def test_submitit_execution_runs_each_trial_as_a_local_job(tmp_path):
+    uri = f"sqlite:///{tmp_path / 'm.db'}"
+    tiny = ("search=quick", "search.width.cap=16", "search.depth.cap=2", "search.regularization.trials=0", "search.final.seeds=2")
+    result = run_cli(*tiny, f"tracking.uri={uri}", "search.name=jobs", "execution=submitit", "execution.cluster=local", "execution.workers=2", cwd=tmp_path)
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    assert "up to 2 submitit jobs (local)" in result.stdout
+    trials = search_runs(uri, "tags.`searcher.role` = 'trial'")
+    assert len(trials) == 3 and all(t.info.status == "FINISHED" for t in trials)  # baseline and two final seeds
+    job_results = list((tmp_path / "submitit" / "jobs").glob("*/*_result.pkl"))
+    assert len(job_results) == 3, "each trial ran as its own submitit job"

@@ -8,7 +8,6 @@ import os
 import uuid
 
 import pytest
-
 from conftest import run_cli, search_runs
 
 pytestmark = pytest.mark.slow

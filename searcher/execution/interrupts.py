@@ -13,6 +13,7 @@ from typing import Any
 
 EXIT_SIGINT, EXIT_SIGTERM = 130, 143
 _requested: int | None = None
+_leaving = False  # a job scheduler is ending the process: SIGTERM stays ignored
 
 
 class Interrupted(BaseException):
@@ -31,15 +32,23 @@ def _handler(signum: int, frame: Any) -> None:
 
 
 def install() -> None:
-    global _requested
-    _requested = None
+    global _requested, _leaving
+    _requested, _leaving = None, False
     signal.signal(signal.SIGINT, _handler)
     signal.signal(signal.SIGTERM, _handler)
 
 
 def restore() -> None:
     signal.signal(signal.SIGINT, signal.default_int_handler)
-    signal.signal(signal.SIGTERM, signal.SIG_DFL)
+    signal.signal(signal.SIGTERM, signal.SIG_IGN if _leaving else signal.SIG_DFL)
+
+
+def ignore_sigterm() -> None:
+    """Under submitit, SIGUSR2 (time limit near) requeues the job and exits; SLURM's SIGTERM that follows
+    must not cut short the runs being marked KILLED. SIGUSR2 itself is left to submitit's handler."""
+    global _leaving
+    _leaving = True
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
 
 
 def check() -> None:

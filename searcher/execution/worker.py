@@ -46,6 +46,27 @@ def load_data(spec: DataSpec) -> DeviceData:
     return DeviceData(dataset, resolve_device(spec.device))
 
 
+def warm_up(data: DeviceData) -> None:
+    """One training step of a tiny network, so the worker's first real trial does not pay PyTorch's
+    first-use costs (about a second on a CPU; the CUDA context and cuDNN on a GPU)."""
+    import torch
+
+    from searcher.model.build import build_model
+    from searcher.model.spec import LayoutPolicy
+
+    model = build_model(LayoutPolicy(input_size=data.dataset.size).baseline(1, 4), data.dataset.channels, data.dataset.num_classes)
+    model = model.to(data.device)
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.9, nesterov=True)
+    images, labels = next(data.train.shuffled_batches(64, torch.Generator().manual_seed(0), 1, data.dataset.flip))
+    with torch.autocast(data.device.type, dtype=torch.bfloat16, enabled=data.device.type == "cuda"):
+        loss = torch.nn.functional.cross_entropy(model(images).float(), labels, label_smoothing=0.1)
+    loss.backward()
+    optimizer.step()
+    model.eval()
+    with torch.no_grad():
+        model(images).argmax(1).sum().item()
+
+
 def run_task(data: DeviceData, task: TrialTask) -> tuple[TrialOutcome, str | None]:
     on_epoch = None
     if task.remote is not None and task.storage is not None:

@@ -1,0 +1,231 @@
+"""Parallel trials: wall time of a search with worker processes vs serial, and GPU sharing throughput.
+
+    python scripts/bench_parallel.py --out parallel.json [--pairs 3] [--workers 2] [--quick] [override ...]
+    python scripts/bench_parallel.py --device cuda --out gpu_sharing.json [--concurrent 4] [--quick]
+
+Search mode (default, CPU): runs `python -m searcher search=quick` serially and with
+`execution=processes execution.workers=N`, alternating which goes first, each in a fresh
+process against its own SQLite store, and reports the process wall times, the search's own
+`search_seconds`, their ratios (parallel / serial; median over pairs), and whether the two
+made the same decisions (decisions.json equal) and the same trials (trial keys equal).
+
+Sharing mode (`--device cuda`, or `--sharing` on any device): trains the same small plain
+CNN (depth 4, width 64) on synthetic CIFAR-shaped data resident on the device, first one
+trial alone, then `--concurrent` trials at once in worker processes that share the device
+(execution=processes with trials_per_gpu), and reports the aggregate training images/s of
+each (total images trained / wall time of the batch; also the sum of per-trial rates).
+Target on a GPU: aggregate of 4 concurrent >= 1.7x one trial's (DESIGN.md §5: 1.83x on an H100).
+
+`--quick` shrinks either mode to show the JSON in seconds (not a measurement).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO))
+
+import numpy as np  # noqa: E402
+
+from searcher.data.registry import DatasetOptions, register  # noqa: E402
+
+SYNTHETIC = "synthetic-cifar"
+
+
+@register(SYNTHETIC)  # module level: spawned workers re-import this script and find the loader too
+def synthetic_cifar(options: DatasetOptions):
+    """Random CIFAR-shaped uint8 images (N from SEARCHER_BENCH_IMAGES); the speed of training, not its accuracy."""
+    count = int(os.environ.get("SEARCHER_BENCH_IMAGES", "20000"))
+    rng = np.random.default_rng(0)
+    images = rng.integers(0, 256, size=(count + 1000, 3, 32, 32), dtype=np.uint8)
+    labels = rng.integers(0, 10, size=count + 1000).astype(np.int64)
+    return (images[:count], labels[:count], images[count:], labels[count:]), True
+
+
+def hardware() -> dict:
+    cpu = next((line.split(":", 1)[1].strip() for line in subprocess.run(["lscpu"], capture_output=True, text=True).stdout.splitlines() if line.startswith("Model name")), platform.processor())
+    info = {"cpu": cpu, "cores": os.cpu_count(), "python": platform.python_version()}
+    import torch
+
+    info["torch"] = torch.__version__
+    if torch.cuda.is_available():
+        info["gpu"] = torch.cuda.get_device_name(0)
+    try:
+        info["load_average_at_start"] = os.getloadavg()
+    except OSError:
+        pass
+    return info
+
+
+# ----------------------------------------------------------------------------- search mode
+
+
+def run_search(label: str, folder: Path, args: list[str]) -> dict:
+    uri = f"sqlite:///{folder / label / 'm.db'}"
+    (folder / label).mkdir(parents=True)
+    command = [sys.executable, "-m", "searcher", *args, f"tracking.uri={uri}", f"search.name=bench-{label}"]
+    env = dict(os.environ, PYTHONPATH=str(REPO), COLUMNS="120")
+    started = time.perf_counter()
+    done = subprocess.run(command, cwd=folder / label, env=env, capture_output=True, text=True)
+    wall = time.perf_counter() - started
+    if done.returncode != 0:
+        raise SystemExit(f"{label} failed ({done.returncode}):\n{done.stdout[-3000:]}\n{done.stderr[-3000:]}")
+    from mlflow.tracking import MlflowClient
+
+    client = MlflowClient(tracking_uri=uri)
+    experiment = client.get_experiment_by_name("searcher")
+    (search,) = client.search_runs([experiment.experiment_id], "tags.`searcher.role` = 'search'")
+    trials = client.search_runs([experiment.experiment_id], "tags.`searcher.role` = 'trial'", max_results=5000)
+    decisions = json.loads(Path(client.download_artifacts(search.info.run_id, "decisions.json", str(folder / label))).read_text())
+    return {
+        "wall_seconds": wall,
+        "search_seconds": search.data.metrics["search_seconds"],
+        "trials": len(trials),
+        "decisions": decisions,
+        "trial_keys": sorted(t.data.tags["searcher.trial_key"] for t in trials),
+        "command": " ".join(command[1:]),
+    }
+
+
+def search_mode(options: argparse.Namespace) -> dict:
+    base = ["search=quick", f"seed={options.seed}", *options.overrides]
+    if options.quick:
+        base += ["search.width.cap=16", "search.depth.cap=3", "search.final.seeds=2"]
+    parallel_args = [*base, "execution=processes", f"execution.workers={options.workers}"]
+    pairs = []
+    with tempfile.TemporaryDirectory() as tmp:
+        for pair in range(options.pairs):
+            order = ("serial", "parallel") if pair % 2 == 0 else ("parallel", "serial")
+            runs = {label: run_search(f"{label}{pair}", Path(tmp), base if label == "serial" else parallel_args) for label in order}
+            pairs.append(runs)
+            s, p = runs["serial"], runs["parallel"]
+            print(f"pair {pair}: serial {s['wall_seconds']:.1f}s (search {s['search_seconds']:.1f}s) · parallel {p['wall_seconds']:.1f}s "
+                  f"(search {p['search_seconds']:.1f}s) · same decisions {s['decisions'] == p['decisions']}", flush=True)
+    same_decisions = all(r["serial"]["decisions"] == r["parallel"]["decisions"] for r in pairs)
+    same_trials = all(r["serial"]["trial_keys"] == r["parallel"]["trial_keys"] for r in pairs)
+    wall_ratio = statistics.median(r["parallel"]["wall_seconds"] / r["serial"]["wall_seconds"] for r in pairs)
+    search_ratio = statistics.median(r["parallel"]["search_seconds"] / r["serial"]["search_seconds"] for r in pairs)
+    return {
+        "mode": "search",
+        "quick": options.quick,
+        "workers": options.workers,
+        "serial_command": pairs[0]["serial"]["command"],
+        "parallel_command": pairs[0]["parallel"]["command"],
+        "pairs": [{label: {k: v for k, v in run.items() if k not in ("decisions", "trial_keys", "command")} for label, run in pair.items()} for pair in pairs],
+        "median_wall_ratio": wall_ratio,
+        "median_search_ratio": search_ratio,
+        "same_decisions": same_decisions,
+        "same_trials": same_trials,
+        "target": "median_wall_ratio <= 0.65 with same_decisions (2 workers on 2 cores)",
+        "met": wall_ratio <= 0.65 and same_decisions,
+    }
+
+
+# ----------------------------------------------------------------------------- sharing mode
+
+
+def sharing_mode(options: argparse.Namespace) -> dict:
+
+    from searcher.data import load_dataset
+    from searcher.execution.processes import ProcessBackend
+    from searcher.execution.worker import DataSpec, TrialTask
+    from searcher.model.spec import LayoutPolicy
+    from searcher.search.trials import TrialRequest
+    from searcher.train.stability import StabilityRule
+    from searcher.train.trainer import TrainSettings, resolve_device
+
+    images = 2000 if options.quick else options.images
+    os.environ["SEARCHER_BENCH_IMAGES"] = str(images)  # inherited by the spawned workers
+    epochs = 2 if options.quick else options.epochs
+    width = 16 if options.quick else 64
+    device = str(resolve_device(options.device))
+    dataset_options = DatasetOptions(SYNTHETIC, val_fraction=0.05)
+    dataset = load_dataset(dataset_options)
+    spec = DataSpec(dataset_options, dataset.identity, device)
+    settings = TrainSettings(optimizer="sgd", lr=0.05, batch_size=options.batch_size, stability=StabilityRule(min_epochs=epochs, max_epochs=epochs))
+    arch = LayoutPolicy(input_size=32).baseline(4, width)
+    trained_per_trial = len(dataset.train) * epochs
+
+    def request(seed: int) -> TrialRequest:
+        return TrialRequest("bench", f"d4 w{width} s{seed}", arch, settings, seed, dataset.identity)
+
+    def batch(backend: ProcessBackend, count: int) -> dict:
+        started = time.perf_counter()
+        futures = [backend.submit(TrialTask(request(seed))) for seed in range(count)]
+        results = [backend.result(future) for future in futures]
+        wall = time.perf_counter() - started
+        failed = [outcome.error for outcome, _ in results if outcome.status == "failed"]
+        if failed:
+            raise SystemExit(f"a trial failed: {failed[0]}")
+        return {
+            "trials": count,
+            "wall_seconds": wall,
+            "aggregate_images_per_second": count * trained_per_trial / wall,
+            "sum_of_trial_images_per_second": sum(outcome.result.images_per_second for outcome, _ in results),
+            "per_trial_images_per_second": [outcome.result.images_per_second for outcome, _ in results],
+        }
+
+    threads = max(1, (os.cpu_count() or 1) // options.concurrent)
+    backend = ProcessBackend(spec, options.concurrent, threads)
+    try:
+        batch(backend, options.concurrent)  # warm-up: every worker's CUDA context, cuDNN autotuning, allocator
+        one = batch(backend, 1)
+        many = batch(backend, options.concurrent)
+    finally:
+        backend.close()
+    speedup = many["aggregate_images_per_second"] / one["aggregate_images_per_second"]
+    print(f"one trial: {one['aggregate_images_per_second']:.0f} img/s · {options.concurrent} concurrent: "
+          f"{many['aggregate_images_per_second']:.0f} img/s aggregate · {speedup:.2f}x", flush=True)
+    return {
+        "mode": "sharing",
+        "quick": options.quick,
+        "device": device,
+        "model": f"plain CNN depth 4 width {width}",
+        "data": f"synthetic 3x32x32 uint8, {len(dataset.train)} train images resident on the device, batch {options.batch_size}",
+        "epochs_per_trial": epochs,
+        "worker_devices": backend.devices,
+        "threads_per_worker": threads,
+        "one": one,
+        "concurrent": many,
+        "speedup": speedup,
+        "target": f"speedup >= 1.7 with {options.concurrent} concurrent trials on one GPU",
+        "met": speedup >= 1.7 if device.startswith("cuda") else None,
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--out", type=Path, required=True)
+    parser.add_argument("--quick", action="store_true", help="a tiny run that shows the JSON (not a measurement)")
+    parser.add_argument("--device", default="cpu", help="cuda: measure GPU sharing (the search mode runs on the CPU)")
+    parser.add_argument("--sharing", action="store_true", help="measure device sharing on --device (implied by --device cuda)")
+    parser.add_argument("--pairs", type=int, default=3, help="search mode: serial/parallel pairs (median ratio)")
+    parser.add_argument("--workers", type=int, default=2)
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--concurrent", type=int, default=4, help="sharing mode: trials at once on the device")
+    parser.add_argument("--images", type=int, default=20000, help="sharing mode: training images (synthetic)")
+    parser.add_argument("--epochs", type=int, default=5, help="sharing mode: epochs per trial")
+    parser.add_argument("--batch-size", type=int, default=512)
+    parser.add_argument("overrides", nargs="*", help="search mode: extra Hydra overrides for both runs")
+    options = parser.parse_args()
+    if options.quick and options.pairs == 3:
+        options.pairs = 1
+    report = {"hardware": hardware(), "argv": sys.argv[1:]}
+    sharing = options.sharing or options.device.startswith("cuda")
+    report |= sharing_mode(options) if sharing else search_mode(options)
+    options.out.write_text(json.dumps(report, indent=2))
+    print(f"wrote {options.out}")
+
+
+if __name__ == "__main__":
+    main()

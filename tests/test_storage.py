@@ -1,0 +1,103 @@
+"""Shared-storage settings: passwords never shown, the PostgreSQL driver, Optuna's journal file across processes, cluster presets."""
+
+import multiprocessing
+
+import optuna
+import pytest
+from conftest import REPO, make_plan
+from hydra import compose, initialize_config_dir
+from omegaconf import OmegaConf
+
+from searcher.config import ConfigError, validate
+
+SECRET = "s3cr%40t"  # as written in the URI (%-encoded "s3cr@t")
+URI = f"postgresql://searcher:{SECRET}@db.cluster:5432/mlflow"
+
+
+def composed(*overrides: str, hydra: bool = False):
+    with initialize_config_dir(config_dir=str(REPO / "conf"), version_base="1.3"):
+        return compose(config_name="config", overrides=list(overrides), return_hydra_config=hydra)
+
+
+def config(*overrides: str):
+    return validate(OmegaConf.to_container(composed(*overrides), resolve=False))
+
+
+def test_passwords_in_uris_are_masked_in_params_config_and_commands():
+    from searcher.app import search_settings, shown_config, ui_command
+    from searcher.tracking.recorder import flatten
+    from searcher.uris import redact, redact_text
+
+    assert redact(URI) == "postgresql://searcher:***@db.cluster:5432/mlflow"
+    assert redact("postgresql://searcher@db/mlflow") == "postgresql://searcher@db/mlflow"
+    assert redact_text(f"could not connect to {URI} with password s3cr@t", URI) == (
+        "could not connect to postgresql://searcher:***@db.cluster:5432/mlflow with password ***"
+    )
+    c = config(f"tracking.uri={URI}", f"tracking.optuna_storage={URI.replace('mlflow', 'optuna')}")
+    settings = search_settings(c, flatten)
+    assert settings["tracking.uri"] == redact(URI) and "***" in settings["tracking.optuna_storage"]
+    for text in (*settings.values(), shown_config(c), ui_command(URI)):
+        assert SECRET not in text and "s3cr@t" not in text
+
+
+def test_a_postgresql_uri_names_the_installed_driver():
+    from searcher.uris import with_driver
+
+    assert with_driver("postgresql://u@h/db") in ("postgresql+psycopg2://u@h/db", "postgresql://u@h/db")
+    assert with_driver("postgresql+psycopg://u@h/db") == "postgresql+psycopg://u@h/db"
+    assert with_driver("sqlite:///m.db") == "sqlite:///m.db"
+
+
+def test_mlflow_and_optuna_cannot_share_one_postgresql_database():
+    from searcher.app import optuna_storage
+
+    with pytest.raises(ConfigError, match="tracking.optuna_storage"):
+        optuna_storage(config(f"tracking.uri={URI}"))
+    assert optuna_storage(config(f"tracking.uri={URI}", "tracking.optuna_storage=journal:////nfs/o.log")) == "journal:////nfs/o.log"
+
+
+@pytest.mark.parametrize(
+    "override, setting",
+    [
+        ("execution.kind=threads", "execution.kind"),
+        ("execution=processes execution.workers=0", "execution.workers"),
+        ("search.regularization.trials_in_flight=0", "search.regularization.trials_in_flight"),
+        ("tracking.optuna_storage=redis://x", "tracking.optuna_storage"),
+    ],
+)
+def test_bad_execution_and_storage_settings_name_the_setting(override, setting):
+    with pytest.raises(ConfigError, match=setting.replace(".", r"\.")):
+        config(*override.split())
+
+
+def test_execution_group_and_cluster_preset_compose():
+    assert config("execution=processes", "execution.workers=3").execution.workers == 3
+    assert config("execution=submitit").execution.kind == "submitit"
+    launcher = composed("hydra/launcher=slurm_gpu", "hydra.launcher.partition=gpu", hydra=True).hydra.launcher
+    assert launcher.partition == "gpu" and launcher.max_num_timeout > 0 and launcher.gpus_per_node == 1
+    assert launcher._target_.endswith("SlurmLauncher")
+
+
+def report_from_another_process(storage: str, remote, queue) -> None:
+    from searcher.train.trainer import EpochRecord
+
+    on_epoch = remote.reporter(storage)
+    queue.put([on_epoch(EpochRecord(epoch, 1.0, 1.0, 0.5 + epoch / 10, 0.1, 0.0)) for epoch in (1, 2, 3)])
+
+
+def test_a_worker_reports_epochs_to_a_journal_file_study(tmp_path):
+    from searcher.search.studies import RemoteTrial, StudyBook
+
+    storage = f"journal:///{tmp_path / 'optuna.log'}"
+    study = StudyBook(storage, "journal", make_plan()).open("regularization")
+    trial = study.ask({"dropout": optuna.distributions.FloatDistribution(0, 0.5)})
+    remote = RemoteTrial(study.study_name, trial._trial_id, study.pruner)
+    context = multiprocessing.get_context("spawn")
+    queue = context.Queue()
+    worker = context.Process(target=report_from_another_process, args=(storage, remote, queue))
+    worker.start()
+    assert queue.get(timeout=120) == [False, False, False]  # no pruning: no completed trial to compare with
+    worker.join(timeout=30)
+    study.tell(trial, 0.8)
+    (frozen,) = study.get_trials()
+    assert frozen.intermediate_values == pytest.approx({1: 0.6, 2: 0.7, 3: 0.8})
