@@ -47,6 +47,7 @@ def test_two_workers_share_one_study_and_one_tracking_store_on_postgres(database
         "search.final.seeds=1",
         "search.depth.cap=3",
         "search.regularization.pruner_warmup_epochs=0",
+        "search.warm_start=false",  # the depth winner is cold, so it enters the study told, not as a third trial to train
         "execution=processes",
         "execution.workers=2",
         f"tracking.uri={mlflow_uri}",
