@@ -85,3 +85,22 @@ def test_an_interrupted_trial_resumes_from_its_checkpoint_and_ends_as_if_uninter
     assert [r.val_loss for r in resumed.history] == [r.val_loss for r in uninterrupted.history]
     assert resumed.best_val_acc == uninterrupted.best_val_acc
     assert not checkpoint.path.exists()  # removed once the trial finished
+
+
+def test_cuda_out_of_memory_is_recorded_as_out_of_memory_and_the_search_goes_on(tmp_path, monkeypatch):
+    import torch
+
+    real = local.train_trial
+
+    def out_of_memory_for_wide(arch, data, settings, seed, **kwargs):
+        if max(arch.widths) >= 32:
+            raise torch.cuda.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB")
+        return real(arch, data, settings, seed, **kwargs)
+
+    monkeypatch.setattr(local, "train_trial", out_of_memory_for_wide)
+    uri = f"sqlite:///{tmp_path / 'm.db'}"
+    outcome = run(quick_config(uri, "search.regularization.trials=0", "search.final.seeds=1"), dataset_chosen=False, console=Console(quiet=True))
+    assert outcome.exit_code == 0
+    wide = [r for r in search_runs(uri, "tags.`searcher.role` = 'trial'") if "32" in r.data.params["arch.widths"]]
+    assert wide and all(r.data.tags["searcher.error"].startswith("out_of_memory:") for r in wide)
+    assert all(r.data.tags["searcher.decision"] == "failed" for r in wide)

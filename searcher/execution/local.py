@@ -12,6 +12,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any, Protocol
 
+import torch
+
 from searcher.data.batches import DeviceData
 from searcher.execution import interrupts
 from searcher.execution.warm import WarmStarts
@@ -102,6 +104,9 @@ def attempt(
         result = work(data, request, on_epoch, checkpoint, initial_state)
     except Exception as error:  # a broken trial must not end the search
         gc.collect()
+        if isinstance(error, torch.cuda.OutOfMemoryError):  # that size is infeasible here: free the memory, go on
+            torch.cuda.empty_cache()
+            return TrialOutcome(request, "failed", None, error=f"out_of_memory: {error}"), traceback.format_exc()
         return TrialOutcome(request, "failed", None, error=f"{type(error).__name__}: {error}"), traceback.format_exc()
     return outcome_of(request, result), None
 
