@@ -319,7 +319,7 @@ def search(
         with RichProgress(console) as progress:
             runner = make_runner(config, dataset, device, recorder, progress, name, storage, workers)
             concurrency = getattr(runner, "concurrency", 1)
-            if concurrency > 1:
+            if config.execution.kind != "serial":
                 console.print(f"execution: {describe_execution(config, runner)}")
             plan = replace(plan, concurrency=concurrency)
             result = run_search(plan, StudyBook(storage, name, plan), runner)
