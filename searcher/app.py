@@ -344,7 +344,7 @@ def search(
         with RichProgress(console) as progress:
             runner = make_runner(config, dataset, device, recorder, progress, name, storage, workers)
             concurrency = getattr(runner, "concurrency", 1)
-            if concurrency > 1:
+            if config.execution.kind != "serial":
                 console.print(f"execution: {describe_execution(config, runner)}")
             plan = replace(plan, concurrency=concurrency)
             transfer_runner = None

@@ -88,9 +88,12 @@ def test_joblib_runs_one_search_per_seed_in_one_experiment(tmp_path):
     uri = f"sqlite:///{tmp_path / 'm.db'}"
     sweep = tmp_path / "sweep"
     process = start_multirun(
-        *SMALL, "search.width.cap=16", "search.depth.cap=2", "seed=1,2", "hydra/launcher=joblib", f"hydra.sweep.dir={sweep}", f"tracking.uri={uri}", cwd=tmp_path
+        *SMALL, "search.width.cap=16", "search.depth.cap=2", "seed=1,2", "hydra/launcher=joblib", f"hydra.sweep.dir={sweep}", f"tracking.uri={uri}",
+        "execution=processes", "execution.workers=1",  # a worker pool inside joblib's (loky) worker process
+        cwd=tmp_path,
     )
     output, _ = process.communicate(timeout=400)
     assert process.returncode == 0, output[-3000:]
+    assert output.count("execution: 1 worker processes") == 2
     check_two_complete_searches(uri, sweep)
     assert len({r.info.experiment_id for r in search_runs(uri)}) == 1

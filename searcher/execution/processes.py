@@ -40,6 +40,14 @@ def worker_devices(device: str, workers: int) -> list[str]:
     return [f"cuda:{index % count}" for index in range(workers)]
 
 
+def default_threads(workers: int) -> int:
+    """The cores shared out among the workers, never more than this process may use itself
+    (OMP_NUM_THREADS, or the limit joblib sets in its workers when several searches share a machine)."""
+    import torch
+
+    return max(1, min(cpu_cores() // workers, torch.get_num_threads()))
+
+
 def default_workers(device: str, trials_per_gpu: int) -> int:
     if device == "cuda":
         import torch
@@ -53,10 +61,14 @@ def default_workers(device: str, trials_per_gpu: int) -> int:
 def worker_context() -> Any:
     """forkserver where there is one: a clean server process imports torch and searcher once, and workers
     fork from it in milliseconds; spawn elsewhere. Never plain fork: CUDA and threads do not survive it."""
-    if "forkserver" not in multiprocessing.get_all_start_methods():
-        return multiprocessing.get_context("spawn")
-    context = multiprocessing.get_context("forkserver")
-    context.set_forkserver_preload([__name__])
+    method = "forkserver" if "forkserver" in multiprocessing.get_all_start_methods() else "spawn"
+    if multiprocessing.get_start_method(allow_none=True) not in (None, "fork", "spawn", "forkserver"):
+        # In another library's worker (joblib's loky, under hydra/launcher=joblib) the default start method is
+        # that library's; new workers are told to use it and cannot find it. Use the standard one here.
+        multiprocessing.set_start_method(method, force=True)
+    context = multiprocessing.get_context(method)
+    if method == "forkserver":
+        context.set_forkserver_preload([__name__])
     return context
 
 
@@ -87,7 +99,7 @@ class ProcessBackend:
     def __init__(self, spec: DataSpec, workers: int, threads_per_worker: int | None = None):
         self.capacity = workers
         self.spec = spec
-        self.threads = threads_per_worker or max(1, cpu_cores() // workers)
+        self.threads = threads_per_worker or default_threads(workers)
         self.devices = worker_devices(spec.device, workers)
         self.executor = self._start()
 
