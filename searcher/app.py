@@ -231,7 +231,7 @@ def publish_report(console: Console, config: SearcherConfig, name: str, search_r
     Never fails the finished search; returns False when Ctrl-C interrupted it."""
     from searcher.report.build import publish
 
-    rebuild = f"python -m searcher.report --search-name {name} --tracking-uri {config.tracking.uri}"
+    rebuild = f"python -m searcher.report --search-name {name} --tracking-uri {redact(config.tracking.uri)}"
     try:
         published = publish(config.tracking.uri, search_run_id, output_dir, trial_plots=config.report.trial_plots)
     except KeyboardInterrupt:
@@ -240,7 +240,7 @@ def publish_report(console: Console, config: SearcherConfig, name: str, search_r
     except Exception as error:  # the search is recorded; the report can be rebuilt from the store
         console.print(f"[yellow]report failed[/yellow] ({type(error).__name__}: {error}); rebuild it with {rebuild}", highlight=False, soft_wrap=True)
         return True
-    console.print(f"report:     {published.location} ({sum(published.seconds.values()):.1f}s)", highlight=False, soft_wrap=True)
+    console.print(f"report:     {redact(str(published.location))} ({sum(published.seconds.values()):.1f}s)", highlight=False, soft_wrap=True)
     return True
 
 

@@ -19,6 +19,8 @@ import urllib.error
 import urllib.request
 from pathlib import Path
 
+from searcher.uris import redact
+
 EXIT_OK, EXIT_FAILED, EXIT_BAD_INPUT, EXIT_SIGINT = 0, 1, 2, 130
 DEFAULT_URI = "sqlite:///mlflow.db"
 
@@ -54,7 +56,7 @@ def check_store(uri: str) -> None:
     except TrackingError as error:
         raise UIError(str(error).replace("tracking.uri=", "--tracking-uri ")) from None
     if uri.startswith("sqlite:///") and not Path(uri.removeprefix("sqlite:///")).exists():
-        raise UIError(f"--tracking-uri {uri}: no such database; run a search here first or point --tracking-uri at its store.")
+        raise UIError(f"--tracking-uri {redact(uri)}: no such database; run a search here first or point --tracking-uri at its store.")
 
 
 def check_port(host: str, port: int) -> None:

@@ -8,6 +8,7 @@ from pathlib import Path
 
 from searcher.report.document import Block, Bullets, Code, Columns, Figure, Heading, Paragraph, Table
 from searcher.report.records import SearchRecord, StageRecord
+from searcher.uris import redact
 
 
 def num(value: object, digits: int = 4) -> str:
@@ -138,7 +139,7 @@ def reload(search: SearchRecord) -> list[Block]:
     blocks.append(
         Code(
             "import mlflow.pytorch, torch\n"
-            f'mlflow.set_tracking_uri("{search.tracking_uri}")\n'
+            f'mlflow.set_tracking_uri("{redact(search.tracking_uri)}")  # add your password back if the store needs one\n'
             f'model = mlflow.pytorch.load_model("{search.model.uri}")  # saved in eval mode\n'
             f"mean = torch.tensor({mean}).view(1, -1, 1, 1)\n"
             f"std = torch.tensor({std}).view(1, -1, 1, 1)\n"
