@@ -132,7 +132,6 @@ def bench_cifar_load(device: torch.device, work: Path) -> dict:
     }
 
 
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--out", type=Path, required=True)

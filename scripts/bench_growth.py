@@ -40,7 +40,6 @@ sys.path.insert(0, str(REPO))
 VAL_IMAGES = 512  # validation images the output change is measured on (digits has only 287: all of them)
 
 
-
 def compose(preset: str, overrides: list[str], uri: str):
     from hydra import compose as hydra_compose
     from hydra import initialize_config_dir

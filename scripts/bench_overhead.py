@@ -92,7 +92,6 @@ def instrument() -> None:
     local.train_trial = train_trial
 
 
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--out", type=Path, required=True)

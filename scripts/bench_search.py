@@ -329,7 +329,6 @@ def table(summary: dict) -> str:
     return "\n".join(lines)
 
 
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--out", type=Path, required=True)
