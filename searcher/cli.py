@@ -51,7 +51,7 @@ class SearchJobFailed(Exception):
 
 def leave(exit_code: int, tags: dict[str, str], search_name: str | None = None) -> None:
     if tags:  # a multirun job: exiting would end the whole multirun (or leave a launcher without a result)
-        raise SearchJobFailed(f"job {tags['searcher.multirun_job']}: search {search_name or ''} ended with exit code {exit_code}")
+        raise SearchJobFailed(f"job {tags['searcher.multirun_job']}: search {search_name or ''} ended with exit code {exit_code}") from None
     sys.exit(exit_code)
 
 
