@@ -9,7 +9,9 @@ process against its own SQLite store, and reports the process wall times, the se
 `search_seconds`, their ratios (parallel / serial; median over pairs), and whether the two
 made the same decisions (decisions.json equal) and the same trials (trial keys equal).
 A process's wall time includes what parallel trials cannot shorten (imports, opening the
-store, logging the model: about 7 s on 2 cores); `search_seconds` is the search alone.
+store, logging the model, the report: `fixed_seconds`); `search_seconds` is the search alone,
+`stage_seconds` its stages. `median_ideal_wall_ratio` is Amdahl's bound: the wall ratio a
+perfect N-fold speed-up of the whole serial search would give with the measured fixed cost.
 
 Sharing mode (`--device cuda`, or `--sharing` on any device): trains the same small plain
 CNN (depth 4, width 64) on synthetic CIFAR-shaped data resident on the device, first one
@@ -88,10 +90,15 @@ def run_search(label: str, folder: Path, args: list[str]) -> dict:
     experiment = client.get_experiment_by_name("searcher")
     (search,) = client.search_runs([experiment.experiment_id], "tags.`searcher.role` = 'search'")
     trials = client.search_runs([experiment.experiment_id], "tags.`searcher.role` = 'trial'", max_results=5000)
+    stages = client.search_runs([experiment.experiment_id], "tags.`searcher.role` = 'stage'", order_by=["attributes.start_time ASC"])
     decisions = json.loads(Path(client.download_artifacts(search.info.run_id, "decisions.json", str(folder / label))).read_text())
+    search_seconds = search.data.metrics["search_seconds"]
     return {
         "wall_seconds": wall,
-        "search_seconds": search.data.metrics["search_seconds"],
+        "search_seconds": search_seconds,
+        "fixed_seconds": wall - search_seconds,  # start-up, store, model logging, report, exit: no worker shortens them
+        "stage_seconds": {run.info.run_name: (run.info.end_time - run.info.start_time) / 1000 for run in stages},
+        "trial_seconds_sum": sum((run.info.end_time - run.info.start_time) / 1000 for run in trials),
         "trials": len(trials),
         "decisions": decisions,
         "trial_keys": sorted(t.data.tags["searcher.trial_key"] for t in trials),
@@ -113,10 +120,16 @@ def search_mode(options: argparse.Namespace) -> dict:
             s, p = runs["serial"], runs["parallel"]
             print(f"pair {pair}: serial {s['wall_seconds']:.1f}s (search {s['search_seconds']:.1f}s) · parallel {p['wall_seconds']:.1f}s "
                   f"(search {p['search_seconds']:.1f}s) · same decisions {s['decisions'] == p['decisions']}", flush=True)
+            for label in ("serial", "parallel"):
+                print(f"  {label} stages: " + ", ".join(f"{name} {seconds:.1f}s" for name, seconds in runs[label]["stage_seconds"].items()), flush=True)
     same_decisions = all(r["serial"]["decisions"] == r["parallel"]["decisions"] for r in pairs)
     same_trials = all(r["serial"]["trial_keys"] == r["parallel"]["trial_keys"] for r in pairs)
     wall_ratio = statistics.median(r["parallel"]["wall_seconds"] / r["serial"]["wall_seconds"] for r in pairs)
     search_ratio = statistics.median(r["parallel"]["search_seconds"] / r["serial"]["search_seconds"] for r in pairs)
+    # Amdahl: the ratio even a perfect N-fold speed-up of the whole serial search would give, with this run's fixed cost
+    ideal_ratio = statistics.median(
+        (r["parallel"]["fixed_seconds"] + r["serial"]["search_seconds"] / options.workers) / r["serial"]["wall_seconds"] for r in pairs
+    )
     return {
         "mode": "search",
         "quick": options.quick,
@@ -127,6 +140,7 @@ def search_mode(options: argparse.Namespace) -> dict:
         "pairs": [{label: {k: v for k, v in run.items() if k not in ("decisions", "trial_keys", "command")} for label, run in pair.items()} for pair in pairs],
         "median_wall_ratio": wall_ratio,
         "median_search_ratio": search_ratio,
+        "median_ideal_wall_ratio": ideal_ratio,
         "same_decisions": same_decisions,
         "same_trials": same_trials,
         "target": "median_wall_ratio <= 0.65 with same_decisions (2 workers on 2 cores)",

@@ -16,8 +16,6 @@ from typing import Any
 
 from searcher.report.records import STAGE_ORDER, Curve, ModelRecord, SearchRecord, StageRecord, TrialRecord
 
-os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")  # downloads of small JSON files print no bars
-
 CURVES = ("train_loss", "val_loss", "val_acc", "lr")
 
 
