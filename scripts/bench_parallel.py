@@ -41,6 +41,8 @@ sys.path.insert(0, str(REPO))
 
 import numpy as np  # noqa: E402
 
+os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")  # this script reads decisions.json back
+
 from searcher.data.registry import DatasetOptions, register  # noqa: E402
 
 SYNTHETIC = "synthetic-cifar"
@@ -100,6 +102,7 @@ def run_search(label: str, folder: Path, args: list[str]) -> dict:
         "stage_seconds": {run.info.run_name: (run.info.end_time - run.info.start_time) / 1000 for run in stages},
         "trial_seconds_sum": sum((run.info.end_time - run.info.start_time) / 1000 for run in trials),
         "trials": len(trials),
+        "test_acc": search.data.metrics.get("test_acc"),
         "decisions": decisions,
         "trial_keys": sorted(t.data.tags["searcher.trial_key"] for t in trials),
         "command": " ".join(command[1:]),

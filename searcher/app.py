@@ -338,7 +338,7 @@ def search(
         run_tags = {"searcher.dataset": dataset.name, "searcher.preset": config.search.preset, "searcher.device": str(device)}
         recorder.start_search(name, params=settings, tags=run_tags | (tags or {}))
     interrupts.install()
-    runner = None
+    runner = warming_up = None
     try:
         recorder.log_artifact_text(shown_config(config), "config.yaml")
         with RichProgress(console) as progress:
@@ -346,6 +346,7 @@ def search(
             concurrency = getattr(runner, "concurrency", 1)
             if config.execution.kind != "serial":
                 console.print(f"execution: {describe_execution(config, runner)}")
+                warming_up = recorder.warm_up_model_logging()  # this process idles while trials train elsewhere
             plan = replace(plan, concurrency=concurrency)
             transfer_runner = None
             if target is not None:
@@ -360,6 +361,8 @@ def search(
             if output_dir is not None:
                 (output_dir / file_name).write_text(text)
         model, example = final_model(result, dataset)
+        if warming_up is not None:
+            warming_up.join()
         model_uri = recorder.finish_search(
             dict(result.final.metrics) | {"search_seconds": result.seconds, "trials": len(result.outcomes)},
             {

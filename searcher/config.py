@@ -74,7 +74,7 @@ class RangeConfig:
 @dataclass
 class RegularizationConfig:
     trials: int = 8  # Optuna trials after the unregularized one
-    trials_in_flight: int = 1  # asked together before any is told (TPE's constant liar); the same in serial and parallel runs
+    trials_in_flight: int = 2  # asked together before any is told (TPE's constant liar); the same in serial and parallel runs
     pruner_warmup_epochs: int = 8  # the median pruner judges a trial only after this many epochs
     space: dict[str, RangeConfig] = field(
         default_factory=lambda: {

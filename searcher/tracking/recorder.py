@@ -14,6 +14,7 @@ from __future__ import annotations
 import json
 import math
 import tempfile
+import threading
 import time
 from collections.abc import Iterable
 from pathlib import Path
@@ -250,6 +251,27 @@ class Recorder:
             )
         self.open_runs.remove(self.search_run_id)
         return self.register(info.model_uri, registered_name, metrics) if registered_name else info.model_uri
+
+    def warm_up_model_logging(self) -> threading.Thread:
+        """Run the first torch.export of this process now, in a thread, on a throw-away module, with what the
+        report imports: the first export costs ~1 s, later ones ~0.1 s. Worth it while trials train in other
+        processes and this one waits; join it before `finish_search`."""
+
+        def warm_up() -> None:
+            import mlflow.pytorch  # noqa: F401
+            import torch
+            import torch.export
+
+            import searcher.report.build  # noqa: F401  (matplotlib's Agg canvas and the report's modules)
+
+            module = torch.nn.Sequential(torch.nn.Conv2d(1, 2, 3), torch.nn.Flatten(), torch.nn.LazyLinear(2)).eval()
+            example = torch.zeros(2, 1, 4, 4)
+            module(example)
+            torch.export.export(module, (example,), dynamic_shapes=({0: torch.export.Dim.AUTO},))
+
+        thread = threading.Thread(target=warm_up, name="warm-up-model-logging", daemon=True)
+        thread.start()
+        return thread
 
     def register(self, model_uri: str, name: str, metrics: dict[str, float]) -> str:
         """A new version of `name`, tagged with the search; a registry failure leaves the logged model usable."""
