@@ -1,0 +1,71 @@
+"""Stage 4: the winner retrained with fresh seeds; the only stage that reads the test split."""
+
+from __future__ import annotations
+
+import statistics
+from dataclasses import replace
+
+import optuna
+
+from searcher.search.plan import SearchPlan
+from searcher.search.stages.base import SearchFailed, Stage, StageResult
+from searcher.search.trials import TrialOutcome, TrialRequest
+
+
+class FinalStage(Stage):
+    """Stage 4: the winner retrained with fresh seeds; the only stage that reads the test split."""
+
+    name, index = "final", 4
+
+    def __init__(self, plan: SearchPlan, study: optuna.Study, start: StageResult):
+        super().__init__(plan, study)
+        self.start = start
+        self.candidates = [
+            replace(start.winner, name=f"final seed {i}", params=(("seed_index", i),), parents=()) for i in range(plan.final_seeds)
+        ]
+
+    def requests_for(self, index: int) -> TrialRequest:
+        candidate = self.candidates[index]
+        return TrialRequest(
+            stage=self.name,
+            candidate=candidate.name,
+            arch=candidate.arch,
+            train=candidate.train,
+            seed=self.plan.seed + 1000 + index,  # seeds no earlier stage used
+            data_identity=self.plan.data_identity,
+            params=candidate.params,
+            evaluate_test=True,
+        )
+
+    def next_trials(self, done: list[TrialOutcome]) -> list[TrialRequest]:
+        finished = {o.request.key for o in done}
+        return [r for r in (self.requests_for(i) for i in range(len(self.candidates))) if r.key not in finished]
+
+    def conclude(self, done: list[TrialOutcome]) -> StageResult:
+        ok = [o for o in done if o.status == "ok" and o.result is not None and o.result.test_acc is not None]
+        if not ok:
+            raise SearchFailed("every final-stage trial failed; see the final stage's trial runs for the errors.")
+        val = [o.result.best_val_acc for o in ok]
+        test = [o.result.test_acc for o in ok]
+        metrics = {
+            "val_acc_mean": statistics.fmean(val),
+            "val_acc_std": statistics.stdev(val) if len(val) > 1 else 0.0,
+            "test_acc": statistics.fmean(test),
+            "test_acc_std": statistics.stdev(test) if len(test) > 1 else 0.0,
+        }
+        best = max(ok, key=lambda o: o.result.best_val_acc)  # the model to log: chosen by validation, not test
+        entry = self.entry(
+            "final",
+            f"{self.start.winner.name} over {len(ok)} seeds: val_acc {metrics['val_acc_mean']:.4f} ± {metrics['val_acc_std']:.4f}, "
+            f"test_acc {metrics['test_acc']:.4f} ± {metrics['test_acc_std']:.4f}; logged model: {best.request.candidate} (best validation)",
+            **metrics,
+        )
+        return StageResult(
+            self.name,
+            self.start.winner,
+            metrics["val_acc_mean"],
+            (entry,),
+            self.trial_decisions(done, {o.request.candidate for o in ok}),
+            metrics=metrics,
+            winner_outcomes=(best,),
+        )

@@ -1,0 +1,152 @@
+"""Stage 3: regularizers by Optuna (TPE + median pruner), the unregularized winner first."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import replace
+
+import optuna
+
+from searcher.search.plan import SearchPlan
+from searcher.search.stages.base import Stage, StageResult, fmt, group_by_candidate, outcomes_of
+from searcher.search.studies import RemoteTrial, regularization_sampler, report_epoch
+from searcher.search.trials import Candidate, TrialOutcome, TrialRequest, mean_score
+from searcher.train.trainer import EpochRecord
+
+
+def regularized(candidate: Candidate, params: dict[str, float], name: str) -> Candidate:
+    train_fields = {k: v for k, v in params.items() if k in ("weight_decay", "label_smoothing", "augment")}
+    arch = candidate.arch.with_dropout(params.get("dropout", candidate.arch.dropout))
+    return Candidate(name, arch, replace(candidate.train, **train_fields), tuple(sorted(params.items())))
+
+
+def regularization_name(params: dict[str, float]) -> str:
+    short = {"weight_decay": "wd", "dropout": "do", "label_smoothing": "ls", "augment": "aug"}
+    return "reg " + " ".join(f"{short.get(k, k)}={v:.2g}" for k, v in sorted(params.items()))
+
+
+class RegularizationStage(Stage):
+    """Stage 3: an Optuna study (TPE + a pruner) over regularizers, the unregularized winner first."""
+
+    name, index = "regularization", 3
+
+    def __init__(self, plan: SearchPlan, study: optuna.Study, start: StageResult):
+        super().__init__(plan, study)
+        self.start = start
+        self.distributions = {
+            r.name: optuna.distributions.FloatDistribution(r.low, r.high, log=r.log) for r in plan.regularizers
+        }
+        self.asked: dict[str, optuna.trial.Trial | optuna.trial.FrozenTrial] = {}  # candidate -> trial, in ask order
+        self.told: set[str] = set()
+        self.candidates: dict[str, Candidate] = {}
+        off = {r.name: r.low for r in plan.regularizers}
+        first = regularized(start.winner, off, regularization_name(off))
+        earlier = sorted(self.study.get_trials(deepcopy=False), key=lambda t: t.number)  # a resumed search's study
+        if [r.key for r in self.requests(first)] == [r.key for r in self.requests(start.winner)]:
+            # The unregularized first trial *is* the stage-2 winner: tell the study its result, train nothing.
+            # (Not when the winner was warm-started: its score then comes from longer training than the
+            # regularized trials get, so the first trial is trained from scratch like them.)
+            self.first_name = start.winner.name
+            self.candidates[start.winner.name] = start.winner
+            if not any(t.user_attrs.get("role") == "unregularized" for t in earlier):
+                history = start.winner_outcomes[0].result.history if start.winner_outcomes and start.winner_outcomes[0].result else ()
+                self.study.add_trial(
+                    optuna.trial.create_trial(
+                        params=off,
+                        distributions=self.distributions,
+                        value=start.score,
+                        intermediate_values={r.epoch: r.val_acc for r in history if math.isfinite(r.val_acc)},
+                        user_attrs={"candidate": start.winner.name, "role": "unregularized"},
+                    )
+                )
+        else:
+            self.first_name = first.name
+            if not earlier:
+                self.study.enqueue_trial(off)
+        for trial in earlier:  # adopt what an interrupted attempt asked, so the replay asks nothing twice
+            if trial.user_attrs.get("role") == "unregularized" or trial.state == optuna.trial.TrialState.WAITING:
+                continue
+            if trial.state == optuna.trial.TrialState.RUNNING:
+                self._adopt(optuna.trial.Trial(self.study, trial._trial_id))
+            else:
+                self.told.add(self._adopt(trial))
+
+    def _adopt(self, trial: optuna.trial.Trial | optuna.trial.FrozenTrial) -> str:
+        candidate = regularized(self.start.winner, trial.params, regularization_name(trial.params))
+        if candidate.name in self.candidates:  # the sampler repeated itself: same trial, same key
+            candidate = replace(candidate, name=f"{candidate.name} #{trial.number}")
+        self.asked[candidate.name] = trial
+        self.candidates[candidate.name] = candidate
+        return candidate.name
+
+    def next_trials(self, done: list[TrialOutcome]) -> list[TrialRequest]:
+        """Trials are asked in batches of `regularization_in_flight` and told only when the whole batch is done.
+
+        Batch boundaries are fixed by the trial index, whether the runner trains the batch one
+        by one or all at once, so TPE sees the same history and a parallel run decides as a
+        serial one does.
+        """
+        enqueued = 0 if self.first_name == self.start.winner.name else 1  # the unregularized first trial, when trained here
+        batch, total = self.plan.regularization_in_flight, self.plan.regularization_trials + enqueued
+        while len(self.asked) % batch and len(self.asked) < total:
+            self._ask()  # finish a batch an interrupted attempt left half asked, before any of it runs
+        pending = [request for name in self.asked for request in self.missing(self.candidates[name], done)]
+        if pending:
+            return pending
+        names = [self._ask() for _ in range(min(batch, total - len(self.asked)))]
+        return [request for name in names for request in self.requests(self.candidates[name])]
+
+    def _ask(self) -> str:
+        # Seeded by (search seed, trial index): a resumed study samples exactly what an uninterrupted one would.
+        self.study.sampler = regularization_sampler(self.plan, len(self.asked))
+        return self._adopt(self.study.ask(self.distributions))
+
+    def on_epoch(self, request: TrialRequest, record: EpochRecord) -> bool:
+        trial = self.asked.get(request.candidate)
+        if trial is None or request.repeat != 0 or request.candidate in self.told:
+            return False
+        return report_epoch(trial, record)  # type: ignore[arg-type]
+
+    def remote_trial(self, request: TrialRequest) -> RemoteTrial | None:
+        trial = self.asked.get(request.candidate)
+        if trial is None or request.repeat != 0 or request.candidate in self.told:
+            return None
+        return RemoteTrial(self.study.study_name, trial._trial_id, self.study.pruner)
+
+    def observe(self, outcomes: list[TrialOutcome]) -> None:
+        done_names = {o.request.candidate for o in outcomes}
+        for name, trial in self.asked.items():
+            if name in self.told or name not in done_names:
+                continue
+            group = [o for o in outcomes if o.request.candidate == name]
+            if any(o.status == "pruned" for o in group):
+                self.study.tell(trial, state=optuna.trial.TrialState.PRUNED)
+            elif any(o.status == "failed" for o in group):
+                self.study.tell(trial, state=optuna.trial.TrialState.FAIL)
+            else:
+                self.study.tell(trial, mean_score(group))
+            self.told.add(name)
+
+    def conclude(self, done: list[TrialOutcome]) -> StageResult:
+        groups = group_by_candidate(done)
+        scored = [(self.start.winner, self.start.score, "unregularized stage-2 winner")] if self.first_name == self.start.winner.name else []
+        entries = []
+        for name in self.asked:
+            group = groups.get(name, [])
+            status = "pruned" if any(o.status == "pruned" for o in group) else "failed" if any(o.status == "failed" for o in group) else "ok"
+            score = mean_score(group)
+            entries.append(self.entry(status if status != "ok" else "tried", f"{name}: val_acc {fmt(score)} ({status})", val_acc=score))
+            if status == "ok":
+                scored.append((self.candidates[name], score, "regularized"))
+        winner, score, _ = max(scored, key=lambda item: item[1])  # ties: the earlier (less regularized) one
+        first_score = self.start.score
+        entries.append(
+            self.entry(
+                "selected",
+                f"{winner.name} at {fmt(score)} vs unregularized {fmt(first_score)} "
+                f"({len(self.asked)} Optuna trials, TPE + median pruner)",
+                val_acc=score,
+                unregularized_val_acc=first_score,
+            )
+        )
+        return StageResult(self.name, winner, score, tuple(entries), self.trial_decisions(done, {winner.name}), winner_outcomes=outcomes_of(winner, done))
