@@ -28,13 +28,13 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from benchlib import cpu_model  # scripts/benchlib.py, beside this script
 from omegaconf import OmegaConf
 
 from searcher.data import DatasetOptions, DeviceData, load_dataset
 from searcher.model.spec import LayoutPolicy
 from searcher.train.stability import StabilityRule
 from searcher.train.trainer import TrainSettings, resolve_device, train_trial
-from benchlib import cpu_model  # scripts/benchlib.py, beside this script
 
 REPO = Path(__file__).resolve().parent.parent
 BATCH = 512

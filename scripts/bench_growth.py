@@ -32,6 +32,7 @@ import tempfile
 import time
 from dataclasses import replace
 from pathlib import Path
+
 from benchlib import cpu_model  # scripts/benchlib.py, beside this script
 
 REPO = Path(__file__).resolve().parent.parent

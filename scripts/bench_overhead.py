@@ -22,6 +22,7 @@ import tempfile
 import time
 from collections import defaultdict
 from pathlib import Path
+
 from benchlib import cpu_model  # scripts/benchlib.py, beside this script
 
 REPO = Path(__file__).resolve().parent.parent

@@ -46,6 +46,7 @@ import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+
 from benchlib import cpu_model  # scripts/benchlib.py, beside this script
 
 REPO = Path(__file__).resolve().parent.parent

@@ -51,13 +51,13 @@ REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
 import torch  # noqa: E402
+from benchlib import cpu_model  # noqa: E402  (scripts/benchlib.py, beside this script)
 from torch import nn  # noqa: E402
 
 from searcher.data import DatasetOptions, DeviceData, ImageDataset, load_dataset  # noqa: E402
 from searcher.data.dataset import Split, channel_stats  # noqa: E402
 from searcher.model import ArchSpec, LayoutPolicy, build_model, count_parameters  # noqa: E402
 from searcher.train import StabilityRule, TrainSettings, train_trial  # noqa: E402
-from benchlib import cpu_model  # noqa: E402  (scripts/benchlib.py, beside this script)
 
 MODEL_SIZES = {"baseline": (2, 16), "mid": (4, 64), "large": (6, 128)}  # name -> (depth, width)
 

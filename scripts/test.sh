@@ -14,6 +14,7 @@ if ! command -v chromium >/dev/null 2>&1 && [ "$(id -u)" = 0 ] && command -v apt
     { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium; } >/dev/null 2>&1 \
         || echo "could not install chromium: the browser test will be skipped"
 fi
+.venv/bin/ruff check searcher scripts tests   # lint first: seconds, and a red CI names the line
 source scripts/postgres.sh
 trap postgres_stop EXIT
 postgres_start

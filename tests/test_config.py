@@ -3,10 +3,10 @@
 from pathlib import Path
 
 import pytest
+from conftest import REPO, run_cli
 from hydra import compose, initialize_config_dir
 from omegaconf import OmegaConf
 
-from conftest import REPO, run_cli
 from searcher.config import ConfigError, validate
 
 

@@ -43,10 +43,10 @@ def test_augmentation_is_deterministic_and_keeps_labels():
     data = DeviceData(load_dataset(DatasetOptions("digits")), torch.device("cpu"))
     first = list(data.train.shuffled_batches(100, torch.Generator().manual_seed(3), crop_padding=1, flip=True))
     again = list(data.train.shuffled_batches(100, torch.Generator().manual_seed(3), crop_padding=1, flip=True))
-    assert all(torch.equal(x1, x2) and torch.equal(y1, y2) for (x1, y1), (x2, y2) in zip(first, again))
+    assert all(torch.equal(x1, x2) and torch.equal(y1, y2) for (x1, y1), (x2, y2) in zip(first, again, strict=True))
     assert sum(len(y) for _, y in first) == len(data.train)
     plain = list(data.train.shuffled_batches(100, torch.Generator().manual_seed(3), crop_padding=0, flip=False))
-    assert all(torch.equal(y1, y2) for (_, y1), (_, y2) in zip(first, plain))  # same order, same labels
+    assert all(torch.equal(y1, y2) for (_, y1), (_, y2) in zip(first, plain, strict=True))  # same order, same labels
 
 
 def test_random_crop_is_a_shifted_window_of_the_padded_image():

@@ -5,7 +5,6 @@ from pathlib import Path
 import pytest
 from mlflow.tracking import MlflowClient
 
-
 pytestmark = pytest.mark.slow
 
 

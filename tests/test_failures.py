@@ -3,12 +3,12 @@
 import math
 
 import pytest
+from conftest import REPO, search_runs
 from hydra import compose, initialize_config_dir
 from omegaconf import OmegaConf
 from rich.console import Console
 
 import searcher.execution.local as local
-from conftest import REPO, search_runs
 from searcher.app import run
 from searcher.config import validate
 from searcher.train import StabilityRule, TrainSettings, train_trial

@@ -4,9 +4,9 @@ import json
 
 import pytest
 import torch
+from conftest import SOURCE_CLASSES
 from mlflow.tracking import MlflowClient
 
-from conftest import SOURCE_CLASSES
 from searcher.data import DatasetOptions, DeviceData, load_dataset
 
 pytestmark = pytest.mark.slow

@@ -6,10 +6,10 @@ import sys
 from pathlib import Path
 
 import pytest
+from conftest import REPO
 from mlflow.tracking import MlflowClient
 from PIL import Image
 
-from conftest import REPO
 from searcher.report.plots import importances
 from searcher.report.records import TrialRecord
 

@@ -10,9 +10,8 @@ from pathlib import Path
 
 import pytest
 import torch
-from mlflow.tracking import MlflowClient
-
 from conftest import run_cli, search_runs
+from mlflow.tracking import MlflowClient
 
 pytestmark = pytest.mark.slow
 

@@ -3,11 +3,11 @@
 import math
 
 import pytest
-
 from conftest import FakeRunner, arch_score, make_plan, memory_studies
+
 from searcher.search import run_search
-from searcher.search.stages import BaselineStage, DepthStage, FinalStage, RegularizationStage, SearchFailed, WidthStage
 from searcher.search.controller import run_stage
+from searcher.search.stages import BaselineStage, DepthStage, FinalStage, RegularizationStage, SearchFailed, WidthStage
 
 
 def run_stages_until(plan, runner, last):

@@ -4,8 +4,8 @@ import math
 
 import pytest
 import torch
-
 from conftest import FakeRunner, fake_result, make_plan, memory_studies
+
 from searcher.data import DatasetOptions, DeviceData, load_dataset
 from searcher.model.spec import LayoutPolicy
 from searcher.search import run_search

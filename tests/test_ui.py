@@ -10,7 +10,6 @@ import tempfile
 import time
 
 import pytest
-
 from conftest import REPO
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")

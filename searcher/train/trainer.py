@@ -81,7 +81,7 @@ def resolve_device(name: str) -> torch.device:
 
 def make_optimizer(model: nn.Module, settings: TrainSettings) -> torch.optim.Optimizer:
     decay, no_decay = [], []
-    for name, parameter in model.named_parameters():
+    for parameter in model.parameters():
         (no_decay if parameter.ndim <= 1 else decay).append(parameter)  # no decay on BN and biases
     groups = [{"params": decay, "weight_decay": settings.weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
     if settings.optimizer == "sgd":
