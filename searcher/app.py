@@ -21,6 +21,7 @@ from searcher.config import ConfigError, DatasetConfig, SearcherConfig, data_dir
 from searcher.data import DatasetError, DatasetOptions, DeviceData, ImageDataset, load_dataset
 from searcher.execution import interrupts
 from searcher.execution.interrupts import EXIT_SIGINT, Interrupted
+from searcher.execution.threads import torch_threads, trial_threads
 from searcher.model.spec import LayoutPolicy
 from searcher.search.plan import RegularizerRange, SearchPlan, TransferPlan
 from searcher.train.stability import StabilityRule
@@ -161,8 +162,8 @@ def start_workers(config: SearcherConfig, dataset: ImageDataset) -> Any:
     from searcher.execution.worker import DataSpec
 
     device = str(resolve_device(config.device))
-    workers = e.workers or default_workers(device, e.trials_per_gpu)
-    return ProcessBackend(DataSpec(dataset_options(config.dataset, data_dir(config)), dataset.identity, device), workers, e.threads_per_worker)
+    workers = e.workers or default_workers(device, e.trials_per_gpu, e.threads_per_trial)
+    return ProcessBackend(DataSpec(dataset_options(config.dataset, data_dir(config)), dataset.identity, device), workers, e.threads_per_trial)
 
 
 def make_runner(
@@ -341,7 +342,9 @@ def search(
     runner = warming_up = None
     try:
         recorder.log_artifact_text(shown_config(config), "config.yaml")
-        with RichProgress(console) as progress:
+        # Trials here (serial), and warm starts grown here, compute with the threads a trial gets anywhere: same sums, same decisions.
+        threads = trial_threads(str(device), 1, config.execution.threads_per_trial)
+        with torch_threads(threads), RichProgress(console) as progress:
             runner = make_runner(config, dataset, device, recorder, progress, name, storage, workers)
             concurrency = getattr(runner, "concurrency", 1)
             if config.execution.kind != "serial":

@@ -170,7 +170,7 @@ class ExecutionConfig:
     kind: str = "serial"  # serial | processes | submitit
     workers: Optional[int] = None  # trials at once; null: GPUs x trials_per_gpu on CUDA, else CPU cores (processes), 4 (submitit)
     trials_per_gpu: int = 1  # processes on CUDA: workers share GPUs round-robin, this many per GPU by default
-    threads_per_worker: Optional[int] = None  # torch threads per worker; null: CPU cores / workers
+    threads_per_trial: Optional[int] = None  # torch threads a trial trains with; null: 1 on the CPU, cores / workers on CUDA
     cluster: Optional[str] = None  # submitit: slurm | local; null: slurm where sbatch exists, else local
     folder: Optional[str] = None  # submitit: job scripts and logs; null: submitit/ beside the checkpoints
     timeout_min: int = 240  # submitit: time limit of one trial's job
@@ -325,7 +325,7 @@ def check_ranges(c: SearcherConfig) -> None:
     _require(e.kind in ("serial", "processes", "submitit"), "execution.kind", e.kind, "serial, processes or submitit (set it with execution=NAME)")
     _require(e.workers is None or e.workers >= 1, "execution.workers", e.workers, "null or an integer >= 1")
     _require(e.trials_per_gpu >= 1, "execution.trials_per_gpu", e.trials_per_gpu, "an integer >= 1")
-    _require(e.threads_per_worker is None or e.threads_per_worker >= 1, "execution.threads_per_worker", e.threads_per_worker, "null or an integer >= 1")
+    _require(e.threads_per_trial is None or e.threads_per_trial >= 1, "execution.threads_per_trial", e.threads_per_trial, "null or an integer >= 1")
     _require(e.cluster in (None, "slurm", "local"), "execution.cluster", e.cluster, "null, slurm or local")
     _require(e.timeout_min >= 1, "execution.timeout_min", e.timeout_min, "an integer >= 1 (minutes)")
     _require(e.gpus_per_node >= 0, "execution.gpus_per_node", e.gpus_per_node, "an integer >= 0")

@@ -1,8 +1,8 @@
 """`execution=processes`: trials in N local worker processes, each with the dataset loaded once.
 
 Workers start from a fork server (or are spawned; never forked from this process:
-CUDA and threads do not survive a fork), load the data once, pin
-their torch threads so N workers do not oversubscribe the cores, and take CUDA
+CUDA and threads do not survive a fork), load the data once, train with the
+threads a trial gets (execution/threads.py: one on the CPU), and take CUDA
 devices round-robin, `trials_per_gpu` to a GPU: small trials leave a GPU idle,
 and four of them on one H100 gave 1.83x the throughput of one (DESIGN.md §5).
 """
@@ -17,15 +17,12 @@ import threading
 from dataclasses import replace
 from typing import Any
 
+from searcher.execution.threads import cpu_cores, trial_threads
 from searcher.execution.worker import DataSpec, TrialTask, load_data, packed, run_task, unpacked, warm_up
 from searcher.search.trials import TrialOutcome
 
 _data: Any = None  # this worker's DeviceData, loaded once by `_start_worker`
 _load_error: str | None = None
-
-
-def cpu_cores() -> int:
-    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
 
 
 def worker_devices(device: str, workers: int) -> list[str]:
@@ -40,22 +37,14 @@ def worker_devices(device: str, workers: int) -> list[str]:
     return [f"cuda:{index % count}" for index in range(workers)]
 
 
-def default_threads(workers: int) -> int:
-    """The cores shared out among the workers, never more than this process may use itself
-    (OMP_NUM_THREADS, or the limit joblib sets in its workers when several searches share a machine)."""
-    import torch
-
-    return max(1, min(cpu_cores() // workers, torch.get_num_threads()))
-
-
-def default_workers(device: str, trials_per_gpu: int) -> int:
+def default_workers(device: str, trials_per_gpu: int, threads_per_trial: int | None = None) -> int:
     if device == "cuda":
         import torch
 
         return max(1, torch.cuda.device_count()) * trials_per_gpu
     if device.startswith("cuda:"):
         return trials_per_gpu
-    return cpu_cores()
+    return max(1, cpu_cores() // (threads_per_trial or 1))
 
 
 def worker_context() -> Any:
@@ -96,10 +85,10 @@ def _train(task: TrialTask) -> bytes:
 
 
 class ProcessBackend:
-    def __init__(self, spec: DataSpec, workers: int, threads_per_worker: int | None = None):
+    def __init__(self, spec: DataSpec, workers: int, threads_per_trial: int | None = None):
         self.capacity = workers
         self.spec = spec
-        self.threads = threads_per_worker or default_threads(workers)
+        self.threads = trial_threads(spec.device, workers, threads_per_trial)
         self.devices = worker_devices(spec.device, workers)
         self.executor = self._start()
 
