@@ -9,6 +9,7 @@ from __future__ import annotations
 import hashlib
 import json
 import sys
+import threading
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -349,7 +350,7 @@ def search(
             concurrency = getattr(runner, "concurrency", 1)
             if config.execution.kind != "serial":
                 console.print(f"execution: {describe_execution(config, runner)}")
-                warming_up = recorder.warm_up_model_logging()  # this process idles while trials train elsewhere
+                warming_up = prepare_finish_in_background()  # this process idles while trials train elsewhere
             plan = replace(plan, concurrency=concurrency)
             transfer_runner = None
             if target is not None:
@@ -406,6 +407,21 @@ def search(
     if config.report.enabled and not publish_report(console, config, name, recorder.search_run_id, output_dir):
         return Outcome(EXIT_SIGINT, name, recorder.search_run_id, result.final.metrics["test_acc"], result=result)
     return Outcome(EXIT_OK, name, recorder.search_run_id, result.final.metrics["test_acc"], result=result)
+
+
+def prepare_finish_in_background() -> threading.Thread:
+    """Warm up what the end of the search needs (the model's export, the report's imports) in a thread;
+    join it before logging the model."""
+
+    def prepare() -> None:
+        from searcher.tracking.recorder import warm_up_model_logging
+
+        warm_up_model_logging()
+        import searcher.report.build  # noqa: F401  (matplotlib's Agg canvas and the report's modules)
+
+    thread = threading.Thread(target=prepare, name="prepare-finish", daemon=True)
+    thread.start()
+    return thread
 
 
 def final_model(result: Any, dataset: ImageDataset) -> tuple[Any, Any]:

@@ -14,19 +14,18 @@ from __future__ import annotations
 import json
 import math
 import tempfile
-import threading
 import time
 from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
 import mlflow
-from mlflow.entities import Metric, Param, RunTag  # noqa: E402
-from mlflow.tracking import MlflowClient  # noqa: E402
-from mlflow.utils.mlflow_tags import MLFLOW_PARENT_RUN_ID, MLFLOW_RUN_NAME  # noqa: E402
+from mlflow.entities import Metric, Param, RunTag
+from mlflow.tracking import MlflowClient
+from mlflow.utils.mlflow_tags import MLFLOW_PARENT_RUN_ID, MLFLOW_RUN_NAME
 
-from searcher.search.stages import Stage, StageResult  # noqa: E402
-from searcher.search.trials import TrialOutcome, TrialRequest  # noqa: E402
+from searcher.search.stages import Stage, StageResult
+from searcher.search.trials import TrialOutcome, TrialRequest
 
 MAX_METRICS_PER_BATCH = 1000  # MLflow's limit per log_batch call
 MAX_PARAMS_PER_BATCH = 100
@@ -252,27 +251,6 @@ class Recorder:
         self.open_runs.remove(self.search_run_id)
         return self.register(info.model_uri, registered_name, metrics) if registered_name else info.model_uri
 
-    def warm_up_model_logging(self) -> threading.Thread:
-        """Run the first torch.export of this process now, in a thread, on a throw-away module, with what the
-        report imports: the first export costs ~1 s, later ones ~0.1 s. Worth it while trials train in other
-        processes and this one waits; join it before `finish_search`."""
-
-        def warm_up() -> None:
-            import mlflow.pytorch  # noqa: F401
-            import torch
-            import torch.export
-
-            import searcher.report.build  # noqa: F401  (matplotlib's Agg canvas and the report's modules)
-
-            module = torch.nn.Sequential(torch.nn.Conv2d(1, 2, 3), torch.nn.Flatten(), torch.nn.LazyLinear(2)).eval()
-            example = torch.zeros(2, 1, 4, 4)
-            module(example)
-            torch.export.export(module, (example,), dynamic_shapes=({0: torch.export.Dim.AUTO},))
-
-        thread = threading.Thread(target=warm_up, name="warm-up-model-logging", daemon=True)
-        thread.start()
-        return thread
-
     def register(self, model_uri: str, name: str, metrics: dict[str, float]) -> str:
         """A new version of `name`, tagged with the search; a registry failure leaves the logged model usable."""
         import logging
@@ -301,3 +279,15 @@ class Recorder:
 
         return runs_url(base, self.experiment_id, self.view_key)
 
+
+def warm_up_model_logging() -> None:
+    """The first torch.export of a process costs ~1 s and later ones ~0.1 s: run it once on a throw-away module,
+    so that `finish_search`'s log_model does not pay it (worth it where this process waits on other processes)."""
+    import mlflow.pytorch  # noqa: F401
+    import torch
+    import torch.export
+
+    module = torch.nn.Sequential(torch.nn.Conv2d(1, 2, 3), torch.nn.Flatten(), torch.nn.LazyLinear(2)).eval()
+    example = torch.zeros(2, 1, 4, 4)
+    module(example)
+    torch.export.export(module, (example,), dynamic_shapes=({0: torch.export.Dim.AUTO},))
