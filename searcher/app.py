@@ -77,6 +77,7 @@ def make_plan(config: SearcherConfig, dataset: ImageDataset, target: ImageDatase
         stability=StabilityRule(**vars(t.stability)),
         compile=t.compile,
         warm_lr_factor=t.warm_lr_factor,
+        warm_up_epochs=t.warm_up_epochs,
     )
     layout = LayoutPolicy(
         input_size=dataset.size,
@@ -92,6 +93,8 @@ def make_plan(config: SearcherConfig, dataset: ImageDataset, target: ImageDatase
         train=train,
         block=m.block,  # type: ignore[arg-type]
         repeats=s.repeats,
+        max_repeats=s.max_repeats,
+        significance=s.significance,
         baseline_depth=s.baseline.depth,
         baseline_width=s.baseline.width,
         width_factor=s.width.factor,
@@ -101,6 +104,7 @@ def make_plan(config: SearcherConfig, dataset: ImageDataset, target: ImageDatase
         depth_cap=s.depth.cap,
         depth_min_improvement=s.depth.min_improvement,
         new_layer_factors=tuple(s.depth.new_layer_factors),
+        regularization_min_improvement=s.regularization.min_improvement,
         regularization_trials=s.regularization.trials,
         regularization_in_flight=s.regularization.trials_in_flight,
         regularizers=tuple(RegularizerRange(name, r.low, r.high, r.log) for name, r in s.regularization.space.items()),
@@ -311,6 +315,9 @@ def search(
         f"{dataset.num_classes} classes, {dataset.channels}x{dataset.size}x{dataset.size}) · preset {config.search.preset} · "
         f"device {device} · tracking {redact(config.tracking.uri)}"
     )
+    from searcher.search.evidence import validation_note
+
+    console.print(validation_note(len(dataset.val), plan.significance, plan.repeats, plan.max_repeats), highlight=False)
     from searcher.tracking.history import differing_settings, find_search, load_prior
 
     earlier = find_search(recorder.client, recorder.experiment_id, name)

@@ -41,6 +41,7 @@ class DatasetConfig:
     train_size: Optional[int] = None  # synthetic: training images (validation is carved from them)
     test_size: Optional[int] = None  # synthetic
     data_seed: int = 0  # synthetic: fixes the generated images
+    difficulty: float = 0.0  # synthetic: 0 the original pairs; (0, 1] relational classes with distractors (1: calibrated hard)
 
 
 @dataclass
@@ -74,6 +75,7 @@ class RangeConfig:
 @dataclass
 class RegularizationConfig:
     trials: int = 8  # Optuna trials after the unregularized one
+    min_improvement: float = 0.002  # the best regularized network must beat the unregularized one by more than this
     trials_in_flight: int = 2  # asked together before any is told (TPE's constant liar); the same in serial and parallel runs
     pruner_warmup_epochs: int = 8  # the median pruner judges a trial only after this many epochs
     space: dict[str, RangeConfig] = field(
@@ -103,9 +105,11 @@ class TransferConfig:
 class SearchConfig:
     preset: str = "default"
     name: Optional[str] = None  # names the search in MLflow; default: <dataset>-<date>-<time>
-    repeats: int = 1  # seeds per candidate (score = mean)
+    repeats: int = 1  # seeds every candidate starts with (score = mean)
+    max_repeats: int = 3  # an inconclusive comparison trains more seeds of both candidates, up to this many
+    significance: float = 0.05  # a paired comparison's p-value below this counts as a real difference
     max_consecutive_failures: int = 5  # stop the search after this many failed trials in a row (0: never)
-    warm_start: bool = True  # width and depth trials start from their parent's weights, grown (Net2Net)
+    warm_start: bool = False  # width and depth trials start from their parent's weights, grown (Net2Net)
     baseline: BaselineConfig = field(default_factory=BaselineConfig)
     width: WidthConfig = field(default_factory=WidthConfig)
     depth: DepthConfig = field(default_factory=DepthConfig)
@@ -137,6 +141,7 @@ class TrainConfig:
     compile: bool = False
     checkpoint_seconds: float = 60.0  # within-trial checkpoint at most this often (0: never)
     warm_lr_factor: float = 1.0  # warm-started trials start at lr x this, with a fresh optimizer
+    warm_up_epochs: float = 1.0  # warm-started trials ramp the rate up linearly over this many epochs (0: no ramp)
     stability: StabilityConfig = field(default_factory=StabilityConfig)
 
 
@@ -252,11 +257,15 @@ def check_ranges(c: SearcherConfig) -> None:
     if d.test_size is not None:
         _require(d.test_size >= 1, "dataset.test_size", d.test_size, "an integer >= 1")
     _require(d.data_seed >= 0, "dataset.data_seed", d.data_seed, "an integer >= 0")
+    _require(0 <= d.difficulty <= 1, "dataset.difficulty", d.difficulty, "a number from 0 to 1")
+    _require(d.difficulty == 0 or d.name in ("synthetic", "synthetic_hard"), "dataset.difficulty", d.difficulty, "0 except for synthetic")
     _require(d.flip is None or d.name == "imagefolder", "dataset.flip", d.flip, "null except for imagefolder (published datasets fix it)")
     _require(not d.extra or d.name == "svhn", "dataset.extra", d.extra, "false except for svhn")
     s = c.search
     _require(s.preset in ("default", "quick"), "search.preset", s.preset, "default or quick (set it with search=quick)")
-    _require(s.repeats >= 1, "search.repeats", s.repeats, "an integer >= 1")
+    _require(1 <= s.repeats <= 100, "search.repeats", s.repeats, "an integer in [1, 100]")
+    _require(s.repeats <= s.max_repeats <= 100, "search.max_repeats", s.max_repeats, f"an integer in [search.repeats ({s.repeats}), 100]")
+    _require(0 < s.significance < 1, "search.significance", s.significance, "a probability in (0, 1), e.g. 0.05")
     _require(s.max_consecutive_failures >= 0, "search.max_consecutive_failures", s.max_consecutive_failures, "an integer >= 0")
     _require(s.baseline.depth >= 1, "search.baseline.depth", s.baseline.depth, "an integer >= 1")
     _require(s.baseline.width >= 1, "search.baseline.width", s.baseline.width, "an integer >= 1")
@@ -271,6 +280,7 @@ def check_ranges(c: SearcherConfig) -> None:
     r = s.regularization
     _require(r.trials >= 0, "search.regularization.trials", r.trials, "an integer >= 0")
     _require(r.trials_in_flight >= 1, "search.regularization.trials_in_flight", r.trials_in_flight, "an integer >= 1")
+    _require(0 <= r.min_improvement < 1, "search.regularization.min_improvement", r.min_improvement, "a number in [0, 1)")
     _require(r.pruner_warmup_epochs >= 0, "search.regularization.pruner_warmup_epochs", r.pruner_warmup_epochs, "an integer >= 0")
     upper = {"weight_decay": 10.0, "dropout": 0.95, "label_smoothing": 0.5, "augment": 1.0}
     for name, span in r.space.items():
@@ -296,6 +306,7 @@ def check_ranges(c: SearcherConfig) -> None:
     _require(t.optimizer in ("adamw", "sgd"), "train.optimizer", t.optimizer, "adamw or sgd")
     _require(t.lr > 0, "train.lr", t.lr, "a number > 0")
     _require(0 < t.warm_lr_factor <= 1, "train.warm_lr_factor", t.warm_lr_factor, "a number in (0, 1]")
+    _require(0 <= t.warm_up_epochs <= 100, "train.warm_up_epochs", t.warm_up_epochs, "a number of epochs in [0, 100]")
     _require(t.batch_size >= 1, "train.batch_size", t.batch_size, "an integer >= 1")
     _require(0 < t.plateau_factor < 1, "train.plateau_factor", t.plateau_factor, "a number between 0 and 1")
     _require(t.checkpoint_seconds >= 0, "train.checkpoint_seconds", t.checkpoint_seconds, "a number >= 0 (0: never)")

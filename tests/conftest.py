@@ -10,6 +10,7 @@ from pathlib import Path
 
 import optuna
 import pytest
+import torch
 
 from searcher.model.spec import ArchSpec, LayoutPolicy
 from searcher.search.plan import RegularizerRange, SearchPlan
@@ -17,7 +18,7 @@ from searcher.search.stages import Stage, StageResult
 from searcher.search.studies import StudyBook
 from searcher.search.trials import TrialOutcome, TrialRequest
 from searcher.train.stability import StabilityRule
-from searcher.train.trainer import EpochRecord, TrainResult, TrainSettings
+from searcher.train.trainer import EpochRecord, TrainResult, TrainSettings, pack_bits
 
 REPO = Path(__file__).resolve().parent.parent
 optuna.logging.set_verbosity(optuna.logging.WARNING)
@@ -40,17 +41,32 @@ def make_plan(**overrides) -> SearchPlan:
     return SearchPlan(**values)
 
 
-def fake_result(score: float, test: float | None = None, epochs: int = 10) -> TrainResult:
+def fake_correct(score: float, images: int) -> bytes:
+    """Which of `images` validation images a fake trial got right: the round(score x images) easiest ones.
+
+    Nested like real networks' are (a better one also gets the easy images right), so two fake
+    trials differ on exactly |difference| x images images, all in the better one's favour.
+    """
+    return pack_bits(torch.arange(images) < round(score * images))
+
+
+def fake_result(score: float, test: float | None = None, epochs: int = 10, images: int = 1000) -> TrainResult:
     history = tuple(EpochRecord(e, 1.0 / e, 1.0 / e, score * min(1.0, e / 5), 1e-3, 0.01 * e) for e in range(1, epochs + 1))
-    return TrainResult("stable", history, score, epochs, 0.1, 1000.0, test_acc=test, test_loss=0.1 if test is not None else None)
+    return TrainResult(
+        "stable", history, score, epochs, 0.1, 1000.0, test_acc=test, test_loss=0.1 if test is not None else None,
+        val_correct=fake_correct(score, images),
+    )
 
 
 class FakeRunner:
-    """A Runner whose trials "train" instantly: score = score_of(request)."""
+    """A Runner whose trials "train" instantly: score = score_of(request), scored on `images` validation images."""
 
-    def __init__(self, score_of: Callable[[TrialRequest], float], fail: Callable[[TrialRequest], bool] = lambda r: False):
+    def __init__(
+        self, score_of: Callable[[TrialRequest], float], fail: Callable[[TrialRequest], bool] = lambda r: False, images: int = 1000
+    ):
         self.score_of = score_of
         self.fail = fail
+        self.images = images
         self.requests: list[TrialRequest] = []
         self.stages: list[str] = []
 
@@ -65,7 +81,8 @@ class FakeRunner:
                 outcomes.append(TrialOutcome(request, "failed", None, error="RuntimeError: boom"))
                 continue
             score = self.score_of(request)
-            outcomes.append(TrialOutcome(request, "ok", fake_result(score, score - 0.01 if request.evaluate_test else None)))
+            test = score - 0.01 if request.evaluate_test else None
+            outcomes.append(TrialOutcome(request, "ok", fake_result(score, test, images=self.images)))
         return outcomes
 
     def end_stage(self, stage: Stage, result: StageResult, outcomes: list[TrialOutcome]) -> None:

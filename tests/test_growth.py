@@ -199,7 +199,7 @@ def test_a_warm_started_trial_starts_at_its_parents_accuracy(digits):
     calibration = digits_batch(digits, count=512)
     for child_spec in (parent_spec.with_width(32), layout.deepen(parent_spec, 32)):
         state = grow(parent_spec, parent.state, child_spec, 1, CLASSES, inputs=calibration)
-        _, grown_accuracy = evaluate(child_model(child_spec, state, 1), digits.val, torch.autocast("cpu", enabled=False), False)
+        _, grown_accuracy, _ = evaluate(child_model(child_spec, state, 1), digits.val, torch.autocast("cpu", enabled=False), False)
         assert grown_accuracy == pytest.approx(parent.best_val_acc, abs=1e-9)  # epoch 0: exactly the parent's predictions
         child = train_trial(child_spec, digits, settings, seed=0, initial_state=state)
         assert child.initial_val_acc == pytest.approx(parent.best_val_acc, abs=1e-9)
@@ -213,7 +213,7 @@ def test_stages_name_each_trials_parent_by_key_and_repeat():
         return 0.9 + 0.01 * arch.depth - (0.001 if arch.widths[0] > 16 else 0.0)  # width never helps, depth does once
 
     runner = FakeRunner(arch_score(lambda a: min(score(a), 0.93)))
-    plan = make_plan(width_cap=64, depth_cap=4, repeats=2, regularization_trials=2)
+    plan = make_plan(width_cap=64, depth_cap=4, repeats=2, regularization_trials=2, warm_start=True)
     result = run_search(plan, memory_studies(plan), runner)
     by_key = {r.key: r for r in runner.requests}
     for request in runner.requests:
@@ -252,6 +252,7 @@ def test_warm_started_trials_are_tagged_in_mlflow(tmp_path):
         "search=quick",
         f"tracking.uri={uri}",
         "search.name=warm",
+        "search.warm_start=true",
         "device=cpu",
         "search.depth.cap=3",
         "search.regularization.trials=1",
@@ -274,7 +275,9 @@ def test_warm_started_trials_are_tagged_in_mlflow(tmp_path):
         assert trial.info.run_name.endswith(" (warm)") and trial.data.tags["searcher.growth"] == "exact"
         assert trial.data.metrics["initial_val_acc"] == pytest.approx(parent.data.metrics["best_val_acc"], abs=1e-6)
     cold = [t for t in trials if t.data.tags["searcher.warm_start"] == "false"]
-    assert {t.data.tags["searcher.stage"] for t in cold} == {"baseline", "regularization", "final"}
+    assert {t.data.tags["searcher.stage"] for t in cold} - {"width", "depth"} == {"baseline", "regularization", "final"}
+    # the only cold trials of the growth stages: extra seeds of the (cold) baseline that a comparison asked for
+    assert all(t.info.run_name.startswith("w16 d2 r") for t in cold if t.data.tags["searcher.stage"] in ("width", "depth"))
     assert all("searcher.parent_trial" not in t.data.tags for t in cold)
 
 
@@ -285,3 +288,26 @@ def test_a_warm_starts_tiny_first_loss_is_no_yardstick_for_divergence():
     assert judge(rule, [0.01, 0.12], [0.99, 0.98]) is None  # 12x a near-zero first loss: training, not diverging
     assert judge(rule, [0.01, 0.9], [0.99, 0.4]) == "diverged"
     assert judge(rule, [2.0, 25.0], [0.1, 0.1]) == "diverged"
+
+
+def test_a_warm_child_that_collapses_is_a_failed_trial_not_a_rejected_one(digits):
+    """A rate far too high for a warm start (as batch 512 at lr 0.2 did on a GPU) wipes out the grown function: failed, with why."""
+    from searcher.execution.local import outcome_of
+    from searcher.search.trials import TrialRequest
+    from searcher.train.trainer import collapsed
+
+    assert collapsed([0.2, 0.19, 0.2], start=0.95, chance=0.1, window=3)  # lost more than half of 0.85 above chance
+    assert not collapsed([0.2, 0.19, 0.6], start=0.95, chance=0.1, window=3)  # won it back within the window
+    assert not collapsed([0.2, 0.19], start=0.95, chance=0.1, window=3)  # not yet a whole window
+    assert not collapsed([0.2, 0.19, 0.2], start=None, chance=0.1, window=3)  # a cold trial is merely bad
+    layout = LayoutPolicy(input_size=8)
+    parent_spec = layout.baseline(2, 16)
+    parent = train_trial(parent_spec, digits, TrainSettings(optimizer="sgd", lr=0.05, stability=StabilityRule(2, 3, 4)), seed=0)
+    child_spec = layout.deepen(parent_spec, 32)
+    state = grow(parent_spec, parent.state, child_spec, 1, CLASSES, inputs=digits_batch(digits, count=512))
+    reckless = TrainSettings(optimizer="adamw", lr=20.0, warm_up_epochs=0, stability=StabilityRule(window=3, min_epochs=4, max_epochs=8))
+    result = train_trial(child_spec, digits, reckless, seed=0, initial_state=state)
+    assert result.behavior == "diverged" and result.initial_val_acc > 0.9
+    request = TrialRequest("depth", "d3 +w32", child_spec, reckless, 0, "digits", parent="p")
+    outcome = outcome_of(request, result)
+    assert outcome.status == "failed" and outcome.error.startswith("diverged: collapsed: grown from a parent at val_acc")

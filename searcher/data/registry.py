@@ -47,6 +47,7 @@ class DatasetOptions:
     train_size: int | None = None  # synthetic: images in the training split (validation is carved from it)
     test_size: int | None = None  # synthetic
     data_seed: int = 0  # synthetic: fixes the generated images
+    difficulty: float = 0.0  # synthetic: 0 the original pairs; (0, 1] relational classes with distractors (1: calibrated hard)
     flip: bool | None = None  # imagefolder: horizontal flips keep labels (your data, your call)
     mean: tuple[float, ...] | None = None  # published per-channel statistics (0..1 scale); None: from the training split
     std: tuple[float, ...] | None = None
@@ -125,8 +126,9 @@ def load_imagefolder(options: DatasetOptions) -> tuple[Arrays, bool]:
 
 
 @register("synthetic")
+@register("synthetic_hard")  # conf/dataset/synthetic_hard.yaml: the same generator, difficulty 1 at a size for CPU searches
 def load_synthetic(options: DatasetOptions) -> tuple[Arrays, bool]:
-    """Generated ordered pairs of oriented textures: a mirror image swaps left and right, so no flips."""
+    """Generated textures: a mirror image swaps left and right (difficulty 0) or turns one part into another, so no flips."""
     arrays = synthetic.generate(
         options.image_size or 32,
         options.channels or 3,
@@ -134,6 +136,7 @@ def load_synthetic(options: DatasetOptions) -> tuple[Arrays, bool]:
         options.train_size or 10_000,
         options.test_size or 2_000,
         options.data_seed,
+        options.difficulty,
     )
     return arrays, False  # type: ignore[return-value]
 

@@ -68,7 +68,7 @@ class QuietProgress:
 
 def outcome_of(request: TrialRequest, result: TrainResult) -> TrialOutcome:
     if result.behavior == "diverged":
-        return TrialOutcome(request, "failed", result, error="diverged: the loss became NaN/inf or exploded")
+        return TrialOutcome(request, "failed", result, error=f"diverged: {result.why or 'the loss became NaN/inf or exploded'}")
     return TrialOutcome(request, "pruned" if result.stopped_early else "ok", result)
 
 

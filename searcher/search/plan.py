@@ -34,7 +34,9 @@ class SearchPlan:
     layout: LayoutPolicy
     train: TrainSettings  # the unregularized settings every stage before regularization uses
     block: BlockType = "plain"
-    repeats: int = 1  # seeds per candidate; a candidate's score is their mean
+    repeats: int = 1  # seeds every candidate starts with; a candidate's score is the mean over its seeds
+    max_repeats: int = 1  # an inconclusive paired comparison adds seeds of both candidates, up to this many
+    significance: float = 0.05  # p-value below which a paired comparison counts as a real difference
     baseline_depth: int = 2
     baseline_width: int = 16
     width_factor: float = 2.0  # geometric width candidates: baseline * factor^k
@@ -44,6 +46,7 @@ class SearchPlan:
     depth_cap: int = 6
     depth_min_improvement: float = 0.002  # a new layer must beat its parent by more than this
     new_layer_factors: tuple[float, ...] = (0.5, 1.0, 2.0)  # new layer's width candidates x previous layer's
+    regularization_min_improvement: float = 0.002  # a regularized network must beat the unregularized one by more than this
     regularization_trials: int = 8  # Optuna trials after the enqueued unregularized one
     regularization_in_flight: int = 1  # trials asked per batch before any is told (decides what TPE sees)
     regularizers: tuple[RegularizerRange, ...] = ()
@@ -52,4 +55,4 @@ class SearchPlan:
     max_consecutive_failures: int = 5  # 0: never stop for failures
     transfer: TransferPlan | None = None  # None: no stage 5
     concurrency: int = 1  # trials the runner trains at once: only how eagerly a stage asks, never what it decides
-    warm_start: bool = True  # width and depth trials grow from their parent's trained weights (Net2Net)
+    warm_start: bool = False  # width and depth trials grow from their parent's trained weights (Net2Net)

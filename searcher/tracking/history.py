@@ -17,7 +17,7 @@ from mlflow.entities import Run
 from mlflow.tracking import MlflowClient
 
 from searcher.search.trials import TrialOutcome, TrialRequest
-from searcher.tracking.recorder import EPOCH_METRICS, STATE_FILE
+from searcher.tracking.recorder import CORRECT_FILE, EPOCH_METRICS, STATE_FILE
 from searcher.train.trainer import EpochRecord, TrainResult
 
 # Settings that do not change what a search computes, so a resume may differ in them.
@@ -104,18 +104,28 @@ def load_outcome(client: MlflowClient, request: TrialRequest, run: Run) -> Trial
             stopped_early=tags.get("searcher.stopped_early") == "true",
             test_acc=metrics.get("test_acc"),
             test_loss=metrics.get("test_loss"),
-            state=load_state(client, run_id),
+            initial_val_acc=metrics.get("initial_val_acc"),
+            **load_artifacts(client, run_id),
         )
     return TrialOutcome(request, tags["searcher.status"], result, error=tags.get("searcher.error"))  # type: ignore[arg-type]
+
+
+def load_artifacts(client: MlflowClient, run_id: str) -> dict:
+    """A trial's weights and per-image validation correctness, where it recorded them."""
+    import base64
+
+    names = {artifact.path for artifact in client.list_artifacts(run_id)}
+    found: dict = {"state": load_state(client, run_id) if STATE_FILE in names else None, "val_correct": None}
+    if CORRECT_FILE in names:
+        with tempfile.TemporaryDirectory() as folder:
+            found["val_correct"] = base64.b64decode(Path(client.download_artifacts(run_id, CORRECT_FILE, folder)).read_text())
+    return found
 
 
 def load_state(client: MlflowClient, run_id: str) -> dict | None:
     """A trial's weights, loaded safely (weights_only: tensors and plain containers, never arbitrary pickles)."""
     import torch
 
-    names = {artifact.path for artifact in client.list_artifacts(run_id)}
-    if STATE_FILE not in names:
-        return None
     with tempfile.TemporaryDirectory() as folder:
         path = Path(client.download_artifacts(run_id, STATE_FILE, folder))
         try:

@@ -31,6 +31,7 @@ MAX_METRICS_PER_BATCH = 1000  # MLflow's limit per log_batch call
 MAX_PARAMS_PER_BATCH = 100
 EPOCH_METRICS = ("train_loss", "val_loss", "val_acc", "lr")
 STATE_FILE = "state.pt"
+CORRECT_FILE = "val_correct.txt"  # base64 of the kept weights' packed per-image validation correctness (paired comparisons)
 
 
 def flatten(prefix: str, value: Any) -> dict[str, str]:
@@ -193,6 +194,10 @@ class Recorder:
             self.client.log_text(run_id, traceback_text, "traceback.txt")
         if result is not None and result.state is not None:
             self._log_state(run_id, result.state)
+        if result is not None and result.val_correct is not None:
+            import base64
+
+            self.client.log_text(run_id, base64.b64encode(result.val_correct).decode(), CORRECT_FILE)
         self._end(run_id, "FAILED" if outcome.status == "failed" else "FINISHED")
 
     def _log_state(self, run_id: str, state: dict) -> None:

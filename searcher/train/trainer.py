@@ -38,6 +38,7 @@ class TrainSettings:
     stability: StabilityRule = StabilityRule()
     compile: bool = False  # torch.compile: 8-18 s per architecture on a GPU, worth it only for long trials
     warm_lr_factor: float = 1.0  # starting learning rate x this when the trial starts from grown parent weights (fresh optimizer)
+    warm_up_epochs: float = 1.0  # warm starts: the learning rate ramps linearly from 0 over this many epochs (0: no ramp)
 
     def to_dict(self) -> dict:
         from dataclasses import asdict
@@ -67,6 +68,8 @@ class TrainResult:
     test_acc: float | None = None  # only when asked for: the final stage
     test_loss: float | None = None
     initial_val_acc: float | None = None  # warm starts only: validation accuracy of the given weights, before training
+    why: str = ""  # diverged: what happened, in words
+    val_correct: bytes | None = field(default=None, repr=False, compare=False)  # kept weights: which validation images they got right (packed bits)
     state: dict[str, torch.Tensor] | None = field(default=None, repr=False, compare=False)  # best-epoch weights, on CPU
 
 
@@ -90,20 +93,40 @@ def make_optimizer(model: nn.Module, settings: TrainSettings) -> torch.optim.Opt
 
 
 @torch.no_grad()
-def evaluate(model: nn.Module, split: DeviceSplit, autocast: torch.autocast, channels_last: bool) -> tuple[float, float]:
-    """(mean loss, accuracy) over a whole split, with one host synchronisation."""
+def evaluate(model: nn.Module, split: DeviceSplit, autocast: torch.autocast, channels_last: bool) -> tuple[float, float, torch.Tensor]:
+    """(mean loss, accuracy, which images were right) over a whole split, with one host synchronisation.
+
+    The per-image correctness (a bool per image, on the device) is what paired comparisons of two
+    trials are made of: both saw the same validation images.
+    """
     model.eval()
     loss_sum = torch.zeros((), device=split.labels.device)
-    correct = torch.zeros((), device=split.labels.device, dtype=torch.long)
+    right = []
     for images, labels in split.batches(1024):
         if channels_last:
             images = images.contiguous(memory_format=torch.channels_last)
         with autocast:
             logits = model(images)
         loss_sum += nn.functional.cross_entropy(logits.float(), labels, reduction="sum")
-        correct += (logits.argmax(1) == labels).sum()
-    loss, accuracy = (torch.stack([loss_sum, correct.float()]) / len(split)).tolist()
-    return loss, accuracy
+        right.append(logits.argmax(1) == labels)
+    correct = torch.cat(right)
+    loss, accuracy = (torch.stack([loss_sum, correct.sum().float()]) / len(split)).tolist()
+    return loss, accuracy, correct
+
+
+def pack_bits(correct: torch.Tensor) -> bytes:
+    """A bool per image -> packed bits (numpy's order: the first image is the high bit of the first byte)."""
+    import numpy as np
+
+    return np.packbits(correct.cpu().numpy()).tobytes()
+
+
+def collapsed(val_scores: list[float], start: float | None, chance: float, window: int) -> bool:
+    """A warm child that has lost more than half of its parent's accuracy above chance, and not won it back within a
+    stability window, broke the function it was grown with: that is divergence (a failed trial), not a network that
+    is merely worse. (Its kept weights would otherwise be the untouched grown parent, scored as a tie with it.)"""
+    recent = val_scores[-window:]
+    return start is not None and len(recent) == window and max(recent) < chance + (start - chance) / 2
 
 
 def train_trial(
@@ -130,23 +153,31 @@ def train_trial(
     step_model = torch.compile(model) if settings.compile else model
     autocast = torch.autocast(device.type, dtype=torch.bfloat16, enabled=on_cuda)
     optimizer = make_optimizer(model, settings)
+    history: list[EpochRecord] = []
+    train_losses: list[float] = []
+    val_scores: list[float] = []
+    best_val_acc, best_epoch, best_state, best_correct = -math.inf, 0, None, None
     initial_val_acc = None
-    if initial_state is not None:  # a warm start: a fresh optimizer at a (usually) lower rate, see searcher.model.growth
+    warm_up_steps = 0
+    if initial_state is not None:  # a warm start: a fresh optimizer, ramped up so that its first steps keep the grown function
         for group in optimizer.param_groups:
             group["lr"] = settings.lr * settings.warm_lr_factor
-        initial_val_acc = evaluate(model, data.val, autocast, on_cuda)[1]
+        warm_up_steps = math.ceil(settings.warm_up_epochs * math.ceil(len(data.train) / settings.batch_size))
+        # Epoch 0: the grown network computes its parent's function, and it counts as a candidate for the kept weights,
+        # so a child never scores below its parent merely because a fresh optimizer knocked it off the optimum.
+        _, initial_val_acc, best_correct = evaluate(model, data.val, autocast, on_cuda)
+        best_val_acc = initial_val_acc
+        best_state = {name: tensor.detach().clone() for name, tensor in model.state_dict().items()}
+    chance = 1 / data.dataset.num_classes
     scheduler = torch.optim.lr_scheduler.ReduceLROnPlateau(
         optimizer, mode="max", factor=settings.plateau_factor, patience=settings.plateau_patience
     )
     crop_padding = round(settings.augment * data.dataset.size / 8)
     flip = settings.augment > 0 and data.dataset.flip
 
-    history: list[EpochRecord] = []
-    train_losses: list[float] = []
-    val_scores: list[float] = []
-    best_val_acc, best_epoch, best_state = -math.inf, 0, None
-    step_seconds, images_seen = 0.0, 0
+    step_seconds, images_seen, steps = 0.0, 0, 0
     behavior: Behavior | None = None
+    why = ""
     stopped_early = False
     saved = checkpoint.load() if checkpoint else None
     if saved is not None:  # an interrupted attempt of this very trial got this far
@@ -161,7 +192,9 @@ def train_trial(
         train_losses = [record.train_loss for record in history]
         val_scores = [record.val_acc for record in history]
         best_val_acc, best_epoch, best_state = saved["best_val_acc"], saved["best_epoch"], saved["best_state"]
+        best_correct = saved["best_correct"].to(device) if saved.get("best_correct") is not None else None
         step_seconds, images_seen = saved["step_seconds"], saved["images_seen"]
+        steps = saved.get("steps", warm_up_steps)
     while behavior is None:
         model.train()
         epoch_started = time.perf_counter()
@@ -172,6 +205,10 @@ def train_trial(
             with autocast:
                 logits = step_model(images)
             loss = nn.functional.cross_entropy(logits.float(), labels, label_smoothing=settings.label_smoothing)
+            if steps < warm_up_steps:  # linear warm-up of a warm start's fresh optimizer (the scheduler owns the rate after it)
+                for group in optimizer.param_groups:
+                    group["lr"] = settings.lr * settings.warm_lr_factor * (steps + 1) / warm_up_steps
+            steps += 1
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             optimizer.step()
@@ -180,17 +217,24 @@ def train_trial(
         step_seconds += time.perf_counter() - epoch_started
         images_seen += len(data.train)
 
-        val_loss, val_acc = evaluate(model, data.val, autocast, on_cuda)
+        val_loss, val_acc, correct = evaluate(model, data.val, autocast, on_cuda)
         lr = optimizer.param_groups[0]["lr"]
         record = EpochRecord(len(history) + 1, train_loss, val_loss, val_acc, lr, time.perf_counter() - started)
         history.append(record)
         train_losses.append(train_loss)
         val_scores.append(val_acc)
         if val_acc > best_val_acc and math.isfinite(train_loss):
-            best_val_acc, best_epoch = val_acc, record.epoch
+            best_val_acc, best_epoch, best_correct = val_acc, record.epoch, correct
             best_state = {name: tensor.detach().clone() for name, tensor in model.state_dict().items()}
         scheduler.step(val_acc)
         behavior = judge(settings.stability, train_losses, val_scores)
+        why = "the loss became NaN/inf or exploded" if behavior == "diverged" else ""
+        if collapsed(val_scores, initial_val_acc, chance, settings.stability.window):
+            behavior = "diverged"
+            why = (
+                f"collapsed: grown from a parent at val_acc {initial_val_acc:.4f}, it fell to {max(val_scores[-settings.stability.window:]):.4f} "
+                f"and stayed there for {settings.stability.window} epochs (chance {chance:.2f})"
+            )
         if behavior is None and on_epoch is not None and on_epoch(record):
             behavior, stopped_early = "capped", True  # stopped from outside while still moving
         if behavior is None and checkpoint is not None and checkpoint.due():
@@ -206,8 +250,10 @@ def train_trial(
                     "best_val_acc": best_val_acc,
                     "best_epoch": best_epoch,
                     "best_state": best_state,
+                    "best_correct": best_correct.cpu() if best_correct is not None else None,
                     "step_seconds": step_seconds,
                     "images_seen": images_seen,
+                    "steps": steps,
                 }
             )
     if checkpoint is not None:
@@ -217,7 +263,7 @@ def train_trial(
         model.load_state_dict(best_state)
     test_loss = test_acc = None
     if evaluate_test:
-        test_loss, test_acc = evaluate(model, data.test(), autocast, on_cuda)
+        test_loss, test_acc, _ = evaluate(model, data.test(), autocast, on_cuda)
     return TrainResult(
         behavior=behavior,
         history=tuple(history),
@@ -229,5 +275,7 @@ def train_trial(
         test_acc=test_acc,
         test_loss=test_loss,
         initial_val_acc=initial_val_acc,
+        why=why,
+        val_correct=pack_bits(best_correct) if best_correct is not None else None,
         state={name: tensor.cpu() for name, tensor in (best_state or model.state_dict()).items()},
     )

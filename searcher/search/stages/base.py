@@ -9,6 +9,7 @@ from typing import ClassVar
 
 import optuna
 
+from searcher.search.evidence import Comparison, compare
 from searcher.search.plan import SearchPlan
 from searcher.search.studies import RemoteTrial
 from searcher.search.trials import Candidate, Decision, DecisionEntry, TrialOutcome, TrialRequest, mean_score
@@ -38,9 +39,10 @@ class Stage:
     name: ClassVar[str]
     index: ClassVar[int]
 
-    def __init__(self, plan: SearchPlan, study: optuna.Study):
+    def __init__(self, plan: SearchPlan, study: optuna.Study, inherited: tuple[TrialOutcome, ...] = ()):
         self.plan = plan
         self.study = study
+        self.inherited = inherited  # the start winner's trials from the stage before: its seeds count here too
         self._recorded: set[str] | None = None  # trial keys already in the study (a resume replays them)
 
     def next_trials(self, done: list[TrialOutcome]) -> list[TrialRequest]:
@@ -68,7 +70,13 @@ class Stage:
 
     # helpers shared by the stages
 
-    def requests(self, candidate: Candidate, evaluate_test: bool = False) -> list[TrialRequest]:
+    def requests(self, candidate: Candidate, repeats: int | None = None) -> list[TrialRequest]:
+        """The candidate's first `repeats` seeds (default: `plan.repeats`, the seeds every candidate starts with).
+
+        A warm child's seed r grows from its parent's seed r; the extra seeds adaptive repeats add
+        (r >= plan.repeats) grow from the parent's seed 0, which is always trained by then, so no
+        seed ever waits for its parent and the keys never depend on what happens to be done.
+        """
         parents = dict(candidate.parents)
         return [
             TrialRequest(
@@ -80,20 +88,45 @@ class Stage:
                 data_identity=self.plan.data_identity,
                 params=candidate.params,
                 repeat=repeat,
-                evaluate_test=evaluate_test,
-                parent=parents.get(repeat),
+                parent=parents.get(repeat if repeat < self.plan.repeats else 0),
             )
-            for repeat in range(self.plan.repeats)
+            for repeat in range(self.plan.repeats if repeats is None else repeats)
         ]
 
+    def outcomes_for(self, candidate: Candidate, done: list[TrialOutcome]) -> list[TrialOutcome]:
+        """The candidate's finished seeds, in repeat order, whichever stage trained them."""
+        keys = {request.key for request in self.requests(candidate, max(self.plan.repeats, self.plan.max_repeats))}
+        found = {o.request.key: o for o in (*self.inherited, *done) if o.request.key in keys}
+        return sorted(found.values(), key=lambda o: o.request.repeat)
+
     def score_of(self, candidate: Candidate, done: list[TrialOutcome]) -> float | None:
-        """The candidate's mean score once all its repeats are done, else None."""
-        outcomes = group_by_candidate(done).get(candidate.name, [])
+        """The candidate's mean score over its finished seeds, once its first `plan.repeats` are done; else None."""
+        outcomes = self.outcomes_for(candidate, done)
         return mean_score(outcomes) if len(outcomes) >= self.plan.repeats else None
 
-    def missing(self, candidate: Candidate, done: list[TrialOutcome]) -> list[TrialRequest]:
-        finished = {outcome.request.key for outcome in done}
-        return [request for request in self.requests(candidate) if request.key not in finished]
+    def missing(self, candidate: Candidate, done: list[TrialOutcome], repeats: int | None = None) -> list[TrialRequest]:
+        finished = {outcome.request.key for outcome in (*self.inherited, *done)}
+        return [request for request in self.requests(candidate, repeats) if request.key not in finished]
+
+    def contest(self, challenger: Candidate, incumbent: Candidate, done: list[TrialOutcome], floor: float) -> tuple[Comparison, list[TrialRequest]]:
+        """Paired comparison of two candidates, and the seeds still to train before it can be trusted.
+
+        Starts on `plan.repeats` seeds; while the comparison is inconclusive (above its floor, not
+        significant) and fewer than `plan.max_repeats` seeds were compared, asks for one more seed
+        of both. A deterministic function of `done`: a resumed or parallel search asks the same.
+        """
+        seeds = self.plan.repeats
+        while True:
+            result = compare(
+                challenger.name, self.outcomes_for(challenger, done), incumbent.name, self.outcomes_for(incumbent, done),
+                floor, self.plan.significance, seeds,
+            )
+            if not result.inconclusive or seeds >= self.plan.max_repeats:
+                return result, []
+            seeds += 1
+            pending = self.missing(incumbent, done, seeds) + self.missing(challenger, done, seeds)
+            if pending:
+                return result, pending
 
     def trial_decisions(self, done: list[TrialOutcome], selected: set[str]) -> dict[str, Decision]:
         decisions: dict[str, Decision] = {}
@@ -110,10 +143,14 @@ class Stage:
         return DecisionEntry(self.name, decision, reason, numbers)
 
     def parents_from(self, outcomes: tuple[TrialOutcome, ...] | list[TrialOutcome]) -> tuple[tuple[int, str], ...]:
-        """Warm starts: each repeat grows from the parent's trial of the same repeat (only trained ones)."""
+        """Warm starts: each of the first `plan.repeats` seeds grows from the parent's trial of the same seed (trained ones only)."""
         if not self.plan.warm_start:
             return ()
-        return tuple((o.request.repeat, o.request.key) for o in outcomes if o.status == "ok" and o.result is not None)
+        return tuple(
+            (o.request.repeat, o.request.key)
+            for o in outcomes
+            if o.status == "ok" and o.result is not None and o.request.repeat < self.plan.repeats
+        )
 
 
 GRID_DISTRIBUTION = optuna.distributions.IntDistribution(0, 1 << 16)
@@ -144,7 +181,3 @@ def fmt(score: float) -> str:
 
 class SearchFailed(Exception):
     """The search cannot go on (its baseline or final stage failed)."""
-
-
-def outcomes_of(candidate: Candidate, done: list[TrialOutcome]) -> tuple[TrialOutcome, ...]:
-    return tuple(group_by_candidate(done).get(candidate.name, []))

@@ -2,31 +2,31 @@
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 
 import optuna
 
+from searcher.search.evidence import Comparison
 from searcher.search.plan import SearchPlan
-from searcher.search.stages.base import Stage, StageResult, fmt, outcomes_of
-from searcher.search.trials import Candidate, TrialOutcome, TrialRequest
+from searcher.search.stages.base import Stage, StageResult, fmt
+from searcher.search.trials import Candidate, TrialOutcome, TrialRequest, mean_score
 
 
 @dataclass(frozen=True)
 class DepthRound:
     parent: Candidate
-    parent_score: float
-    children: tuple[tuple[Candidate, float], ...]
+    children: tuple[tuple[Candidate, float], ...]  # (child, mean score on its first seeds)
+    comparison: Comparison  # the best child against the parent
     accepted: bool
 
 
 class DepthStage(Stage):
-    """Stage 2: add one layer at a time, its width found by experiment, while it helps."""
+    """Stage 2: add one layer at a time, its width found by experiment, while it helps beyond noise."""
 
     name, index = "depth", 2
 
     def __init__(self, plan: SearchPlan, study: optuna.Study, start: StageResult):
-        super().__init__(plan, study)
+        super().__init__(plan, study, start.winner_outcomes)
         self.start = start
 
     def children(self, parent: Candidate, parent_outcomes: tuple[TrialOutcome, ...] | list[TrialOutcome] = ()) -> list[Candidate]:
@@ -39,47 +39,59 @@ class DepthStage(Stage):
             children.append(Candidate(f"d{arch.depth} +w{width}", arch, parent.train, params, self.parents_from(parent_outcomes)))
         return children
 
-    def walk(self, done: list[TrialOutcome]) -> tuple[list[DepthRound], Candidate, float, list[TrialRequest], str]:
-        """Replays the rounds so far: (rounds, current network, its score, what to run next, why it ended)."""
+    def walk(self, done: list[TrialOutcome]) -> tuple[list[DepthRound], Candidate, list[TrialRequest], str]:
+        """Replays the rounds so far: (rounds, current network, what to run next, why it ended).
+
+        Each round trains the children of the current network; the best of them (on their first
+        seeds; ties: the narrower) is compared with its parent on the same images, with more seeds
+        of both while that is inconclusive. It is accepted only when it is better beyond noise
+        (p < significance) and by more than `depth_min_improvement`.
+        """
         rounds: list[DepthRound] = []
-        current, current_score, current_outcomes = self.start.winner, self.start.score, self.start.winner_outcomes
+        current = self.start.winner
         while True:
             if current.arch.depth >= self.plan.depth_cap:
-                return rounds, current, current_score, [], f"depth cap {self.plan.depth_cap} reached"
-            children = self.children(current, current_outcomes)
+                return rounds, current, [], f"depth cap {self.plan.depth_cap} reached"
+            children = self.children(current, self.outcomes_for(current, done))
             pending = [request for child in children for request in self.missing(child, done)]
             if pending:
-                return rounds, current, current_score, pending, ""
-            scored = tuple((child, self.score_of(child, done) or -math.inf) for child in children)
-            best_child, best_score = max(scored, key=lambda pair: pair[1])  # ties: the narrower child
-            accepted = best_score > current_score + self.plan.depth_min_improvement
-            rounds.append(DepthRound(current, current_score, scored, accepted))
+                return rounds, current, pending, ""
+            scored = tuple((child, mean_score(self.outcomes_for(child, done))) for child in children)
+            best_child = max(scored, key=lambda pair: pair[1])[0]
+            comparison, pending = self.contest(best_child, current, done, self.plan.depth_min_improvement)
+            if pending:
+                return rounds, current, pending, ""
+            accepted = comparison.verdict == "better"
+            rounds.append(DepthRound(current, scored, comparison, accepted))
             if not accepted:
-                return rounds, current, current_score, [], f"adding layer {current.arch.depth + 1} did not help"
-            current, current_score, current_outcomes = best_child, best_score, outcomes_of(best_child, done)
+                return rounds, current, [], f"adding layer {current.arch.depth + 1} did not help beyond noise"
+            current = best_child
 
     def next_trials(self, done: list[TrialOutcome]) -> list[TrialRequest]:
-        return self.walk(done)[3]
+        return self.walk(done)[2]
 
     def conclude(self, done: list[TrialOutcome]) -> StageResult:
-        rounds, current, score, _, why = self.walk(done)
+        rounds, current, _, why = self.walk(done)
         entries = []
         for round_ in rounds:
-            best_child, best_score = max(round_.children, key=lambda pair: pair[1])
+            comparison = round_.comparison
             tried = ", ".join(f"{child.name} {fmt(s)}" for child, s in round_.children)
             verdict = "accepted" if round_.accepted else "rejected"
             entries.append(
                 self.entry(
                     verdict,
-                    f"layer {best_child.arch.depth}: best child {best_child.name} {fmt(best_score)} vs parent "
-                    f"{round_.parent.name} {fmt(round_.parent_score)} (needs > +{self.plan.depth_min_improvement}); tried {tried}",
-                    depth=best_child.arch.depth,
-                    child_val_acc=best_score,
-                    parent_val_acc=round_.parent_score,
+                    f"layer {round_.parent.arch.depth + 1}: {comparison.describe()} (needs p < {self.plan.significance} and "
+                    f"> +{self.plan.depth_min_improvement}); {'add it' if round_.accepted else 'keep the smaller'}; tried {tried}",
+                    depth=round_.parent.arch.depth + 1,
+                    child_val_acc=mean_score(self.outcomes_for(next(c for c, _ in round_.children if c.name == comparison.challenger), done)),
+                    parent_val_acc=mean_score(self.outcomes_for(round_.parent, done)),
+                    **comparison.numbers(),
                 )
             )
+        score = mean_score(self.outcomes_for(current, done))
         entries.append(self.entry("selected", f"{current.name} at {fmt(score)}; stopped: {why}", depth=current.arch.depth, val_acc=score))
-        accepted = {max(r.children, key=lambda pair: pair[1])[0].name for r in rounds if r.accepted}
+        accepted = {r.comparison.challenger for r in rounds if r.accepted}
         selected = accepted | {current.name}
-        winner_outcomes = self.start.winner_outcomes if current is self.start.winner else outcomes_of(current, done)
-        return StageResult(self.name, current, score, tuple(entries), self.trial_decisions(done, selected), winner_outcomes=winner_outcomes)
+        return StageResult(
+            self.name, current, score, tuple(entries), self.trial_decisions(done, selected), winner_outcomes=tuple(self.outcomes_for(current, done))
+        )

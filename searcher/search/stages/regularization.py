@@ -7,8 +7,9 @@ from dataclasses import replace
 
 import optuna
 
+from searcher.search.evidence import Comparison
 from searcher.search.plan import SearchPlan
-from searcher.search.stages.base import Stage, StageResult, fmt, group_by_candidate, outcomes_of
+from searcher.search.stages.base import Stage, StageResult, fmt
 from searcher.search.studies import RemoteTrial, regularization_sampler, report_epoch
 from searcher.search.trials import Candidate, TrialOutcome, TrialRequest, mean_score
 from searcher.train.trainer import EpochRecord
@@ -31,7 +32,7 @@ class RegularizationStage(Stage):
     name, index = "regularization", 3
 
     def __init__(self, plan: SearchPlan, study: optuna.Study, start: StageResult):
-        super().__init__(plan, study)
+        super().__init__(plan, study, start.winner_outcomes)
         self.start = start
         self.distributions = {
             r.name: optuna.distributions.FloatDistribution(r.low, r.high, log=r.log) for r in plan.regularizers
@@ -93,8 +94,29 @@ class RegularizationStage(Stage):
         pending = [request for name in self.asked for request in self.missing(self.candidates[name], done)]
         if pending:
             return pending
+        if len(self.asked) >= total:  # every trial told: more seeds of the two finalists while their comparison is inconclusive
+            return self.verdict(done)[2]
         names = [self._ask() for _ in range(min(batch, total - len(self.asked)))]
         return [request for name in names for request in self.requests(self.candidates[name])]
+
+    def verdict(self, done: list[TrialOutcome]) -> tuple[Candidate, Comparison | None, list[TrialRequest]]:
+        """(winner, the comparison that chose it, seeds still to train): the best regularized trial replaces the
+        unregularized network only when it is better beyond noise and by more than `regularization_min_improvement`."""
+        unregularized = self.candidates[self.first_name]
+        regularized_ok = [
+            (candidate, mean_score(self.outcomes_for(candidate, done)))
+            for name, candidate in self.candidates.items()
+            if name != self.first_name and self.status(candidate, done) == "ok"
+        ]
+        if not regularized_ok:
+            return unregularized, None, []
+        best = max(regularized_ok, key=lambda pair: pair[1])[0]  # ties: the earlier asked
+        comparison, pending = self.contest(best, unregularized, done, self.plan.regularization_min_improvement)
+        return (best if comparison.verdict == "better" else unregularized), comparison, pending
+
+    def status(self, candidate: Candidate, done: list[TrialOutcome]) -> str:
+        group = self.outcomes_for(candidate, done)
+        return "pruned" if any(o.status == "pruned" for o in group) else "failed" if any(o.status == "failed" for o in group) else "ok"
 
     def _ask(self) -> str:
         # Seeded by (search seed, trial index): a resumed study samples exactly what an uninterrupted one would.
@@ -128,25 +150,28 @@ class RegularizationStage(Stage):
             self.told.add(name)
 
     def conclude(self, done: list[TrialOutcome]) -> StageResult:
-        groups = group_by_candidate(done)
-        scored = [(self.start.winner, self.start.score, "unregularized stage-2 winner")] if self.first_name == self.start.winner.name else []
         entries = []
         for name in self.asked:
-            group = groups.get(name, [])
-            status = "pruned" if any(o.status == "pruned" for o in group) else "failed" if any(o.status == "failed" for o in group) else "ok"
-            score = mean_score(group)
+            candidate = self.candidates[name]
+            status, score = self.status(candidate, done), mean_score(self.outcomes_for(candidate, done))
             entries.append(self.entry(status if status != "ok" else "tried", f"{name}: val_acc {fmt(score)} ({status})", val_acc=score))
-            if status == "ok":
-                scored.append((self.candidates[name], score, "regularized"))
-        winner, score, _ = max(scored, key=lambda item: item[1])  # ties: the earlier (less regularized) one
-        first_score = self.start.score
+        winner, comparison, _ = self.verdict(done)
+        score = mean_score(self.outcomes_for(winner, done))
+        first_score = mean_score(self.outcomes_for(self.candidates[self.first_name], done))
+        if comparison is None:
+            why = "no regularized trial finished"
+        else:
+            keep = "take the regularized one" if comparison.verdict == "better" else "keep the unregularized one"
+            why = f"{comparison.describe()} (needs p < {self.plan.significance} and > +{self.plan.regularization_min_improvement}): {keep}"
         entries.append(
             self.entry(
                 "selected",
-                f"{winner.name} at {fmt(score)} vs unregularized {fmt(first_score)} "
-                f"({len(self.asked)} Optuna trials, TPE + median pruner)",
+                f"{winner.name} at {fmt(score)}; {why} ({len(self.asked)} Optuna trials, TPE + median pruner)",
                 val_acc=score,
                 unregularized_val_acc=first_score,
+                **(comparison.numbers() if comparison else {}),
             )
         )
-        return StageResult(self.name, winner, score, tuple(entries), self.trial_decisions(done, {winner.name}), winner_outcomes=outcomes_of(winner, done))
+        return StageResult(
+            self.name, winner, score, tuple(entries), self.trial_decisions(done, {winner.name}), winner_outcomes=tuple(self.outcomes_for(winner, done))
+        )

@@ -2,20 +2,35 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import optuna
 
+from searcher.search.evidence import Comparison
 from searcher.search.plan import SearchPlan
-from searcher.search.stages.base import Stage, StageResult, fmt, outcomes_of
-from searcher.search.trials import Candidate, TrialOutcome, TrialRequest
+from searcher.search.stages.base import Stage, StageResult, fmt
+from searcher.search.trials import Candidate, TrialOutcome, TrialRequest, mean_score
+
+
+@dataclass(frozen=True)
+class WidthWalk:
+    """Where the width stage stands: what was compared, the best so far, the choice, and what to train next."""
+
+    points: list[tuple[Candidate, float]]  # (candidate, mean score) in grid order, the start winner first
+    steps: list[tuple[Candidate, Comparison]]  # each compared candidate, against the best before it
+    best: Candidate
+    checks: list[Comparison]  # the best against each smaller candidate, smallest first, until one holds
+    chosen: Candidate | None  # None while seeds are still missing
+    pending: list[TrialRequest]
 
 
 class WidthStage(Stage):
-    """Stage 1: same depth, geometric widths; keep the smallest within `tolerance` of the best."""
+    """Stage 1: same depth, geometric widths; keep the smallest that the best does not beat beyond noise."""
 
     name, index = "width", 1
 
     def __init__(self, plan: SearchPlan, study: optuna.Study, start: StageResult):
-        super().__init__(plan, study)
+        super().__init__(plan, study, start.winner_outcomes)
         self.start = start
         base = start.winner.arch.widths[0]
         widths, width = [], base
@@ -29,58 +44,88 @@ class WidthStage(Stage):
         params = (("depth", arch.depth), ("width", width))
         return Candidate(f"w{width} d{arch.depth}", arch, self.start.winner.train, params, self.parents_from(self.start.winner_outcomes))
 
-    def walk(self, done: list[TrialOutcome]) -> tuple[list[tuple[Candidate, float]], list[TrialRequest]]:
-        """Scores in grid order until patience runs out, and what to run next.
+    def walk(self, done: list[TrialOutcome]) -> WidthWalk:
+        """Replays the stage from `done`.
 
-        With a runner that trains several trials at once, the next `concurrency` candidates are
-        asked for together. Patience is still applied in grid order, so the decision is the same;
-        a candidate beyond the patience cutoff is trained but never compared.
+        Wider candidates are compared in grid order with the best so far (paired test, floor
+        `width_tolerance`); one that is not better counts towards `width_patience`. With a runner
+        that trains several trials at once, the next `concurrency` candidates are asked for
+        together; patience is still applied in grid order, so the decision is the same, and a
+        candidate beyond the patience cutoff is trained but never compared. Then the smallest
+        candidate that the best does not beat beyond noise is kept.
         """
         points = [(self.start.winner, self.start.score)]
-        best, since_best = self.start.score, 0
+        steps: list[tuple[Candidate, Comparison]] = []
+        best, since_best = self.start.winner, 0
         for index, candidate in enumerate(self.grid):
             if since_best >= self.plan.width_patience:
                 break
             score = self.score_of(candidate, done)
             if score is None:
                 ahead = self.grid[index : index + max(1, self.plan.concurrency)]
-                return points, [request for c in ahead for request in self.missing(c, done)]
-            points.append((candidate, score))
-            best, since_best = (score, 0) if score > best else (best, since_best + 1)
-        return points, []
+                return WidthWalk(points, steps, best, [], None, [r for c in ahead for r in self.missing(c, done)])
+            step, pending = self.contest(candidate, best, done, self.plan.width_tolerance)
+            if pending:
+                return WidthWalk(points, steps, best, [], None, pending)
+            points.append((candidate, mean_score(self.outcomes_for(candidate, done))))
+            steps.append((candidate, step))
+            best, since_best = (candidate, 0) if step.verdict == "better" else (best, since_best + 1)
+        checks: list[Comparison] = []
+        for candidate, _ in points:
+            if candidate is best:
+                return WidthWalk(points, steps, best, checks, best, [])
+            check, pending = self.contest(best, candidate, done, self.plan.width_tolerance)
+            if pending:
+                return WidthWalk(points, steps, best, checks, None, pending)
+            checks.append(check)
+            if check.verdict != "better":
+                return WidthWalk(points, steps, best, checks, candidate, [])
+        raise AssertionError("the best width is among the points compared")
 
     def next_trials(self, done: list[TrialOutcome]) -> list[TrialRequest]:
-        return self.walk(done)[1]
+        return self.walk(done).pending
 
     def conclude(self, done: list[TrialOutcome]) -> StageResult:
-        points, _ = self.walk(done)
-        best = max(score for _, score in points)
-        chosen, score = next((c, s) for c, s in points if s >= best - self.plan.width_tolerance)
+        walk = self.walk(done)
+        chosen = walk.chosen or walk.best
+        scores = {candidate.name: mean_score(self.outcomes_for(candidate, done)) for candidate, _ in walk.points}  # over every seed trained
         entries = [
             self.entry(
-                "kept" if candidate is chosen else "rejected",
-                f"{candidate.name}: val_acc {fmt(s)} (best {fmt(best)}, tolerance {self.plan.width_tolerance})",
+                "better" if step.verdict == "better" else "not better",
+                f"{step.describe()}; {'new best' if step.verdict == 'better' else 'the best stays ' + step.incumbent}",
                 width=candidate.arch.widths[0],
-                val_acc=s,
+                val_acc=scores[candidate.name],
+                **step.numbers(),
             )
-            for candidate, s in points
+            for candidate, step in walk.steps
         ]
+        entries += [
+            self.entry(
+                "rejected" if check.verdict == "better" else "kept",
+                f"{check.describe()}; {'the smaller is worse' if check.verdict == 'better' else 'keep the smaller'}",
+                **check.numbers(),
+            )
+            for check in walk.checks
+        ]
+        score = scores[chosen.name]
         entries.append(
             self.entry(
                 "selected",
-                f"smallest width within {self.plan.width_tolerance} of the best ({fmt(best)}): {chosen.name} at {fmt(score)}",
+                f"smallest width the best ({walk.best.name}, {fmt(scores[walk.best.name])}) does not beat beyond noise "
+                f"(p < {self.plan.significance} and more than {self.plan.width_tolerance}): {chosen.name} at {fmt(score)}",
                 width=chosen.arch.widths[0],
                 val_acc=score,
-                best_val_acc=best,
+                best_val_acc=scores[walk.best.name],
             )
         )
-        winner_outcomes = self.start.winner_outcomes if chosen is self.start.winner else outcomes_of(chosen, done)
-        compared = {candidate.name for candidate, _ in points}
+        compared = {candidate.name for candidate, _ in walk.points}
         notes = {
             o.request.key: f"beyond patience: trained concurrently, not compared (patience {self.plan.width_patience})"
             for o in done
             if o.request.candidate not in compared
         }
+        winner_outcomes = tuple(self.outcomes_for(chosen, done))
         return StageResult(
-            self.name, chosen, score, tuple(entries), self.trial_decisions(done, {chosen.name}), winner_outcomes=winner_outcomes, trial_notes=notes
+            self.name, chosen, score, tuple(entries), self.trial_decisions(done, {chosen.name}),
+            winner_outcomes=winner_outcomes, trial_notes=notes,
         )

@@ -1,0 +1,163 @@
+"""Paired evidence: does one candidate beat another beyond noise, judged on the same validation images?
+
+Two trials scored on the same validation split agree on most images; what both got right or
+both got wrong says nothing about which is better. McNemar's exact test looks only at the
+discordant images: if the candidates were equally good, each discordant image would be a fair
+coin between them, so the number the challenger won is Binomial(discordant, 1/2) and the
+two-sided p-value is 2 * P(X <= min(wins, losses)), capped at 1. Subtracting two noisy maxima
+ignores all of that: on 287 images one image is 0.35 points and the binomial standard error of
+98% accuracy is 0.8 points, larger than any tolerance a user would set.
+
+With repeats, seed r of one candidate is paired with seed r of the other and the discordant
+counts of the pairs add up (under "equally good" every discordant image is still a fair coin).
+
+A comparison has three outcomes: `better` (significant at `alpha`, the challenger won more
+images, and its score beats the incumbent's by more than `floor`, the effect-size floor the
+user set as a tolerance), `worse` (the mirror image), or `tie`. A tie whose effect is still
+above the floor is `inconclusive`: the stages then train another seed of both candidates, up
+to `search.max_repeats` (adaptive repeats), instead of deciding on one draw.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Literal
+
+import numpy as np
+
+from searcher.search.trials import TrialOutcome
+
+Verdict = Literal["better", "worse", "tie"]
+
+
+def mcnemar_p_value(wins: int, losses: int) -> float:
+    """Two-sided exact McNemar test on the discordant counts (1.0 when there are none)."""
+    n = wins + losses
+    if n == 0:
+        return 1.0
+    low = min(wins, losses)
+    log_half = n * math.log(0.5)
+    terms = [math.lgamma(n + 1) - math.lgamma(k + 1) - math.lgamma(n - k + 1) + log_half for k in range(low + 1)]
+    top = max(terms)
+    tail = math.exp(top) * sum(math.exp(t - top) for t in terms)
+    return min(1.0, 2 * tail)
+
+
+def unpack(bits: bytes, images: int) -> np.ndarray:
+    """Packed correctness bits (the trainer's `pack_bits`) -> a bool per validation image."""
+    return np.unpackbits(np.frombuffer(bits, dtype=np.uint8), count=images).astype(bool)
+
+
+@dataclass(frozen=True)
+class Comparison:
+    """Challenger vs incumbent on the same validation images, over `pairs` paired seeds."""
+
+    challenger: str
+    incumbent: str
+    effect: float  # challenger's mean score - incumbent's, over the paired seeds
+    wins: int  # images the challenger got right and the incumbent wrong, summed over the pairs
+    losses: int  # the other way round
+    pairs: int  # seeds compared pairwise (0: no paired evidence, e.g. one side failed)
+    p_value: float  # exact McNemar, two-sided; nan without paired evidence
+    floor: float  # effect-size floor: a difference smaller than this never counts
+    alpha: float  # significance level
+
+    @property
+    def paired(self) -> bool:
+        return not math.isnan(self.p_value)
+
+    @property
+    def significant(self) -> bool:
+        return self.paired and self.p_value < self.alpha
+
+    @property
+    def verdict(self) -> Verdict:
+        if math.isinf(self.effect):  # one side failed every seed: the other wins without a test
+            return "better" if self.effect > 0 else "worse"
+        if not self.paired:  # no per-image record (a store written before it was kept): the floor alone decides
+            return "better" if self.effect > self.floor else "worse" if self.effect < -self.floor else "tie"
+        if self.significant and self.effect > self.floor and self.wins > self.losses:
+            return "better"
+        if self.significant and self.effect < -self.floor and self.losses > self.wins:
+            return "worse"
+        return "tie"
+
+    @property
+    def inconclusive(self) -> bool:
+        """Worth another seed of both: the difference is above its floor but not (yet) significant."""
+        return self.paired and not self.significant and abs(self.effect) > self.floor
+
+    def describe(self) -> str:
+        """The decision log's words: "d3 +w32 vs w16 d2: right on 9 images the other missed, wrong on 3 (p = 0.15, 1 seed)"."""
+        head = f"{self.challenger} vs {self.incumbent}"
+        if math.isinf(self.effect):
+            return f"{head}: {'the incumbent' if self.effect > 0 else 'the challenger'} failed, no test needed"
+        if not self.paired:
+            return f"{head}: {self.effect:+.4f} (no per-image record to pair, the floor {self.floor} alone decides)"
+        seeds = f"{self.pairs} seed{'s' if self.pairs != 1 else ''}"
+        verdict = {"better": "significant, better", "worse": "significant, worse"}.get(self.verdict, "")
+        if not verdict:
+            verdict = "not significant" if not self.significant else f"significant but within the floor {self.floor}"
+        return (
+            f"{head}: right on {self.wins} images the other missed, wrong on {self.losses} "
+            f"(p = {self.p_value:.2g}, {seeds}, {self.effect:+.4f}): {verdict}"
+        )
+
+    def numbers(self) -> dict[str, float | int]:
+        """For the decision log's JSON: the counts and p-value behind the words."""
+        return {"wins": self.wins, "losses": self.losses, "pairs": self.pairs, "p_value": self.p_value, "effect": self.effect}
+
+
+def compare(
+    challenger: str,
+    challenger_outcomes: Sequence[TrialOutcome],
+    incumbent: str,
+    incumbent_outcomes: Sequence[TrialOutcome],
+    floor: float,
+    alpha: float,
+    seeds: int,
+) -> Comparison:
+    """Pair the first `seeds` repeats of both candidates by repeat index and test them."""
+    mine = {o.request.repeat: o for o in challenger_outcomes if o.request.repeat < seeds}
+    theirs = {o.request.repeat: o for o in incumbent_outcomes if o.request.repeat < seeds}
+    repeats = sorted(set(mine) & set(theirs))
+    mine_ok = [r for r in repeats if mine[r].status == "ok"]
+    theirs_ok = [r for r in repeats if theirs[r].status == "ok"]
+    if not mine_ok or not theirs_ok:  # a side that failed every seed loses outright
+        effect = -math.inf if not mine_ok else math.inf
+        if not mine_ok and not theirs_ok:
+            effect = 0.0
+        return Comparison(challenger, incumbent, effect, 0, 0, 0, math.nan, floor, alpha)
+    both = [r for r in mine_ok if r in theirs_ok]
+    effect = float(np.mean([mine[r].score for r in both]) - np.mean([theirs[r].score for r in both])) if both else 0.0
+    wins = losses = 0
+    for r in both:
+        a, b = mine[r].result, theirs[r].result
+        if a is None or b is None or a.val_correct is None or b.val_correct is None or len(a.val_correct) != len(b.val_correct):
+            return Comparison(challenger, incumbent, effect, 0, 0, len(both), math.nan, floor, alpha)
+        images = len(a.val_correct) * 8
+        right_a, right_b = unpack(a.val_correct, images), unpack(b.val_correct, images)
+        wins += int(np.count_nonzero(right_a & ~right_b))
+        losses += int(np.count_nonzero(~right_a & right_b))
+    return Comparison(challenger, incumbent, effect, wins, losses, len(both), mcnemar_p_value(wins, losses), floor, alpha)
+
+
+SMALL_VALIDATION_IMAGES = 1000  # below this, one image moves accuracy by more than 0.1 points
+
+
+def validation_note(images: int, significance: float, repeats: int, max_repeats: int) -> str:
+    """The first lines' word on how decisions are made, and a warning when the validation split is small."""
+    protocol = (
+        f"decisions: paired on the {images} validation images (McNemar, p < {significance}), "
+        f"{repeats} seed{'s' if repeats != 1 else ''} per candidate, up to {max_repeats} while a comparison is inconclusive"
+    )
+    if images >= SMALL_VALIDATION_IMAGES:
+        return protocol
+    error = 100 * math.sqrt(0.95 * 0.05 / images)
+    return (
+        f"{protocol}\nsmall validation split: one image is {100 / images:.2f} points and the standard error of a 95% accuracy is "
+        f"{error:.1f} points, so most differences between candidates are noise; raise dataset.val_fraction or "
+        "search.max_repeats for sharper decisions (docs/design.md, 'Decisions under noise')"
+    )

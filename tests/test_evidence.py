@@ -1,0 +1,152 @@
+"""Paired evidence: McNemar's exact test on constructed correctness vectors, and the stage rules built on it."""
+
+import math
+
+import pytest
+import torch
+from conftest import FakeRunner, arch_score, make_plan, memory_studies
+from scipy.stats import binomtest
+
+from searcher.search import run_search
+from searcher.search.evidence import compare, mcnemar_p_value, unpack
+from searcher.search.trials import TrialOutcome, TrialRequest
+from searcher.train.trainer import TrainResult, pack_bits
+
+
+def test_mcnemar_exact_p_values_match_the_binomial_test():
+    assert mcnemar_p_value(0, 0) == 1.0
+    assert mcnemar_p_value(6, 0) == pytest.approx(2 / 64)  # six discordant images, all one way
+    assert mcnemar_p_value(9, 3) == pytest.approx(2 * (1 + 12 + 66 + 220) / 4096)  # the issue's example: p = 0.146
+    assert mcnemar_p_value(3, 9) == mcnemar_p_value(9, 3)
+    assert mcnemar_p_value(5, 5) == 1.0
+    for wins, losses in ((30, 12), (400, 350), (1200, 1100), (2, 40)):
+        assert mcnemar_p_value(wins, losses) == pytest.approx(binomtest(wins, wins + losses, 0.5).pvalue, rel=1e-9)
+
+
+def outcome(candidate: str, repeat: int, correct: list[bool], status: str = "ok") -> TrialOutcome:
+    request = TrialRequest("width", candidate, arch=None, train=None, seed=repeat, data_identity="d", repeat=repeat)  # type: ignore[arg-type]
+    bits = torch.tensor(correct)
+    result = TrainResult("stable", (), float(bits.float().mean()), 1, 0.0, 0.0, val_correct=pack_bits(bits))
+    return TrialOutcome(request, status, result)  # type: ignore[arg-type]
+
+
+def test_packed_bits_round_trip_for_any_length():
+    for n in (1, 7, 8, 9, 287):
+        correct = torch.rand(n, generator=torch.Generator().manual_seed(n)) < 0.7
+        assert unpack(pack_bits(correct), n).tolist() == correct.tolist()
+
+
+def test_compare_counts_only_the_discordant_images_and_adds_them_over_paired_seeds():
+    a = [True] * 10 + [True, True, False, True] + [False] * 2
+    b = [True] * 10 + [False, False, True, False] + [False] * 2
+    one = compare("a", [outcome("a", 0, a)], "b", [outcome("b", 0, b)], floor=0.0, alpha=0.05, seeds=1)
+    assert (one.wins, one.losses, one.pairs) == (3, 1, 1)
+    assert one.effect == pytest.approx(2 / 16)
+    assert one.p_value == pytest.approx(mcnemar_p_value(3, 1)) and one.verdict == "tie"
+    assert "a vs b: right on 3 images the other missed, wrong on 1 (p = 0.62, 1 seed" in one.describe()
+    two = compare("a", [outcome("a", 0, a), outcome("a", 1, a)], "b", [outcome("b", 0, b), outcome("b", 1, b)], 0.0, 0.05, seeds=2)
+    assert (two.wins, two.losses, two.pairs) == (6, 2, 2)
+
+
+def test_a_real_two_point_gain_on_287_images_is_accepted_and_one_image_is_not():
+    images = 287
+    base = [True] * 280 + [False] * 7
+    gain = [True] * 286 + [False] * 1  # six more images right: 2.1 points
+    one_image = [True] * 281 + [False] * 6  # one more image right: 0.35 points
+    real = compare("big", [outcome("big", 0, gain)], "small", [outcome("small", 0, base)], floor=0.005, alpha=0.05, seeds=1)
+    assert (real.wins, real.losses) == (6, 0) and real.verdict == "better"
+    noise = compare("big", [outcome("big", 0, one_image)], "small", [outcome("small", 0, base)], floor=0.002, alpha=0.05, seeds=1)
+    assert (noise.wins, noise.losses) == (1, 0) and noise.verdict == "tie"
+    assert noise.inconclusive  # 0.35 points is above the 0.002 floor but p = 1: worth another seed
+    assert len(base) == images
+
+
+def test_a_side_that_failed_loses_without_a_test():
+    ok = outcome("a", 0, [True, False])
+    failed = TrialOutcome(ok.request, "failed", None, error="boom")
+    assert compare("a", [ok], "b", [failed], 0.0, 0.05, 1).verdict == "better"
+    assert compare("b", [failed], "a", [ok], 0.0, 0.05, 1).verdict == "worse"
+    assert math.isnan(compare("b", [failed], "a", [ok], 0.0, 0.05, 1).p_value)
+
+
+# --- the stage rules, on a fake evaluator that scores 287 validation images (digits' validation split) ---
+
+
+def test_depth_accepts_a_two_point_gain_and_rejects_a_one_image_gain_on_287_images():
+    def score(gain_images):
+        return lambda a: (280 + (gain_images if a.depth == 3 else 0) - (50 if a.depth > 3 else 0)) / 287
+
+    plan = make_plan(width_cap=16, depth_cap=4, max_repeats=1)
+    real = run_search(plan, memory_studies(plan), FakeRunner(arch_score(score(6)), images=287))
+    assert real.stages[2].winner.arch.depth == 3
+    accepted = next(e for e in real.stages[2].decisions if e.decision == "accepted")
+    assert "right on 6 images the other missed, wrong on 0 (p = 0.031" in accepted.reason
+    assert accepted.numbers["wins"] == 6 and accepted.numbers["p_value"] == pytest.approx(2 / 64)
+    noise = run_search(plan, memory_studies(plan), FakeRunner(arch_score(score(1)), images=287))
+    assert noise.stages[2].winner.arch.depth == 2
+    assert "not significant" in next(e for e in noise.stages[2].decisions if e.decision == "rejected").reason
+
+
+def test_an_inconclusive_comparison_asks_for_one_more_seed_of_both():
+    # Depth 3 is 3 images better on every seed: p = 0.25 on one seed, 0.031 on two (6 vs 0), so the second seed decides.
+    runner = FakeRunner(arch_score(lambda a: (280 + (3 if a.depth == 3 else 0) - (50 if a.depth > 3 else 0)) / 287), images=287)
+    plan = make_plan(width_cap=16, depth_cap=4, max_repeats=3, warm_start=False)
+    result = run_search(plan, memory_studies(plan), runner)
+    depth = [r for r in runner.requests if r.stage == "depth"]
+    extra = [r for r in depth if r.repeat > 0]
+    assert sorted((r.candidate, r.repeat) for r in extra) == [("d3 +w8", 1), ("w16 d2", 1)]  # one more seed of both (ties: the narrower child)
+    assert result.stages[2].winner.arch.depth == 3
+    accepted = next(e for e in result.stages[2].decisions if e.decision == "accepted")
+    assert accepted.numbers["pairs"] == 2 and accepted.numbers["wins"] == 6
+
+
+def test_extra_seeds_stop_at_max_repeats():
+    runner = FakeRunner(arch_score(lambda a: (280 + (1 if a.depth == 3 else 0) - (50 if a.depth > 3 else 0)) / 287), images=287)
+    plan = make_plan(width_cap=16, depth_cap=4, max_repeats=3, warm_start=False)
+    result = run_search(plan, memory_studies(plan), runner)
+    assert max(r.repeat for r in runner.requests if r.stage == "depth") == 2  # 1 vs 0, 2 vs 0, 3 vs 0: never significant
+    assert result.stages[2].winner.arch.depth == 2
+
+
+class Interrupted(Exception):
+    pass
+
+
+class ReplayRunner(FakeRunner):
+    """Reuses outcomes an earlier (interrupted) attempt recorded, by trial key, as the MLflow-backed runners do."""
+
+    def __init__(self, score_of, recorded: dict[str, TrialOutcome], stop_after: int | None = None, images: int = 287):
+        super().__init__(score_of, images=images)
+        self.recorded, self.stop_after, self.trained = recorded, stop_after, 0
+
+    def run_trials(self, stage, requests):
+        outcomes = []
+        for request in requests:
+            if request.key in self.recorded:
+                outcomes.append(self.recorded[request.key])
+                continue
+            if self.stop_after is not None and self.trained >= self.stop_after:
+                raise Interrupted
+            (fresh,) = super().run_trials(stage, [request])
+            self.recorded[request.key] = fresh
+            self.trained += 1
+            outcomes.append(fresh)
+        return outcomes
+
+
+def test_a_resumed_search_with_adaptive_repeats_decides_identically():
+    def score(request):  # seeds disagree a little, so comparisons are inconclusive and extra seeds are asked for
+        return (278 + request.arch.depth + (request.seed % 3) + (2 if request.arch.widths[0] == 32 else 0)) / 287
+
+    plan = make_plan(width_cap=32, depth_cap=4, max_repeats=3, regularization_trials=2)
+    whole = run_search(plan, memory_studies(plan), ReplayRunner(score, {}))
+    total = len(whole.outcomes)
+    assert any(o.request.repeat > 0 for o in whole.outcomes)
+    for cut in (1, total // 3, total // 2, total - 2):
+        recorded: dict[str, TrialOutcome] = {}
+        studies = memory_studies(plan)
+        with pytest.raises(Interrupted):
+            run_search(plan, studies, ReplayRunner(score, recorded, stop_after=cut))
+        resumed = run_search(plan, studies, ReplayRunner(score, recorded))
+        assert [e.to_dict() for e in resumed.decisions] == [e.to_dict() for e in whole.decisions]
+        assert [o.request.key for o in resumed.outcomes] == [o.request.key for o in whole.outcomes]
