@@ -80,3 +80,32 @@ def test_outputs_folder_holds_the_decision_log(finished_search):
     folder, _, _ = finished_search
     logs = list(Path(folder).glob("outputs/*/*/decisions.md"))
     assert logs and "## depth" in logs[0].read_text()
+
+
+def test_every_trial_keeps_its_paired_evidence_and_every_decision_names_it(finished_search):
+    """Per-image correctness and losses are recorded with each trained trial and read back as a resume would."""
+    import json
+
+    from searcher.search.evidence import unpack
+    from searcher.search.trials import TrialRequest
+    from searcher.tracking.history import load_outcome
+
+    folder, uri, stdout = finished_search
+    assert "decisions: paired on the 287 validation images" in stdout and "small validation split" in stdout
+    client = MlflowClient(tracking_uri=uri)
+    for trial in runs_by_role(client, "trial"):
+        if trial.info.status != "FINISHED":
+            continue
+        names = {a.path for a in client.list_artifacts(trial.info.run_id)}
+        assert {"val_correct.txt", "val_loss.txt", "state.pt"} <= names
+        request = TrialRequest("x", "x", None, None, 0, "digits")  # type: ignore[arg-type]
+        result = load_outcome(client, request, trial).result
+        right = unpack(result.val_correct, 287)
+        assert right.mean() == pytest.approx(trial.data.metrics["best_val_acc"], abs=1e-6)  # the kept weights' record
+        assert len(result.val_losses) == 2 * 287
+    (search,) = runs_by_role(client, "search")
+    import tempfile
+
+    decisions = json.loads(Path(client.download_artifacts(search.info.run_id, "decisions.json", tempfile.mkdtemp())).read_text())
+    comparisons = [d for d in decisions if d["stage"] in ("width", "depth") and d["decision"] != "selected"]
+    assert comparisons and all("p = " in d["reason"] and "wins" in d["numbers"] and "p_value" in d["numbers"] for d in comparisons)

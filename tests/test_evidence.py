@@ -8,9 +8,9 @@ from conftest import FakeRunner, arch_score, make_plan, memory_studies
 from scipy.stats import binomtest
 
 from searcher.search import run_search
-from searcher.search.evidence import compare, mcnemar_p_value, unpack
+from searcher.search.evidence import compare, mcnemar_p_value, paired_t_p_value, unpack
 from searcher.search.trials import TrialOutcome, TrialRequest
-from searcher.train.trainer import TrainResult, pack_bits
+from searcher.train.trainer import TrainResult, TrainSettings, pack_bits, pack_losses
 
 
 def test_mcnemar_exact_p_values_match_the_binomial_test():
@@ -23,11 +23,13 @@ def test_mcnemar_exact_p_values_match_the_binomial_test():
         assert mcnemar_p_value(wins, losses) == pytest.approx(binomtest(wins, wins + losses, 0.5).pvalue, rel=1e-9)
 
 
-def outcome(candidate: str, repeat: int, correct: list[bool], status: str = "ok") -> TrialOutcome:
-    request = TrialRequest("width", candidate, arch=None, train=None, seed=repeat, data_identity="d", repeat=repeat)  # type: ignore[arg-type]
+def outcome(candidate: str, repeat: int, correct: list[bool], losses: list[float] | None = None, smoothing: float = 0.0) -> TrialOutcome:
+    train = TrainSettings(label_smoothing=smoothing)
+    request = TrialRequest("width", candidate, arch=None, train=train, seed=repeat, data_identity="d", repeat=repeat)  # type: ignore[arg-type]
     bits = torch.tensor(correct)
-    result = TrainResult("stable", (), float(bits.float().mean()), 1, 0.0, 0.0, val_correct=pack_bits(bits))
-    return TrialOutcome(request, status, result)  # type: ignore[arg-type]
+    per_image = pack_losses(torch.tensor(losses)) if losses is not None else None
+    result = TrainResult("stable", (), float(bits.float().mean()), 1, 0.0, 0.0, val_correct=pack_bits(bits), val_losses=per_image)
+    return TrialOutcome(request, "ok", result)
 
 
 def test_packed_bits_round_trip_for_any_length():
@@ -59,6 +61,31 @@ def test_a_real_two_point_gain_on_287_images_is_accepted_and_one_image_is_not():
     assert (noise.wins, noise.losses) == (1, 0) and noise.verdict == "tie"
     assert noise.inconclusive  # 0.35 points is above the 0.002 floor but p = 1: worth another seed
     assert len(base) == images
+
+
+def test_on_a_saturated_split_the_per_image_losses_decide_when_accuracy_cannot():
+    right = [True] * 283 + [False] * 4  # both get the same four images wrong: no discordant image at all
+    generator = torch.Generator().manual_seed(0)
+    confident = (0.02 + 0.01 * torch.rand(287, generator=generator)).tolist()
+    hesitant = [x + 0.03 for x in confident]  # right on the same images, less sure of each
+    better = compare("wide", [outcome("wide", 0, right, confident)], "narrow", [outcome("narrow", 0, right, hesitant)], 0.005, 0.05, 1)
+    assert (better.wins, better.losses, better.p_value) == (0, 0, 1.0)
+    assert better.loss_effect == pytest.approx(-0.03, abs=1e-3) and better.loss_p_value < 1e-6
+    assert better.verdict == "better" and "better by validation loss" in better.describe()
+    assert compare("narrow", [outcome("narrow", 0, right, hesitant)], "wide", [outcome("wide", 0, right, confident)], 0.005, 0.05, 1).verdict == "worse"
+    noisy = [x + (0.05 if i % 2 else -0.05) for i, x in enumerate(confident)]  # as often less sure as more: no mean shift
+    assert compare("a", [outcome("a", 0, right, noisy)], "b", [outcome("b", 0, right, confident)], 0.005, 0.05, 1).verdict == "tie"
+    # label smoothing shifts every loss: candidates trained with different smoothing are compared on accuracy alone
+    smoothed = compare("s", [outcome("s", 0, right, confident, 0.1)], "n", [outcome("n", 0, right, hesitant)], 0.005, 0.05, 1)
+    assert math.isnan(smoothed.loss_p_value) and smoothed.verdict == "tie"
+
+
+def test_paired_t_p_value_matches_scipy_for_large_samples():
+    from scipy.stats import ttest_1samp
+
+    differences = torch.randn(500, generator=torch.Generator().manual_seed(1)).numpy() * 0.1 + 0.01
+    assert paired_t_p_value(differences) == pytest.approx(ttest_1samp(differences, 0).pvalue, rel=0.02)
+    assert paired_t_p_value(differences * 0) == 1.0
 
 
 def test_a_side_that_failed_loses_without_a_test():

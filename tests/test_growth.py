@@ -199,7 +199,7 @@ def test_a_warm_started_trial_starts_at_its_parents_accuracy(digits):
     calibration = digits_batch(digits, count=512)
     for child_spec in (parent_spec.with_width(32), layout.deepen(parent_spec, 32)):
         state = grow(parent_spec, parent.state, child_spec, 1, CLASSES, inputs=calibration)
-        _, grown_accuracy, _ = evaluate(child_model(child_spec, state, 1), digits.val, torch.autocast("cpu", enabled=False), False)
+        _, grown_accuracy, _, _ = evaluate(child_model(child_spec, state, 1), digits.val, torch.autocast("cpu", enabled=False), False)
         assert grown_accuracy == pytest.approx(parent.best_val_acc, abs=1e-9)  # epoch 0: exactly the parent's predictions
         child = train_trial(child_spec, digits, settings, seed=0, initial_state=state)
         assert child.initial_val_acc == pytest.approx(parent.best_val_acc, abs=1e-9)

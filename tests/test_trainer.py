@@ -26,7 +26,7 @@ def test_trains_until_a_verdict_and_keeps_the_best_epoch(digits):
     assert result.test_acc is None and digits.dataset.test_reads == 0
     model = build_model(spec, 1, 10)
     model.load_state_dict(result.state)  # the returned weights are the best epoch's
-    _, accuracy, _ = evaluate(model, digits.val, torch.autocast("cpu", enabled=False), False)
+    _, accuracy, _, _ = evaluate(model, digits.val, torch.autocast("cpu", enabled=False), False)
     assert accuracy == pytest.approx(result.best_val_acc)
     assert result.images_per_second > 0 and result.train_seconds > 0
 

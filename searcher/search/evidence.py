@@ -11,11 +11,22 @@ ignores all of that: on 287 images one image is 0.35 points and the binomial sta
 With repeats, seed r of one candidate is paired with seed r of the other and the discordant
 counts of the pairs add up (under "equally good" every discordant image is still a fair coin).
 
-A comparison has three outcomes: `better` (significant at `alpha`, the challenger won more
-images, and its score beats the incumbent's by more than `floor`, the effect-size floor the
-user set as a tolerance), `worse` (the mirror image), or `tie`. A tie whose effect is still
-above the floor is `inconclusive`: the stages then train another seed of both candidates, up
-to `search.max_repeats` (adaptive repeats), instead of deciding on one draw.
+On a saturated split accuracy runs out of evidence: at 98.5% on 287 images a network gets four
+images wrong, and two networks whose test accuracies differ by a point differ on a handful of
+validation images, in both directions. Every image still says how confident the network was
+in the right class: its loss. When both candidates were trained for the same loss (the same
+label smoothing, which shifts every loss), the per-image loss differences are tested too (a
+paired t-test over all images and seeds; n is in the hundreds or more, so its normal
+approximation). Measured on digits (scripts/bench_score.py's population and docs/design.md
+§3.1), mean validation loss ordered architectures by test accuracy where accuracy could not.
+
+A comparison has three outcomes: `better` when the accuracy test is significant at `alpha`,
+the challenger won more images, and its score beats the incumbent's by more than `floor` (the
+effect-size floor the user set as a tolerance); or, failing that, when the loss test is
+significant in its favour and its score is no lower. `worse` is the mirror image; anything
+else is a `tie`. A tie whose accuracy effect is above the floor is `inconclusive`: the stages
+then train another seed of both candidates, up to `search.max_repeats` (adaptive repeats),
+instead of deciding on one draw.
 """
 
 from __future__ import annotations
@@ -45,6 +56,18 @@ def mcnemar_p_value(wins: int, losses: int) -> float:
     return min(1.0, 2 * tail)
 
 
+def paired_t_p_value(differences: np.ndarray) -> float:
+    """Two-sided p-value that the mean of paired differences is zero (normal approximation: hundreds of images)."""
+    n = len(differences)
+    if n < 2:
+        return 1.0
+    spread = float(np.std(differences, ddof=1))
+    if spread == 0:
+        return 1.0 if float(np.mean(differences)) == 0 else 0.0
+    z = float(np.mean(differences)) / (spread / math.sqrt(n))
+    return math.erfc(abs(z) / math.sqrt(2))
+
+
 def unpack(bits: bytes, images: int) -> np.ndarray:
     """Packed correctness bits (the trainer's `pack_bits`) -> a bool per validation image."""
     return np.unpackbits(np.frombuffer(bits, dtype=np.uint8), count=images).astype(bool)
@@ -63,6 +86,8 @@ class Comparison:
     p_value: float  # exact McNemar, two-sided; nan without paired evidence
     floor: float  # effect-size floor: a difference smaller than this never counts
     alpha: float  # significance level
+    loss_effect: float = math.nan  # challenger's mean per-image validation loss - incumbent's (nan: not comparable)
+    loss_p_value: float = math.nan  # paired t-test on the per-image losses, two-sided
 
     @property
     def paired(self) -> bool:
@@ -71,6 +96,10 @@ class Comparison:
     @property
     def significant(self) -> bool:
         return self.paired and self.p_value < self.alpha
+
+    @property
+    def loss_significant(self) -> bool:
+        return not math.isnan(self.loss_p_value) and self.loss_p_value < self.alpha
 
     @property
     def verdict(self) -> Verdict:
@@ -82,12 +111,16 @@ class Comparison:
             return "better"
         if self.significant and self.effect < -self.floor and self.losses > self.wins:
             return "worse"
+        if self.loss_significant and self.loss_effect < 0 <= self.effect:  # accuracy saturated: the losses decide
+            return "better"
+        if self.loss_significant and self.loss_effect > 0 >= self.effect:
+            return "worse"
         return "tie"
 
     @property
     def inconclusive(self) -> bool:
-        """Worth another seed of both: the difference is above its floor but not (yet) significant."""
-        return self.paired and not self.significant and abs(self.effect) > self.floor
+        """Worth another seed of both: a tie whose accuracy difference is above its floor."""
+        return self.paired and self.verdict == "tie" and abs(self.effect) > self.floor
 
     def describe(self) -> str:
         """The decision log's words: "d3 +w32 vs w16 d2: right on 9 images the other missed, wrong on 3 (p = 0.15, 1 seed)"."""
@@ -97,17 +130,27 @@ class Comparison:
         if not self.paired:
             return f"{head}: {self.effect:+.4f} (no per-image record to pair, the floor {self.floor} alone decides)"
         seeds = f"{self.pairs} seed{'s' if self.pairs != 1 else ''}"
-        verdict = {"better": "significant, better", "worse": "significant, worse"}.get(self.verdict, "")
-        if not verdict:
+        accuracy_decides = self.significant and abs(self.effect) > self.floor
+        if self.verdict != "tie" and not accuracy_decides:
+            verdict = f"{self.verdict} by validation loss"
+        elif self.verdict != "tie":
+            verdict = f"significant, {self.verdict}"
+        else:
             verdict = "not significant" if not self.significant else f"significant but within the floor {self.floor}"
+        loss = ""
+        if not math.isnan(self.loss_p_value):
+            loss = f"; validation loss {self.loss_effect:+.4f} per image (p = {self.loss_p_value:.2g})"
         return (
             f"{head}: right on {self.wins} images the other missed, wrong on {self.losses} "
-            f"(p = {self.p_value:.2g}, {seeds}, {self.effect:+.4f}): {verdict}"
+            f"(p = {self.p_value:.2g}, {seeds}, {self.effect:+.4f}){loss}: {verdict}"
         )
 
     def numbers(self) -> dict[str, float | int]:
         """For the decision log's JSON: the counts and p-value behind the words."""
-        return {"wins": self.wins, "losses": self.losses, "pairs": self.pairs, "p_value": self.p_value, "effect": self.effect}
+        numbers = {"wins": self.wins, "losses": self.losses, "pairs": self.pairs, "p_value": self.p_value, "effect": self.effect}
+        if not math.isnan(self.loss_p_value):
+            numbers |= {"loss_effect": self.loss_effect, "loss_p_value": self.loss_p_value}
+        return numbers
 
 
 def compare(
@@ -133,6 +176,7 @@ def compare(
     both = [r for r in mine_ok if r in theirs_ok]
     effect = float(np.mean([mine[r].score for r in both]) - np.mean([theirs[r].score for r in both])) if both else 0.0
     wins = losses = 0
+    loss_differences: list[np.ndarray] | None = []
     for r in both:
         a, b = mine[r].result, theirs[r].result
         if a is None or b is None or a.val_correct is None or b.val_correct is None or len(a.val_correct) != len(b.val_correct):
@@ -141,7 +185,19 @@ def compare(
         right_a, right_b = unpack(a.val_correct, images), unpack(b.val_correct, images)
         wins += int(np.count_nonzero(right_a & ~right_b))
         losses += int(np.count_nonzero(~right_a & right_b))
-    return Comparison(challenger, incumbent, effect, wins, losses, len(both), mcnemar_p_value(wins, losses), floor, alpha)
+        same_loss = mine[r].request.train.label_smoothing == theirs[r].request.train.label_smoothing
+        if loss_differences is not None and same_loss and a.val_losses is not None and b.val_losses is not None:
+            loss_a, loss_b = (np.frombuffer(x, dtype=np.float16).astype(np.float64) for x in (a.val_losses, b.val_losses))
+            loss_differences.append(loss_a - loss_b)
+        else:
+            loss_differences = None  # one pair without comparable losses: accuracy alone decides
+    loss_effect = loss_p = math.nan
+    if loss_differences:
+        differences = np.concatenate(loss_differences)
+        loss_effect, loss_p = float(np.mean(differences)), paired_t_p_value(differences)
+    return Comparison(
+        challenger, incumbent, effect, wins, losses, len(both), mcnemar_p_value(wins, losses), floor, alpha, loss_effect, loss_p
+    )
 
 
 SMALL_VALIDATION_IMAGES = 1000  # below this, one image moves accuracy by more than 0.1 points

@@ -66,10 +66,10 @@ class TrialOutcome:
 
     @property
     def score(self) -> float:
-        """Best validation accuracy; -inf for a trial that failed, so it never wins."""
+        """The trial's score (best 3-epoch mean of validation accuracy, searcher.train.score); -inf for a failed trial."""
         if self.status == "failed" or self.result is None:
             return -math.inf
-        return self.result.best_val_acc
+        return self.result.best_val_acc if self.result.score is None else self.result.score
 
 
 @dataclass(frozen=True)

@@ -17,7 +17,7 @@ from mlflow.entities import Run
 from mlflow.tracking import MlflowClient
 
 from searcher.search.trials import TrialOutcome, TrialRequest
-from searcher.tracking.recorder import CORRECT_FILE, EPOCH_METRICS, STATE_FILE
+from searcher.tracking.recorder import EPOCH_METRICS, EVIDENCE_FILES, STATE_FILE
 from searcher.train.trainer import EpochRecord, TrainResult
 
 # Settings that do not change what a search computes, so a resume may differ in them.
@@ -105,20 +105,23 @@ def load_outcome(client: MlflowClient, request: TrialRequest, run: Run) -> Trial
             test_acc=metrics.get("test_acc"),
             test_loss=metrics.get("test_loss"),
             initial_val_acc=metrics.get("initial_val_acc"),
+            score=metrics.get("score"),
             **load_artifacts(client, run_id),
         )
     return TrialOutcome(request, tags["searcher.status"], result, error=tags.get("searcher.error"))  # type: ignore[arg-type]
 
 
 def load_artifacts(client: MlflowClient, run_id: str) -> dict:
-    """A trial's weights and per-image validation correctness, where it recorded them."""
+    """A trial's weights and per-image validation evidence, where it recorded them."""
     import base64
 
     names = {artifact.path for artifact in client.list_artifacts(run_id)}
-    found: dict = {"state": load_state(client, run_id) if STATE_FILE in names else None, "val_correct": None}
-    if CORRECT_FILE in names:
-        with tempfile.TemporaryDirectory() as folder:
-            found["val_correct"] = base64.b64decode(Path(client.download_artifacts(run_id, CORRECT_FILE, folder)).read_text())
+    found: dict = {"state": load_state(client, run_id) if STATE_FILE in names else None}
+    with tempfile.TemporaryDirectory() as folder:
+        for field_name, file_name in EVIDENCE_FILES.items():
+            found[field_name] = (
+                base64.b64decode(Path(client.download_artifacts(run_id, file_name, folder)).read_text()) if file_name in names else None
+            )
     return found
 
 

@@ -31,7 +31,8 @@ MAX_METRICS_PER_BATCH = 1000  # MLflow's limit per log_batch call
 MAX_PARAMS_PER_BATCH = 100
 EPOCH_METRICS = ("train_loss", "val_loss", "val_acc", "lr")
 STATE_FILE = "state.pt"
-CORRECT_FILE = "val_correct.txt"  # base64 of the kept weights' packed per-image validation correctness (paired comparisons)
+# The kept weights' per-image validation evidence (paired comparisons), base64 text: packed correctness bits, float16 losses.
+EVIDENCE_FILES = {"val_correct": "val_correct.txt", "val_losses": "val_loss.txt"}
 
 
 def flatten(prefix: str, value: Any) -> dict[str, str]:
@@ -170,6 +171,7 @@ class Recorder:
             summary = {
                 "best_val_acc": result.best_val_acc,
                 "best_epoch": result.best_epoch,
+                "score": result.score,
                 "epochs": len(result.history),
                 "train_seconds": result.train_seconds,
                 "images_per_second": result.images_per_second,
@@ -194,11 +196,17 @@ class Recorder:
             self.client.log_text(run_id, traceback_text, "traceback.txt")
         if result is not None and result.state is not None:
             self._log_state(run_id, result.state)
-        if result is not None and result.val_correct is not None:
-            import base64
-
-            self.client.log_text(run_id, base64.b64encode(result.val_correct).decode(), CORRECT_FILE)
+        if result is not None:
+            self._log_evidence(run_id, result)
         self._end(run_id, "FAILED" if outcome.status == "failed" else "FINISHED")
+
+    def _log_evidence(self, run_id: str, result: Any) -> None:
+        import base64
+
+        for field_name, file_name in EVIDENCE_FILES.items():
+            value = getattr(result, field_name)
+            if value is not None:
+                self.client.log_text(run_id, base64.b64encode(value).decode(), file_name)
 
     def _log_state(self, run_id: str, state: dict) -> None:
         """The trial's best-epoch weights: what a resume warm-starts from and the final model is made of."""

@@ -21,6 +21,7 @@ from searcher.data.batches import DeviceData, DeviceSplit
 from searcher.model.build import build_model
 from searcher.model.spec import ArchSpec
 from searcher.train.checkpoint import Checkpointing
+from searcher.train.score import trial_score
 from searcher.train.stability import Behavior, StabilityRule, judge
 
 
@@ -68,8 +69,10 @@ class TrainResult:
     test_acc: float | None = None  # only when asked for: the final stage
     test_loss: float | None = None
     initial_val_acc: float | None = None  # warm starts only: validation accuracy of the given weights, before training
+    score: float | None = None  # what comparisons rank by (searcher.train.score: best 3-epoch mean); None: best_val_acc
     why: str = ""  # diverged: what happened, in words
     val_correct: bytes | None = field(default=None, repr=False, compare=False)  # kept weights: which validation images they got right (packed bits)
+    val_losses: bytes | None = field(default=None, repr=False, compare=False)  # kept weights: each validation image's loss (float16)
     state: dict[str, torch.Tensor] | None = field(default=None, repr=False, compare=False)  # best-epoch weights, on CPU
 
 
@@ -93,25 +96,29 @@ def make_optimizer(model: nn.Module, settings: TrainSettings) -> torch.optim.Opt
 
 
 @torch.no_grad()
-def evaluate(model: nn.Module, split: DeviceSplit, autocast: torch.autocast, channels_last: bool) -> tuple[float, float, torch.Tensor]:
-    """(mean loss, accuracy, which images were right) over a whole split, with one host synchronisation.
+def evaluate(model: nn.Module, split: DeviceSplit, autocast: torch.autocast, channels_last: bool) -> tuple[float, float, torch.Tensor, torch.Tensor]:
+    """(mean loss, accuracy, which images were right, each image's loss) over a whole split, with one host synchronisation.
 
-    The per-image correctness (a bool per image, on the device) is what paired comparisons of two
+    The per-image correctness and losses (on the device) are what paired comparisons of two
     trials are made of: both saw the same validation images.
     """
     model.eval()
-    loss_sum = torch.zeros((), device=split.labels.device)
-    right = []
+    right, losses = [], []
     for images, labels in split.batches(1024):
         if channels_last:
             images = images.contiguous(memory_format=torch.channels_last)
         with autocast:
             logits = model(images)
-        loss_sum += nn.functional.cross_entropy(logits.float(), labels, reduction="sum")
+        losses.append(nn.functional.cross_entropy(logits.float(), labels, reduction="none"))
         right.append(logits.argmax(1) == labels)
-    correct = torch.cat(right)
-    loss, accuracy = (torch.stack([loss_sum, correct.sum().float()]) / len(split)).tolist()
-    return loss, accuracy, correct
+    correct, per_image = torch.cat(right), torch.cat(losses)
+    loss, accuracy = (torch.stack([per_image.sum(), correct.sum().float()]) / len(split)).tolist()
+    return loss, accuracy, correct, per_image
+
+
+def pack_losses(losses: torch.Tensor) -> bytes:
+    """Per-image losses as float16 bytes: 2 bytes an image, ample for a paired test."""
+    return losses.detach().to("cpu", torch.float16).numpy().tobytes()
 
 
 def pack_bits(correct: torch.Tensor) -> bytes:
@@ -156,7 +163,7 @@ def train_trial(
     history: list[EpochRecord] = []
     train_losses: list[float] = []
     val_scores: list[float] = []
-    best_val_acc, best_epoch, best_state, best_correct = -math.inf, 0, None, None
+    best_val_acc, best_epoch, best_state, best_correct, best_losses = -math.inf, 0, None, None, None
     initial_val_acc = None
     warm_up_steps = 0
     if initial_state is not None:  # a warm start: a fresh optimizer, ramped up so that its first steps keep the grown function
@@ -165,7 +172,7 @@ def train_trial(
         warm_up_steps = math.ceil(settings.warm_up_epochs * math.ceil(len(data.train) / settings.batch_size))
         # Epoch 0: the grown network computes its parent's function, and it counts as a candidate for the kept weights,
         # so a child never scores below its parent merely because a fresh optimizer knocked it off the optimum.
-        _, initial_val_acc, best_correct = evaluate(model, data.val, autocast, on_cuda)
+        _, initial_val_acc, best_correct, best_losses = evaluate(model, data.val, autocast, on_cuda)
         best_val_acc = initial_val_acc
         best_state = {name: tensor.detach().clone() for name, tensor in model.state_dict().items()}
     chance = 1 / data.dataset.num_classes
@@ -192,7 +199,7 @@ def train_trial(
         train_losses = [record.train_loss for record in history]
         val_scores = [record.val_acc for record in history]
         best_val_acc, best_epoch, best_state = saved["best_val_acc"], saved["best_epoch"], saved["best_state"]
-        best_correct = saved["best_correct"].to(device) if saved.get("best_correct") is not None else None
+        best_correct, best_losses = (saved.get(k) for k in ("best_correct", "best_losses"))
         step_seconds, images_seen = saved["step_seconds"], saved["images_seen"]
         steps = saved.get("steps", warm_up_steps)
     while behavior is None:
@@ -217,14 +224,14 @@ def train_trial(
         step_seconds += time.perf_counter() - epoch_started
         images_seen += len(data.train)
 
-        val_loss, val_acc, correct = evaluate(model, data.val, autocast, on_cuda)
+        val_loss, val_acc, correct, losses = evaluate(model, data.val, autocast, on_cuda)
         lr = optimizer.param_groups[0]["lr"]
         record = EpochRecord(len(history) + 1, train_loss, val_loss, val_acc, lr, time.perf_counter() - started)
         history.append(record)
         train_losses.append(train_loss)
         val_scores.append(val_acc)
         if val_acc > best_val_acc and math.isfinite(train_loss):
-            best_val_acc, best_epoch, best_correct = val_acc, record.epoch, correct
+            best_val_acc, best_epoch, best_correct, best_losses = val_acc, record.epoch, correct, losses
             best_state = {name: tensor.detach().clone() for name, tensor in model.state_dict().items()}
         scheduler.step(val_acc)
         behavior = judge(settings.stability, train_losses, val_scores)
@@ -251,6 +258,7 @@ def train_trial(
                     "best_epoch": best_epoch,
                     "best_state": best_state,
                     "best_correct": best_correct.cpu() if best_correct is not None else None,
+                    "best_losses": best_losses.cpu() if best_losses is not None else None,
                     "step_seconds": step_seconds,
                     "images_seen": images_seen,
                     "steps": steps,
@@ -263,7 +271,7 @@ def train_trial(
         model.load_state_dict(best_state)
     test_loss = test_acc = None
     if evaluate_test:
-        test_loss, test_acc, _ = evaluate(model, data.test(), autocast, on_cuda)
+        test_loss, test_acc, _, _ = evaluate(model, data.test(), autocast, on_cuda)
     return TrainResult(
         behavior=behavior,
         history=tuple(history),
@@ -275,7 +283,9 @@ def train_trial(
         test_acc=test_acc,
         test_loss=test_loss,
         initial_val_acc=initial_val_acc,
+        score=trial_score([record.val_acc for record in history], initial_val_acc),
         why=why,
         val_correct=pack_bits(best_correct) if best_correct is not None else None,
+        val_losses=pack_losses(best_losses) if best_losses is not None else None,
         state={name: tensor.cpu() for name, tensor in (best_state or model.state_dict()).items()},
     )
