@@ -95,6 +95,7 @@ def make_plan(config: SearcherConfig, dataset: ImageDataset, target: ImageDatase
         repeats=s.repeats,
         max_repeats=s.max_repeats,
         significance=s.significance,
+        ties=s.ties,
         baseline_depth=s.baseline.depth,
         baseline_width=s.baseline.width,
         width_factor=s.width.factor,

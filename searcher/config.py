@@ -108,6 +108,7 @@ class SearchConfig:
     repeats: int = 1  # seeds every candidate starts with (score = mean)
     max_repeats: int = 3  # an inconclusive comparison trains more seeds of both candidates, up to this many
     significance: float = 0.05  # a paired comparison's p-value below this counts as a real difference
+    ties: str = "keep_smaller"  # a width/depth comparison that is not significant: keep_smaller | grow (the larger, unless it scores lower)
     max_consecutive_failures: int = 5  # stop the search after this many failed trials in a row (0: never)
     warm_start: bool = False  # width and depth trials start from their parent's weights, grown (Net2Net)
     baseline: BaselineConfig = field(default_factory=BaselineConfig)
@@ -266,6 +267,7 @@ def check_ranges(c: SearcherConfig) -> None:
     _require(1 <= s.repeats <= 100, "search.repeats", s.repeats, "an integer in [1, 100]")
     _require(s.repeats <= s.max_repeats <= 100, "search.max_repeats", s.max_repeats, f"an integer in [search.repeats ({s.repeats}), 100]")
     _require(0 < s.significance < 1, "search.significance", s.significance, "a probability in (0, 1), e.g. 0.05")
+    _require(s.ties in ("keep_smaller", "grow"), "search.ties", s.ties, "keep_smaller or grow")
     _require(s.max_consecutive_failures >= 0, "search.max_consecutive_failures", s.max_consecutive_failures, "an integer >= 0")
     _require(s.baseline.depth >= 1, "search.baseline.depth", s.baseline.depth, "an integer >= 1")
     _require(s.baseline.width >= 1, "search.baseline.width", s.baseline.width, "an integer >= 1")

@@ -177,3 +177,15 @@ def test_a_resumed_search_with_adaptive_repeats_decides_identically():
         resumed = run_search(plan, studies, ReplayRunner(score, recorded))
         assert [e.to_dict() for e in resumed.decisions] == [e.to_dict() for e in whole.decisions]
         assert [o.request.key for o in resumed.outcomes] == [o.request.key for o in whole.outcomes]
+
+
+def test_with_ties_grow_a_larger_network_that_scores_no_lower_is_kept_unless_the_evidence_is_against_it():
+    def score(gain_images):
+        return lambda a: (280 + (gain_images if a.depth == 3 else 0) - (50 if a.depth > 3 else 0)) / 287
+
+    plan = make_plan(width_cap=16, depth_cap=4, max_repeats=1, ties="grow")
+    tie = run_search(plan, memory_studies(plan), FakeRunner(arch_score(score(1)), images=287))
+    assert tie.stages[2].winner.arch.depth == 3  # one image better: not significant, but a tie grows
+    assert "a tie grows (search.ties=grow): add it" in next(e for e in tie.stages[2].decisions if e.decision == "accepted").reason
+    lower = run_search(plan, memory_studies(plan), FakeRunner(arch_score(score(-1)), images=287))
+    assert lower.stages[2].winner.arch.depth == 2  # one image worse: a tie that scores lower does not grow

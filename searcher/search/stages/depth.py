@@ -61,7 +61,7 @@ class DepthStage(Stage):
             comparison, pending = self.contest(best_child, current, done, self.plan.depth_min_improvement)
             if pending:
                 return rounds, current, pending, ""
-            accepted = comparison.verdict == "better"
+            accepted = self.grows(comparison)
             rounds.append(DepthRound(current, scored, comparison, accepted))
             if not accepted:
                 return rounds, current, [], f"adding layer {current.arch.depth + 1} did not help beyond noise"
@@ -81,7 +81,7 @@ class DepthStage(Stage):
                 self.entry(
                     verdict,
                     f"layer {round_.parent.arch.depth + 1}: {comparison.describe()} (needs p < {self.plan.significance} and "
-                    f"> +{self.plan.depth_min_improvement}); {'add it' if round_.accepted else 'keep the smaller'}; tried {tried}",
+                    f"> +{self.plan.depth_min_improvement}); {'add it' if round_.accepted and comparison.verdict == 'better' else 'a tie grows (search.ties=grow): add it' if round_.accepted else 'keep the smaller'}; tried {tried}",
                     depth=round_.parent.arch.depth + 1,
                     child_val_acc=mean_score(self.outcomes_for(next(c for c, _ in round_.children if c.name == comparison.challenger), done)),
                     parent_val_acc=mean_score(self.outcomes_for(round_.parent, done)),

@@ -69,7 +69,7 @@ class WidthStage(Stage):
                 return WidthWalk(points, steps, best, [], None, pending)
             points.append((candidate, mean_score(self.outcomes_for(candidate, done))))
             steps.append((candidate, step))
-            best, since_best = (candidate, 0) if step.verdict == "better" else (best, since_best + 1)
+            best, since_best = (candidate, 0) if self.grows(step) else (best, since_best + 1)
         checks: list[Comparison] = []
         for candidate, _ in points:
             if candidate is best:
@@ -78,7 +78,7 @@ class WidthStage(Stage):
             if pending:
                 return WidthWalk(points, steps, best, checks, None, pending)
             checks.append(check)
-            if check.verdict != "better":
+            if not self.grows(check):
                 return WidthWalk(points, steps, best, checks, candidate, [])
         raise AssertionError("the best width is among the points compared")
 
@@ -91,8 +91,8 @@ class WidthStage(Stage):
         scores = {candidate.name: mean_score(self.outcomes_for(candidate, done)) for candidate, _ in walk.points}  # over every seed trained
         entries = [
             self.entry(
-                "better" if step.verdict == "better" else "not better",
-                f"{step.describe()}; {'new best' if step.verdict == 'better' else 'the best stays ' + step.incumbent}",
+                "better" if self.grows(step) else "not better",
+                f"{step.describe()}; {self.tie_note(step) + 'new best' if self.grows(step) else 'the best stays ' + step.incumbent}",
                 width=candidate.arch.widths[0],
                 val_acc=scores[candidate.name],
                 **step.numbers(),
@@ -101,8 +101,8 @@ class WidthStage(Stage):
         ]
         entries += [
             self.entry(
-                "rejected" if check.verdict == "better" else "kept",
-                f"{check.describe()}; {'the smaller is worse' if check.verdict == 'better' else 'keep the smaller'}",
+                "rejected" if self.grows(check) else "kept",
+                f"{check.describe()}; {self.tie_note(check) + 'the smaller is rejected' if self.grows(check) else 'keep the smaller'}",
                 **check.numbers(),
             )
             for check in walk.checks
