@@ -150,7 +150,12 @@ def make_relational_recipe(num_classes: int, channels: int, image_size: int, see
     pairs = pairs[rng.permutation(len(pairs))[:pairs_needed]]
     classes = np.array([(a, b, arrangement) for a, b in pairs for arrangement in (0, 1)])[:num_classes]
     return RelationalRecipe(
-        orientation, wavelength.astype(np.float64), colour, classes, sigma=image_size / 8, distractors=round(MAX_DISTRACTORS * difficulty)
+        orientation,
+        wavelength.astype(np.float64),
+        colour,
+        classes,
+        sigma=image_size / 8,
+        distractors=round(MAX_DISTRACTORS * difficulty),
     )
 
 
@@ -203,7 +208,9 @@ def render_relational(recipe: RelationalRecipe, labels: np.ndarray, image_size: 
         columns += [np.cos(phase_x), np.sin(phase_x)]
         rows += [np.cos(phase_y), -np.sin(phase_y)]
         colours += [0.2 * rng.uniform(-1, 1, (n, channels))] * 2
-        left = np.stack(colours, 2).astype(np.float32)[:, :, None, :] * np.stack(rows, 2).astype(np.float32)[:, None, :, :]  # (N, C, S, T)
+        left = (
+            np.stack(colours, 2).astype(np.float32)[:, :, None, :] * np.stack(rows, 2).astype(np.float32)[:, None, :, :]
+        )  # (N, C, S, T)
         picture = np.matmul(left.reshape(n, channels * size, -1), np.stack(columns, 1).astype(np.float32))
         picture = picture.reshape(n, channels, size, size)
         picture *= 0.35

@@ -48,7 +48,8 @@ class RegularizationStage(Stage):
             # (Not when the winner was warm-started: its score then comes from longer training than the
             # regularized trials get, so the first trial is trained from scratch like them.)
             self.first_name = start.winner.name
-            self.candidates[start.winner.name] = start.winner
+            # its extra seeds, if a comparison asks for them, are recorded with the regularizers it has: all off
+            self.candidates[start.winner.name] = replace(start.winner, params=tuple(sorted(off.items())))
             if not any(t.user_attrs.get("role") == "unregularized" for t in earlier):
                 history = start.winner_outcomes[0].result.history if start.winner_outcomes and start.winner_outcomes[0].result else ()
                 self.study.add_trial(
