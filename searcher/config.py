@@ -108,7 +108,7 @@ class SearchConfig:
     repeats: int = 1  # seeds every candidate starts with (score = mean)
     max_repeats: int = 3  # an inconclusive comparison trains more seeds of both candidates, up to this many
     significance: float = 0.05  # a paired comparison's p-value below this counts as a real difference
-    ties: str = "keep_smaller"  # a width/depth comparison that is not significant: keep_smaller | grow (the larger, unless it scores lower)
+    ties: str = "grow"  # a width/depth comparison that is not significant: grow (the larger, unless it scores lower) | keep_smaller
     max_consecutive_failures: int = 5  # stop the search after this many failed trials in a row (0: never)
     warm_start: bool = False  # width and depth trials start from their parent's weights, grown (Net2Net)
     baseline: BaselineConfig = field(default_factory=BaselineConfig)

@@ -124,5 +124,8 @@ def test_difficulty_setting_is_validated_and_reaches_the_identity():
     options = DatasetOptions(name="synthetic_hard", image_size=16, num_classes=4, train_size=80, test_size=20, difficulty=1.0)
     dataset = load_dataset(options)
     assert "difficulty=1.0" in dataset.identity and dataset.identity.startswith("synthetic_hard|")
-    assert "difficulty" not in load_dataset(DatasetOptions(name="synthetic", image_size=16, num_classes=4, train_size=80, test_size=20)).identity
+    assert (
+        "difficulty"
+        not in load_dataset(DatasetOptions(name="synthetic", image_size=16, num_classes=4, train_size=80, test_size=20)).identity
+    )
     assert torch.equal(dataset.train.images, load_dataset(DatasetOptions(**{**vars(options), "name": "synthetic"})).train.images)

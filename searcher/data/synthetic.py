@@ -20,8 +20,9 @@ half the image; the baseline network's is about 12 pixels, so at 32x32 and
 above it needs depth. Around the two parts lie round(7 x difficulty) distractor
 parts: orientations half-way between the parts' own, any colour, anywhere,
 which the network has to learn to ignore (width). Parts come from a vocabulary
-of 10 or more (for 10 classes: 10 parts 18 degrees apart), so telling them apart
-takes many filters. difficulty 1 is calibrated with scripts/calibrate_synthetic.py
+of about min(num_classes, 10), more where that many cannot make enough pairs
+(for 10 classes: 10 parts 18 degrees apart), so telling them apart takes many
+filters. difficulty 1 is calibrated with scripts/calibrate_synthetic.py
 (docs/datasets.md, docs/benchmarks/calibrate_synthetic*.json).
 
 Deterministic: the parts and the classes come from `seed`; the train and test
@@ -38,7 +39,7 @@ import numpy as np
 
 CHUNK = 4096  # images rendered per vectorised step (about 50 MB of float32 at 32x32x3)
 MAX_DISTRACTORS = 7  # distractor parts per image at difficulty 1
-PART_VOCABULARY = 10  # relational classes draw their pairs from at least this many parts (fewer for very few classes)
+PART_VOCABULARY = 10  # relational classes: up to this many parts, more only where they cannot make enough pairs
 
 
 @dataclass(frozen=True)

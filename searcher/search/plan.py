@@ -37,7 +37,7 @@ class SearchPlan:
     repeats: int = 1  # seeds every candidate starts with; a candidate's score is the mean over its seeds
     max_repeats: int = 1  # an inconclusive paired comparison adds seeds of both candidates, up to this many
     significance: float = 0.05  # p-value below which a paired comparison counts as a real difference
-    ties: str = "keep_smaller"  # a width/depth comparison that is not significant: keep_smaller, or grow when the larger scores no lower
+    ties: str = "grow"  # a width/depth comparison that is not significant: grow when the larger scores no lower, or keep_smaller
     baseline_depth: int = 2
     baseline_width: int = 16
     width_factor: float = 2.0  # geometric width candidates: baseline * factor^k
