@@ -162,9 +162,9 @@ def main() -> None:
     import optuna
     import torch
 
-    from searcher.app import make_plan
+    from searcher.app import dataset_options, make_plan
     from searcher.config import data_dir
-    from searcher.data import DatasetOptions, DeviceData, load_dataset
+    from searcher.data import DeviceData, load_dataset
     from searcher.execution import LocalRunner
     from searcher.search import run_stage
     from searcher.search.stages import BaselineStage
@@ -181,9 +181,7 @@ def main() -> None:
         storage = optuna.storages.InMemoryStorage()
         for seed in args.seeds:
             config = compose(preset, [*args.overrides, f"seed={seed}"], uri)
-            classes = tuple(config.dataset.classes) if config.dataset.classes else None
-            options = DatasetOptions(config.dataset.name, classes, config.dataset.val_fraction, config.dataset.split_seed, data_dir(config))
-            dataset = load_dataset(options)
+            dataset = load_dataset(dataset_options(config.dataset, data_dir(config)))
             data = DeviceData(dataset, torch.device("cpu"))
             plan = make_plan(config, dataset)
             recorder.start_search(f"bench-growth seed {seed}", {}, {})

@@ -92,19 +92,12 @@ def compose(args: argparse.Namespace, seed: int, folder: str) -> Any:
 
 
 def setup(config: Any) -> Setup:
-    from searcher.app import make_plan
+    from searcher.app import dataset_options, make_plan
     from searcher.config import data_dir
-    from searcher.data import DatasetOptions, DeviceData, load_dataset
+    from searcher.data import DeviceData, load_dataset
     from searcher.train import resolve_device
 
-    options = DatasetOptions(
-        name=config.dataset.name,
-        classes=tuple(config.dataset.classes) if config.dataset.classes else None,
-        val_fraction=config.dataset.val_fraction,
-        split_seed=config.dataset.split_seed,
-        data_dir=data_dir(config),
-    )
-    dataset = load_dataset(options)
+    dataset = load_dataset(dataset_options(config.dataset, data_dir(config)))  # every dataset setting, as the search reads them
     return Setup(config, make_plan(config, dataset), DeviceData(dataset, resolve_device(config.device)))
 
 
