@@ -341,6 +341,22 @@ def table(summary: dict) -> str:
     return "\n".join(lines)
 
 
+def merge(files: list[Path], out: Path) -> None:
+    """Seeds run as separate processes (e.g. one per core), summarised as one run."""
+    parts = [json.loads(file.read_text()) for file in files]
+    report = dict(parts[0])
+    report["methods"] = {name: {"seeds": [s for part in parts for s in part["methods"][name]["seeds"]]} for name in parts[0]["methods"]}
+    report["seeds"] = [s for part in parts for s in part["seeds"]]
+    staged_computes = [s["compute"] for s in report["methods"]["staged"]["seeds"]]
+    report["summary"] = summarise(report["methods"], staged_computes)
+    report["targets"] = targets(report["summary"]) if "tpe" in report["summary"] else None
+    report["wall_seconds"] = max(part["wall_seconds"] for part in parts)
+    report["command"] = " && ".join(part["command"] for part in parts) + " && " + " ".join(["python", *sys.argv])
+    out.write_text(json.dumps(report, indent=2))
+    print(table(report["summary"]))
+    print(json.dumps(report["targets"], indent=2))
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--out", type=Path, required=True)
@@ -352,8 +368,11 @@ def main() -> None:
         "--budget-factor", type=float, default=2.0, help="each baseline's budget: this x the staged search's compute"
     )
     parser.add_argument("--methods", default=",".join(METHODS[1:]), help="baselines to run beside the staged search")
+    parser.add_argument("--merge", type=Path, nargs="+", help="combine these result files (same setup, other seeds) into --out; trains nothing")
     parser.add_argument("overrides", nargs="*", help="extra Hydra overrides for every method, e.g. train.lr=0.1")
     args = parser.parse_args()
+    if args.merge:
+        return merge(args.merge, args.out)
     seeds = [int(s) for s in args.seeds.split(",")]
     baselines = [m for m in args.methods.split(",") if m]
     if unknown := set(baselines) - set(METHODS[1:]):
