@@ -69,6 +69,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from bench_search import width_grid  # the joint space of scripts/bench_search.py, beside this script
 from benchlib import cpu_model  # scripts/benchlib.py, beside this script
 
 REPO = Path(__file__).resolve().parent.parent
@@ -137,15 +138,6 @@ def load(config: Any) -> Any:
     from searcher.data import load_dataset
 
     return load_dataset(dataset_options(config.dataset, data_dir(config)))
-
-
-def width_grid(plan: Any) -> list[int]:
-    """The width stage's grid: baseline width x factor^k up to the cap (16, 32, 64, 128 by default)."""
-    widths, width = [plan.baseline_width], plan.baseline_width
-    while round(width * plan.width_factor) <= plan.width_cap:
-        width = round(width * plan.width_factor)
-        widths.append(width)
-    return widths
 
 
 def draw(rng: random.Random, plan: Any, unregularized_share: float) -> tuple[tuple[int, ...], dict[str, float]]:

@@ -51,13 +51,19 @@ class Recipe:
     sigma: float  # Gaussian envelope of a part, pixels
 
 
-def make_recipe(num_classes: int, channels: int, image_size: int, seed: int) -> Recipe:
-    rng = np.random.default_rng([seed, 0])
-    parts = max(3, math.ceil((1 + math.sqrt(1 + 4 * num_classes)) / 2))  # smallest M with M(M-1) >= K ordered pairs
+def part_looks(parts: int, channels: int, image_size: int, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Each part's orientation (evenly spread, randomly rotated), wavelength (two sizes, alternating) and colour."""
     orientation = np.pi * np.arange(parts) / parts + rng.uniform(0, np.pi / parts)
     wavelength = np.maximum(2.5, image_size * np.where(np.arange(parts) % 2 == 0, 1 / 8, 1 / 5))
     colour = rng.normal(size=(parts, channels))
     colour /= np.abs(colour).max(1, keepdims=True)
+    return orientation, wavelength, colour
+
+
+def make_recipe(num_classes: int, channels: int, image_size: int, seed: int) -> Recipe:
+    rng = np.random.default_rng([seed, 0])
+    parts = max(3, math.ceil((1 + math.sqrt(1 + 4 * num_classes)) / 2))  # smallest M with M(M-1) >= K ordered pairs
+    orientation, wavelength, colour = part_looks(parts, channels, image_size, rng)
     all_pairs = np.array(list(itertools.permutations(range(parts), 2)))
     pairs = all_pairs[rng.permutation(len(all_pairs))[:num_classes]]
     return Recipe(orientation, wavelength.astype(np.float64), colour, pairs, sigma=image_size / 8)
@@ -143,10 +149,7 @@ def make_relational_recipe(num_classes: int, channels: int, image_size: int, see
     pairs_needed = math.ceil(num_classes / 2)  # each unordered pair makes two classes: horizontal and vertical
     fewest = math.ceil((1 + math.sqrt(1 + 8 * pairs_needed)) / 2)  # smallest M with M(M-1)/2 >= pairs
     parts = max(fewest, min(2 * pairs_needed, PART_VOCABULARY))
-    orientation = np.pi * np.arange(parts) / parts + rng.uniform(0, np.pi / parts)
-    wavelength = np.maximum(2.5, image_size * np.where(np.arange(parts) % 2 == 0, 1 / 8, 1 / 5))
-    colour = rng.normal(size=(parts, channels))
-    colour /= np.abs(colour).max(1, keepdims=True)
+    orientation, wavelength, colour = part_looks(parts, channels, image_size, rng)
     pairs = np.array(list(itertools.combinations(range(parts), 2)))
     pairs = pairs[rng.permutation(len(pairs))[:pairs_needed]]
     classes = np.array([(a, b, arrangement) for a, b in pairs for arrangement in (0, 1)])[:num_classes]
