@@ -143,3 +143,12 @@ def test_bench_search_writes_the_promised_json(tmp_path):
     assert report["methods"]["tpe"]["seeds"][0]["compute"] >= 2 * staged["compute"]
     assert report["targets"]["compute_target_met"] is True
     assert "| staged |" in result.stdout
+    assert {"optimism_mean"} <= set(report["summary"]["staged"]) and "hyperband_target_met" in report["targets"]
+    # two processes' results (here: the same run twice) summarised as one
+    merged = tmp_path / "merged.json"
+    command = [sys.executable, str(REPO / "scripts" / "bench_search.py"), "--out", str(merged), "--merge", str(out), str(out)]
+    result = subprocess.run(command, capture_output=True, text=True, timeout=120, cwd=tmp_path)
+    assert result.returncode == 0, result.stderr[-2000:]
+    both = json.loads(merged.read_text())
+    assert len(both["methods"]["tpe"]["seeds"]) == 2 and both["seeds"] == [0, 0]
+    assert both["summary"]["staged"]["test_acc_mean"] == pytest.approx(report["summary"]["staged"]["test_acc_mean"])
