@@ -16,7 +16,8 @@ from searcher.search.trials import Candidate, TrialOutcome, TrialRequest, mean_s
 class DepthRound:
     parent: Candidate
     children: tuple[tuple[Candidate, float], ...]  # (child, mean score on its first seeds)
-    comparison: Comparison  # the best child against the parent
+    best: Candidate  # the best child, compared with the parent
+    comparison: Comparison
     accepted: bool
 
 
@@ -62,7 +63,7 @@ class DepthStage(Stage):
             if pending:
                 return rounds, current, pending, ""
             accepted = self.grows(comparison)
-            rounds.append(DepthRound(current, scored, comparison, accepted))
+            rounds.append(DepthRound(current, scored, best_child, comparison, accepted))
             if not accepted:
                 return rounds, current, [], f"adding layer {current.arch.depth + 1} did not help beyond noise"
             current = best_child
@@ -83,14 +84,14 @@ class DepthStage(Stage):
                     f"layer {round_.parent.arch.depth + 1}: {comparison.describe()} (needs p < {self.plan.significance} and "
                     f"> +{self.plan.depth_min_improvement}); {'add it' if round_.accepted and comparison.verdict == 'better' else 'a tie grows (search.ties=grow): add it' if round_.accepted else 'keep the smaller'}; tried {tried}",
                     depth=round_.parent.arch.depth + 1,
-                    child_val_acc=mean_score(self.outcomes_for(next(c for c, _ in round_.children if c.name == comparison.challenger), done)),
+                    child_val_acc=mean_score(self.outcomes_for(round_.best, done)),
                     parent_val_acc=mean_score(self.outcomes_for(round_.parent, done)),
                     **comparison.numbers(),
                 )
             )
         score = mean_score(self.outcomes_for(current, done))
         entries.append(self.entry("selected", f"{current.name} at {fmt(score)}; stopped: {why}", depth=current.arch.depth, val_acc=score))
-        accepted = {r.comparison.challenger for r in rounds if r.accepted}
+        accepted = {r.best.name for r in rounds if r.accepted}
         selected = accepted | {current.name}
         return StageResult(
             self.name, current, score, tuple(entries), self.trial_decisions(done, selected), winner_outcomes=tuple(self.outcomes_for(current, done))
