@@ -18,7 +18,7 @@ CNN (depth 4, width 64) on synthetic CIFAR-shaped data resident on the device, f
 trial alone, then `--concurrent` trials at once in worker processes that share the device
 (execution=processes with trials_per_gpu), and reports the aggregate training images/s of
 each (total images trained / wall time of the batch; also the sum of per-trial rates).
-Target on a GPU: aggregate of 4 concurrent >= 1.7x one trial's (DESIGN.md §5: 1.83x on an H100).
+Target on a GPU: aggregate of 4 concurrent >= 1.7x one trial's (docs/design.md §5: 1.83x on an H100).
 
 `--quick` shrinks either mode to show the JSON in seconds (not a measurement).
 """

@@ -1,6 +1,6 @@
 """Wires one search together: validated config -> data, plan, store -> controller -> record -> summary.
 
-Exit codes (DESIGN.md §3): 0 done, 2 bad configuration or input (nothing
+Exit codes (docs/design.md §4): 0 done, 2 bad configuration or input (nothing
 trained, no run left RUNNING), 130/143 interrupted (open runs marked KILLED).
 """
 

@@ -1,4 +1,4 @@
-"""Every rule of DESIGN.md §1, driven by a fake evaluator (no training)."""
+"""Every rule of docs/design.md §1, driven by a fake evaluator (no training)."""
 
 import math
 

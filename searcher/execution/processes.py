@@ -4,7 +4,7 @@ Workers start from a fork server (or are spawned; never forked from this process
 CUDA and threads do not survive a fork), load the data once, train with the
 threads a trial gets (execution/threads.py: one on the CPU), and take CUDA
 devices round-robin, `trials_per_gpu` to a GPU: small trials leave a GPU idle,
-and four of them on one H100 gave 1.83x the throughput of one (DESIGN.md §5).
+and four of them on one H100 gave 1.83x the throughput of one (docs/design.md §5).
 """
 
 from __future__ import annotations

@@ -62,7 +62,7 @@ Training a grown child (the trainer's `initial_state`, `TrainSettings.warm_lr_fa
 a *fresh* optimizer, because the parent's momentum buffers belong to other tensor
 shapes and to the parent's last steps; a starting rate of `lr x warm_lr_factor`
 (default 1.0: the usual rate); then reduce-on-plateau and the stability rule
-(DESIGN.md §2: at least `min_epochs`, until stable) as for any trial. Why the
+(docs/design.md §2: at least `min_epochs`, until stable) as for any trial. Why the
 full rate: a child starts at its parent's minimum, where the training loss is
 near zero. A smaller rate leaves it a copy of its parent that stabilises after
 `min_epochs` without ever using its new units, so the width stage keeps the

@@ -1,4 +1,4 @@
-"""Everything the search writes to MLflow, in one place (DESIGN.md §3).
+"""Everything the search writes to MLflow, in one place (docs/design.md §4).
 
 search run (searcher.role=search)
   └ stage run per stage (searcher.role=stage, searcher.stage=...)

@@ -1,4 +1,4 @@
-"""When has a trial's learning behaviour become stable? (DESIGN.md §2)
+"""When has a trial's learning behaviour become stable? (docs/design.md §2)
 
 "Overfitting only happens when performance drops for untrained-for samples. If it
 stays flat it may be doing something useful." So a flat validation curve is

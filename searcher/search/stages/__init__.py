@@ -1,4 +1,4 @@
-"""The five stages of "start small and go deep" (DESIGN.md §1).
+"""The five stages of "start small and go deep" (docs/design.md §1).
 
 Each stage is a deterministic function of the outcomes it has been told:
 `next_trials(done)` says what to run next (nothing: the stage is over) and
