@@ -54,14 +54,14 @@ class BaselineConfig:
 class WidthConfig:
     factor: float = 2.0  # geometric candidates: baseline width x factor^k
     cap: int = 128
-    tolerance: float = 0.005  # keep the smallest width whose val_acc is within this of the best
+    tolerance: float = 0.005  # effect-size floor: a wider network is better only if significantly and by more than this
     patience: int = 2  # stop widening after this many candidates without improvement
 
 
 @dataclass
 class DepthConfig:
     cap: int = 6  # deepest network tried
-    min_improvement: float = 0.002  # a new layer must beat its parent's val_acc by more than this
+    min_improvement: float = 0.002  # effect-size floor: a new layer is better only if significantly and by more than this
     new_layer_factors: list[float] = field(default_factory=lambda: [0.5, 1.0, 2.0])  # x previous layer's width
 
 
