@@ -42,10 +42,10 @@ class SearchPlan:
     baseline_width: int = 16
     width_factor: float = 2.0  # geometric width candidates: baseline * factor^k
     width_cap: int = 128
-    width_tolerance: float = 0.005  # keep the smallest width within this of the best score
-    width_patience: int = 2  # stop widening after this many candidates without improvement
+    width_tolerance: float = 0.005  # effect-size floor of width comparisons (searcher.search.evidence)
+    width_patience: int = 2  # stop widening after this many candidates that do not take the best's place
     depth_cap: int = 6
-    depth_min_improvement: float = 0.002  # a new layer must beat its parent by more than this
+    depth_min_improvement: float = 0.002  # effect-size floor of depth comparisons
     new_layer_factors: tuple[float, ...] = (0.5, 1.0, 2.0)  # new layer's width candidates x previous layer's
     regularization_min_improvement: float = 0.002  # a regularized network must beat the unregularized one by more than this
     regularization_trials: int = 8  # Optuna trials after the enqueued unregularized one
