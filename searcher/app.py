@@ -52,6 +52,17 @@ def dataset_options(section: DatasetConfig, folder: Path) -> DatasetOptions:
     return DatasetOptions(**values, data_dir=folder)
 
 
+def check_device(name: str) -> None:
+    """`device` names a device torch can use here, checked before anything is created."""
+    if not name.startswith("cuda"):
+        return
+    count = torch.cuda.device_count() if torch.cuda.is_available() else 0
+    index = int(name.split(":", 1)[1]) if ":" in name else 0
+    if index >= count:
+        found = f"{count} CUDA device(s)" if count else "no CUDA device torch can use"
+        raise ConfigError(f"device={name} but this machine has {found}; use device=auto (a GPU when there is one) or device=cpu.")
+
+
 def load_target(config: SearcherConfig, dataset: ImageDataset) -> ImageDataset | None:
     """The transfer stage's target dataset (None when stage 5 is off); checked before anything trains."""
     if not config.search.transfer.enabled or config.search.transfer.dataset is None:
@@ -264,6 +275,7 @@ def run(
         console.print("No dataset chosen: searching on the built-in [bold]digits[/bold] (scikit-learn, offline). Pick one with +dataset=NAME.")
     workers = None
     try:
+        check_device(config.device)
         dataset = load_dataset(dataset_options(config.dataset, data_dir(config)))
         target = load_target(config, dataset)
         storage = optuna_storage(config)

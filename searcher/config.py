@@ -234,7 +234,7 @@ def _require(ok: bool, setting: str, value: Any, allowed: str) -> None:
 
 def check_ranges(c: SearcherConfig) -> None:
     _require(c.seed >= 0, "seed", c.seed, "an integer >= 0")
-    _require(c.device in ("auto", "cpu", "cuda") or c.device.startswith("cuda:"), "device", c.device, "auto, cpu, cuda or cuda:N")
+    _require(c.device in ("auto", "cpu", "cuda") or (c.device.startswith("cuda:") and c.device[5:].isdigit()), "device", c.device, "auto, cpu, cuda or cuda:N")
     d = c.dataset
     _require(0 < d.val_fraction < 1, "dataset.val_fraction", d.val_fraction, "a fraction between 0 and 1")
     if d.classes is not None:

@@ -63,6 +63,8 @@ def test_depth_cap_message_names_the_allowed_values():
         (["search.width.tolerance=-1"], "search.width.tolerance"),
         (["tracking.uri=bogus://x"], "tracking.uri"),
         (["no_such_key=1"], "no_such_key"),
+        (["device=cuda:99"], "device=cuda:99 but this machine has"),  # checked against what torch sees, before any run
+        (["device=cuda:x"], "device"),
     ],
 )
 def test_cli_exits_2_before_training_and_leaves_no_run(tmp_path: Path, args, needle):
