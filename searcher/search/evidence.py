@@ -206,7 +206,7 @@ SMALL_VALIDATION_IMAGES = 1000  # below this, one image moves accuracy by more t
 def validation_note(images: int, significance: float, repeats: int, max_repeats: int) -> str:
     """The first lines' word on how decisions are made, and a warning when the validation split is small."""
     protocol = (
-        f"decisions: paired on the {images} validation images (McNemar, p < {significance}), "
+        f"decisions: paired on the {images} validation images (McNemar on accuracy, t-test on per-image losses, p < {significance}), "
         f"{repeats} seed{'s' if repeats != 1 else ''} per candidate, up to {max_repeats} while a comparison is inconclusive"
     )
     if images >= SMALL_VALIDATION_IMAGES:
