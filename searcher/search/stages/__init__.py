@@ -7,7 +7,7 @@ the same walk over `done`, so a stage holds no hidden progress of its own and a
 fake evaluator can drive every rule in a unit test.
 """
 
-from searcher.search.stages.base import SearchFailed, Stage, StageResult, fmt, group_by_candidate, record_in_study
+from searcher.search.stages.base import SearchFailed, Stage, StageResult, fmt, record_in_study
 from searcher.search.stages.baseline import BaselineStage
 from searcher.search.stages.depth import DepthRound, DepthStage
 from searcher.search.stages.final import FinalStage
@@ -25,7 +25,6 @@ __all__ = [
     "StageResult",
     "WidthStage",
     "fmt",
-    "group_by_candidate",
     "record_in_study",
     "regularization_name",
     "regularized",

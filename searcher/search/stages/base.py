@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import math
-from collections import defaultdict
 from dataclasses import dataclass, field
 from typing import ClassVar
 
@@ -26,13 +25,6 @@ class StageResult:
     metrics: dict[str, float] = field(default_factory=dict)  # logged on the stage run
     winner_outcomes: tuple[TrialOutcome, ...] = ()
     trial_notes: dict[str, str] = field(default_factory=dict)  # by trial key: why a trial played no part in the decision
-
-
-def group_by_candidate(done: list[TrialOutcome]) -> dict[str, list[TrialOutcome]]:
-    groups: dict[str, list[TrialOutcome]] = defaultdict(list)
-    for outcome in done:
-        groups[outcome.request.candidate].append(outcome)
-    return groups
 
 
 class Stage:
