@@ -16,7 +16,7 @@ from searcher.search.trials import Candidate, TrialOutcome, TrialRequest, mean_s
 class WidthWalk:
     """Where the width stage stands: what was compared, the best so far, the choice, and what to train next."""
 
-    points: list[tuple[Candidate, float]]  # (candidate, mean score) in grid order, the start winner first
+    points: list[Candidate]  # compared, in grid order, the start winner first
     steps: list[tuple[Candidate, Comparison]]  # each compared candidate, against the best before it
     best: Candidate
     checks: list[Comparison]  # the best against each smaller candidate, smallest first, until one holds
@@ -54,24 +54,23 @@ class WidthStage(Stage):
         candidate beyond the patience cutoff is trained but never compared. Then the smallest
         candidate that the best does not beat beyond noise is kept.
         """
-        points = [(self.start.winner, self.start.score)]
+        points = [self.start.winner]
         steps: list[tuple[Candidate, Comparison]] = []
         best, since_best = self.start.winner, 0
         for index, candidate in enumerate(self.grid):
             if since_best >= self.plan.width_patience:
                 break
-            score = self.score_of(candidate, done)
-            if score is None:
+            if self.score_of(candidate, done) is None:  # its first seeds are not trained yet
                 ahead = self.grid[index : index + max(1, self.plan.concurrency)]
                 return WidthWalk(points, steps, best, [], None, [r for c in ahead for r in self.missing(c, done)])
             step, pending = self.contest(candidate, best, done, self.plan.width_tolerance)
             if pending:
                 return WidthWalk(points, steps, best, [], None, pending)
-            points.append((candidate, mean_score(self.outcomes_for(candidate, done))))
+            points.append(candidate)
             steps.append((candidate, step))
             best, since_best = (candidate, 0) if self.grows(step) else (best, since_best + 1)
         checks: list[Comparison] = []
-        for candidate, _ in points:
+        for candidate in points:
             if candidate is best:
                 return WidthWalk(points, steps, best, checks, best, [])
             check, pending = self.contest(best, candidate, done, self.plan.width_tolerance)
@@ -88,7 +87,7 @@ class WidthStage(Stage):
     def conclude(self, done: list[TrialOutcome]) -> StageResult:
         walk = self.walk(done)
         chosen = walk.chosen or walk.best
-        scores = {candidate.name: mean_score(self.outcomes_for(candidate, done)) for candidate, _ in walk.points}  # over every seed trained
+        scores = {candidate.name: mean_score(self.outcomes_for(candidate, done)) for candidate in walk.points}  # over every seed trained
         entries = [
             self.entry(
                 "better" if self.grows(step) else "not better",
@@ -118,7 +117,7 @@ class WidthStage(Stage):
                 best_val_acc=scores[walk.best.name],
             )
         )
-        compared = {candidate.name for candidate, _ in walk.points}
+        compared = {candidate.name for candidate in walk.points}
         notes = {
             o.request.key: f"beyond patience: trained concurrently, not compared (patience {self.plan.width_patience})"
             for o in done
