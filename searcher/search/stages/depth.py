@@ -45,8 +45,9 @@ class DepthStage(Stage):
 
         Each round trains the children of the current network; the best of them (on their first
         seeds; ties: the narrower) is compared with its parent on the same images, with more seeds
-        of both while that is inconclusive. It is accepted only when it is better beyond noise
-        (p < significance) and by more than `depth_min_improvement`.
+        of both while that is inconclusive. It is accepted when it is better beyond noise
+        (p < significance, by more than `depth_min_improvement`), or, with `ties=grow`, on a tie
+        where it scores no lower (`Stage.grows`).
         """
         rounds: list[DepthRound] = []
         current = self.start.winner

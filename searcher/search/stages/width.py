@@ -52,7 +52,8 @@ class WidthStage(Stage):
         that trains several trials at once, the next `concurrency` candidates are asked for
         together; patience is still applied in grid order, so the decision is the same, and a
         candidate beyond the patience cutoff is trained but never compared. Then the smallest
-        candidate that the best does not beat beyond noise is kept.
+        candidate the best does not displace is kept (`Stage.grows`: beyond noise, or on a tie
+        with `ties=grow`).
         """
         points = [self.start.winner]
         steps: list[tuple[Candidate, Comparison]] = []
