@@ -24,6 +24,7 @@ from searcher.execution import interrupts
 from searcher.execution.interrupts import EXIT_SIGINT, Interrupted
 from searcher.execution.threads import torch_threads, trial_threads
 from searcher.model.spec import LayoutPolicy
+from searcher.search.evidence import cross_validation_folds
 from searcher.search.plan import RegularizerRange, SearchPlan, TransferPlan
 from searcher.train.stability import StabilityRule
 from searcher.train.trainer import TrainSettings, resolve_device
@@ -105,6 +106,7 @@ def make_plan(config: SearcherConfig, dataset: ImageDataset, target: ImageDatase
         block=m.block,  # type: ignore[arg-type]
         repeats=s.repeats,
         max_repeats=s.max_repeats,
+        folds=cross_validation_folds(s.folds, len(dataset.train), len(dataset.val), s.warm_start),
         significance=s.significance,
         ties=s.ties,
         baseline_depth=s.baseline.depth,
@@ -330,7 +332,9 @@ def search(
     )
     from searcher.search.evidence import validation_note
 
-    console.print(validation_note(len(dataset.val), plan.significance, plan.repeats, plan.max_repeats), highlight=False)
+    pool = len(dataset.train) + len(dataset.val)
+    note = validation_note(round(pool / plan.folds) if plan.folds > 1 else len(dataset.val), plan.significance, plan.repeats, plan.max_repeats, plan.folds, pool)
+    console.print(note, highlight=False)
     from searcher.tracking.history import differing_settings, find_search, load_prior
 
     earlier = find_search(recorder.client, recorder.experiment_id, name)

@@ -109,6 +109,7 @@ class SearchConfig:
     max_repeats: int = 3  # an inconclusive comparison trains more seeds of both candidates, up to this many
     significance: float = 0.05  # a paired comparison's p-value below this counts as a real difference
     ties: str = "grow"  # a width/depth comparison that is not significant: grow (the larger, unless it scores lower) | keep_smaller
+    folds: str = "auto"  # seed r of a candidate trains without fold r and is judged on it; auto: 1/val_fraction folds on a split under 1000 images (not with warm starts), else 1
     max_consecutive_failures: int = 5  # stop the search after this many failed trials in a row (0: never)
     warm_start: bool = False  # width and depth trials start from their parent's weights, grown (Net2Net)
     baseline: BaselineConfig = field(default_factory=BaselineConfig)
@@ -268,6 +269,12 @@ def check_ranges(c: SearcherConfig) -> None:
     _require(s.repeats <= s.max_repeats <= 100, "search.max_repeats", s.max_repeats, f"an integer in [search.repeats ({s.repeats}), 100]")
     _require(0 < s.significance < 1, "search.significance", s.significance, "a probability in (0, 1), e.g. 0.05")
     _require(s.ties in ("keep_smaller", "grow"), "search.ties", s.ties, "keep_smaller or grow")
+    _require(s.folds == "auto" or (s.folds.isdigit() and 1 <= int(s.folds) <= 100), "search.folds", s.folds, "auto or an integer in [1, 100]")
+    if s.warm_start and s.folds not in ("auto", "1"):
+        raise ConfigError(
+            f"search.folds={s.folds} cannot be combined with search.warm_start=true: a child's extra seeds would grow from "
+            "weights trained on their own validation images; set search.folds=1 (or auto) or search.warm_start=false."
+        )
     _require(s.max_consecutive_failures >= 0, "search.max_consecutive_failures", s.max_consecutive_failures, "an integer >= 0")
     _require(s.baseline.depth >= 1, "search.baseline.depth", s.baseline.depth, "an integer >= 1")
     _require(s.baseline.width >= 1, "search.baseline.width", s.baseline.width, "an integer >= 1")

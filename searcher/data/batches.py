@@ -90,6 +90,16 @@ class DeviceData:
         self.train = DeviceSplit(dataset.train, dataset.mean, dataset.std, device)
         self.val = DeviceSplit(dataset.val, dataset.mean, dataset.std, device)
         self._test: DeviceSplit | None = None
+        self._folds: dict[tuple[int, int], DeviceData] = {}
+
+    def fold(self, index: int, folds: int) -> DeviceData:
+        """The data a trial of cross-validation fold `index` trains and validates on (`ImageDataset.fold`); kept for reuse."""
+        if index % folds == 0:
+            return self
+        key = (index % folds, folds)
+        if key not in self._folds:
+            self._folds[key] = DeviceData(self.dataset.fold(index, folds), self.device)
+        return self._folds[key]
 
     def test(self) -> DeviceSplit:
         if self._test is None:

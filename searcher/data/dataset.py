@@ -6,7 +6,8 @@ the final stage asks for it, and `test_reads` lets a test prove nothing else did
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+import hashlib
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 import torch
@@ -46,6 +47,24 @@ class ImageDataset:
         self.test_reads += 1
         return self._test
 
+    def fold(self, index: int, folds: int) -> ImageDataset:
+        """Fold `index` of `folds`-fold cross-validation over the training and validation images.
+
+        Fold 0 is the dataset itself (its validation split); folds 1..folds-1 each hold out one
+        stratified part of the training split (fixed by the identity, so every process agrees)
+        and train on the rest plus the validation split. The normalisation statistics stay those
+        of the training split, so every fold feeds a network the same scale.
+        """
+        if index % folds == 0:
+            return self
+        part = fold_parts(self.train.labels.numpy(), folds - 1, self.identity)
+        held_out = torch.from_numpy(part == index % folds)
+        train = Split(
+            torch.cat([self.train.images[~held_out], self.val.images]), torch.cat([self.train.labels[~held_out], self.val.labels])
+        )
+        val = Split(self.train.images[held_out], self.train.labels[held_out])
+        return replace(self, train=train, val=val, test_reads=0)
+
 
 def stratified_mask(labels: np.ndarray, fraction: float, seed: int) -> np.ndarray:
     """A boolean mask picking `fraction` of each class (at least one), fixed by `seed`."""
@@ -56,6 +75,19 @@ def stratified_mask(labels: np.ndarray, fraction: float, seed: int) -> np.ndarra
         rng.shuffle(members)
         mask[members[: max(1, round(fraction * len(members)))]] = True
     return mask
+
+
+def fold_parts(labels: np.ndarray, parts: int, identity: str) -> np.ndarray:
+    """Each image's part, 1..parts, of a stratified partition fixed by `identity` (each class dealt round-robin)."""
+    rng = np.random.default_rng(int.from_bytes(hashlib.sha256(f"folds|{parts}|{identity}".encode()).digest()[:8], "little"))
+    part = np.zeros(len(labels), dtype=np.int64)
+    offset = 0
+    for label in np.unique(labels):
+        members = np.flatnonzero(labels == label)
+        rng.shuffle(members)
+        part[members] = 1 + (offset + np.arange(len(members))) % parts
+        offset += len(members)  # the next class starts where this one stopped: parts differ in size by one image at most
+    return part
 
 
 def split_off_validation(images: np.ndarray, labels: np.ndarray, fraction: float, seed: int) -> tuple[Split, Split]:

@@ -36,7 +36,7 @@ def train_request(
     """The ordinary trial: train the requested network until stable (from `initial_state` when warm-started)."""
     return train_trial(
         request.arch,
-        data,
+        data.fold(request.fold, request.folds),
         request.train,
         request.seed,
         evaluate_test=request.evaluate_test,

@@ -203,17 +203,43 @@ def compare(
 SMALL_VALIDATION_IMAGES = 1000  # below this, one image moves accuracy by more than 0.1 points
 
 
-def validation_note(images: int, significance: float, repeats: int, max_repeats: int) -> str:
+def cross_validation_folds(setting: str, train_images: int, val_images: int, warm_start: bool) -> int:
+    """How many folds comparisons use (`search.folds`): "auto" is cross-validation on a small validation split.
+
+    Below SMALL_VALIDATION_IMAGES, a candidate's extra seeds re-judged on the same few images
+    would only average away training noise; on other folds they also see other images, so
+    three seeds judge a comparison on three times the images (docs/design.md §3.3). As many
+    folds as the validation fraction makes (0.2: 5), so every fold is as large as the split.
+    Warm starts keep the fixed split: a child's extra seeds grow from a parent trained on
+    the whole training split, which holds the other folds' validation images.
+    """
+    if setting != "auto":
+        return int(setting)
+    if val_images >= SMALL_VALIDATION_IMAGES or warm_start:
+        return 1
+    return max(2, round((train_images + val_images) / val_images))
+
+
+def validation_note(images: int, significance: float, repeats: int, max_repeats: int, folds: int = 1, pool: int = 0) -> str:
     """The first lines' word on how decisions are made, and a warning when the validation split is small."""
-    protocol = (
-        f"decisions: paired on the {images} validation images (McNemar on accuracy, t-test on per-image losses, p < {significance}), "
-        f"{repeats} seed{'s' if repeats != 1 else ''} per candidate, up to {max_repeats} while a comparison is inconclusive"
-    )
+    seeds = f"{repeats} seed{'s' if repeats != 1 else ''} per candidate, up to {max_repeats} while a comparison is inconclusive"
+    tests = f"McNemar on accuracy, t-test on per-image losses, p < {significance}"
+    if folds > 1:
+        protocol = (
+            f"decisions: paired, cross-validated ({tests}): seed r of every candidate trains without fold r of {folds} "
+            f"(of the {pool} training and validation images) and is judged on its ~{images} images; {seeds}"
+        )
+    else:
+        protocol = f"decisions: paired on the {images} validation images ({tests}), {seeds}"
     if images >= SMALL_VALIDATION_IMAGES:
         return protocol
     error = 100 * math.sqrt(0.95 * 0.05 / images)
+    advice = (
+        "each extra seed is judged on another fold's images"
+        if folds > 1
+        else "raise dataset.val_fraction, search.max_repeats or search.folds for sharper decisions"
+    )
     return (
         f"{protocol}\nsmall validation split: one image is {100 / images:.2f} points and the standard error of a 95% accuracy is "
-        f"{error:.1f} points, so most differences between candidates are noise; raise dataset.val_fraction or "
-        "search.max_repeats for sharper decisions (docs/design.md, 'Decisions under noise')"
+        f"{error:.1f} points, so a single comparison on it is mostly noise; {advice} (docs/design.md, 'Decisions under noise')"
     )

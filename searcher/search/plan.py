@@ -36,6 +36,7 @@ class SearchPlan:
     block: BlockType = "plain"
     repeats: int = 1  # seeds every candidate starts with; a candidate's score is the mean over its seeds
     max_repeats: int = 1  # an inconclusive paired comparison adds seeds of both candidates, up to this many
+    folds: int = 1  # cross-validated comparisons: seed r trains without fold r of this many and is judged on it (1: the fixed split)
     significance: float = 0.05  # p-value below which a paired comparison counts as a real difference
     ties: str = "grow"  # a width/depth comparison that is not significant: grow when the larger scores no lower, or keep_smaller
     baseline_depth: int = 2

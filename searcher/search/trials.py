@@ -35,6 +35,8 @@ class TrialRequest:
     source: str | None = None  # transfer stage: key of the trained trial whose weights are probed
     source_state: dict | None = field(default=None, compare=False, repr=False)  # those weights (CPU)
     parent: str | None = None  # warm start: the trial key whose trained weights this trial grows from
+    fold: int = 0  # cross-validation: trains without, and is judged on, this fold (0: the dataset's own validation split)
+    folds: int = 1  # ...of this many (DeviceData.fold)
 
     @property
     def label(self) -> str:
@@ -54,6 +56,8 @@ class TrialRequest:
             payload["source"] = self.source
         if self.parent is not None:  # a warm-started trial is a different trial from its cold twin
             payload["parent"] = self.parent
+        if self.fold % self.folds:  # fold 0 is the plain split: the same trial as without cross-validation
+            payload["fold"] = f"{self.fold % self.folds}/{self.folds}"
         return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()[:20]
 
 

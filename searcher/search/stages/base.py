@@ -65,6 +65,9 @@ class Stage:
     def requests(self, candidate: Candidate, repeats: int | None = None) -> list[TrialRequest]:
         """The candidate's first `repeats` seeds (default: `plan.repeats`, the seeds every candidate starts with).
 
+        With cross-validation (`plan.folds` > 1) seed r trains without fold r and is judged on it,
+        so the seeds of a comparison look at different validation images, not the same ones again.
+
         A warm child's seed r grows from its parent's seed r; the extra seeds adaptive repeats add
         (r >= plan.repeats) grow from the parent's seed 0, which is always trained by then, so no
         seed ever waits for its parent and the keys never depend on what happens to be done.
@@ -81,6 +84,8 @@ class Stage:
                 params=candidate.params,
                 repeat=repeat,
                 parent=parents.get(repeat if repeat < self.plan.repeats else 0),
+                fold=repeat % self.plan.folds,
+                folds=self.plan.folds,
             )
             for repeat in range(self.plan.repeats if repeats is None else repeats)
         ]
