@@ -42,12 +42,20 @@ def test_dataset_is_appended_with_plus_and_quick_preset_overrides_default():
         ("+search.regularization.space.mixup={low:0,high:1}", "search.regularization.space.mixup"),
         ("+tracking.colour=red", "tracking.colour"),
         ("search.regularization.space.dropout.high=2.0", "search.regularization.space.dropout"),
+        ("search.folds=some", "search.folds"),
+        ("search.folds=0", "search.folds"),
     ],
 )
 def test_bad_values_name_the_setting(override, setting):
     with pytest.raises(ConfigError) as error:
         validate(composed(override))
     assert setting in str(error.value)
+
+
+def test_cross_validation_and_warm_starts_do_not_mix():
+    with pytest.raises(ConfigError, match="search.folds=3 cannot be combined with search.warm_start=true"):
+        validate(composed("search.folds=3", "search.warm_start=true"))
+    assert validate(composed("search.folds=auto", "search.warm_start=true")).search.folds == "auto"  # auto: the fixed split
 
 
 def test_depth_cap_message_names_the_allowed_values():

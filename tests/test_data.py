@@ -57,3 +57,26 @@ def test_random_crop_is_a_shifted_window_of_the_padded_image():
         windows = [padded[n, :, r : r + 4, c : c + 4] for r in range(3) for c in range(3)]
         assert any(torch.equal(cropped[n], w) for w in windows)
     assert np.isin(cropped.numpy(), np.append(images.numpy(), 0)).all()
+
+
+def test_cross_validation_folds_partition_the_training_and_validation_images():
+    dataset = load_dataset(DatasetOptions("digits"))
+    pool = len(dataset.train) + len(dataset.val)
+    assert dataset.fold(0, 5) is dataset  # fold 0 is the plain split: the same trials as without cross-validation
+    held_out = [dataset.val.images.reshape(len(dataset.val), -1)]
+    for index in range(1, 5):
+        fold = dataset.fold(index, 5)
+        assert len(fold.train) + len(fold.val) == pool
+        assert abs(len(fold.val) - len(dataset.val)) <= 2  # as large as the validation split
+        counts = torch.bincount(fold.val.labels, minlength=10)
+        assert int(counts.max() - counts.min()) <= 3  # stratified
+        assert torch.equal(fold.val.images, load_dataset(DatasetOptions("digits")).fold(index, 5).val.images)  # fixed
+        assert fold.mean == dataset.mean and fold.test() is dataset._test
+        held_out.append(fold.val.images.reshape(len(fold.val), -1))
+    rows = torch.cat(held_out)
+    assert len(rows) == pool  # every image is judged in exactly one fold...
+    train_rows = {bytes(r.numpy()) for r in dataset.fold(2, 5).train.images.reshape(-1, 64)}
+    assert not any(bytes(r.numpy()) in train_rows for r in dataset.fold(2, 5).val.images.reshape(-1, 64))  # ...never trained on there
+    data = DeviceData(dataset, torch.device("cpu"))
+    assert data.fold(0, 5) is data and data.fold(3, 5) is data.fold(3, 5)
+    assert len(data.fold(3, 5).val) == len(dataset.fold(3, 5).val)

@@ -1,6 +1,7 @@
 """Paired evidence: McNemar's exact test on constructed correctness vectors, and the stage rules built on it."""
 
 import math
+from dataclasses import replace
 
 import pytest
 import torch
@@ -189,3 +190,27 @@ def test_with_ties_grow_a_larger_network_that_scores_no_lower_is_kept_unless_the
     assert "a tie grows (search.ties=grow): add it" in next(e for e in tie.stages[2].decisions if e.decision == "accepted").reason
     lower = run_search(plan, memory_studies(plan), FakeRunner(arch_score(score(-1)), images=287))
     assert lower.stages[2].winner.arch.depth == 2  # one image worse: a tie that scores lower does not grow
+
+
+def test_small_validation_splits_are_cross_validated_by_default():
+    from searcher.search.evidence import cross_validation_folds
+
+    assert cross_validation_folds("auto", 1151, 287, warm_start=False) == 5  # digits: 5 folds of ~287 images
+    assert cross_validation_folds("auto", 1006, 431, warm_start=False) == 3  # val_fraction 0.3
+    assert cross_validation_folds("auto", 45_000, 5_000, warm_start=False) == 1  # CIFAR-10: the split is large enough
+    assert cross_validation_folds("auto", 1151, 287, warm_start=True) == 1  # warm children grow from the whole training split
+    assert cross_validation_folds("3", 45_000, 5_000, warm_start=False) == 3
+
+
+def test_with_folds_the_extra_seeds_of_a_comparison_are_judged_on_other_folds():
+    runner = FakeRunner(arch_score(lambda a: (280 + (3 if a.depth == 3 else 0) - (50 if a.depth > 3 else 0)) / 287), images=287)
+    plan = make_plan(width_cap=16, depth_cap=4, max_repeats=3, folds=5)
+    result = run_search(plan, memory_studies(plan), runner)
+    depth = [r for r in runner.requests if r.stage == "depth"]
+    assert sorted((r.candidate, r.repeat, r.fold) for r in depth if r.repeat > 0) == [("d3 +w8", 1, 1), ("w16 d2", 1, 1)]
+    assert result.stages[2].winner.arch.depth == 3
+    first = next(r for r in depth if r.repeat == 0)
+    assert first.fold == 0 and first.key == replace(first, folds=1).key  # fold 0 is the plain split: the same trial
+    extra = next(r for r in depth if r.repeat == 1)
+    assert extra.key != replace(extra, fold=0, folds=1).key  # another fold is another trial
+    assert all(r.fold == 0 for r in runner.requests if r.stage == "final")  # the final model trains on the plain split

@@ -57,3 +57,21 @@ def test_test_split_only_when_asked(digits):
     settings = TrainSettings(stability=StabilityRule(window=2, min_epochs=3, max_epochs=3))
     result = train_trial(spec, digits, settings, seed=0, evaluate_test=True)
     assert result.test_acc is not None and 0 <= result.test_acc <= 1
+
+
+def test_a_trial_of_another_fold_is_judged_on_that_folds_images(digits):
+    from searcher.execution.local import train_request
+    from searcher.search.evidence import unpack
+    from searcher.search.trials import TrialRequest
+
+    spec = LayoutPolicy(input_size=8).baseline(2, 8)
+    settings = TrainSettings(stability=StabilityRule(window=2, min_epochs=2, max_epochs=2))
+    request = TrialRequest("width", "w8 d2", spec, settings, seed=1, data_identity=digits.dataset.identity, repeat=2, fold=2, folds=5)
+    result = train_request(digits, request, None)
+    fold = digits.fold(2, 5)
+    assert len(fold.val) != len(digits.val) or not torch.equal(fold.val.labels, digits.val.labels)
+    correct = unpack(result.val_correct, len(fold.val))
+    model = build_model(spec, 1, 10)
+    model.load_state_dict(result.state)
+    _, accuracy, _, _ = evaluate(model, fold.val, torch.autocast("cpu", enabled=False), False)
+    assert accuracy == pytest.approx(result.best_val_acc) == pytest.approx(float(correct.mean()))
