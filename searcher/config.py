@@ -56,6 +56,7 @@ class WidthConfig:
     cap: int = 128
     tolerance: float = 0.005  # effect-size floor: a wider network is better only if significantly and by more than this
     patience: int = 2  # stop widening after this many candidates without improvement
+    ties: str = "grow"  # a comparison that is not significant: grow (the wider, unless it scores lower) | keep_smaller
 
 
 @dataclass
@@ -63,6 +64,7 @@ class DepthConfig:
     cap: int = 6  # deepest network tried
     min_improvement: float = 0.002  # effect-size floor: a new layer is better only if significantly and by more than this
     new_layer_factors: list[float] = field(default_factory=lambda: [0.5, 1.0, 2.0])  # x previous layer's width
+    ties: str = "grow"  # a comparison that is not significant: grow (the deeper, unless it scores lower) | keep_smaller
 
 
 @dataclass
@@ -108,7 +110,6 @@ class SearchConfig:
     repeats: int = 1  # seeds every candidate starts with (score = mean)
     max_repeats: int = 3  # an inconclusive comparison trains more seeds of both candidates, up to this many
     significance: float = 0.05  # a paired comparison's p-value below this counts as a real difference
-    ties: str = "grow"  # a width/depth comparison that is not significant: grow (the larger, unless it scores lower) | keep_smaller
     folds: str = "auto"  # seed r of a candidate trains without fold r and is judged on it; auto: 1/val_fraction folds on a split under 1000 images (not with warm starts), else 1
     max_consecutive_failures: int = 5  # stop the search after this many failed trials in a row (0: never)
     warm_start: bool = False  # width and depth trials start from their parent's weights, grown (Net2Net)
@@ -268,7 +269,8 @@ def check_ranges(c: SearcherConfig) -> None:
     _require(1 <= s.repeats <= 100, "search.repeats", s.repeats, "an integer in [1, 100]")
     _require(s.repeats <= s.max_repeats <= 100, "search.max_repeats", s.max_repeats, f"an integer in [search.repeats ({s.repeats}), 100]")
     _require(0 < s.significance < 1, "search.significance", s.significance, "a probability in (0, 1), e.g. 0.05")
-    _require(s.ties in ("keep_smaller", "grow"), "search.ties", s.ties, "keep_smaller or grow")
+    _require(s.width.ties in ("keep_smaller", "grow"), "search.width.ties", s.width.ties, "keep_smaller or grow")
+    _require(s.depth.ties in ("keep_smaller", "grow"), "search.depth.ties", s.depth.ties, "keep_smaller or grow")
     _require(s.folds == "auto" or (s.folds.isdigit() and 1 <= int(s.folds) <= 100), "search.folds", s.folds, "auto or an integer in [1, 100]")
     if s.warm_start and s.folds not in ("auto", "1"):
         raise ConfigError(

@@ -36,7 +36,8 @@ def make_plan(**overrides) -> SearchPlan:
         regularization_trials=3,
         regularizers=(RegularizerRange("weight_decay", 0.0, 0.1), RegularizerRange("dropout", 0.0, 0.5)),
         final_seeds=2,
-        ties="keep_smaller",  # the strict rule: what a test of "better beyond noise" needs (ties=grow is tested where named)
+        width_ties="keep_smaller",  # the strict rule: what a test of "better beyond noise" needs (ties=grow is tested where named)
+        depth_ties="keep_smaller",
     )
     values.update(overrides)
     return SearchPlan(**values)

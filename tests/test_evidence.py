@@ -184,10 +184,10 @@ def test_with_ties_grow_a_larger_network_that_scores_no_lower_is_kept_unless_the
     def score(gain_images):
         return lambda a: (280 + (gain_images if a.depth == 3 else 0) - (50 if a.depth > 3 else 0)) / 287
 
-    plan = make_plan(width_cap=16, depth_cap=4, max_repeats=1, ties="grow")
+    plan = make_plan(width_cap=16, depth_cap=4, max_repeats=1, depth_ties="grow")
     tie = run_search(plan, memory_studies(plan), FakeRunner(arch_score(score(1)), images=287))
     assert tie.stages[2].winner.arch.depth == 3  # one image better: not significant, but a tie grows
-    assert "a tie grows (search.ties=grow): add it" in next(e for e in tie.stages[2].decisions if e.decision == "accepted").reason
+    assert "a tie grows (search.depth.ties=grow): add it" in next(e for e in tie.stages[2].decisions if e.decision == "accepted").reason
     lower = run_search(plan, memory_studies(plan), FakeRunner(arch_score(score(-1)), images=287))
     assert lower.stages[2].winner.arch.depth == 2  # one image worse: a tie that scores lower does not grow
 

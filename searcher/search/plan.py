@@ -38,7 +38,8 @@ class SearchPlan:
     max_repeats: int = 1  # an inconclusive paired comparison adds seeds of both candidates, up to this many
     folds: int = 1  # cross-validated comparisons: seed r trains without fold r of this many and is judged on it (1: the fixed split)
     significance: float = 0.05  # p-value below which a paired comparison counts as a real difference
-    ties: str = "grow"  # a width/depth comparison that is not significant: grow when the larger scores no lower, or keep_smaller
+    width_ties: str = "grow"  # a width comparison that is not significant: grow when the wider scores no lower, or keep_smaller
+    depth_ties: str = "grow"  # the same for a new layer
     baseline_depth: int = 2
     baseline_width: int = 16
     width_factor: float = 2.0  # geometric width candidates: baseline * factor^k

@@ -105,15 +105,20 @@ class Stage:
         finished = {outcome.request.key for outcome in (*self.inherited, *done)}
         return [request for request in self.requests(candidate, repeats) if request.key not in finished]
 
+    @property
+    def tie_rule(self) -> str:
+        """What a tie between a larger and a smaller network means here (`search.<stage>.ties`): grow or keep_smaller."""
+        return "keep_smaller"
+
     def grows(self, comparison: Comparison) -> bool:
         """Does the larger network (the challenger) take the smaller one's place? Better beyond noise always does;
-        a tie does only with `ties=grow`, when its score is no lower (the larger is kept unless the evidence is against it)."""
+        a tie does only when the stage's ties rule is `grow` and its score is no lower (the larger is kept unless the evidence is against it)."""
         if comparison.verdict == "better":
             return True
-        return self.plan.ties == "grow" and comparison.verdict == "tie" and comparison.effect >= 0
+        return self.tie_rule == "grow" and comparison.verdict == "tie" and comparison.effect >= 0
 
     def tie_note(self, comparison: Comparison) -> str:
-        return "" if comparison.verdict == "better" else "a tie grows (search.ties=grow): "
+        return "" if comparison.verdict == "better" else f"a tie grows (search.{self.name}.ties=grow): "
 
     def contest(self, challenger: Candidate, incumbent: Candidate, done: list[TrialOutcome], floor: float) -> tuple[Comparison, list[TrialRequest]]:
         """Paired comparison of two candidates, and the seeds still to train before it can be trusted.

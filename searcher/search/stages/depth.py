@@ -30,6 +30,10 @@ class DepthStage(Stage):
         super().__init__(plan, study, start.winner_outcomes)
         self.start = start
 
+    @property
+    def tie_rule(self) -> str:
+        return self.plan.depth_ties
+
     def children(self, parent: Candidate, parent_outcomes: tuple[TrialOutcome, ...] | list[TrialOutcome] = ()) -> list[Candidate]:
         previous = parent.arch.widths[-1]
         widths = sorted({min(self.plan.width_cap, max(1, round(previous * f))) for f in self.plan.new_layer_factors})
@@ -46,7 +50,7 @@ class DepthStage(Stage):
         Each round trains the children of the current network; the best of them (on their first
         seeds; ties: the narrower) is compared with its parent on the same images, with more seeds
         of both while that is inconclusive. It is accepted when it is better beyond noise
-        (p < significance, by more than `depth_min_improvement`), or, with `ties=grow`, on a tie
+        (p < significance, by more than `depth_min_improvement`), or, with `search.depth.ties=grow`, on a tie
         where it scores no lower (`Stage.grows`).
         """
         rounds: list[DepthRound] = []
@@ -83,7 +87,7 @@ class DepthStage(Stage):
                 self.entry(
                     verdict,
                     f"layer {round_.parent.arch.depth + 1}: {comparison.describe()} (needs p < {self.plan.significance} and "
-                    f"> +{self.plan.depth_min_improvement}); {'add it' if round_.accepted and comparison.verdict == 'better' else 'a tie grows (search.ties=grow): add it' if round_.accepted else 'keep the smaller'}; tried {tried}",
+                    f"> +{self.plan.depth_min_improvement}); {'add it' if round_.accepted and comparison.verdict == 'better' else self.tie_note(comparison) + 'add it' if round_.accepted else 'keep the smaller'}; tried {tried}",
                     depth=round_.parent.arch.depth + 1,
                     child_val_acc=mean_score(self.outcomes_for(round_.best, done)),
                     parent_val_acc=mean_score(self.outcomes_for(round_.parent, done)),

@@ -39,6 +39,10 @@ class WidthStage(Stage):
             widths.append(width)
         self.grid = [self.candidate(width) for width in widths]
 
+    @property
+    def tie_rule(self) -> str:
+        return self.plan.width_ties
+
     def candidate(self, width: int) -> Candidate:
         arch = self.start.winner.arch.with_width(width)
         params = (("depth", arch.depth), ("width", width))
@@ -53,7 +57,7 @@ class WidthStage(Stage):
         together; patience is still applied in grid order, so the decision is the same, and a
         candidate beyond the patience cutoff is trained but never compared. Then the smallest
         candidate the best does not displace is kept (`Stage.grows`: beyond noise, or on a tie
-        with `ties=grow`).
+        with `search.width.ties=grow`).
         """
         points = [self.start.winner]
         steps: list[tuple[Candidate, Comparison]] = []
