@@ -214,3 +214,24 @@ def test_with_folds_the_extra_seeds_of_a_comparison_are_judged_on_other_folds():
     extra = next(r for r in depth if r.repeat == 1)
     assert extra.key != replace(extra, fold=0, folds=1).key  # another fold is another trial
     assert all(r.fold == 0 for r in runner.requests if r.stage == "final")  # the final model trains on the plain split
+
+
+def test_a_regularization_trial_killed_before_its_parameters_were_sampled_is_asked_again():
+    """Kill -9 between Optuna creating a trial and sampling it leaves a RUNNING trial without parameters;
+    the resumed search must not score it as the unregularized network but ask what it would have asked."""
+    from searcher.search.studies import StudyBook
+
+    def score(request):
+        return (278 + request.arch.depth + (request.seed % 3) + int(10 * request.arch.dropout)) / 287
+
+    plan = make_plan(width_cap=32, depth_cap=3, max_repeats=1, regularization_trials=4, regularization_in_flight=1)
+    whole = run_search(plan, memory_studies(plan), ReplayRunner(score, {}))
+    before_regularization = sum(1 for o in whole.outcomes if o.request.stage in ("baseline", "width", "depth"))
+    recorded: dict[str, TrialOutcome] = {}
+    studies: StudyBook = memory_studies(plan)
+    with pytest.raises(Interrupted):
+        run_search(plan, studies, ReplayRunner(score, recorded, stop_after=before_regularization + 2))
+    studies.open("regularization").ask()  # the trial a killed process created but never sampled
+    resumed = run_search(plan, studies, ReplayRunner(score, recorded))
+    assert [e.to_dict() for e in resumed.decisions] == [e.to_dict() for e in whole.decisions]
+    assert [o.request.key for o in resumed.outcomes] == [o.request.key for o in whole.outcomes]

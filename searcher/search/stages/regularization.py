@@ -68,7 +68,11 @@ class RegularizationStage(Stage):
         for trial in earlier:  # adopt what an interrupted attempt asked, so the replay asks nothing twice
             if trial.user_attrs.get("role") == "unregularized" or trial.state == optuna.trial.TrialState.WAITING:
                 continue
-            if trial.state == optuna.trial.TrialState.RUNNING:
+            if trial.state == optuna.trial.TrialState.RUNNING and set(trial.params) != set(self.distributions):
+                # killed between creating the trial and sampling it: nothing was trained for it, so it is failed
+                # (TPE ignores failed trials) and the next ask, seeded by the same index, samples what it would have
+                self.study.tell(trial.number, state=optuna.trial.TrialState.FAIL)
+            elif trial.state == optuna.trial.TrialState.RUNNING:
                 self._adopt(optuna.trial.Trial(self.study, trial._trial_id))
             else:
                 self.told.add(self._adopt(trial))
