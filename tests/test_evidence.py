@@ -235,3 +235,19 @@ def test_a_regularization_trial_killed_before_its_parameters_were_sampled_is_ask
     resumed = run_search(plan, studies, ReplayRunner(score, recorded))
     assert [e.to_dict() for e in resumed.decisions] == [e.to_dict() for e in whole.decisions]
     assert [o.request.key for o in resumed.outcomes] == [o.request.key for o in whole.outcomes]
+
+
+def test_where_ties_grow_a_tie_is_read_off_every_seed_before_its_sign_decides():
+    # Depth 3 scores exactly what depth 2 does on seed 0 and one image less on the others: the sign of
+    # one seed's zero would add the layer; over three seeds the deeper one scores lower and is not added.
+    def score(request):
+        worse = request.arch.depth == 3 and request.repeat > 0
+        return (280 - (1 if worse else 0) - (50 if request.arch.depth > 3 else 0)) / 287
+
+    runner = FakeRunner(score, images=287)
+    plan = make_plan(width_cap=16, depth_cap=4, max_repeats=3, depth_ties="grow")
+    result = run_search(plan, memory_studies(plan), runner)
+    assert {(r.candidate, r.repeat) for r in runner.requests if r.stage == "depth" and r.repeat > 0} >= {("w16 d2", 2), ("d3 +w8", 2)}
+    assert result.stages[2].winner.arch.depth == 2
+    rejected = next(e for e in result.stages[2].decisions if e.decision == "rejected")
+    assert rejected.numbers["pairs"] == 3

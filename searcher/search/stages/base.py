@@ -125,7 +125,9 @@ class Stage:
 
         Starts on `plan.repeats` seeds; while the comparison is inconclusive (above its floor, not
         significant) and fewer than `plan.max_repeats` seeds were compared, asks for one more seed
-        of both. A deterministic function of `done`: a resumed or parallel search asks the same.
+        of both. Where ties grow, every tie is inconclusive: the sign of its effect decides, so it is
+        read off all `plan.max_repeats` seeds, not off one seed's draw (often an exact 0 on a small
+        split). A deterministic function of `done`: a resumed or parallel search asks the same.
         """
         seeds = self.plan.repeats
         while True:
@@ -133,7 +135,8 @@ class Stage:
                 challenger.name, self.outcomes_for(challenger, done), incumbent.name, self.outcomes_for(incumbent, done),
                 floor, self.plan.significance, seeds,
             )
-            if not result.inconclusive or seeds >= self.plan.max_repeats:
+            sign_decides = self.tie_rule == "grow" and result.paired and result.verdict == "tie"
+            if not (result.inconclusive or sign_decides) or seeds >= self.plan.max_repeats:
                 return result, []
             seeds += 1
             pending = self.missing(incumbent, done, seeds) + self.missing(challenger, done, seeds)
