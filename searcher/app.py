@@ -384,7 +384,7 @@ def search(
             recorder.log_artifact_text(text, file_name)
             if output_dir is not None:
                 (output_dir / file_name).write_text(text)
-        model, example = final_model(result, dataset)
+        model, example = final_model(result, dataset, config.dataset.classes)
         if warming_up is not None:
             warming_up.join()
         model_uri = recorder.finish_search(
@@ -423,7 +423,7 @@ def search(
         if runner is not None:
             runner.close()
     print_summary(console, result, ui_command(config.tracking.uri), recorder.stage_view_url("http://127.0.0.1:5000"))
-    console.print(f"model:      {model_uri}  (mlflow.pytorch.load_model)", highlight=False, soft_wrap=True)
+    console.print(f"model:      {model_uri}  (searcher.load_model: uint8 images in, logits out)", highlight=False, soft_wrap=True)
     if config.report.enabled and not publish_report(console, config, name, recorder.search_run_id, output_dir):
         return Outcome(EXIT_SIGINT, name, recorder.search_run_id, result.final.metrics["test_acc"], result=result)
     return Outcome(EXIT_OK, name, recorder.search_run_id, result.final.metrics["test_acc"], result=result)
@@ -444,20 +444,16 @@ def prepare_finish_in_background() -> threading.Thread:
     return thread
 
 
-def final_model(result: Any, dataset: ImageDataset) -> tuple[Any, Any]:
-    """The final stage's best-validation model in eval mode, with a real input example (uint8 -> normalised)."""
-    import torch
-
-    from searcher.model import build_model
+def final_model(result: Any, dataset: ImageDataset, classes: list[int] | None) -> tuple[Any, Any]:
+    """The final stage's best-validation model as users get it (uint8 images in, model/classifier.py), with two
+    validation images as the input example from which MLflow infers the signature."""
+    from searcher.model.classifier import Classifier
 
     (best,) = result.final.winner_outcomes
-    model = build_model(best.request.arch, dataset.channels, dataset.num_classes)
-    model.load_state_dict(best.result.state)
-    model.eval()
-    mean = torch.tensor(dataset.mean).view(1, -1, 1, 1)
-    std = torch.tensor(dataset.std).view(1, -1, 1, 1)
-    example = ((dataset.val.images[:2].float() / 255 - mean) / std).numpy()
-    return model, example
+    labels = classes or range(dataset.num_classes)
+    model = Classifier(best.request.arch, dataset.channels, dataset.size, dataset.mean, dataset.std, labels)
+    model.network.load_state_dict(best.result.state)
+    return model.eval(), dataset.val.images[:2].numpy()
 
 
 def exit_with(outcome: Outcome) -> None:
