@@ -39,6 +39,18 @@ class Outcome:
     search_run_id: str | None = None
     test_acc: float | None = None
     result: Any = field(default=None, repr=False, compare=False)  # the SearchResult, for in-process callers (benchmarks)
+    model_uri: str | None = None
+    error: str | None = None  # why a search did not start or did not finish
+
+    def story(self) -> str:
+        """One line for the run's log (cli.log): how the command ended."""
+        why = f": {self.error}" if self.error else ""
+        if self.search_name is None:
+            return f"no search started (exit {self.exit_code}){why}"
+        if self.exit_code != EXIT_OK:
+            return f"search {self.search_name} ended with exit {self.exit_code}{why}"
+        found = f": test_acc {self.test_acc:.4f}" if self.test_acc is not None else ""
+        return f"search {self.search_name} done (exit 0){found}" + (f"; model {self.model_uri}" if self.model_uri else "")
 
 
 def dataset_options(section: DatasetConfig, folder: Path) -> DatasetOptions:
@@ -290,7 +302,7 @@ def run(
         if workers is not None:
             workers.close()
         console.print(f"[red]error:[/red] {error}", highlight=False)
-        return Outcome(EXIT_BAD_INPUT)
+        return Outcome(EXIT_BAD_INPUT, error=str(error))
     try:
         return search(config, dataset, target, recorder, storage, workers, output_dir, console, tags)
     finally:
@@ -337,12 +349,12 @@ def search(
     if earlier is not None:
         differences = differing_settings(earlier.data.params, settings)
         if differences:
-            console.print(
-                f"[red]error:[/red] search.name={name} already exists in {redact(config.tracking.uri)} with other settings: "
-                f"{'; '.join(differences)}. Re-run with the same settings to resume it, or choose a new search.name.",
-                highlight=False,
+            message = (
+                f"search.name={name} already exists in {redact(config.tracking.uri)} with other settings: "
+                f"{'; '.join(differences)}. Re-run with the same settings to resume it, or choose a new search.name."
             )
-            return Outcome(EXIT_BAD_INPUT, name)
+            console.print(f"[red]error:[/red] {message}", highlight=False)
+            return Outcome(EXIT_BAD_INPUT, name, error=message)
         prior = load_prior(recorder.client, recorder.experiment_id, earlier)
         if prior.finished:
             from searcher.report.terminal import print_stored_summary
@@ -403,11 +415,11 @@ def search(
         if not isinstance(failure, TrackingLost):
             recorder.abort("FAILED")
         console.print(f"[red]search failed:[/red] {failure}", highlight=False)
-        return Outcome(EXIT_FAILED, name, recorder.search_run_id)
+        return Outcome(EXIT_FAILED, name, recorder.search_run_id, error=str(failure))
     except Interrupted as interrupt:
         recorder.abort("KILLED")
         console.print(f"[yellow]interrupted[/yellow]: open runs marked KILLED; exit {interrupt.exit_code}")
-        return Outcome(interrupt.exit_code, name, recorder.search_run_id)
+        return Outcome(interrupt.exit_code, name, recorder.search_run_id, error="interrupted; open runs marked KILLED")
     except SystemExit:
         # A job scheduler's signal handler exits this process (submitit at a SLURM time limit or preemption,
         # after requeueing the job): runs are KILLED, and the requeued job's re-run resumes the search.
@@ -425,8 +437,8 @@ def search(
     print_summary(console, result, ui_command(config.tracking.uri), recorder.stage_view_url("http://127.0.0.1:5000"))
     console.print(f"model:      {model_uri}  (searcher.load_model: uint8 images in, logits out)", highlight=False, soft_wrap=True)
     if config.report.enabled and not publish_report(console, config, name, recorder.search_run_id, output_dir):
-        return Outcome(EXIT_SIGINT, name, recorder.search_run_id, result.final.metrics["test_acc"], result=result)
-    return Outcome(EXIT_OK, name, recorder.search_run_id, result.final.metrics["test_acc"], result=result)
+        return Outcome(EXIT_SIGINT, name, recorder.search_run_id, result.final.metrics["test_acc"], result, model_uri, "interrupted while reporting")
+    return Outcome(EXIT_OK, name, recorder.search_run_id, result.final.metrics["test_acc"], result, model_uri)
 
 
 def prepare_finish_in_background() -> threading.Thread:
