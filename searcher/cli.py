@@ -33,7 +33,16 @@ EXIT_BAD_INPUT = 2  # docs/design.md §4 (searcher.app has the others; importing
 log = logging.getLogger(__name__)  # to cli.log only (conf/config.yaml, hydra.job_logging)
 
 
-CONF_DIR = str(Path(__file__).resolve().parent.parent / "conf")
+def find_conf_dir() -> str:
+    """conf/ as an installed wheel ships it (inside the package), else at the top of a source checkout."""
+    package = Path(__file__).resolve().parent
+    checkout = package.parent
+    if not (package / "conf" / "config.yaml").is_file() and (checkout / "pyproject.toml").is_file():
+        return str(checkout / "conf")
+    return str(package / "conf")
+
+
+CONF_DIR = find_conf_dir()
 _task_started = False
 
 
