@@ -7,7 +7,7 @@ directly, fails to parse `-m searcher`. This script registers one function for
 as if typed after `searcher`, and stays out of the way of other Python commands (bash
 falls back to file names). Hydra offers `dataset=NAME`, which searcher rejects
 (`dataset` is not in the defaults list, so it must be added: `+dataset=NAME`); those
-suggestions are dropped and `+dataset=` completes instead.
+suggestions are dropped, `+dataset=` is offered in their place and completes the names.
 """
 
 from __future__ import annotations
@@ -69,5 +69,5 @@ def answer(action: str, hydra_query: Callable[[], None]) -> None:
 
 
 def kept(choices: list[str]) -> list[str]:
-    """`dataset=...` (no plus) always fails: `+dataset=...` is offered when the word starts with `+`."""
-    return [choice for choice in choices if not choice.startswith("dataset=")]
+    """`dataset=...` (no plus) always fails, as the group is added, not overridden: `+dataset=` takes its place."""
+    return ["+dataset=" if choice == "dataset=" else choice for choice in choices if choice == "dataset=" or not choice.startswith("dataset=")]

@@ -71,6 +71,7 @@ def test_completion_works_for_python_dash_m_searcher_and_offers_datasets_with_th
     assert "search=quick" in complete(f"{prefix} +dataset=digits search=")
     assert "train.lr=" in complete(f"{prefix} train.l")
     assert not [choice for choice in complete(f"{prefix} da") if choice.startswith("dataset=")]  # would be rejected
+    assert "+dataset=" in complete(f"{prefix} ") and "seed=" in complete(f"{prefix} ")
     assert complete("python -m pip inst") == []  # other Python commands: left to bash's file completion
 
 
