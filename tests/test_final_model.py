@@ -111,5 +111,5 @@ def test_a_uri_without_a_searcher_model_says_what_to_do(quick_search):
     from searcher.tracking.model import ModelNotLoadable
 
     _, uri, _ = quick_search
-    with pytest.raises(ModelNotLoadable, match="models:/searcher-digits/99 is not a model in sqlite:///.*: check the model URI"):
+    with pytest.raises(ModelNotLoadable, match="models:/searcher-digits/99 in sqlite:///.* is not a model searcher can rebuild"):
         searcher.load_model("models:/searcher-digits/99", tracking_uri=uri)

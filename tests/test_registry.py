@@ -30,6 +30,7 @@ def test_the_final_model_is_registered_tagged_and_reloads_to_its_recorded_accura
     registered = searcher.load_model(f"models:/searcher-digits/{version.version}", tracking_uri=uri)
     assert not registered.training and registered.labels == tuple(SOURCE_CLASSES)  # output i is digit SOURCE_CLASSES[i]
     (logged,) = client.search_logged_models(experiment_ids=[experiment.experiment_id], filter_string=f"source_run_id = '{search.info.run_id}'")
+    mlflow.set_tracking_uri(uri)  # get_model_info reads MLflow's global tracking URI
     info = mlflow.models.get_model_info(f"models:/{logged.model_id}")
     assert info.signature is not None and "uint8" in str(info.signature.inputs) and "8, 8" in str(info.signature.inputs)
 

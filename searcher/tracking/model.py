@@ -17,7 +17,7 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-from searcher.model.classifier import DESCRIPTION_FILE, Classifier, load_classifier, save_classifier
+from searcher.model.classifier import DESCRIPTION_FILE, WEIGHTS_FILE, Classifier, load_classifier, save_classifier
 
 EXTRA_FILES = "extra_files"  # where mlflow.pytorch keeps `extra_files` inside a model
 
@@ -49,17 +49,33 @@ def load_model(model_uri: str, tracking_uri: str | None = None) -> Classifier:
 
     from searcher.uris import redact
 
+    store = tracking_uri or mlflow.get_tracking_uri()
     with tempfile.TemporaryDirectory() as folder:
-        try:  # the whole model (~100 KB for a small CNN): models:/<id> URIs take no sub-path
-            local = Path(mlflow.artifacts.download_artifacts(artifact_uri=model_uri, dst_path=folder, tracking_uri=tracking_uri))
+        try:
+            location = model_location(model_uri, store)
+            for name in (DESCRIPTION_FILE, WEIGHTS_FILE):  # only these two: the exported program is not needed
+                local = mlflow.artifacts.download_artifacts(artifact_uri=f"{location}/{EXTRA_FILES}/{name}", dst_path=folder, tracking_uri=store)
+                if Path(local) != Path(folder) / name:
+                    Path(local).replace(Path(folder) / name)
         except (MlflowException, OSError) as error:
             raise ModelNotLoadable(
-                f"{model_uri} is not a model in {redact(tracking_uri or mlflow.get_tracking_uri())}: check the model URI and "
-                f"the tracking URI ({type(error).__name__}: {str(error).splitlines()[0][:200]})."
+                f"{model_uri} in {redact(store)} is not a model searcher can rebuild ({type(error).__name__}: "
+                f"{str(error).splitlines()[0][:200]}): check the model URI and the tracking URI; a model logged by an "
+                "earlier searcher, without extra_files/classifier.json, loads only with mlflow.pytorch.load_model."
             ) from None
-        if not (local / EXTRA_FILES / DESCRIPTION_FILE).is_file():
-            raise ModelNotLoadable(
-                f"{model_uri} has no {EXTRA_FILES}/{DESCRIPTION_FILE}: it was logged by an earlier searcher; "
-                "load it with mlflow.pytorch.load_model and feed it normalised float images."
-            )
-        return load_classifier(local / EXTRA_FILES)
+        return load_classifier(Path(folder))
+
+
+def model_location(model_uri: str, tracking_uri: str) -> str:
+    """Where a model's files are. MLflow resolves models:/ URIs in its global tracking URI whatever a call is told,
+    so they are resolved here in `tracking_uri`'s registry; other URIs (runs:/, paths) are locations already."""
+    if not model_uri.startswith("models:/"):
+        return model_uri.rstrip("/")
+    from mlflow import MlflowClient
+    from mlflow.store.artifact.utils.models import get_model_name_and_version
+
+    client = MlflowClient(tracking_uri=tracking_uri, registry_uri=tracking_uri)
+    found = get_model_name_and_version(client, model_uri)  # (model id,) or (name, version); aliases and stages too
+    if len(found) == 1:
+        return client.get_logged_model(found[0]).artifact_location
+    return client.get_model_version_download_uri(*found)
