@@ -40,6 +40,18 @@ class Outcome:
     search_run_id: str | None = None
     test_acc: float | None = None
     result: Any = field(default=None, repr=False, compare=False)  # the SearchResult, for in-process callers (benchmarks)
+    model_uri: str | None = None
+    error: str | None = None  # why a search did not start or did not finish
+
+    def story(self) -> str:
+        """One line for the run's log (cli.log): how the command ended."""
+        why = f": {self.error}" if self.error else ""
+        if self.search_name is None:
+            return f"no search started (exit {self.exit_code}){why}"
+        if self.exit_code != EXIT_OK:
+            return f"search {self.search_name} ended with exit {self.exit_code}{why}"
+        found = f": test_acc {self.test_acc:.4f}" if self.test_acc is not None else ""
+        return f"search {self.search_name} done (exit 0){found}" + (f"; model {self.model_uri}" if self.model_uri else "")
 
 
 def dataset_options(section: DatasetConfig, folder: Path) -> DatasetOptions:
@@ -293,7 +305,7 @@ def run(
         if workers is not None:
             workers.close()
         console.print(f"[red]error:[/red] {error}", highlight=False)
-        return Outcome(EXIT_BAD_INPUT)
+        return Outcome(EXIT_BAD_INPUT, error=str(error))
     try:
         return search(config, dataset, target, recorder, storage, workers, output_dir, console, tags)
     finally:
@@ -342,12 +354,12 @@ def search(
     if earlier is not None:
         differences = differing_settings(earlier.data.params, settings)
         if differences:
-            console.print(
-                f"[red]error:[/red] search.name={name} already exists in {redact(config.tracking.uri)} with other settings: "
-                f"{'; '.join(differences)}. Re-run with the same settings to resume it, or choose a new search.name.",
-                highlight=False,
+            message = (
+                f"search.name={name} already exists in {redact(config.tracking.uri)} with other settings: "
+                f"{'; '.join(differences)}. Re-run with the same settings to resume it, or choose a new search.name."
             )
-            return Outcome(EXIT_BAD_INPUT, name)
+            console.print(f"[red]error:[/red] {message}", highlight=False)
+            return Outcome(EXIT_BAD_INPUT, name, error=message)
         prior = load_prior(recorder.client, recorder.experiment_id, earlier)
         if prior.finished:
             from searcher.report.terminal import print_stored_summary
@@ -389,7 +401,7 @@ def search(
             recorder.log_artifact_text(text, file_name)
             if output_dir is not None:
                 (output_dir / file_name).write_text(text)
-        model, example = final_model(result, dataset)
+        model, example = final_model(result, dataset, config.dataset.classes)
         if warming_up is not None:
             warming_up.join()
         model_uri = recorder.finish_search(
@@ -408,11 +420,11 @@ def search(
         if not isinstance(failure, TrackingLost):
             recorder.abort("FAILED")
         console.print(f"[red]search failed:[/red] {failure}", highlight=False)
-        return Outcome(EXIT_FAILED, name, recorder.search_run_id)
+        return Outcome(EXIT_FAILED, name, recorder.search_run_id, error=str(failure))
     except Interrupted as interrupt:
         recorder.abort("KILLED")
         console.print(f"[yellow]interrupted[/yellow]: open runs marked KILLED; exit {interrupt.exit_code}")
-        return Outcome(interrupt.exit_code, name, recorder.search_run_id)
+        return Outcome(interrupt.exit_code, name, recorder.search_run_id, error="interrupted; open runs marked KILLED")
     except SystemExit:
         # A job scheduler's signal handler exits this process (submitit at a SLURM time limit or preemption,
         # after requeueing the job): runs are KILLED, and the requeued job's re-run resumes the search.
@@ -428,10 +440,10 @@ def search(
         if runner is not None:
             runner.close()
     print_summary(console, result, ui_command(config.tracking.uri), recorder.stage_view_url("http://127.0.0.1:5000"))
-    console.print(f"model:      {model_uri}  (mlflow.pytorch.load_model)", highlight=False, soft_wrap=True)
+    console.print(f"model:      {model_uri}  (searcher.load_model: uint8 images in, logits out)", highlight=False, soft_wrap=True)
     if config.report.enabled and not publish_report(console, config, name, recorder.search_run_id, output_dir):
-        return Outcome(EXIT_SIGINT, name, recorder.search_run_id, result.final.metrics["test_acc"], result=result)
-    return Outcome(EXIT_OK, name, recorder.search_run_id, result.final.metrics["test_acc"], result=result)
+        return Outcome(EXIT_SIGINT, name, recorder.search_run_id, result.final.metrics["test_acc"], result, model_uri, "interrupted while reporting")
+    return Outcome(EXIT_OK, name, recorder.search_run_id, result.final.metrics["test_acc"], result, model_uri)
 
 
 def prepare_finish_in_background() -> threading.Thread:
@@ -449,20 +461,16 @@ def prepare_finish_in_background() -> threading.Thread:
     return thread
 
 
-def final_model(result: Any, dataset: ImageDataset) -> tuple[Any, Any]:
-    """The final stage's best-validation model in eval mode, with a real input example (uint8 -> normalised)."""
-    import torch
-
-    from searcher.model import build_model
+def final_model(result: Any, dataset: ImageDataset, classes: list[int] | None) -> tuple[Any, Any]:
+    """The final stage's best-validation model as users get it (uint8 images in, model/classifier.py), with two
+    validation images as the input example from which MLflow infers the signature."""
+    from searcher.model.classifier import Classifier
 
     (best,) = result.final.winner_outcomes
-    model = build_model(best.request.arch, dataset.channels, dataset.num_classes)
-    model.load_state_dict(best.result.state)
-    model.eval()
-    mean = torch.tensor(dataset.mean).view(1, -1, 1, 1)
-    std = torch.tensor(dataset.std).view(1, -1, 1, 1)
-    example = ((dataset.val.images[:2].float() / 255 - mean) / std).numpy()
-    return model, example
+    labels = classes or range(dataset.num_classes)
+    model = Classifier(best.request.arch, dataset.channels, dataset.size, dataset.mean, dataset.std, labels)
+    model.network.load_state_dict(best.result.state)
+    return model.eval(), dataset.val.images[:2].numpy()
 
 
 def exit_with(outcome: Outcome) -> None:

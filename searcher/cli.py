@@ -2,7 +2,14 @@
 
 Hydra reports its own composition errors (an unknown group option such as
 `+dataset=nope`, an override of a key that does not exist) and exits 1; those
-happen before our task starts, so they are bad input and leave with exit 2.
+happen before our task starts, so they are bad input and leave with exit 2. Two
+mistakes Hydra explains badly are caught before it sees them: a dataset chosen
+without the `+`, and a dataset setting given with no dataset chosen.
+
+A single run's settings are checked in `CheckSettings`, before Hydra creates the
+output folder, so a rejected command leaves no folder behind. In a run that got
+that far, cli.log records what happened: the command and how it ended (the
+terminal shows the rest; the decision log and report sit beside it).
 
 In a multirun a job that fails raises instead of exiting, so Hydra records it as
 failed and the other jobs run on (Hydra then ends the multirun with an error).
@@ -11,15 +18,31 @@ failed and the other jobs run on (Hydra then ends the multirun with an error).
 from __future__ import annotations
 
 import atexit
+import logging
 import os
 import sys
 import threading
 from pathlib import Path
+from typing import Any
 
 import hydra
+from hydra.experimental.callback import Callback
 from omegaconf import DictConfig, OmegaConf
 
-CONF_DIR = str(Path(__file__).resolve().parent.parent / "conf")
+EXIT_BAD_INPUT = 2  # docs/design.md §4 (searcher.app has the others; importing it costs torch's 2 s)
+log = logging.getLogger(__name__)  # to cli.log only (conf/config.yaml, hydra.job_logging)
+
+
+def find_conf_dir() -> str:
+    """conf/ as an installed wheel ships it (inside the package), else at the top of a source checkout."""
+    package = Path(__file__).resolve().parent
+    checkout = package.parent
+    if not (package / "conf" / "config.yaml").is_file() and (checkout / "pyproject.toml").is_file():
+        return str(checkout / "conf")
+    return str(package / "conf")
+
+
+CONF_DIR = find_conf_dir()
 _task_started = False
 
 
@@ -30,22 +53,67 @@ def task(composed: DictConfig) -> None:
     from hydra.core.hydra_config import HydraConfig
     from rich.console import Console
 
-    from searcher.app import EXIT_BAD_INPUT, run
+    from searcher.app import run
     from searcher.config import ConfigError, validate
-    from searcher.multirun import job_tags
+    from searcher.multirun import job_tags, shown_override
 
     console = Console()
     dataset_chosen = "dataset" in composed
     tags = job_tags()
+    hydra_config = HydraConfig.get()
+    log.info("command: searcher %s", " ".join(shown_override(o) for o in hydra_config.overrides.task))
     try:
         config = validate(OmegaConf.to_container(composed, resolve=False))  # type: ignore[arg-type]
-    except ConfigError as error:
-        console.print(f"[red]error:[/red] {error}", highlight=False)
+    except ConfigError as error:  # a multirun job (a single run was checked by CheckSettings)
+        show_error(console, str(error))
+        log.info("not started: %s", error)
         leave(EXIT_BAD_INPUT, tags)
-    output_dir = Path(HydraConfig.get().runtime.output_dir)
-    outcome = run(config, dataset_chosen, output_dir, console, tags)
+    try:
+        outcome = run(config, dataset_chosen, Path(hydra_config.runtime.output_dir), console, tags)
+    except BaseException as error:
+        log.error("stopped: %s: %s", type(error).__name__, error)
+        raise
+    log.info("%s", outcome.story())
     if outcome.exit_code != 0:
         leave(outcome.exit_code, tags, outcome.search_name)
+
+
+class CheckSettings(Callback):
+    """Checks a single run's settings before Hydra creates its output folder: a rejected command leaves nothing behind."""
+
+    def on_run_start(self, config: DictConfig, **kwargs: Any) -> None:
+        from rich.console import Console
+
+        from searcher.config import ConfigError, validate
+
+        try:
+            validate(OmegaConf.to_container(config, resolve=False))  # type: ignore[arg-type]
+        except ConfigError as error:
+            show_error(Console(), str(error))
+            sys.exit(EXIT_BAD_INPUT)
+
+
+def show_error(console: Any, message: str) -> None:
+    from rich.markup import escape
+
+    console.print(f"[red]error:[/red] {escape(message)}", highlight=False, soft_wrap=True)
+
+
+def dataset_names() -> list[str]:
+    return sorted(path.stem for path in (Path(CONF_DIR) / "dataset").glob("*.yaml"))
+
+
+def misplaced_dataset(args: list[str]) -> str | None:
+    """What to do instead, for a dataset override Hydra would reject with a message about its defaults list."""
+    overrides = [arg for arg in args if not arg.startswith("-")]
+    chosen = any(arg.startswith(("+dataset=", "++dataset=")) for arg in overrides)
+    names = ", ".join(dataset_names())
+    for arg in overrides:
+        if arg.startswith("dataset="):
+            return f"{arg}: choose a dataset with a plus, +{arg} (no dataset is set by default, so one is added, not replaced); datasets: {names}."
+        if arg.startswith("dataset.") and not chosen:
+            return f"{arg} needs a dataset chosen first: add +dataset=NAME before it, e.g. +dataset=digits {arg} (datasets: {names})."
+    return None
 
 
 class SearchJobFailed(Exception):
@@ -62,15 +130,28 @@ SUBCOMMANDS = {"ui": "searcher.ui", "report": "searcher.report.__main__"}  # `se
 
 
 def main() -> None:
-    if len(sys.argv) > 1 and sys.argv[1] in SUBCOMMANDS:
+    args = sys.argv[1:]
+    if args and args[0] in SUBCOMMANDS:
         import importlib
 
-        sys.exit(importlib.import_module(SUBCOMMANDS[sys.argv[1]]).main(sys.argv[2:]))
+        sys.exit(importlib.import_module(SUBCOMMANDS[args[0]]).main(args[1:]))
+    from searcher import completion
+
+    completing = completion.request(args)
+    hint = None if completing else misplaced_dataset(args)
+    if hint:
+        from rich.console import Console
+
+        show_error(Console(), hint)
+        exit_now(EXIT_BAD_INPUT)
     try:
-        task()
+        if completing:
+            completion.answer(completing[0], task)
+        else:
+            task()
     except SystemExit as exit_:
         if exit_.code == 1 and not _task_started:
-            exit_now(2)  # Hydra rejected the command line before the search began
+            exit_now(EXIT_BAD_INPUT)  # Hydra rejected the command line before the search began
         if isinstance(exit_.code, int):
             exit_now(exit_.code)
         raise

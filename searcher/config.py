@@ -8,6 +8,9 @@ sentence that names the setting and what it accepts.
 
 from __future__ import annotations
 
+import dataclasses
+import re
+import typing
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Optional
@@ -216,7 +219,9 @@ def validate(composed: DictConfig | dict) -> SearcherConfig:
         key = error.full_key or error.key
         raise ConfigError(f"{key} is not a setting of searcher; check the spelling (python -m searcher --cfg job lists them).") from None
     except ValidationError as error:
-        raise ConfigError(f"{error.full_key}={error.value!r} is not valid: {_expected(error)}.") from None
+        setting = re.sub(r"\[\d+\]$", "", str(error.full_key))  # a list's element: name the list
+        shown = f"{setting}={error.value!r}" if setting == error.full_key else f"{setting} holds {error.value!r}, which"
+        raise ConfigError(f"{shown} is not valid: expected {_expected(error)}.") from None
     except OmegaConfBaseException as error:
         raise ConfigError(f"{getattr(error, 'full_key', '') or 'config'}: {error.msg}") from None
     check_ranges(config)
@@ -224,9 +229,36 @@ def validate(composed: DictConfig | dict) -> SearcherConfig:
 
 
 def _expected(error: ValidationError) -> str:
-    target = getattr(error, "ref_type", None) or getattr(error, "object_type", None)
-    name = getattr(target, "__name__", str(target)).replace("Optional[", "").rstrip("]")
-    return f"expected a value of type {name}"
+    """What the setting accepts, read from its type in the schema (the error itself names only the enclosing class)."""
+    path = [part for part in re.split(r"[.\[\]]", str(error.full_key)) if part and not part.isdigit()]
+    kind: Any = SearcherConfig
+    for part in path:
+        kind = _unwrap(kind)
+        if dataclasses.is_dataclass(kind):
+            kind = typing.get_type_hints(kind).get(part, Any)
+        elif typing.get_origin(kind) is dict:
+            kind = typing.get_args(kind)[1]
+    return _describe(kind)
+
+
+def _unwrap(kind: Any) -> Any:
+    """Optional[X] -> X."""
+    args = [a for a in typing.get_args(kind) if a is not type(None)]
+    return args[0] if typing.get_origin(kind) is typing.Union and len(args) == 1 else kind
+
+
+def _describe(kind: Any) -> str:
+    inner = _unwrap(kind)
+    if inner is not kind:
+        return f"{_describe(inner)}, or null"
+    if typing.get_origin(kind) is list:
+        item = _describe(typing.get_args(kind)[0])
+        return {"an integer": "a list of integers, e.g. [0,1,2]", "a number": "a list of numbers, e.g. [0.5,1.0]"}.get(item, "a list")
+    if typing.get_origin(kind) is dict:
+        return "a mapping, e.g. {key: value}"
+    if dataclasses.is_dataclass(kind):
+        return "a group of settings, set one by one (e.g. train.lr=0.1)"
+    return {bool: "true or false", int: "an integer", float: "a number", str: "a string"}.get(kind, "a value of another type")
 
 
 def _require(ok: bool, setting: str, value: Any, allowed: str) -> None:

@@ -58,6 +58,22 @@ def test_cross_validation_and_warm_starts_do_not_mix():
     assert validate(composed("search.folds=auto", "search.warm_start=true")).search.folds == "auto"  # auto: the fixed split
 
 
+@pytest.mark.parametrize(
+    "override,message",
+    [
+        ("train.lr=abc", "train.lr='abc' is not valid: expected a number."),
+        ("seed=abc", "seed='abc' is not valid: expected an integer."),
+        ("report.trial_plots=maybe", "report.trial_plots='maybe' is not valid: expected true or false, or null."),
+        ("+dataset.classes=[0,a]", "dataset.classes holds 'a', which is not valid: expected a list of integers, e.g. [0,1,2], or null."),
+        ("search.regularization.space.dropout.high=x", "search.regularization.space.dropout.high='x' is not valid: expected a number."),
+    ],
+)
+def test_a_bad_value_names_the_full_key_and_the_type_it_takes(override, message):
+    with pytest.raises(ConfigError) as error:
+        validate(composed(override))
+    assert str(error.value) == message
+
+
 def test_depth_cap_message_names_the_allowed_values():
     with pytest.raises(ConfigError, match=r"search.depth.cap=1 is out of range; allowed: at least search.baseline.depth \(2\)"):
         validate(composed("search.depth.cap=1"))

@@ -63,17 +63,18 @@ def test_run_tree_tags_metrics_and_artifacts(finished_search):
 
 
 def test_final_model_reloads_and_predicts(finished_search):
-    import mlflow.pytorch
     import torch
 
-    _, uri, _ = finished_search
+    import searcher
+
+    _, uri, stdout = finished_search
     client = MlflowClient(tracking_uri=uri)
     (search,) = runs_by_role(client, "search")
     models = client.search_logged_models(experiment_ids=[search.info.experiment_id])
     assert any(m.source_run_id == search.info.run_id for m in models)
-    mlflow.set_tracking_uri(uri)
-    model = mlflow.pytorch.load_model(f"models:/{models[0].model_id}")
-    assert model(torch.zeros(3, 1, 8, 8)).shape == (3, 10)
+    model = searcher.load_model(f"models:/{models[0].model_id}", tracking_uri=uri)
+    assert model(torch.zeros(3, 1, 8, 8, dtype=torch.uint8)).shape == (3, 10)
+    assert "searcher.load_model" in stdout.splitlines()[-2] + stdout.splitlines()[-1]
 
 
 def test_outputs_folder_holds_the_decision_log(finished_search):

@@ -75,7 +75,7 @@ def test_the_report_is_self_contained_and_tells_the_staged_story(transfer_search
     assert "| layer | block | width | kernel |" in markdown
     assert "ranked by validation accuracy" in markdown and "ranked by transfer accuracy" in markdown
     assert re.search(r"\*\*Verdict\*\*: the best in validation, .+ is (also|NOT) the best for transfer", markdown)
-    assert 'mlflow.pytorch.load_model("models:/searcher-digits/' in markdown
+    assert 'searcher.load_model("models:/searcher-digits/' in markdown
     outputs = list(Path(folder).glob("outputs/*/*/report.html"))
     assert outputs and (outputs[0].parent / "figures" / "overview.png").exists()
     assert len(list((outputs[0].parent / "figures" / "trials").glob("*.png"))) == len(runs(client, "trial"))

@@ -128,7 +128,6 @@ def reload(search: SearchRecord) -> list[Block]:
     if search.model is None:
         return blocks + [Paragraph("No model was logged (the search did not finish).")]
     shape = search.input
-    mean, std = shape.get("mean"), shape.get("std")
     registered = (
         f"It is registered as **{search.model.registered_name}** version {search.model.version} "
         f"(tagged searcher.search_name={search.name})."
@@ -138,15 +137,19 @@ def reload(search: SearchRecord) -> list[Block]:
     blocks.append(Paragraph(f"The final model (best validation seed of the final stage) is logged on the search run. {registered}"))
     blocks.append(
         Code(
-            "import mlflow.pytorch, torch\n"
-            f'mlflow.set_tracking_uri("{redact(search.tracking_uri)}")  # add your password back if the store needs one\n'
-            f'model = mlflow.pytorch.load_model("{search.model.uri}")  # saved in eval mode\n'
-            f"mean = torch.tensor({mean}).view(1, -1, 1, 1)\n"
-            f"std = torch.tensor({std}).view(1, -1, 1, 1)\n"
-            f"# images: uint8 tensor (N, {shape.get('channels', 'C')}, {shape.get('size', 'H')}, {shape.get('size', 'W')})\n"
-            "x = (images.float() / 255 - mean) / std\n"
+            "import searcher, torch\n"
+            f'model = searcher.load_model("{search.model.uri}",\n'
+            f'                            tracking_uri="{redact(search.tracking_uri)}")  # add your password back if the store needs one\n'
+            f"# images: uint8 tensor (N, {shape.get('channels', 'C')}, {shape.get('size', 'H')}, {shape.get('size', 'W')}) on the 0-255 scale, "
+            "as searcher's datasets store them; the model normalises them itself\n"
             "with torch.no_grad():\n"
-            "    predictions = model(x).argmax(1)\n"
+            "    predictions = model(images).argmax(1)  # output i is the dataset's class model.labels[i]\n"
+        )
+    )
+    blocks.append(
+        Paragraph(
+            "It is an nn.Module in eval mode, rebuilt from its architecture and a weights-only state dict. "
+            "mlflow.pyfunc.load_model (and mlflow models serve) take the same uint8 images and return logits."
         )
     )
     return blocks

@@ -71,7 +71,7 @@ class StageRecord:
 
 @dataclass(frozen=True)
 class ModelRecord:
-    uri: str  # what mlflow.pytorch.load_model takes
+    uri: str  # what searcher.load_model (and mlflow.pyfunc.load_model) take
     registered_name: str | None = None
     version: str | None = None
     logged_uri: str | None = None  # models:/<model id>

@@ -244,24 +244,18 @@ class Recorder:
         input_example: Any = None,
         registered_name: str | None = None,
     ) -> str | None:
-        """Final metrics and tags, then the model (mlflow.pytorch.log_model, signature from the example) registered as
-        a new version of `registered_name` tagged with the search; ends the search run. Returns the model URI."""
+        """Final metrics and tags, then the model (a Classifier, tracking/model.py; signature from the example) registered
+        as a new version of `registered_name` tagged with the search; ends the search run. Returns the model URI."""
         now = int(time.time() * 1000)
         self._log(self.search_run_id, [Metric(k, v, now, 0) for k, v in metrics.items()], tags=tags)
         if model is None:
             self._end(self.search_run_id)
             return None
-        import mlflow.pytorch
-        import torch
+        from searcher.tracking.model import log_classifier
 
         mlflow.set_tracking_uri(self.tracking_uri)
         with mlflow.start_run(run_id=self.search_run_id):  # log_model needs the fluent active run; leaving ends it
-            info = mlflow.pytorch.log_model(
-                model,
-                name="model",
-                input_example=input_example,
-                pip_requirements=[f"torch=={torch.__version__.split('+')[0]}"],  # skips slow requirement inference
-            )
+            info = log_classifier(model, input_example)
         self.open_runs.remove(self.search_run_id)
         return self.register(info.model_uri, registered_name, metrics) if registered_name else info.model_uri
 

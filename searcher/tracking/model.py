@@ -1,0 +1,81 @@
+"""The final model in MLflow: one logged model, usable three ways.
+
+- `searcher.load_model(uri)`: the `Classifier` (an nn.Module in eval mode that takes uint8
+  images and normalises them itself), rebuilt from the description and weights-only state
+  dict stored with the model (`extra_files/`). No pickle and no torch.export: after the
+  download it takes milliseconds.
+- `mlflow.pyfunc.load_model(uri).predict(uint8 array)` and `mlflow models serve`: the
+  pytorch flavour holds a torch.export program of the same Classifier, which needs only
+  torch and mlflow where it is served (the signature says uint8 (-1, C, H, W) in, logits out).
+- `mlflow.pytorch.load_model(uri)`: that program as a GraphModule, for those who want it
+  (its eval behaviour is baked in; torch refuses `.eval()` and `.train()` on it).
+"""
+
+from __future__ import annotations
+
+import tempfile
+from pathlib import Path
+from typing import Any
+
+from searcher.model.classifier import DESCRIPTION_FILE, WEIGHTS_FILE, Classifier, load_classifier, save_classifier
+
+EXTRA_FILES = "extra_files"  # where mlflow.pytorch keeps `extra_files` inside a model
+
+
+class ModelNotLoadable(Exception):
+    """The URI names no model searcher can rebuild; the message says what to do instead."""
+
+
+def log_classifier(model: Classifier, input_example: Any) -> Any:
+    """Logs `model` to the active run as "model" (pytorch flavour + pyfunc, plus the files that rebuild it); returns ModelInfo."""
+    import mlflow.pytorch
+    import torch
+
+    with tempfile.TemporaryDirectory() as folder:
+        files = save_classifier(model, Path(folder))
+        return mlflow.pytorch.log_model(
+            model,
+            name="model",
+            input_example=input_example,
+            extra_files=[str(path) for path in files],
+            pip_requirements=[f"torch=={torch.__version__.split('+')[0]}"],  # skips slow requirement inference
+        )
+
+
+def load_model(model_uri: str, tracking_uri: str | None = None) -> Classifier:
+    """The Classifier logged at `model_uri` (models:/searcher-digits/1, models:/<model id>, ...), on the CPU, in eval mode."""
+    import mlflow.artifacts
+    from mlflow.exceptions import MlflowException
+
+    from searcher.uris import redact
+
+    store = tracking_uri or mlflow.get_tracking_uri()
+    with tempfile.TemporaryDirectory() as folder:
+        try:
+            location = model_location(model_uri, store)
+            for name in (DESCRIPTION_FILE, WEIGHTS_FILE):  # only these two: the exported program is not needed
+                local = mlflow.artifacts.download_artifacts(artifact_uri=f"{location}/{EXTRA_FILES}/{name}", dst_path=folder, tracking_uri=store)
+                if Path(local) != Path(folder) / name:
+                    Path(local).replace(Path(folder) / name)
+        except (MlflowException, OSError) as error:
+            raise ModelNotLoadable(
+                f"{model_uri} in {redact(store)} is not a model searcher can rebuild ({type(error).__name__}: "
+                f"{str(error).splitlines()[0][:200]}): check the model URI and the tracking URI; a model logged by an "
+                "earlier searcher, without extra_files/classifier.json, loads only with mlflow.pytorch.load_model."
+            ) from None
+        return load_classifier(Path(folder))
+
+
+def model_location(model_uri: str, tracking_uri: str) -> str:
+    """Where a model's files are. MLflow resolves models:/ URIs in its global tracking URI whatever a call is told,
+    so they are resolved here in `tracking_uri`'s registry; other URIs (runs:/, paths) are locations already."""
+    if not model_uri.startswith("models:/"):
+        return model_uri.rstrip("/")
+    from mlflow import MlflowClient
+    from mlflow.store.artifact.utils.models import get_model_name_and_version
+
+    client = MlflowClient(tracking_uri=tracking_uri, registry_uri=tracking_uri)
+    found = get_model_name_and_version(client, model_uri)  # (model id,) or (name, version); aliases and stages too
+    if len(found) == 1:
+        return client.get_logged_model(found[0]).artifact_location
+    return client.get_model_version_download_uri(*found)

@@ -1,0 +1,80 @@
+"""The command line explains itself: --help, mistakes named with what to do, no folder for a rejected command, completion."""
+
+import os
+import shlex
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from conftest import REPO, run_cli
+
+
+def test_help_describes_the_tool_and_lists_every_dataset_preset_and_common_setting(tmp_path: Path):
+    result = run_cli("--help", cwd=tmp_path, timeout=60)
+    assert result.returncode == 0, result.stderr
+    text = result.stdout
+    assert text.startswith("searcher: staged") and "powered by Hydra" not in text
+    for dataset in (REPO / "conf" / "dataset").glob("*.yaml"):
+        assert f"\n  {dataset.stem} " in text, f"--help does not describe +dataset={dataset.stem} (conf/hydra/help/searcher.yaml)"
+    assert "search=default | quick" in text and "execution=serial | processes | submitit" in text
+    settings = text.split("== Most used settings ==")[1].split("== Examples ==")[0]
+    assert len([line for line in settings.splitlines() if line.startswith("  ") and "=" in line.split()[0]]) == 10
+    assert "train.lr=0.1" in settings and "[0.05]" in settings  # an example and the current value
+    assert "[0.1]" in run_cli("train.lr=0.1", "--help", cwd=tmp_path, timeout=60).stdout.split("== Most used settings ==")[1]
+
+
+@pytest.mark.parametrize(
+    "args,message",
+    [
+        (["dataset=cifar10"], "dataset=cifar10: choose a dataset with a plus, +dataset=cifar10"),
+        (["dataset.classes=[0,1]"], "dataset.classes=[0,1] needs a dataset chosen first: add +dataset=NAME before it"),
+        (["train.lr=abc"], "train.lr='abc' is not valid: expected a number."),
+    ],
+)
+def test_a_rejected_command_says_what_to_do_and_leaves_no_output_folder(tmp_path: Path, args, message):
+    result = run_cli(*args, cwd=tmp_path, timeout=60)
+    assert result.returncode == 2, result.stdout + result.stderr
+    assert message in result.stdout and "Traceback" not in result.stdout + result.stderr
+    assert list(tmp_path.iterdir()) == []  # no outputs/, no empty cli.log, no store
+
+
+def test_a_command_stopped_after_its_folder_exists_logs_what_happened(tmp_path: Path):
+    missing = tmp_path / "no-such-folder"
+    result = run_cli("+dataset=imagefolder", f"dataset.path={missing}", f"tracking.uri=sqlite:///{tmp_path / 'm.db'}", cwd=tmp_path, timeout=120)
+    assert result.returncode == 2, result.stdout + result.stderr
+    (log,) = tmp_path.glob("outputs/*/*/cli.log")
+    lines = log.read_text().splitlines()
+    assert f"command: searcher +dataset=imagefolder dataset.path={missing}" in lines[0]
+    assert "no search started (exit 2): dataset.path=" in lines[1] and "is not a folder" in lines[1]
+
+
+def complete(line: str) -> list[str]:
+    """What pressing TAB at the end of `line` offers, from the installed bash completion, in a real bash."""
+    python = shlex.quote(sys.executable)
+    script = f"""
+        eval "$({python} -m searcher -sc install=bash)"
+        COMP_LINE={shlex.quote(line)}
+        _searcher_complete
+        printf '%s\\n' "${{COMPREPLY[@]}}"
+    """
+    env = dict(os.environ, PATH=f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}")
+    result = subprocess.run(["bash", "-c", script], env=env, capture_output=True, text=True, timeout=60)
+    assert result.returncode == 0, result.stderr
+    return result.stdout.split()
+
+
+def test_completion_works_for_python_dash_m_searcher_and_offers_datasets_with_the_plus():
+    prefix = f"{sys.executable} -m searcher"
+    datasets = complete(f"{prefix} +dataset=")
+    assert "+dataset=cifar10" in datasets and "+dataset=digits" in datasets
+    assert "search=quick" in complete(f"{prefix} +dataset=digits search=")
+    assert "train.lr=" in complete(f"{prefix} train.l")
+    assert not [choice for choice in complete(f"{prefix} da") if choice.startswith("dataset=")]  # would be rejected
+    assert "+dataset=" in complete(f"{prefix} ") and "seed=" in complete(f"{prefix} ")
+    assert complete("python -m pip inst") == []  # other Python commands: left to bash's file completion
+
+
+@pytest.mark.skipif(not (Path(sys.executable).parent / "searcher").exists(), reason="the searcher console script is not installed here")
+def test_completion_works_for_the_console_script():
+    assert "search=quick" in complete("searcher search=")

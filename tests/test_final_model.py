@@ -1,0 +1,115 @@
+"""The final model as users get it: uint8 images in, normalisation inside, an nn.Module that reloads safely and serves."""
+
+import json
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from conftest import REPO
+
+from searcher.data import DatasetOptions, DeviceData, load_dataset
+from searcher.model import LayoutPolicy, build_model
+from searcher.model.classifier import Classifier, load_classifier, save_classifier
+
+
+@pytest.fixture(scope="module")
+def digits():
+    return load_dataset(DatasetOptions("digits"))
+
+
+def trained_like(digits) -> Classifier:
+    """A Classifier whose network has non-trivial weights and BatchNorm statistics (no training needed)."""
+    torch.manual_seed(0)
+    spec = LayoutPolicy(input_size=8).baseline(2, 16)
+    model = Classifier(spec, digits.channels, digits.size, digits.mean, digits.std, range(10))
+    network = build_model(spec, 1, 10).train()
+    with torch.no_grad():
+        network(DeviceData(digits, torch.device("cpu")).train.normalise(digits.train.images[:512]))  # BatchNorm statistics
+    model.network.load_state_dict(network.state_dict())
+    return model.eval()
+
+
+def test_it_normalises_uint8_images_exactly_as_the_trainer_did(digits):
+    model = trained_like(digits)
+    images = digits.val.images[:64]
+    trainer_input = DeviceData(digits, torch.device("cpu")).val.normalise(images)
+    with torch.no_grad():
+        assert torch.equal(model(images), model.network(trainer_input))
+
+
+def test_it_reloads_from_its_description_and_a_weights_only_state_dict(digits, tmp_path: Path):
+    model = trained_like(digits)
+    files = save_classifier(model, tmp_path)
+    torch.load(files[1], weights_only=True)  # tensors only: loads without unpickling any code
+    again = load_classifier(tmp_path)
+    assert not again.training and again.labels == tuple(range(10)) and again.spec == model.spec
+    with torch.no_grad():
+        assert torch.equal(again(digits.val.images), model(digits.val.images))
+    again.train()  # a plain nn.Module: both modes work
+    again.eval()
+
+
+def test_it_refuses_input_it_would_get_wrong(digits):
+    model = trained_like(digits)
+    with pytest.raises(TypeError, match="uint8 images on the 0-255 scale"):
+        model(digits.val.images.float() / 255)
+    with pytest.raises(ValueError, match=r"shape \(N, 1, 8, 8\); got \(3, 8, 8\)"):
+        model(digits.val.images[:3, 0])
+
+
+README_MARKER = "<!-- the README model snippet: tests/test_final_model.py runs it -->"
+
+
+def readme_snippet() -> str:
+    text = (REPO / "README.md").read_text()
+    match = re.search(re.escape(README_MARKER) + r"\n```python\n(.*?)```", text, re.S)
+    assert match, "README.md lost its model snippet (or its marker)"
+    return match.group(1)
+
+
+@pytest.mark.slow
+def test_the_readme_snippet_loads_the_registered_model_and_reproduces_its_test_accuracy(quick_search, tmp_path):
+    from mlflow.tracking import MlflowClient
+
+    _, uri, _ = quick_search
+    (tmp_path / "mlflow.db").symlink_to(uri.removeprefix("sqlite:///"))  # the snippet reads ./mlflow.db, as after `python -m searcher`
+    result = subprocess.run(
+        [sys.executable, "-c", readme_snippet()], cwd=tmp_path, capture_output=True, text=True, timeout=120
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    accuracy = float(re.search(r"test accuracy (\S+)", result.stdout).group(1))
+    recorded = MlflowClient(tracking_uri=uri).get_model_version("searcher-digits", "1").tags["test_acc"]
+    assert accuracy == pytest.approx(float(recorded), abs=1e-4)  # the registered model, fed as the README says, is that model
+
+
+@pytest.mark.slow
+def test_the_pyfunc_flavour_serves_the_same_logits_from_uint8_images(quick_search):
+    import mlflow
+
+    import searcher
+
+    _, uri, _ = quick_search
+    mlflow.set_tracking_uri(uri)
+    module = searcher.load_model("models:/searcher-digits/1", tracking_uri=uri)
+    images = load_dataset(DatasetOptions("digits")).test().images[:16]
+    with torch.no_grad():
+        expected = module(images).numpy()
+    served = mlflow.pyfunc.load_model("models:/searcher-digits/1").predict(images.numpy())
+    np.testing.assert_allclose(served, expected, atol=1e-5)
+    request = json.dumps({"inputs": images.numpy().tolist()})  # what a client POSTs to `mlflow models serve`
+    answer = mlflow.models.validate_serving_input("models:/searcher-digits/1", request)
+    np.testing.assert_allclose(np.asarray(answer), expected, atol=1e-5)
+
+
+@pytest.mark.slow
+def test_a_uri_without_a_searcher_model_says_what_to_do(quick_search):
+    import searcher
+    from searcher.tracking.model import ModelNotLoadable
+
+    _, uri, _ = quick_search
+    with pytest.raises(ModelNotLoadable, match="models:/searcher-digits/99 in sqlite:///.* is not a model searcher can rebuild"):
+        searcher.load_model("models:/searcher-digits/99", tracking_uri=uri)
