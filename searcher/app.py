@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import sys
 import threading
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -462,7 +461,3 @@ def final_model(result: Any, dataset: ImageDataset) -> tuple[Any, Any]:
     std = torch.tensor(dataset.std).view(1, -1, 1, 1)
     example = ((dataset.val.images[:2].float() / 255 - mean) / std).numpy()
     return model, example
-
-
-def exit_with(outcome: Outcome) -> None:
-    sys.exit(outcome.exit_code)

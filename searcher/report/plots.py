@@ -124,11 +124,6 @@ class TrialFigures:
         return Plot(f"trial-{slug(trial.name)}", title, self.figure)
 
 
-def trial_plot(trial: TrialRecord) -> Plot:
-    """Train/val loss and validation accuracy per epoch, the best epoch and the stop reason marked."""
-    return TrialFigures().draw(trial)
-
-
 # per stage
 
 

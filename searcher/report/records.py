@@ -51,9 +51,6 @@ class TrialRecord:
         text = self.params.get("arch.widths", "")
         return tuple(int(w) for w in text.split(",") if w)
 
-    def stage_param(self, name: str) -> str | None:
-        return self.params.get(f"stage.{name}")
-
 
 @dataclass(frozen=True)
 class StageRecord:
