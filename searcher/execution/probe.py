@@ -5,7 +5,7 @@ from __future__ import annotations
 from searcher.data.batches import DeviceData
 from searcher.execution.local import Work
 from searcher.search.trials import TrialRequest
-from searcher.train.probe import ProbeSettings, probe_trial
+from searcher.train.linear_probe import ProbeSettings, probe_trial
 from searcher.train.trainer import EpochCallback, TrainResult
 
 

@@ -20,10 +20,10 @@ from searcher.search.stages import (
     SearchFailed,
     Stage,
     StageResult,
+    TransferStage,
     WidthStage,
 )
 from searcher.search.studies import StudyBook
-from searcher.search.transfer import TransferStage
 from searcher.search.trials import DecisionEntry, TrialOutcome, TrialRequest
 
 
