@@ -334,9 +334,10 @@ def search(
     pool = len(dataset.train) + len(dataset.val)
     note = validation_note(round(pool / plan.folds) if plan.folds > 1 else len(dataset.val), plan.significance, plan.repeats, plan.max_repeats, plan.folds, pool)
     console.print(note, highlight=False)
-    from searcher.tracking.history import differing_settings, find_search, load_prior
+    from searcher.tracking.history import differing_settings, load_prior
+    from searcher.tracking.queries import find_search
 
-    earlier = find_search(recorder.client, recorder.experiment_id, name)
+    earlier = find_search(recorder.client, [recorder.experiment_id], name)
     if earlier is not None:
         differences = differing_settings(earlier.data.params, settings)
         if differences:
@@ -349,8 +350,10 @@ def search(
         prior = load_prior(recorder.client, recorder.experiment_id, earlier)
         if prior.finished:
             from searcher.report.terminal import print_stored_summary
+            from searcher.tracking.reader import read_search
 
-            print_stored_summary(console, recorder, prior, ui_command(config.tracking.uri))
+            stored = read_search(recorder.client, earlier.info.run_id)
+            print_stored_summary(console, stored, ui_command(config.tracking.uri), recorder.runs_url("http://127.0.0.1:5000"))
             return Outcome(EXIT_OK, name, earlier.info.run_id, earlier.data.metrics.get("test_acc"))
         console.print(
             f"resuming search {name}: {len(prior.completed)} completed trials are reused, "
@@ -360,7 +363,9 @@ def search(
         if tags:
             recorder.tag_search(tags)  # the job resuming it now (a requeued or re-launched multirun job)
     else:
-        run_tags = {"searcher.dataset": dataset.name, "searcher.preset": config.search.preset, "searcher.device": str(device)}
+        from searcher.tracking.schema import Tags
+
+        run_tags = {Tags.DATASET: dataset.name, Tags.PRESET: config.search.preset, Tags.DEVICE: str(device)}
         recorder.start_search(name, params=settings, tags=run_tags | (tags or {}))
     interrupts.install()
     runner = warming_up = None

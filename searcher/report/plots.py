@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from searcher.report.records import SearchRecord, StageRecord, TrialRecord
+from searcher.tracking.records import SearchRecord, StageRecord, TrialRecord
 
 DPI = 80  # small, fast PNGs: a 7x2.6 inch figure is 560x208 pixels
 # Fixed margins (inches), not constrained layout: measuring every label first doubles the drawing time.
@@ -75,8 +75,8 @@ def slug(text: str) -> str:
 
 
 def stop_reason(trial: TrialRecord) -> str:
-    epochs = int(trial.metrics.get("epochs", 0))
-    best = trial.metrics.get("best_epoch")
+    epochs = trial.epochs
+    best = trial.best_epoch
     detail = f", best {trial.val_acc:.4f} at epoch {int(best)}" if best is not None and math.isfinite(trial.val_acc) else ""
     if trial.decision == "pruned":
         return f"pruned after {epochs} epochs{detail}"
@@ -110,7 +110,7 @@ class TrialFigures:
         for line, key in ((self.train_loss, "train_loss"), (self.val_loss, "val_loss"), (self.val_acc, "val_acc")):
             curve = trial.curves.get(key)
             line.set_data(curve.steps if curve else [], curve.values if curve else [])
-        best = trial.metrics.get("best_epoch")
+        best = trial.best_epoch
         visible = best is not None and math.isfinite(trial.val_acc)
         self.best_line.set_visible(visible)
         self.best_point.set_visible(visible)
@@ -272,9 +272,9 @@ def final_plot(stage: StageRecord) -> Plot:
     trials = [t for t in stage.trials if math.isfinite(t.val_acc)]
     xs = range(len(trials))
     ax.bar([x - 0.2 for x in xs], [t.val_acc for t in trials], width=0.4, label="validation", color=STAGE_COLORS["width"])
-    ax.bar([x + 0.2 for x in xs], [t.metrics.get("test_acc", math.nan) for t in trials], width=0.4, label="test", color=STAGE_COLORS["final"])
+    ax.bar([x + 0.2 for x in xs], [t.test_acc for t in trials], width=0.4, label="test", color=STAGE_COLORS["final"])
     ax.set_xticks(list(xs), [t.name for t in trials], fontsize=7)
-    values = [t.val_acc for t in trials] + [t.metrics.get("test_acc", math.nan) for t in trials]
+    values = [t.val_acc for t in trials] + [t.test_acc for t in trials]
     finite = [v for v in values if math.isfinite(v)]
     if finite:
         ax.set_ylim(max(0.0, min(finite) - 0.05), min(1.0, max(finite) + 0.02))
