@@ -191,10 +191,10 @@ def make_runner(
     e = config.execution
     checkpoints = checkpoint_dir(config, name)
     if e.kind == "serial":
-        from searcher.execution import LocalRunner
+        from searcher.execution import serial_runner
 
-        return LocalRunner(DeviceData(dataset, device), recorder, progress, checkpoints, config.train.checkpoint_seconds)
-    from searcher.execution.pool import PoolRunner
+        return serial_runner(DeviceData(dataset, device), recorder, progress, checkpoints, config.train.checkpoint_seconds)
+    from searcher.execution import Runner
     from searcher.execution.worker import DataSpec
 
     if e.kind == "processes":
@@ -218,7 +218,7 @@ def make_runner(
     from searcher.execution.warm import WarmStarts
 
     warm = WarmStarts(DeviceData(dataset, torch.device("cpu"))) if config.search.warm_start else None  # grown here, trained there
-    return PoolRunner(backend, recorder, progress, checkpoints, config.train.checkpoint_seconds, storage, warm)
+    return Runner(backend, recorder, progress, checkpoints, config.train.checkpoint_seconds, storage, warm)
 
 
 def describe_execution(config: SearcherConfig, runner: Any) -> str:
@@ -375,17 +375,16 @@ def search(
         threads = trial_threads(str(device), 1, config.execution.threads_per_trial)
         with torch_threads(threads), RichProgress(console) as progress:
             runner = make_runner(config, dataset, device, recorder, progress, name, storage, workers)
-            concurrency = getattr(runner, "concurrency", 1)
             if config.execution.kind != "serial":
                 console.print(f"execution: {describe_execution(config, runner)}")
                 warming_up = prepare_finish_in_background()  # this process idles while trials train elsewhere
-            plan = replace(plan, concurrency=concurrency)
+            plan = replace(plan, concurrency=runner.concurrency)
             transfer_runner = None
             if target is not None:
-                from searcher.execution import LocalRunner
-                from searcher.execution.probe import probe_work
+                from searcher.execution import serial_runner
+                from searcher.execution.work import probe_request
 
-                transfer_runner = LocalRunner(DeviceData(target, device), recorder, progress, work=probe_work())
+                transfer_runner = serial_runner(DeviceData(target, device), recorder, progress, work=probe_request())
             result = run_search(plan, StudyBook(storage, name, plan), runner, transfer_runner)
         files = {"decisions.json": decisions_json(result), "decisions.md": decisions_markdown(result, name)}
         for file_name, text in files.items():

@@ -7,7 +7,7 @@ import pytest
 from conftest import FakeRunner, fake_result, make_plan, memory_studies, run_cli, search_runs
 from mlflow.tracking import MlflowClient
 
-from searcher.execution.pool import PoolRunner
+from searcher.execution import Runner
 from searcher.search import run_search
 from searcher.search.trials import TrialOutcome
 
@@ -30,7 +30,7 @@ class ReverseBackend:
         self.submit_order: list[str] = []
         self.finish_order: list[str] = []
 
-    def submit(self, task):
+    def submit(self, task, on_epoch=None):
         self.submit_order.append(task.request.label)
         handle = {"task": task, "done": False}
         self.in_flight.append(handle)
@@ -78,7 +78,7 @@ def test_regularization_trials_are_asked_in_fixed_batches_by_any_runner():
     assert len(result.stages[3].decisions) == 6  # five trials and the selection
 
 
-def test_pool_runner_finishing_out_of_order_decides_and_records_as_serial(tmp_path):
+def test_runner_finishing_out_of_order_decides_and_records_as_serial(tmp_path):
     from searcher.tracking import open_recorder
 
     uri = f"sqlite:///{tmp_path / 'm.db'}"
@@ -86,7 +86,7 @@ def test_pool_runner_finishing_out_of_order_decides_and_records_as_serial(tmp_pa
     recorder.start_search("parallel", params={}, tags={})
     backend = ReverseBackend(capacity=3)
     pool_plan = make_plan(width_patience=1, depth_cap=4, regularization_trials=4, regularization_in_flight=2, concurrency=3)
-    parallel = run_search(pool_plan, memory_studies(pool_plan), PoolRunner(backend, recorder))
+    parallel = run_search(pool_plan, memory_studies(pool_plan), Runner(backend, recorder))
     serial_plan = make_plan(width_patience=1, depth_cap=4, regularization_trials=4, regularization_in_flight=2)
     serial = run_search(serial_plan, memory_studies(serial_plan), FakeRunner(score))
 
