@@ -20,6 +20,7 @@ import difflib
 import json
 import os
 import re
+import shutil
 import subprocess
 import sys
 import time
@@ -45,7 +46,8 @@ def cases(seeds: list[int], parallel_seeds: list[int], workers: int) -> dict[str
 
 def run_search(tree: Path, folder: Path, overrides: list[str]) -> None:
     """One quick search with `tree`'s searcher, its store and output files in `folder` (relative paths: same params)."""
-    folder.mkdir(parents=True, exist_ok=True)
+    shutil.rmtree(folder, ignore_errors=True)  # a store that holds the search already would only print its summary
+    folder.mkdir(parents=True)
     command = [sys.executable, "-m", "searcher", "search=quick", "search.name=cmp", "tracking.uri=sqlite:///m.db", "hydra.run.dir=out", *overrides]
     env = dict(os.environ, PYTHONPATH=str(tree.resolve()), COLUMNS="120")
     started = time.perf_counter()
