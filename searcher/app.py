@@ -19,7 +19,7 @@ from rich.console import Console
 
 from searcher.config import ConfigError, DatasetConfig, SearcherConfig, data_dir
 from searcher.data import DatasetError, DatasetOptions, DeviceData, ImageDataset, load_dataset
-from searcher.execution import interrupts
+from searcher.execution import Backend, Progress, Runner, TrialRecorder, interrupts
 from searcher.execution.interrupts import EXIT_SIGINT, Interrupted
 from searcher.execution.threads import torch_threads, trial_threads
 from searcher.model.spec import LayoutPolicy
@@ -185,8 +185,15 @@ def start_workers(config: SearcherConfig, dataset: ImageDataset) -> Any:
 
 
 def make_runner(
-    config: SearcherConfig, dataset: ImageDataset, device: Any, recorder: Any, progress: Any, name: str, storage: str, workers: Any = None
-) -> Any:
+    config: SearcherConfig,
+    dataset: ImageDataset,
+    device: torch.device,
+    recorder: TrialRecorder,
+    progress: Progress,
+    name: str,
+    storage: str,
+    workers: Backend | None = None,
+) -> Runner:
     """The Runner `execution.kind` asks for; every one records the same way, only where trials train differs."""
     e = config.execution
     checkpoints = checkpoint_dir(config, name)
@@ -194,11 +201,11 @@ def make_runner(
         from searcher.execution import serial_runner
 
         return serial_runner(DeviceData(dataset, device), recorder, progress, checkpoints, config.train.checkpoint_seconds)
-    from searcher.execution import Runner
     from searcher.execution.worker import DataSpec
 
+    backend: Backend
     if e.kind == "processes":
-        backend: Any = workers or start_workers(config, dataset)
+        backend = workers or start_workers(config, dataset)
     else:
         from searcher.execution.submitit import SubmititBackend
 
