@@ -16,6 +16,7 @@ if ! command -v chromium >/dev/null 2>&1 && [ "$(id -u)" = 0 ] && command -v apt
 fi
 .venv/bin/ruff check searcher scripts tests   # lint first: seconds, and a red CI names the line
 .venv/bin/lint-imports   # the import rules of docs/design.md §6 (contracts in pyproject.toml)
+.venv/bin/mypy   # types ([tool.mypy] in pyproject.toml: searcher/)
 source scripts/postgres.sh
 trap postgres_stop EXIT
 postgres_start

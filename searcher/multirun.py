@@ -32,7 +32,7 @@ def job_tags() -> dict[str, str]:
     overrides = [shown_override(o) for o in hydra.overrides.task]
     return {
         Tags.MULTIRUN_JOB: str(hydra.job.num),
-        Tags.MULTIRUN_JOB_ID: str(hydra.job.get("id") or ""),
+        Tags.MULTIRUN_JOB_ID: str(hydra.job.get("id") or ""),  # type: ignore[attr-defined]  # a DictConfig at run time
         Tags.MULTIRUN_SWEEP_DIR: str(Path(hydra.sweep.dir).resolve()),
         Tags.MULTIRUN_OVERRIDES: " ".join(overrides)[:5000],
     }

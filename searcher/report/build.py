@@ -53,10 +53,10 @@ def build(search: SearchRecord, folder: Path, trial_plots: bool = True) -> Built
     shown: dict[str, tuple[Path, str]] = {"overview": (overview.save(figures_dir), overview.title)}
     stage_figures: dict[str, Path] = {}
     for stage in search.stages:
-        plot = plots.stage_plot(stage)
-        if plot is not None:
-            stage_figures[stage.run_id] = plot.save(figures_dir)
-            shown[plot.name] = (stage_figures[stage.run_id], plot.title)
+        story = plots.stage_plot(stage)
+        if story is not None:
+            stage_figures[stage.run_id] = story.save(figures_dir)
+            shown[story.name] = (stage_figures[stage.run_id], story.title)
     final = search.stage("final")
     if final and trial_plots:
         chosen = [t for t in final.trials if t.run_id in trial_figures]

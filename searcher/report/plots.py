@@ -191,7 +191,7 @@ def depth_plot(stage: StageRecord) -> Plot:
     figure, (ax,) = new_figure(5.5, 3)
     ax.margins(x=0.15, y=0.1)
     _points(ax, list(stage.trials), lambda t: t.depth)
-    path = []
+    path: list[tuple[float, float]] = []
     for entry in stage.decisions:
         n = entry["numbers"]
         if entry["decision"] in ("accepted", "rejected") and "depth" in n:
@@ -225,7 +225,7 @@ def importances(trials: list[TrialRecord]) -> tuple[dict[str, float], str]:
     study = optuna.create_study(direction="maximize", storage=optuna.storages.InMemoryStorage())
     for trial in done:
         values = {n: float(trial.params[f"stage.{n}"]) for n in varied}
-        distributions = {
+        distributions: dict[str, optuna.distributions.BaseDistribution] = {
             n: optuna.distributions.FloatDistribution(min(float(t.params[f"stage.{n}"]) for t in done), max(float(t.params[f"stage.{n}"]) for t in done))
             for n in varied
         }

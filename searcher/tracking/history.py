@@ -18,8 +18,11 @@ from mlflow.tracking import MlflowClient
 
 from searcher.search.trials import TrialOutcome, TrialRequest
 from searcher.tracking.queries import descendants
+from searcher.tracking.retry import RetryingClient
 from searcher.tracking.schema import EPOCH_METRICS, Files, Metrics, Roles, Tags
 from searcher.train.trainer import EpochRecord, TrainResult
+
+Client = MlflowClient | RetryingClient  # the recorder's client retries; a reader's may not
 
 # Settings that do not change what a search computes, so a resume may differ in them.
 NEUTRAL_SETTINGS = ("tracking.", "device", "data_dir", "dataset.mirror", "search.name", "execution.", "train.checkpoint_seconds")
@@ -51,7 +54,7 @@ def differing_settings(stored: dict[str, str], current: dict[str, str]) -> list[
     ]
 
 
-def load_prior(client: MlflowClient, experiment_id: str, search: Run) -> PriorSearch:
+def load_prior(client: Client, experiment_id: str, search: Run) -> PriorSearch:
     """The search's stage runs and completed trials; trials a dead process left RUNNING become FAILED."""
     prior = PriorSearch(search)
     for run in descendants(client, experiment_id, search.info.run_id):
@@ -67,7 +70,7 @@ def load_prior(client: MlflowClient, experiment_id: str, search: Run) -> PriorSe
     return prior
 
 
-def load_outcome(client: MlflowClient, request: TrialRequest, run: Run) -> TrialOutcome:
+def load_outcome(client: Client, request: TrialRequest, run: Run) -> TrialOutcome:
     """Rebuild a trial's outcome (curves, scores, weights) from its run, without training."""
     tags, metrics = run.data.tags, run.data.metrics
     run_id = run.info.run_id
@@ -76,7 +79,7 @@ def load_outcome(client: MlflowClient, request: TrialRequest, run: Run) -> Trial
         histories = {key: {m.step: m.value for m in client.get_metric_history(run_id, key)} for key in EPOCH_METRICS}
         epochs = int(metrics.get(Metrics.EPOCHS, 0))
         history = tuple(
-            EpochRecord(epoch, *(histories[key].get(epoch, math.nan) for key in EPOCH_METRICS), seconds=0.0)
+            EpochRecord(epoch, **{key: histories[key].get(epoch, math.nan) for key in EPOCH_METRICS}, seconds=0.0)
             for epoch in range(1, epochs + 1)
         )
         result = TrainResult(
@@ -96,7 +99,7 @@ def load_outcome(client: MlflowClient, request: TrialRequest, run: Run) -> Trial
     return TrialOutcome(request, tags[Tags.STATUS], result, error=tags.get(Tags.ERROR))  # type: ignore[arg-type]
 
 
-def load_artifacts(client: MlflowClient, run_id: str) -> dict:
+def load_artifacts(client: Client, run_id: str) -> dict:
     """A trial's weights and per-image validation evidence, where it recorded them."""
     import base64
 
@@ -110,7 +113,7 @@ def load_artifacts(client: MlflowClient, run_id: str) -> dict:
     return found
 
 
-def load_state(client: MlflowClient, run_id: str) -> dict | None:
+def load_state(client: Client, run_id: str) -> dict | None:
     """A trial's weights, loaded safely (weights_only: tensors and plain containers, never arbitrary pickles)."""
     import torch
 

@@ -17,12 +17,11 @@ from typing import Any
 
 import mlflow
 from mlflow.entities import Metric, Param, RunTag
-from mlflow.tracking import MlflowClient
 from mlflow.utils.mlflow_tags import MLFLOW_PARENT_RUN_ID, MLFLOW_RUN_NAME
 
 from searcher.search.stages import Stage, StageResult
 from searcher.search.trials import TrialOutcome, TrialRequest
-from searcher.tracking.history import PriorSearch, load_outcome
+from searcher.tracking.history import Client, PriorSearch, load_outcome
 from searcher.tracking.schema import EPOCH_METRICS, Files, Metrics, Roles, Tags
 
 MAX_METRICS_PER_BATCH = 1000  # MLflow's limit per log_batch call
@@ -60,7 +59,7 @@ def arch_params(request: TrialRequest) -> dict[str, str]:
 
 
 class Recorder:
-    def __init__(self, client: MlflowClient, experiment_id: str, tracking_uri: str):
+    def __init__(self, client: Client, experiment_id: str, tracking_uri: str):
         self.client = client
         self.experiment_id = experiment_id
         self.tracking_uri = tracking_uri
@@ -70,6 +69,18 @@ class Recorder:
         self.stage_run_id: str | None = None
         self.open_runs: list[str] = []  # innermost last: what `abort` must close
         self.prior: PriorSearch | None = None  # when resuming
+
+    @property
+    def _search_run(self) -> str:
+        if self.search_run_id is None:
+            raise RuntimeError("no search run: start_search or attach_search comes first")
+        return self.search_run_id
+
+    @property
+    def _stage_run(self) -> str:
+        if self.stage_run_id is None:
+            raise RuntimeError("no stage run: start_stage comes first")
+        return self.stage_run_id
 
     # runs
 
@@ -118,7 +129,7 @@ class Recorder:
         self.open_runs.append(self.search_run_id)
 
     def tag_search(self, tags: dict[str, str]) -> None:
-        self._log(self.search_run_id, tags=tags)
+        self._log(self._search_run, tags=tags)
 
     def reusable(self, request: TrialRequest) -> tuple[str, TrialOutcome] | None:
         """(run id, outcome) of this trial if an earlier attempt of the search completed it."""
@@ -136,8 +147,8 @@ class Recorder:
             return
         self.stage_run_id = self._start(
             f"{stage.index} {stage.name}",
-            self.search_run_id,
-            {Tags.ROLE: Roles.STAGE, Tags.STAGE: stage.name, Tags.SEARCH_RUN_ID: self.search_run_id},
+            self._search_run,
+            {Tags.ROLE: Roles.STAGE, Tags.STAGE: stage.name, Tags.SEARCH_RUN_ID: self._search_run},
         )
 
     def start_trial(self, request: TrialRequest, warm: bool = False, growth_note: str = "") -> str:
@@ -146,17 +157,17 @@ class Recorder:
             Tags.ROLE: Roles.TRIAL,
             Tags.STAGE: request.stage,
             Tags.TRIAL_KEY: request.key,
-            Tags.SEARCH_RUN_ID: self.search_run_id,
+            Tags.SEARCH_RUN_ID: self._search_run,
             Tags.WARM_START: "true" if warm else "false",
         }
         if warm:
             tags |= {Tags.PARENT_TRIAL: str(request.parent), Tags.GROWTH: growth_note[:5000]}
-        return self._start(request.label + (" (warm)" if warm else ""), self.stage_run_id, tags)
+        return self._start(request.label + (" (warm)" if warm else ""), self._stage_run, tags)
 
     def finish_trial(self, run_id: str, outcome: TrialOutcome, traceback_text: str | None = None) -> None:
         now = int(time.time() * 1000)
         metrics: list[Metric] = []
-        tags = {Tags.STATUS: outcome.status}
+        tags: dict[str, str] = {Tags.STATUS: outcome.status}
         result = outcome.result
         if result is not None:
             for record in result.history:  # NaN/inf too: MLflow stores them, and a resume reads them back
@@ -221,12 +232,13 @@ class Recorder:
         metrics += [Metric(k, v, int(time.time() * 1000), 0) for k, v in result.metrics.items()]
         winner = result.winner
         tags = {Tags.WINNER: winner.name, Tags.WINNER_ARCH: json.dumps(winner.arch.to_dict())}
-        self._log(self.stage_run_id, metrics, tags=tags)
-        self.client.log_dict(self.stage_run_id, [entry.to_dict() for entry in result.decisions], Files.DECISIONS)
-        self._end(self.stage_run_id)
+        decisions = [entry.to_dict() for entry in result.decisions]
+        self._log(self._stage_run, metrics, tags=tags)
+        self.client.log_dict(self._stage_run, decisions, Files.DECISIONS)  # type: ignore[arg-type]  # any JSON value is logged
+        self._end(self._stage_run)
 
     def log_artifact_text(self, text: str, path: str) -> None:
-        self.client.log_text(self.search_run_id, text, path)
+        self.client.log_text(self._search_run, text, path)
 
     def finish_search(
         self,
@@ -239,9 +251,9 @@ class Recorder:
         """Final metrics and tags, then the model (mlflow.pytorch.log_model, signature from the example) registered as
         a new version of `registered_name` tagged with the search; ends the search run. Returns the model URI."""
         now = int(time.time() * 1000)
-        self._log(self.search_run_id, [Metric(k, v, now, 0) for k, v in metrics.items()], tags=tags)
+        self._log(self._search_run, [Metric(k, v, now, 0) for k, v in metrics.items()], tags=tags)
         if model is None:
-            self._end(self.search_run_id)
+            self._end(self._search_run)
             return None
         import mlflow.pytorch
         import torch
@@ -254,7 +266,7 @@ class Recorder:
                 input_example=input_example,
                 pip_requirements=[f"torch=={torch.__version__.split('+')[0]}"],  # skips slow requirement inference
             )
-        self.open_runs.remove(self.search_run_id)
+        self.open_runs.remove(self._search_run)
         return self.register(info.model_uri, registered_name, metrics) if registered_name else info.model_uri
 
     def register(self, model_uri: str, name: str, metrics: dict[str, float]) -> str:
