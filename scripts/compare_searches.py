@@ -110,6 +110,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seeds", type=int, nargs="*", default=[0, 1, 2], help="seeds searched serially (default 0 1 2)")
     parser.add_argument("--parallel-seeds", type=int, nargs="*", default=[0], help="seeds searched in worker processes (default 0)")
     parser.add_argument("--workers", type=int, default=2, help="worker processes for the parallel cases (default 2)")
+    parser.add_argument("--overrides", nargs="*", default=[], help="more settings for every case, e.g. search.warm_start=true")
     parser.add_argument("--run", choices=("both", "base", "head", "none"), default="both", help="which trees to run (the others' runs are reused)")
     args = parser.parse_args(argv)
     failed = False
@@ -117,7 +118,7 @@ def main(argv: list[str] | None = None) -> int:
         folders = {label: args.out / label / case for label in ("base", "head")}
         for label, tree in (("base", args.base), ("head", args.head)):
             if args.run in ("both", label):
-                run_search(tree, folders[label], overrides)
+                run_search(tree, folders[label], overrides + args.overrides)
         found = compare(folders["base"], folders["head"])
         print(f"{case}: {'alike' if not found else 'DIFFERENT'}", flush=True)
         for line in found:
