@@ -48,7 +48,9 @@ def run_search(tree: Path, folder: Path, overrides: list[str]) -> None:
     """One quick search with `tree`'s searcher, its store and output files in `folder` (relative paths: same params)."""
     shutil.rmtree(folder, ignore_errors=True)  # a store that holds the search already would only print its summary
     folder.mkdir(parents=True)
-    command = [sys.executable, "-m", "searcher", "search=quick", "search.name=cmp", "tracking.uri=sqlite:///m.db", "hydra.run.dir=out", *overrides]
+    # report.trial_plots fixed: its default (auto) draws per-trial figures only when trials average >= 3 s, which varies with load
+    command = [sys.executable, "-m", "searcher", "search=quick", "search.name=cmp", "tracking.uri=sqlite:///m.db", "hydra.run.dir=out", "report.trial_plots=false"]
+    command += overrides
     env = dict(os.environ, PYTHONPATH=str(tree.resolve()), COLUMNS="120")
     started = time.perf_counter()
     done = subprocess.run(command, cwd=folder, env=env, capture_output=True, text=True)
