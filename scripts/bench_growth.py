@@ -4,7 +4,7 @@
 
 For each seed, trains the baseline once, then runs the width and depth stages twice from it,
 warm (`search.warm_start=true`) and cold (`false`), with the same seeds, through
-the real stages, LocalRunner and Recorder (a temporary SQLite MLflow store).
+the real stages, the serial runner and Recorder (a temporary SQLite MLflow store).
 `--quick` uses the quick preset (at most about 5 minutes on 2 cores); without it
 the default preset. On digits one validation image is 0.35 points of accuracy,
 so a single search's winner score is mostly noise; several seeds (default 3)
@@ -96,12 +96,12 @@ class MeasuredWarmStarts:
 
 
 def run_mode(warm_start: bool, plan, baseline_result, baseline_outcomes, data, recorder, studies):
-    from searcher.execution import LocalRunner
+    from searcher.execution import serial_runner
     from searcher.search import run_stage
     from searcher.search.stages import DepthStage, WidthStage
 
     plan = replace(plan, warm_start=warm_start)
-    runner = LocalRunner(data, recorder)
+    runner = serial_runner(data, recorder)
     for outcome in baseline_outcomes:
         runner.warm.remember(outcome)
     measured = MeasuredWarmStarts(runner.warm, data, data.dataset.num_classes)
@@ -165,7 +165,7 @@ def main() -> None:
     from searcher.app import dataset_options, make_plan
     from searcher.config import data_dir
     from searcher.data import DeviceData, load_dataset
-    from searcher.execution import LocalRunner
+    from searcher.execution import serial_runner
     from searcher.search import run_stage
     from searcher.search.stages import BaselineStage
     from searcher.tracking import open_recorder
@@ -190,7 +190,7 @@ def main() -> None:
                 return optuna.create_study(storage=storage, study_name=f"{seed}/{name}", direction="maximize")
 
             started = time.perf_counter()
-            baseline_result, baseline_done = run_stage(BaselineStage(plan, studies("baseline")), LocalRunner(data, recorder))
+            baseline_result, baseline_done = run_stage(BaselineStage(plan, studies("baseline")), serial_runner(data, recorder))
             baselines.append({"seed": seed, "seconds": time.perf_counter() - started, "best_val_acc": baseline_result.score})
             cold, _ = run_mode(False, plan, baseline_result, baseline_done, data, recorder, studies)
             warm, grown = run_mode(True, plan, baseline_result, baseline_done, data, recorder, studies)

@@ -51,7 +51,7 @@ def timed(bucket: str, function):
 def instrument() -> None:
     import optuna
 
-    import searcher.execution.local as local
+    import searcher.execution.work as work
     import searcher.report.build as report_build
     from searcher.report.terminal import RichProgress
     from searcher.tracking.recorder import Recorder
@@ -68,7 +68,7 @@ def instrument() -> None:
 
     report_build.publish = timed("report (figures, report.html/.md)", report_build.publish)
 
-    original = local.train_trial
+    original = work.train_trial
 
     def train_trial(*args, on_epoch=None, **kwargs):
         callback_seconds = [0.0]
@@ -90,7 +90,7 @@ def instrument() -> None:
             depth["n"] -= 1
             totals["training and evaluation"] += time.perf_counter() - started - callback_seconds[0]
 
-    local.train_trial = train_trial
+    work.train_trial = train_trial
 
 
 def main() -> None:

@@ -158,7 +158,8 @@ def sharing_mode(options: argparse.Namespace) -> dict:
 
     from searcher.data import load_dataset
     from searcher.execution.processes import ProcessBackend
-    from searcher.execution.worker import DataSpec, TrialTask
+    from searcher.execution.work import TrialTask
+    from searcher.execution.worker import DataSpec
     from searcher.model.spec import LayoutPolicy
     from searcher.search.trials import TrialRequest
     from searcher.train.stability import StabilityRule

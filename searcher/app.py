@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import sys
 import threading
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -20,7 +19,7 @@ from rich.console import Console
 
 from searcher.config import ConfigError, DatasetConfig, SearcherConfig, data_dir
 from searcher.data import DatasetError, DatasetOptions, DeviceData, ImageDataset, load_dataset
-from searcher.execution import interrupts
+from searcher.execution import Backend, Progress, Runner, TrialRecorder, interrupts
 from searcher.execution.interrupts import EXIT_SIGINT, Interrupted
 from searcher.execution.threads import torch_threads, trial_threads
 from searcher.model.spec import LayoutPolicy
@@ -199,20 +198,27 @@ def start_workers(config: SearcherConfig, dataset: ImageDataset) -> Any:
 
 
 def make_runner(
-    config: SearcherConfig, dataset: ImageDataset, device: Any, recorder: Any, progress: Any, name: str, storage: str, workers: Any = None
-) -> Any:
+    config: SearcherConfig,
+    dataset: ImageDataset,
+    device: torch.device,
+    recorder: TrialRecorder,
+    progress: Progress,
+    name: str,
+    storage: str,
+    workers: Backend | None = None,
+) -> Runner:
     """The Runner `execution.kind` asks for; every one records the same way, only where trials train differs."""
     e = config.execution
     checkpoints = checkpoint_dir(config, name)
     if e.kind == "serial":
-        from searcher.execution import LocalRunner
+        from searcher.execution import serial_runner
 
-        return LocalRunner(DeviceData(dataset, device), recorder, progress, checkpoints, config.train.checkpoint_seconds)
-    from searcher.execution.pool import PoolRunner
+        return serial_runner(DeviceData(dataset, device), recorder, progress, checkpoints, config.train.checkpoint_seconds)
     from searcher.execution.worker import DataSpec
 
+    backend: Backend
     if e.kind == "processes":
-        backend: Any = workers or start_workers(config, dataset)
+        backend = workers or start_workers(config, dataset)
     else:
         from searcher.execution.submitit import SubmititBackend
 
@@ -232,7 +238,7 @@ def make_runner(
     from searcher.execution.warm import WarmStarts
 
     warm = WarmStarts(DeviceData(dataset, torch.device("cpu"))) if config.search.warm_start else None  # grown here, trained there
-    return PoolRunner(backend, recorder, progress, checkpoints, config.train.checkpoint_seconds, storage, warm)
+    return Runner(backend, recorder, progress, checkpoints, config.train.checkpoint_seconds, storage, warm)
 
 
 def describe_execution(config: SearcherConfig, runner: Any) -> str:
@@ -348,9 +354,10 @@ def search(
     pool = len(dataset.train) + len(dataset.val)
     note = validation_note(round(pool / plan.folds) if plan.folds > 1 else len(dataset.val), plan.significance, plan.repeats, plan.max_repeats, plan.folds, pool)
     console.print(note, highlight=False)
-    from searcher.tracking.history import differing_settings, find_search, load_prior
+    from searcher.tracking.history import differing_settings, load_prior
+    from searcher.tracking.queries import find_search
 
-    earlier = find_search(recorder.client, recorder.experiment_id, name)
+    earlier = find_search(recorder.client, [recorder.experiment_id], name)
     if earlier is not None:
         differences = differing_settings(earlier.data.params, settings)
         if differences:
@@ -363,8 +370,10 @@ def search(
         prior = load_prior(recorder.client, recorder.experiment_id, earlier)
         if prior.finished:
             from searcher.report.terminal import print_stored_summary
+            from searcher.tracking.reader import read_search
 
-            print_stored_summary(console, recorder, prior, ui_command(config.tracking.uri))
+            stored = read_search(recorder.client, earlier.info.run_id)
+            print_stored_summary(console, stored, ui_command(config.tracking.uri), recorder.runs_url("http://127.0.0.1:5000"))
             return Outcome(EXIT_OK, name, earlier.info.run_id, earlier.data.metrics.get("test_acc"))
         console.print(
             f"resuming search {name}: {len(prior.completed)} completed trials are reused, "
@@ -374,7 +383,9 @@ def search(
         if tags:
             recorder.tag_search(tags)  # the job resuming it now (a requeued or re-launched multirun job)
     else:
-        run_tags = {"searcher.dataset": dataset.name, "searcher.preset": config.search.preset, "searcher.device": str(device)}
+        from searcher.tracking.schema import Tags
+
+        run_tags = {Tags.DATASET: dataset.name, Tags.PRESET: config.search.preset, Tags.DEVICE: str(device)}
         recorder.start_search(name, params=settings, tags=run_tags | (tags or {}))
     interrupts.install()
     runner = warming_up = None
@@ -384,17 +395,16 @@ def search(
         threads = trial_threads(str(device), 1, config.execution.threads_per_trial)
         with torch_threads(threads), RichProgress(console) as progress:
             runner = make_runner(config, dataset, device, recorder, progress, name, storage, workers)
-            concurrency = getattr(runner, "concurrency", 1)
             if config.execution.kind != "serial":
                 console.print(f"execution: {describe_execution(config, runner)}")
                 warming_up = prepare_finish_in_background()  # this process idles while trials train elsewhere
-            plan = replace(plan, concurrency=concurrency)
+            plan = replace(plan, concurrency=runner.concurrency)
             transfer_runner = None
             if target is not None:
-                from searcher.execution import LocalRunner
-                from searcher.execution.probe import probe_work
+                from searcher.execution import serial_runner
+                from searcher.execution.work import probe_request
 
-                transfer_runner = LocalRunner(DeviceData(target, device), recorder, progress, work=probe_work())
+                transfer_runner = serial_runner(DeviceData(target, device), recorder, progress, work=probe_request())
             result = run_search(plan, StudyBook(storage, name, plan), runner, transfer_runner)
         files = {"decisions.json": decisions_json(result), "decisions.md": decisions_markdown(result, name)}
         for file_name, text in files.items():
@@ -471,7 +481,3 @@ def final_model(result: Any, dataset: ImageDataset, classes: list[int] | None) -
     model = Classifier(best.request.arch, dataset.channels, dataset.size, dataset.mean, dataset.std, labels)
     model.network.load_state_dict(best.result.state)
     return model.eval(), dataset.val.images[:2].numpy()
-
-
-def exit_with(outcome: Outcome) -> None:
-    sys.exit(outcome.exit_code)

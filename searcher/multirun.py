@@ -27,12 +27,14 @@ def job_tags() -> dict[str, str]:
     hydra = HydraConfig.get()
     if hydra.mode != RunMode.MULTIRUN:
         return {}
+    from searcher.tracking.schema import Tags
+
     overrides = [shown_override(o) for o in hydra.overrides.task]
     return {
-        "searcher.multirun_job": str(hydra.job.num),
-        "searcher.multirun_job_id": str(hydra.job.get("id") or ""),
-        "searcher.multirun_sweep_dir": str(Path(hydra.sweep.dir).resolve()),
-        "searcher.multirun_overrides": " ".join(overrides)[:5000],
+        Tags.MULTIRUN_JOB: str(hydra.job.num),
+        Tags.MULTIRUN_JOB_ID: str(hydra.job.get("id") or ""),  # type: ignore[attr-defined]  # a DictConfig at run time
+        Tags.MULTIRUN_SWEEP_DIR: str(Path(hydra.sweep.dir).resolve()),
+        Tags.MULTIRUN_OVERRIDES: " ".join(overrides)[:5000],
     }
 
 

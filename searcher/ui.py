@@ -69,7 +69,10 @@ def check_port(host: str, port: int) -> None:
 
 def links(uri: str, experiment: str, search_name: str | None, base: str) -> list[tuple[str, str]]:
     """(label, URL) pairs: the runs table, and the search's stage-by-stage view (saved on the experiment)."""
-    from searcher.tracking.reader import SearchNotFound, client_for, find_search_run, latest_search_run
+    from searcher.tracking.queries import latest_search
+    from searcher.tracking.reader import SearchNotFound, find_search_run
+    from searcher.tracking.schema import Tags
+    from searcher.tracking.store import client_for
     from searcher.tracking.views import run_url, runs_url, save_stage_view
 
     client = client_for(uri)
@@ -84,10 +87,10 @@ def links(uri: str, experiment: str, search_name: str | None, base: str) -> list
         except SearchNotFound as error:
             raise UIError(f"--search-name: {error}") from None
     else:
-        run = latest_search_run(client, experiment_id)
+        run = latest_search(client, experiment_id)
     pairs = []
     if run is not None:
-        name = run.data.tags.get("searcher.search_name", run.info.run_name)
+        name = run.data.tags.get(Tags.SEARCH_NAME, run.info.run_name)
         key = save_stage_view(client, experiment_id, name)
         pairs.append((f"search {name}, stage by stage", runs_url(base, experiment_id, key)))
         pairs.append((f"search {name}, its run (stages as child runs, report.html under Artifacts)", run_url(base, experiment_id, run.info.run_id)))

@@ -8,7 +8,7 @@ from hydra import compose, initialize_config_dir
 from omegaconf import OmegaConf
 from rich.console import Console
 
-import searcher.execution.local as local
+import searcher.execution.work as trial_work
 from searcher.app import run
 from searcher.config import validate
 from searcher.train import StabilityRule, TrainSettings, train_trial
@@ -22,7 +22,7 @@ def quick_config(uri: str, *overrides: str):
 
 
 def test_a_raising_and_a_diverging_trial_are_recorded_and_the_search_completes(tmp_path, monkeypatch):
-    real = local.train_trial
+    real = trial_work.train_trial
 
     def faulty(arch, data, settings, seed, **kwargs):
         if arch.depth == 3 and arch.widths[-1] == 32:
@@ -31,7 +31,7 @@ def test_a_raising_and_a_diverging_trial_are_recorded_and_the_search_completes(t
             return real(arch, data, TrainSettings(optimizer="sgd", lr=math.inf, stability=settings.stability), seed, **kwargs)
         return real(arch, data, settings, seed, **kwargs)
 
-    monkeypatch.setattr(local, "train_trial", faulty)
+    monkeypatch.setattr(trial_work, "train_trial", faulty)
     uri = f"sqlite:///{tmp_path / 'm.db'}"
     outcome = run(quick_config(uri), dataset_chosen=False, console=Console(quiet=True))
     assert outcome.exit_code == 0 and outcome.test_acc is not None
@@ -45,14 +45,14 @@ def test_a_raising_and_a_diverging_trial_are_recorded_and_the_search_completes(t
 
 
 def test_a_streak_of_failures_stops_the_search_with_a_message(tmp_path, monkeypatch):
-    real = local.train_trial
+    real = trial_work.train_trial
 
     def failing_after_baseline(arch, data, settings, seed, **kwargs):
         if arch.widths != (16, 16):
             raise MemoryError("injected")
         return real(arch, data, settings, seed, **kwargs)
 
-    monkeypatch.setattr(local, "train_trial", failing_after_baseline)
+    monkeypatch.setattr(trial_work, "train_trial", failing_after_baseline)
     uri = f"sqlite:///{tmp_path / 'm.db'}"
     console = Console(record=True, width=200)
     outcome = run(quick_config(uri, "search.max_consecutive_failures=2"), dataset_chosen=False, console=console)
@@ -90,14 +90,14 @@ def test_an_interrupted_trial_resumes_from_its_checkpoint_and_ends_as_if_uninter
 def test_cuda_out_of_memory_is_recorded_as_out_of_memory_and_the_search_goes_on(tmp_path, monkeypatch):
     import torch
 
-    real = local.train_trial
+    real = trial_work.train_trial
 
     def out_of_memory_for_wide(arch, data, settings, seed, **kwargs):
         if max(arch.widths) >= 32:
             raise torch.cuda.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB")
         return real(arch, data, settings, seed, **kwargs)
 
-    monkeypatch.setattr(local, "train_trial", out_of_memory_for_wide)
+    monkeypatch.setattr(trial_work, "train_trial", out_of_memory_for_wide)
     uri = f"sqlite:///{tmp_path / 'm.db'}"
     outcome = run(quick_config(uri, "search.regularization.trials=0", "search.final.seeds=1"), dataset_chosen=False, console=Console(quiet=True))
     assert outcome.exit_code == 0

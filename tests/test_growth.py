@@ -292,7 +292,7 @@ def test_a_warm_starts_tiny_first_loss_is_no_yardstick_for_divergence():
 
 def test_a_warm_child_that_collapses_is_a_failed_trial_not_a_rejected_one(digits):
     """A rate far too high for a warm start (as batch 512 at lr 0.2 did on a GPU) wipes out the grown function: failed, with why."""
-    from searcher.execution.local import outcome_of
+    from searcher.execution.work import outcome_of
     from searcher.search.trials import TrialRequest
     from searcher.train.trainer import collapsed
 

@@ -1,13 +1,14 @@
 """Parallel trials decide exactly as serial ones: eager stages, fixed regularization batches, request-ordered outcomes."""
 
 import json
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
 from conftest import FakeRunner, fake_result, make_plan, memory_studies, run_cli, search_runs
 from mlflow.tracking import MlflowClient
 
-from searcher.execution.pool import PoolRunner
+from searcher.execution import InProcessBackend, Runner
 from searcher.search import run_search
 from searcher.search.trials import TrialOutcome
 
@@ -30,7 +31,7 @@ class ReverseBackend:
         self.submit_order: list[str] = []
         self.finish_order: list[str] = []
 
-    def submit(self, task):
+    def submit(self, task, on_epoch=None):
         self.submit_order.append(task.request.label)
         handle = {"task": task, "done": False}
         self.in_flight.append(handle)
@@ -78,15 +79,27 @@ def test_regularization_trials_are_asked_in_fixed_batches_by_any_runner():
     assert len(result.stages[3].decisions) == 6  # five trials and the selection
 
 
-def test_pool_runner_finishing_out_of_order_decides_and_records_as_serial(tmp_path):
+def fake_work(data, request, on_epoch, checkpoint=None, initial_state=None):
+    """A Work that trains instantly (InProcessBackend's `work`), calling the stage's per-epoch callback like training does."""
+    s = score(request)
+    result = fake_result(s, s - 0.01 if request.evaluate_test else None)
+    for record in result.history:
+        if on_epoch(record):
+            return replace(result, stopped_early=True)
+    return result
+
+
+@pytest.mark.parametrize("kind", ["in_process", "reverse"])
+def test_runner_on_any_backend_decides_and_records_as_serial(tmp_path, kind):
+    """One recording path for every backend: trials trained here one by one, or finished out of order elsewhere."""
     from searcher.tracking import open_recorder
 
     uri = f"sqlite:///{tmp_path / 'm.db'}"
     recorder = open_recorder(uri, "searcher")
     recorder.start_search("parallel", params={}, tags={})
-    backend = ReverseBackend(capacity=3)
-    pool_plan = make_plan(width_patience=1, depth_cap=4, regularization_trials=4, regularization_in_flight=2, concurrency=3)
-    parallel = run_search(pool_plan, memory_studies(pool_plan), PoolRunner(backend, recorder))
+    backend = ReverseBackend(capacity=3) if kind == "reverse" else InProcessBackend(None, fake_work)
+    pool_plan = make_plan(width_patience=1, depth_cap=4, regularization_trials=4, regularization_in_flight=2, concurrency=backend.capacity)
+    parallel = run_search(pool_plan, memory_studies(pool_plan), Runner(backend, recorder))
     serial_plan = make_plan(width_patience=1, depth_cap=4, regularization_trials=4, regularization_in_flight=2)
     serial = run_search(serial_plan, memory_studies(serial_plan), FakeRunner(score))
 
@@ -94,13 +107,14 @@ def test_pool_runner_finishing_out_of_order_decides_and_records_as_serial(tmp_pa
     assert [o.request.key for o in parallel.outcomes if o.request.stage != "width"] == [
         o.request.key for o in serial.outcomes if o.request.stage != "width"
     ]
-    assert backend.finish_order != backend.submit_order  # trials really finished out of order
+    if kind == "reverse":
+        assert backend.finish_order != backend.submit_order  # trials really finished out of order
     trials = search_runs(uri, "tags.`searcher.role` = 'trial'")
     keys = [t.data.tags["searcher.trial_key"] for t in trials]
     assert len(keys) == len(set(keys)) == len(parallel.outcomes)
     assert all(t.info.status == "FINISHED" for t in trials)
     notes = [t for t in trials if "searcher.note" in t.data.tags]
-    assert [t.data.params["arch.widths"] for t in notes] == ["128,128"]
+    assert [t.data.params["arch.widths"] for t in notes] == (["128,128"] if kind == "reverse" else [])  # asked ahead: 3 at once
 
 
 def decisions_of(uri: str) -> list:

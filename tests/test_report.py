@@ -11,7 +11,7 @@ from mlflow.tracking import MlflowClient
 from PIL import Image
 
 from searcher.report.plots import importances
-from searcher.report.records import TrialRecord
+from searcher.tracking.records import TrialRecord
 
 STAGES = ["baseline", "width", "depth", "regularization", "final", "transfer"]
 STAGE_TITLES = {

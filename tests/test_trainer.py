@@ -60,7 +60,7 @@ def test_test_split_only_when_asked(digits):
 
 
 def test_a_trial_of_another_fold_is_judged_on_that_folds_images(digits):
-    from searcher.execution.local import train_request
+    from searcher.execution.work import train_request
     from searcher.search.evidence import unpack
     from searcher.search.trials import TrialRequest
 

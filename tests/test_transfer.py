@@ -10,9 +10,9 @@ from searcher.data import DatasetOptions, DeviceData, load_dataset
 from searcher.model.spec import LayoutPolicy
 from searcher.search import run_search
 from searcher.search.plan import TransferPlan
-from searcher.search.transfer import TransferStage, rank, select_sources, verdict
+from searcher.search.stages.transfer import TransferStage, rank, select_sources, verdict
 from searcher.search.trials import TrialOutcome, TrialRequest
-from searcher.train.probe import ProbeError, ProbeSettings, probe_trial
+from searcher.train.linear_probe import ProbeError, ProbeSettings, probe_trial
 from searcher.train.trainer import TrainSettings, train_trial
 
 LAYOUT = LayoutPolicy(input_size=8)

@@ -76,11 +76,6 @@ def random_crop(images: torch.Tensor, padding: int, generator: torch.Generator) 
     return crop_and_flip(images, padding, False, generator)
 
 
-def random_flip(images: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
-    """Mirror each image left-right with probability 1/2."""
-    return crop_and_flip(images, 0, True, generator)
-
-
 class DeviceData:
     """Train and validation splits on the device; the test split only when asked for."""
 

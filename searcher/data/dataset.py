@@ -121,7 +121,7 @@ def channel_stats(images: torch.Tensor) -> tuple[tuple[float, ...], tuple[float,
         counts = torch.bincount(images[:, channel].reshape(-1), minlength=256).double()
         n = counts.sum()
         mean = (counts * values).sum() / n
-        var = (counts * (values - mean).square()).sum() / max(n - 1, 1)
+        var = (counts * (values - mean).square()).sum() / max(float(n) - 1, 1.0)
         means.append(float(mean) / 255)
         stds.append(max(float(var.sqrt()) / 255, 1e-3))
     return tuple(means), tuple(stds)

@@ -1,9 +1,10 @@
-"""How trials run: serially in this process (local), in worker processes (processes), as submitit jobs (submitit).
+"""How trials run: one Runner (runner.py) on a backend, in this process (in_process.py), in worker processes
+(processes.py) or as submitit jobs (submitit.py); what one trial is, wherever it runs (work.py).
 
-The concurrent runners share one recording loop (pool.PoolRunner); their backends are
-imported lazily (submitit only when asked for).
+The backends are imported lazily (submitit only when asked for).
 """
 
-from searcher.execution.local import LocalRunner, Progress, QuietProgress, run_one
+from searcher.execution.in_process import InProcessBackend, serial_runner
+from searcher.execution.runner import Backend, Progress, QuietProgress, Runner, TrialRecorder
 
-__all__ = ["LocalRunner", "Progress", "QuietProgress", "run_one"]
+__all__ = ["Backend", "InProcessBackend", "Progress", "QuietProgress", "Runner", "TrialRecorder", "serial_runner"]

@@ -18,8 +18,10 @@ from dataclasses import replace
 from typing import Any
 
 from searcher.execution.threads import cpu_cores, trial_threads
-from searcher.execution.worker import DataSpec, TrialTask, load_data, packed, run_task, unpacked, warm_up
+from searcher.execution.work import TrialTask, run_task
+from searcher.execution.worker import DataSpec, load_data, packed, unpacked, warm_up
 from searcher.search.trials import TrialOutcome
+from searcher.train.trainer import EpochCallback
 
 _data: Any = None  # this worker's DeviceData, loaded once by `_start_worker`
 _load_error: str | None = None
@@ -106,7 +108,8 @@ class ProcessBackend:
         self.starter.start()
         return executor
 
-    def submit(self, task: TrialTask) -> cf.Future:
+    def submit(self, task: TrialTask, on_epoch: EpochCallback | None = None) -> cf.Future:
+        """(`on_epoch` stays here: the worker reports epochs to `task.remote`.)"""
         try:
             return self.executor.submit(_train, task)
         except cf.process.BrokenProcessPool:  # a worker was killed (out of memory?): start a fresh pool

@@ -14,8 +14,10 @@ import time
 from pathlib import Path
 from typing import Any
 
-from searcher.execution.worker import DataSpec, TrialTask, run_in_job, unpacked
+from searcher.execution.work import TrialTask
+from searcher.execution.worker import DataSpec, run_in_job, unpacked
 from searcher.search.trials import TrialOutcome
+from searcher.train.trainer import EpochCallback
 
 POLL_SECONDS = (0.5, 10.0)  # from quick checks for short local jobs to a gentle pace for the SLURM controller
 
@@ -52,7 +54,8 @@ class SubmititBackend:
         self.executor.update_parameters(**parameters)
         self.jobs: list[Any] = []
 
-    def submit(self, task: TrialTask) -> Any:
+    def submit(self, task: TrialTask, on_epoch: EpochCallback | None = None) -> Any:
+        """(`on_epoch` stays here: the job reports epochs to `task.remote`.)"""
         job = self.executor.submit(run_in_job, self.spec, task)
         self.jobs.append(job)
         return job

@@ -1,23 +1,18 @@
-"""What runs in a worker process or a submitit job: one trial, from plain picklable values.
+"""What runs in a worker process or a submitit job: the data loaded from its options, then trials (work.py).
 
 The main process keeps every decision and every record; a worker only trains. It
 gets the dataset by its options (and checks it loaded the very data the main
-process did), the request, where to checkpoint, and, for the regularization
-stage, the Optuna trial to report epochs to through the shared storage, so
-pruning in a worker is the same pruning as in a serial run.
+process did), and each trial as a TrialTask; outcomes travel back as pickle bytes.
 """
 
 from __future__ import annotations
 
 import pickle
 from dataclasses import dataclass
-from pathlib import Path
 
 from searcher.data import DatasetOptions, DeviceData, load_dataset
-from searcher.execution.local import attempt
-from searcher.search.studies import RemoteTrial
-from searcher.search.trials import TrialOutcome, TrialRequest
-from searcher.train.checkpoint import Checkpointing
+from searcher.execution.work import TrialTask, run_task
+from searcher.search.trials import TrialOutcome
 
 
 @dataclass(frozen=True)
@@ -25,16 +20,6 @@ class DataSpec:
     options: DatasetOptions
     identity: str  # the main process's dataset identity: a worker must train on the same data
     device: str  # resolved where the worker runs: "cuda:1", "cpu", or "auto" in a SLURM job
-
-
-@dataclass(frozen=True)
-class TrialTask:
-    request: TrialRequest
-    checkpoint_path: Path | None = None  # within-trial checkpoints (None: none)
-    checkpoint_seconds: float = 60.0
-    remote: RemoteTrial | None = None  # report epochs here (regularization trials)
-    storage: str | None = None  # the Optuna storage `remote` lives in
-    initial_state: dict | None = None  # warm start: the parent's weights, grown for this trial (CPU tensors)
 
 
 def load_data(spec: DataSpec) -> DeviceData:
@@ -65,20 +50,6 @@ def warm_up(data: DeviceData) -> None:
     model.eval()
     with torch.no_grad():
         model(images).argmax(1).sum().item()
-
-
-def run_task(data: DeviceData, task: TrialTask) -> tuple[TrialOutcome, str | None]:
-    on_epoch = None
-    if task.remote is not None and task.storage is not None:
-        try:
-            on_epoch = task.remote.reporter(task.storage)
-        except Exception as error:  # the trial cannot be pruned like a serial one would: fail it, loudly
-            import traceback
-
-            message = f"cannot reach the Optuna storage to report epochs: {type(error).__name__}: {error}"
-            return TrialOutcome(task.request, "failed", None, error=message), traceback.format_exc()
-    checkpoint = Checkpointing(task.checkpoint_path, task.checkpoint_seconds) if task.checkpoint_path else None
-    return attempt(data, task.request, on_epoch, checkpoint, initial_state=task.initial_state)
 
 
 def packed(result: tuple[TrialOutcome, str | None]) -> bytes:

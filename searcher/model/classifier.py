@@ -28,6 +28,9 @@ WEIGHTS_FILE = "classifier_weights.pt"  # a state dict of tensors only (torch.lo
 class Classifier(nn.Module):
     """uint8 images (N, C, H, W), 0..255 -> (N, classes) logits; output i is original class `labels[i]`."""
 
+    scale: torch.Tensor  # buffers (normalisation as x * scale - shift), declared for the type checker
+    shift: torch.Tensor
+
     def __init__(
         self,
         spec: ArchSpec,

@@ -82,6 +82,10 @@ baseline is a weak draw (seeds 3 and 4 above: 0.976 where others reach 0.99), it
 warm children have nearly zero training loss and little gradient to leave its
 solution, while a cold candidate draws again; that is where the warm searches
 lose their points (the warm-start generalisation gap of Ash & Adams, 2020).
+
+One module of ~390 lines on purpose: widening and deepening share the copy maps
+and the BatchNorm calibration, and each construction sits beside the others it
+must agree with (a grown child computes its parent's function only if all do).
 """
 
 from __future__ import annotations

@@ -31,7 +31,8 @@ def main(argv: list[str] | None = None) -> int:
     args = parse(argv)
     from searcher.report.build import publish
     from searcher.tracking import TrackingError, check_uri
-    from searcher.tracking.reader import SearchNotFound, client_for, find_search_run
+    from searcher.tracking.reader import SearchNotFound, find_search_run
+    from searcher.tracking.store import client_for
 
     try:
         check_uri(args.tracking_uri)

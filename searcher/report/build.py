@@ -17,7 +17,7 @@ from pathlib import Path
 from searcher.report import plots
 from searcher.report.content import description_blocks, report_blocks
 from searcher.report.document import to_html, to_markdown
-from searcher.report.records import SearchRecord
+from searcher.tracking.records import SearchRecord
 
 TRIAL_PLOT_MIN_SECONDS = 3.0  # auto: a learning-curve figure costs ~15-40 ms, about 1% of a trial this long
 
@@ -53,10 +53,10 @@ def build(search: SearchRecord, folder: Path, trial_plots: bool = True) -> Built
     shown: dict[str, tuple[Path, str]] = {"overview": (overview.save(figures_dir), overview.title)}
     stage_figures: dict[str, Path] = {}
     for stage in search.stages:
-        plot = plots.stage_plot(stage)
-        if plot is not None:
-            stage_figures[stage.run_id] = plot.save(figures_dir)
-            shown[plot.name] = (stage_figures[stage.run_id], plot.title)
+        story = plots.stage_plot(stage)
+        if story is not None:
+            stage_figures[stage.run_id] = story.save(figures_dir)
+            shown[story.name] = (stage_figures[stage.run_id], story.title)
     final = search.stage("final")
     if final and trial_plots:
         chosen = [t for t in final.trials if t.run_id in trial_figures]
@@ -103,7 +103,9 @@ def publish(
     tracking_uri: str, search_run_id: str | None, folder: Path | None, trial_plots: bool | None = None, log: bool = True
 ) -> Published:
     """Read the search from the store, build its report under `folder` and (with `log`) attach it to the runs."""
-    from searcher.tracking.reader import attach, client_for, describe, log_metrics, read_search, with_curves
+    from searcher.tracking.publish import attach, describe, log_report_seconds
+    from searcher.tracking.reader import read_search, with_curves
+    from searcher.tracking.store import client_for
 
     if search_run_id is None:
         raise ValueError("no search run to report on")
@@ -126,5 +128,5 @@ def publish(
                 attach(client, run_id, [path], "figures")
             describe(client, search.run_id, to_markdown(description_blocks(search), built.folder))
             built.seconds["log"] = time.perf_counter() - started
-            log_metrics(client, search.run_id, {"report_seconds": sum(built.seconds.values())})
+            log_report_seconds(client, search.run_id, sum(built.seconds.values()))
     return Published(location, built.seconds)

@@ -7,7 +7,8 @@ import math
 from pathlib import Path
 
 from searcher.report.document import Block, Bullets, Code, Columns, Figure, Heading, Paragraph, Table
-from searcher.report.records import SearchRecord, StageRecord
+from searcher.tracking.records import SearchRecord, StageRecord
+from searcher.tracking.schema import Metrics, Params, Tags
 from searcher.uris import redact
 
 
@@ -18,7 +19,7 @@ def num(value: object, digits: int = 4) -> str:
 
 
 def stage_score(stage: StageRecord) -> str:
-    return num(stage.metrics.get("best_val_acc"))
+    return num(stage.metrics.get(Metrics.BEST_VAL_ACC))
 
 
 def stage_verdict(stage: StageRecord) -> str:
@@ -30,9 +31,9 @@ def header(search: SearchRecord) -> list[Block]:
     started = datetime.datetime.fromtimestamp(search.started_ms / 1000).strftime("%Y-%m-%d %H:%M")
     seconds = search.seconds
     facts = [
-        f"dataset **{search.tags.get('searcher.dataset', '?')}**",
-        f"preset {search.tags.get('searcher.preset', '?')}",
-        f"device {search.tags.get('searcher.device', '?')}",
+        f"dataset **{search.tags.get(Tags.DATASET, '?')}**",
+        f"preset {search.tags.get(Tags.PRESET, '?')}",
+        f"device {search.tags.get(Tags.DEVICE, '?')}",
         f"{len([t for t in search.trials if t.stage != 'transfer'])} trials",
         f"{seconds:.1f} s" if seconds is not None else "still running",
         f"started {started}",
@@ -48,11 +49,11 @@ def result(search: SearchRecord) -> list[Block]:
     m = search.metrics
     final = search.stage("final")
     blocks: list[Block] = [Heading("Result")]
-    if "test_acc" in m:
+    if Metrics.TEST_ACC in m:
         seeds = len(final.trials) if final else 0
         blocks.append(
             Paragraph(
-                f"**{search.tags.get('searcher.final_arch', '')}**: validation accuracy {num(m.get('val_acc_mean'))} ± {num(m.get('val_acc_std'))}, "
+                f"**{search.tags.get(Tags.FINAL_ARCH, '')}**: validation accuracy {num(m.get('val_acc_mean'))} ± {num(m.get('val_acc_std'))}, "
                 f"**test accuracy {num(m.get('test_acc'))} ± {num(m.get('test_acc_std'))}** (mean ± std over {seeds} seeds; "
                 "the test split was read only here)."
             )
@@ -72,9 +73,9 @@ def result(search: SearchRecord) -> list[Block]:
         trial = final.trials[0] if final and final.trials else None
         settings = []
         if trial:
-            for key in ("train.optimizer", "train.lr", "train.batch_size", "train.weight_decay", "train.label_smoothing", "train.augment"):
-                if key in trial.params:
-                    settings.append(f"{key.removeprefix('train.')} {trial.params[key]}")
+            for name in ("optimizer", "lr", "batch_size", "weight_decay", "label_smoothing", "augment"):
+                if Params.TRAIN + name in trial.params:
+                    settings.append(f"{name} {trial.params[Params.TRAIN + name]}")
         settings.insert(0, f"dropout {arch['dropout']:.3g} before the linear head (after global average pooling)")
         blocks.append(Paragraph("Training: " + ", ".join(settings) + "."))
     return blocks

@@ -4,6 +4,9 @@ One learning-curve figure per trial (optional: the costliest part), one story pe
 stage, and one overview of all stages on a shared axis of compute spent. Each
 PNG carries its title in the PNG `Title` text chunk, so a test (or a person
 with `identify -verbose`) can tell which figure a file holds.
+
+One module of ~350 lines on purpose: eight figures share one look (colours,
+fixed margins, `new_figure`), and each is a short function read on its own.
 """
 
 from __future__ import annotations
@@ -16,7 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from searcher.report.records import SearchRecord, StageRecord, TrialRecord
+from searcher.tracking.records import SearchRecord, StageRecord, TrialRecord
 
 DPI = 80  # small, fast PNGs: a 7x2.6 inch figure is 560x208 pixels
 # Fixed margins (inches), not constrained layout: measuring every label first doubles the drawing time.
@@ -75,8 +78,8 @@ def slug(text: str) -> str:
 
 
 def stop_reason(trial: TrialRecord) -> str:
-    epochs = int(trial.metrics.get("epochs", 0))
-    best = trial.metrics.get("best_epoch")
+    epochs = trial.epochs
+    best = trial.best_epoch
     detail = f", best {trial.val_acc:.4f} at epoch {int(best)}" if best is not None and math.isfinite(trial.val_acc) else ""
     if trial.decision == "pruned":
         return f"pruned after {epochs} epochs{detail}"
@@ -110,7 +113,7 @@ class TrialFigures:
         for line, key in ((self.train_loss, "train_loss"), (self.val_loss, "val_loss"), (self.val_acc, "val_acc")):
             curve = trial.curves.get(key)
             line.set_data(curve.steps if curve else [], curve.values if curve else [])
-        best = trial.metrics.get("best_epoch")
+        best = trial.best_epoch
         visible = best is not None and math.isfinite(trial.val_acc)
         self.best_line.set_visible(visible)
         self.best_point.set_visible(visible)
@@ -122,11 +125,6 @@ class TrialFigures:
             ax.autoscale_view()
         self.title.set_text(f"{title}\nstopped: {stop_reason(trial)}")
         return Plot(f"trial-{slug(trial.name)}", title, self.figure)
-
-
-def trial_plot(trial: TrialRecord) -> Plot:
-    """Train/val loss and validation accuracy per epoch, the best epoch and the stop reason marked."""
-    return TrialFigures().draw(trial)
 
 
 # per stage
@@ -193,7 +191,7 @@ def depth_plot(stage: StageRecord) -> Plot:
     figure, (ax,) = new_figure(5.5, 3)
     ax.margins(x=0.15, y=0.1)
     _points(ax, list(stage.trials), lambda t: t.depth)
-    path = []
+    path: list[tuple[float, float]] = []
     for entry in stage.decisions:
         n = entry["numbers"]
         if entry["decision"] in ("accepted", "rejected") and "depth" in n:
@@ -227,7 +225,7 @@ def importances(trials: list[TrialRecord]) -> tuple[dict[str, float], str]:
     study = optuna.create_study(direction="maximize", storage=optuna.storages.InMemoryStorage())
     for trial in done:
         values = {n: float(trial.params[f"stage.{n}"]) for n in varied}
-        distributions = {
+        distributions: dict[str, optuna.distributions.BaseDistribution] = {
             n: optuna.distributions.FloatDistribution(min(float(t.params[f"stage.{n}"]) for t in done), max(float(t.params[f"stage.{n}"]) for t in done))
             for n in varied
         }
@@ -277,9 +275,9 @@ def final_plot(stage: StageRecord) -> Plot:
     trials = [t for t in stage.trials if math.isfinite(t.val_acc)]
     xs = range(len(trials))
     ax.bar([x - 0.2 for x in xs], [t.val_acc for t in trials], width=0.4, label="validation", color=STAGE_COLORS["width"])
-    ax.bar([x + 0.2 for x in xs], [t.metrics.get("test_acc", math.nan) for t in trials], width=0.4, label="test", color=STAGE_COLORS["final"])
+    ax.bar([x + 0.2 for x in xs], [t.test_acc for t in trials], width=0.4, label="test", color=STAGE_COLORS["final"])
     ax.set_xticks(list(xs), [t.name for t in trials], fontsize=7)
-    values = [t.val_acc for t in trials] + [t.metrics.get("test_acc", math.nan) for t in trials]
+    values = [t.val_acc for t in trials] + [t.test_acc for t in trials]
     finite = [v for v in values if math.isfinite(v)]
     if finite:
         ax.set_ylim(max(0.0, min(finite) - 0.05), min(1.0, max(finite) + 0.02))

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import math
-from typing import Any
 
 from rich.console import Console
 from rich.table import Table
@@ -11,6 +10,8 @@ from rich.table import Table
 from searcher.search.controller import SearchResult
 from searcher.search.stages import Stage
 from searcher.search.trials import TrialOutcome, TrialRequest
+from searcher.tracking.records import SearchRecord
+from searcher.tracking.schema import Metrics
 from searcher.train.trainer import EpochRecord
 
 
@@ -79,22 +80,20 @@ def print_summary(console: Console, result: SearchResult, ui_command: str, runs_
     console.print(f"then open:  {runs_url}", soft_wrap=True, highlight=False)
 
 
-def print_stored_summary(console: Console, recorder: Any, prior: Any, ui_command: str) -> None:
+def print_stored_summary(console: Console, search: SearchRecord, ui_command: str, runs_url: str) -> None:
     """A finished search re-run: its summary from the store, nothing trained."""
-    from searcher.tracking.history import stored_stages
-
-    name = prior.run.data.tags.get("searcher.search_name", "")
-    console.print(f"search [bold]{name}[/bold] is already complete: nothing to train. Its recorded summary:")
+    console.print(f"search [bold]{search.name}[/bold] is already complete: nothing to train. Its recorded summary:")
     table = Table(title="searcher: staged search summary (from the tracking store)")
     for column in ("stage", "winner", "val_acc", "decision"):
         table.add_column(column)
-    for stage in stored_stages(recorder.client, prior):
-        table.add_row(stage.stage, stage.winner, f"{stage.val_acc:.4f}", stage.decision)
+    for stage in search.stages:
+        decision = stage.decisions[-1]["reason"] if stage.decisions else ""
+        table.add_row(stage.stage, stage.winner, f"{stage.metrics.get(Metrics.BEST_VAL_ACC, math.nan):.4f}", decision)
     console.print(table)
-    m = prior.run.data.metrics
+    m = search.metrics
     console.print(
         f"[bold]final[/bold]: val_acc {m.get('val_acc_mean', math.nan):.4f} ± {m.get('val_acc_std', math.nan):.4f} · "
-        f"test_acc {m.get('test_acc', math.nan):.4f} ± {m.get('test_acc_std', math.nan):.4f}"
+        f"test_acc {m.get(Metrics.TEST_ACC, math.nan):.4f} ± {m.get('test_acc_std', math.nan):.4f}"
     )
     console.print(f"MLflow UI:  {ui_command}", soft_wrap=True, highlight=False)
-    console.print(f"then open:  {recorder.runs_url('http://127.0.0.1:5000')}", soft_wrap=True, highlight=False)
+    console.print(f"then open:  {runs_url}", soft_wrap=True, highlight=False)

@@ -20,10 +20,10 @@ from searcher.search.stages import (
     SearchFailed,
     Stage,
     StageResult,
+    TransferStage,
     WidthStage,
 )
 from searcher.search.studies import StudyBook
-from searcher.search.transfer import TransferStage
 from searcher.search.trials import DecisionEntry, TrialOutcome, TrialRequest
 
 
@@ -52,6 +52,14 @@ class SearchResult:
     @property
     def decisions(self) -> list[DecisionEntry]:
         return [entry for stage in self.stages for entry in stage.decisions]
+
+
+GROWING_STAGES: tuple[type[WidthStage] | type[DepthStage] | type[RegularizationStage] | type[FinalStage], ...] = (
+    WidthStage,
+    DepthStage,
+    RegularizationStage,
+    FinalStage,
+)
 
 
 class FailureStreak:
@@ -91,12 +99,12 @@ def run_search(plan: SearchPlan, studies: StudyBook, runner: Runner, transfer_ru
     started = time.perf_counter()
     results: list[StageResult] = []
     everything: list[TrialOutcome] = []
-    previous: StageResult | None = None
     streak = FailureStreak(plan.max_consecutive_failures)
-    for stage_type in (BaselineStage, WidthStage, DepthStage, RegularizationStage, FinalStage):
-        study = studies.open(stage_type.name)
-        stage = stage_type(plan, study) if previous is None else stage_type(plan, study, previous)
-        previous, outcomes = run_stage(stage, runner, streak)
+    previous, outcomes = run_stage(BaselineStage(plan, studies.open(BaselineStage.name)), runner, streak)
+    results.append(previous)
+    everything += outcomes
+    for stage_type in GROWING_STAGES:  # each one starts from the previous stage's winner
+        previous, outcomes = run_stage(stage_type(plan, studies.open(stage_type.name), previous), runner, streak)
         results.append(previous)
         everything += outcomes
     if plan.transfer is not None:

@@ -1,7 +1,7 @@
-"""Reads a search back from the tracking store, and attaches report files to its runs.
+"""Reads a search back from the tracking store as records (records.py); it never writes.
 
-Everything the report shows comes through `read_search`: runs, tags, params,
-metric histories and each stage's decisions.json artifact.
+Everything the report and a finished search's summary show comes through
+`read_search`: runs, tags, params, metric histories and each stage's decisions.json.
 """
 
 from __future__ import annotations
@@ -9,70 +9,37 @@ from __future__ import annotations
 import json
 import os
 import tempfile
-from collections.abc import Iterable
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
-from searcher.report.records import STAGE_ORDER, Curve, ModelRecord, SearchRecord, StageRecord, TrialRecord
-
-CURVES = ("train_loss", "val_loss", "val_acc", "lr")
+from searcher.tracking import queries
+from searcher.tracking.records import Curve, ModelRecord, SearchRecord, StageRecord, TrialRecord
+from searcher.tracking.schema import EPOCH_METRICS, STAGE_ORDER, Files, Roles, Tags
 
 
 class SearchNotFound(LookupError):
     """No search of that name (or run id) in the store; the message says where it looked."""
 
 
-def client_for(uri: str) -> Any:
-    from mlflow.tracking import MlflowClient
-
-    return MlflowClient(tracking_uri=uri)
-
-
-def _quote(value: str) -> str:
-    if "'" in value:
-        raise SearchNotFound(f"search names with a single quote cannot be looked up ({value!r}); pass the run id instead")
-    return f"'{value}'"
-
-
-def _all_experiment_ids(client: Any) -> list[str]:
-    return [e.experiment_id for e in client.search_experiments()]
-
-
 def find_search_run(client: Any, search_name: str, experiment: str | None = None) -> str:
-    """The most recent search run named `search_name` (in `experiment`, or in any experiment)."""
+    """The run id of the most recent search named `search_name` (in `experiment`, or in any experiment)."""
     if experiment:
         found = client.get_experiment_by_name(experiment)
         if found is None:
             raise SearchNotFound(f"experiment {experiment!r} does not exist in {client.tracking_uri}")
         ids = [found.experiment_id]
     else:
-        ids = _all_experiment_ids(client)
-    filter_string = f"tags.`searcher.role` = 'search' and tags.`searcher.search_name` = {_quote(search_name)}"
-    runs = client.search_runs(ids, filter_string, max_results=1, order_by=["attributes.start_time DESC"]) if ids else []
-    if not runs:
+        ids = [e.experiment_id for e in client.search_experiments()]
+    run = queries.find_search(client, ids, search_name)
+    if run is None:
         raise SearchNotFound(f"no search named {search_name!r} in {client.tracking_uri}; the names are the search runs' 'search NAME'")
-    return runs[0].info.run_id
-
-
-def latest_search_run(client: Any, experiment_id: str) -> Any | None:
-    runs = client.search_runs([experiment_id], "tags.`searcher.role` = 'search'", max_results=1, order_by=["attributes.start_time DESC"])
-    return runs[0] if runs else None
-
-
-def _children(client: Any, experiment_id: str, parent_id: str) -> list[Any]:
-    runs, token = [], None
-    while True:
-        page = client.search_runs([experiment_id], f"tags.mlflow.parentRunId = '{parent_id}'", max_results=1000, page_token=token)
-        runs += list(page)
-        token = page.token
-        if not token:
-            return sorted(runs, key=lambda r: r.info.start_time)
+    return run.info.run_id
 
 
 def _curves(client: Any, run_id: str) -> dict[str, Curve]:
     curves = {}
-    for key in CURVES:
+    for key in EPOCH_METRICS:
         history = sorted(client.get_metric_history(run_id, key), key=lambda m: m.step)
         if history:
             curves[key] = Curve(tuple(m.step for m in history), tuple(m.value for m in history))
@@ -85,7 +52,7 @@ def _decisions(artifact_uri: str, folder: str) -> tuple[dict, ...]:
 
     os.makedirs(folder, exist_ok=True)
     try:
-        path = get_artifact_repository(artifact_uri).download_artifacts("decisions.json", folder)
+        path = get_artifact_repository(artifact_uri).download_artifacts(Files.DECISIONS, folder)
     except Exception:  # a stage that never finished has none
         return ()
     return tuple(json.loads(Path(path).read_text()))
@@ -96,14 +63,31 @@ def _trial(run: Any) -> TrialRecord:
     return TrialRecord(
         run_id=run.info.run_id,
         name=run.info.run_name,
-        stage=tags.get("searcher.stage", ""),
+        stage=tags.get(Tags.STAGE, ""),
         status=run.info.status,
-        decision=tags.get("searcher.decision", ""),
-        behavior=tags.get("searcher.behavior", ""),
+        decision=tags.get(Tags.DECISION, ""),
+        behavior=tags.get(Tags.BEHAVIOR, ""),
         started_ms=run.info.start_time,
         metrics=dict(run.data.metrics),
         params=dict(run.data.params),
-        tags={k: v for k, v in tags.items() if k.startswith("searcher.")},
+        tags={k: v for k, v in tags.items() if k.startswith(Tags.PREFIX)},
+    )
+
+
+def _stage(client: Any, run: Any, folder: str) -> StageRecord:
+    tags = run.data.tags
+    arch = tags.get(Tags.WINNER_ARCH)
+    return StageRecord(
+        run_id=run.info.run_id,
+        stage=tags.get(Tags.STAGE, ""),
+        title=run.info.run_name,
+        status=run.info.status,
+        started_ms=run.info.start_time,
+        winner=tags.get(Tags.WINNER, ""),
+        winner_arch=json.loads(arch) if arch else None,
+        metrics=dict(run.data.metrics),
+        decisions=_decisions(run.info.artifact_uri, folder),
+        trials=tuple(_trial(t) for t in queries.children(client, run.info.experiment_id, run.info.run_id)),
     )
 
 
@@ -136,64 +120,24 @@ def with_curves(client: Any, search: SearchRecord, run_ids: set[str]) -> SearchR
 def read_search(client: Any, search_run_id: str) -> SearchRecord:
     """The search run, its stage runs and their trial runs, with decision logs (curves: `with_curves`)."""
     run = client.get_run(search_run_id)
-    if run.data.tags.get("searcher.role") != "search":
-        raise SearchNotFound(f"run {search_run_id} is not a search run (tag searcher.role=search)")
-    experiment_id = run.info.experiment_id
-    stages = []
+    if run.data.tags.get(Tags.ROLE) != Roles.SEARCH:
+        raise SearchNotFound(f"run {search_run_id} is not a search run (tag {Tags.ROLE}={Roles.SEARCH})")
     with tempfile.TemporaryDirectory() as folder:
-        for index, stage_run in enumerate(_children(client, experiment_id, search_run_id)):
-            tags = stage_run.data.tags
-            trials = tuple(_trial(t) for t in _children(client, experiment_id, stage_run.info.run_id))
-            arch = tags.get("searcher.winner_arch")
-            stages.append(
-                StageRecord(
-                    run_id=stage_run.info.run_id,
-                    stage=tags.get("searcher.stage", ""),
-                    title=stage_run.info.run_name,
-                    status=stage_run.info.status,
-                    started_ms=stage_run.info.start_time,
-                    winner=tags.get("searcher.winner", ""),
-                    winner_arch=json.loads(arch) if arch else None,
-                    metrics=dict(stage_run.data.metrics),
-                    decisions=_decisions(stage_run.info.artifact_uri, os.path.join(folder, str(index))),
-                    trials=trials,
-                )
-            )
+        stage_runs = queries.children(client, run.info.experiment_id, search_run_id)
+        stages = [_stage(client, stage_run, os.path.join(folder, str(index))) for index, stage_run in enumerate(stage_runs)]
     order = {name: i for i, name in enumerate(STAGE_ORDER)}
     stages.sort(key=lambda s: (order.get(s.stage, len(order)), s.started_ms))
     return SearchRecord(
         run_id=search_run_id,
-        name=run.data.tags.get("searcher.search_name", run.info.run_name),
-        experiment_id=experiment_id,
+        name=run.data.tags.get(Tags.SEARCH_NAME, run.info.run_name),
+        experiment_id=run.info.experiment_id,
         tracking_uri=client.tracking_uri,
         status=run.info.status,
         started_ms=run.info.start_time,
         ended_ms=run.info.end_time,
-        tags={k: v for k, v in run.data.tags.items() if k.startswith("searcher.")},
+        tags={k: v for k, v in run.data.tags.items() if k.startswith(Tags.PREFIX)},
         params=dict(run.data.params),
         metrics=dict(run.data.metrics),
         stages=tuple(stages),
         model=_model(client, run),
     )
-
-
-def attach(client: Any, run_id: str, files: Iterable[Path], artifact_path: str | None = None) -> None:
-    """Log local files as artifacts of a run (replacing files of the same name)."""
-    for path in files:
-        client.log_artifact(run_id, str(path), artifact_path)
-
-
-def log_metrics(client: Any, run_id: str, metrics: dict[str, float]) -> None:
-    import time
-
-    from mlflow.entities import Metric
-
-    now = int(time.time() * 1000)
-    client.log_batch(run_id, metrics=[Metric(k, v, now, 0) for k, v in metrics.items()])
-
-
-def describe(client: Any, run_id: str, markdown: str) -> None:
-    """The run's description, as the MLflow UI shows it on the run page (the mlflow.note.content tag)."""
-    from mlflow.utils.mlflow_tags import MLFLOW_RUN_NOTE
-
-    client.set_tag(run_id, MLFLOW_RUN_NOTE, markdown)

@@ -1,12 +1,9 @@
-"""Everything the search writes to MLflow, in one place (docs/design.md §4).
-
-search run (searcher.role=search)
-  └ stage run per stage (searcher.role=stage, searcher.stage=...)
-      └ trial run per trial (searcher.role=trial, searcher.trial_key, searcher.behavior, searcher.decision)
+"""Everything a search writes to MLflow while it runs, in one place (docs/design.md §4; the names: schema.py).
 
 Runs are created through MlflowClient with explicit parent ids, so no global
 "active run" state leaks between stages; metrics go in batches (one call per
-trial), never one call per value.
+trial), never one call per value. One module of ~310 lines on purpose: every
+write of the record contract in one place, so none happens anywhere else.
 """
 
 from __future__ import annotations
@@ -21,18 +18,15 @@ from typing import Any
 
 import mlflow
 from mlflow.entities import Metric, Param, RunTag
-from mlflow.tracking import MlflowClient
 from mlflow.utils.mlflow_tags import MLFLOW_PARENT_RUN_ID, MLFLOW_RUN_NAME
 
 from searcher.search.stages import Stage, StageResult
 from searcher.search.trials import TrialOutcome, TrialRequest
+from searcher.tracking.history import Client, PriorSearch, load_outcome
+from searcher.tracking.schema import EPOCH_METRICS, Files, Metrics, Roles, Tags
 
 MAX_METRICS_PER_BATCH = 1000  # MLflow's limit per log_batch call
 MAX_PARAMS_PER_BATCH = 100
-EPOCH_METRICS = ("train_loss", "val_loss", "val_acc", "lr")
-STATE_FILE = "state.pt"
-# The kept weights' per-image validation evidence (paired comparisons), base64 text: packed correctness bits, float16 losses.
-EVIDENCE_FILES = {"val_correct": "val_correct.txt", "val_losses": "val_loss.txt"}
 
 
 def flatten(prefix: str, value: Any) -> dict[str, str]:
@@ -66,7 +60,7 @@ def arch_params(request: TrialRequest) -> dict[str, str]:
 
 
 class Recorder:
-    def __init__(self, client: MlflowClient, experiment_id: str, tracking_uri: str):
+    def __init__(self, client: Client, experiment_id: str, tracking_uri: str):
         self.client = client
         self.experiment_id = experiment_id
         self.tracking_uri = tracking_uri
@@ -75,7 +69,19 @@ class Recorder:
         self.view_key: str | None = None  # the search's stage-by-stage view in the MLflow UI (tracking/views.py)
         self.stage_run_id: str | None = None
         self.open_runs: list[str] = []  # innermost last: what `abort` must close
-        self.prior = None  # history.PriorSearch when resuming
+        self.prior: PriorSearch | None = None  # when resuming
+
+    @property
+    def _search_run(self) -> str:
+        if self.search_run_id is None:
+            raise RuntimeError("no search run: start_search or attach_search comes first")
+        return self.search_run_id
+
+    @property
+    def _stage_run(self) -> str:
+        if self.stage_run_id is None:
+            raise RuntimeError("no stage run: start_stage comes first")
+        return self.stage_run_id
 
     # runs
 
@@ -83,7 +89,7 @@ class Recorder:
         all_tags = {MLFLOW_RUN_NAME: name, **tags}
         if parent:
             all_tags[MLFLOW_PARENT_RUN_ID] = parent
-            all_tags["searcher.search_name"] = self.search_name or ""  # lets the UI filter one search's runs
+            all_tags[Tags.SEARCH_NAME] = self.search_name or ""  # lets the UI filter one search's runs
         run = self.client.create_run(self.experiment_id, tags=all_tags, run_name=name)
         self.open_runs.append(run.info.run_id)
         return run.info.run_id
@@ -112,11 +118,11 @@ class Recorder:
 
         self.search_name = name
         self.view_key = save_stage_view(self.client, self.experiment_id, name)
-        self.search_run_id = self._start(f"search {name}", None, {"searcher.role": "search", "searcher.search_name": name, **tags})
+        self.search_run_id = self._start(f"search {name}", None, {Tags.ROLE: Roles.SEARCH, Tags.SEARCH_NAME: name, **tags})
         self._log(self.search_run_id, params=params)
         return self.search_run_id
 
-    def attach_search(self, prior: Any) -> None:
+    def attach_search(self, prior: PriorSearch) -> None:
         """Continue an earlier search (resume): its run is RUNNING again, its stage and trial runs are reused."""
         self.prior = prior
         self.search_run_id = prior.run.info.run_id
@@ -124,15 +130,13 @@ class Recorder:
         self.open_runs.append(self.search_run_id)
 
     def tag_search(self, tags: dict[str, str]) -> None:
-        self._log(self.search_run_id, tags=tags)
+        self._log(self._search_run, tags=tags)
 
     def reusable(self, request: TrialRequest) -> tuple[str, TrialOutcome] | None:
         """(run id, outcome) of this trial if an earlier attempt of the search completed it."""
         run = self.prior.completed.get(request.key) if self.prior else None
         if run is None:
             return None
-        from searcher.tracking.history import load_outcome
-
         return run.info.run_id, load_outcome(self.client, request, run)
 
     def start_stage(self, stage: Stage) -> None:
@@ -144,57 +148,57 @@ class Recorder:
             return
         self.stage_run_id = self._start(
             f"{stage.index} {stage.name}",
-            self.search_run_id,
-            {"searcher.role": "stage", "searcher.stage": stage.name, "searcher.search_run_id": self.search_run_id},
+            self._search_run,
+            {Tags.ROLE: Roles.STAGE, Tags.STAGE: stage.name, Tags.SEARCH_RUN_ID: self._search_run},
         )
 
     def start_trial(self, request: TrialRequest, warm: bool = False, growth_note: str = "") -> str:
         """`warm`: the trial starts from its parent's grown weights (`growth_note`: exact, or what changed)."""
         tags = {
-            "searcher.role": "trial",
-            "searcher.stage": request.stage,
-            "searcher.trial_key": request.key,
-            "searcher.search_run_id": self.search_run_id,
-            "searcher.warm_start": "true" if warm else "false",
+            Tags.ROLE: Roles.TRIAL,
+            Tags.STAGE: request.stage,
+            Tags.TRIAL_KEY: request.key,
+            Tags.SEARCH_RUN_ID: self._search_run,
+            Tags.WARM_START: "true" if warm else "false",
         }
         if warm:
-            tags |= {"searcher.parent_trial": str(request.parent), "searcher.growth": growth_note[:5000]}
-        return self._start(request.label + (" (warm)" if warm else ""), self.stage_run_id, tags)
+            tags |= {Tags.PARENT_TRIAL: str(request.parent), Tags.GROWTH: growth_note[:5000]}
+        return self._start(request.label + (" (warm)" if warm else ""), self._stage_run, tags)
 
     def finish_trial(self, run_id: str, outcome: TrialOutcome, traceback_text: str | None = None) -> None:
         now = int(time.time() * 1000)
         metrics: list[Metric] = []
-        tags = {"searcher.status": outcome.status}
+        tags: dict[str, str] = {Tags.STATUS: outcome.status}
         result = outcome.result
         if result is not None:
             for record in result.history:  # NaN/inf too: MLflow stores them, and a resume reads them back
                 metrics += [Metric(key, getattr(record, key), now, record.epoch) for key in EPOCH_METRICS]
             summary = {
-                "best_val_acc": result.best_val_acc,
-                "best_epoch": result.best_epoch,
-                "score": result.score,
-                "epochs": len(result.history),
-                "train_seconds": result.train_seconds,
-                "images_per_second": result.images_per_second,
+                Metrics.BEST_VAL_ACC: result.best_val_acc,
+                Metrics.BEST_EPOCH: result.best_epoch,
+                Metrics.SCORE: result.score,
+                Metrics.EPOCHS: len(result.history),
+                Metrics.TRAIN_SECONDS: result.train_seconds,
+                Metrics.IMAGES_PER_SECOND: result.images_per_second,
             }
             if result.test_acc is not None:
-                summary |= {"test_acc": result.test_acc, "test_loss": result.test_loss}
+                summary |= {Metrics.TEST_ACC: result.test_acc, Metrics.TEST_LOSS: result.test_loss}
             if outcome.request.source is not None:  # a transfer probe: its validation split is the target's
-                summary["transfer_acc"] = result.best_val_acc
+                summary[Metrics.TRANSFER_ACC] = result.best_val_acc
             if result.initial_val_acc is not None:
-                summary["initial_val_acc"] = result.initial_val_acc  # warm starts: where training began
+                summary[Metrics.INITIAL_VAL_ACC] = result.initial_val_acc  # warm starts: where training began
             metrics += [Metric(k, float(v), now, 0) for k, v in summary.items() if v is not None and math.isfinite(v)]
-            tags["searcher.behavior"] = result.behavior
-            tags["searcher.stopped_early"] = str(result.stopped_early).lower()
+            tags[Tags.BEHAVIOR] = result.behavior
+            tags[Tags.STOPPED_EARLY] = str(result.stopped_early).lower()
         if outcome.request.source is not None:
-            tags["searcher.source_key"] = outcome.request.source
+            tags[Tags.SOURCE_KEY] = outcome.request.source
         if outcome.error:
-            tags["searcher.error"] = outcome.error[:5000]
+            tags[Tags.ERROR] = outcome.error[:5000]
         if outcome.status == "failed":
-            tags["searcher.decision"] = "failed"
+            tags[Tags.DECISION] = "failed"
         self._log(run_id, metrics, arch_params(outcome.request), tags)
         if traceback_text:
-            self.client.log_text(run_id, traceback_text, "traceback.txt")
+            self.client.log_text(run_id, traceback_text, Files.TRACEBACK)
         if result is not None and result.state is not None:
             self._log_state(run_id, result.state)
         if result is not None:
@@ -204,7 +208,7 @@ class Recorder:
     def _log_evidence(self, run_id: str, result: Any) -> None:
         import base64
 
-        for field_name, file_name in EVIDENCE_FILES.items():
+        for field_name, file_name in Files.EVIDENCE.items():
             value = getattr(result, field_name)
             if value is not None:
                 self.client.log_text(run_id, base64.b64encode(value).decode(), file_name)
@@ -214,27 +218,28 @@ class Recorder:
         import torch
 
         with tempfile.TemporaryDirectory() as folder:
-            path = Path(folder) / STATE_FILE
+            path = Path(folder) / Files.STATE
             torch.save(state, path)
             self.client.log_artifact(run_id, str(path))
 
     def finish_stage(self, result: StageResult, outcomes: list[TrialOutcome], run_ids: dict[str, str]) -> None:
         for key, decision in result.trial_decisions.items():
             if key in run_ids:
-                self.client.set_tag(run_ids[key], "searcher.decision", decision)
+                self.client.set_tag(run_ids[key], Tags.DECISION, decision)
         for key, note in result.trial_notes.items():
             if key in run_ids:
-                self.client.set_tag(run_ids[key], "searcher.note", note)
-        metrics = [Metric("best_val_acc", result.score, int(time.time() * 1000), 0)] if math.isfinite(result.score) else []
+                self.client.set_tag(run_ids[key], Tags.NOTE, note)
+        metrics = [Metric(Metrics.BEST_VAL_ACC, result.score, int(time.time() * 1000), 0)] if math.isfinite(result.score) else []
         metrics += [Metric(k, v, int(time.time() * 1000), 0) for k, v in result.metrics.items()]
         winner = result.winner
-        tags = {"searcher.winner": winner.name, "searcher.winner_arch": json.dumps(winner.arch.to_dict())}
-        self._log(self.stage_run_id, metrics, tags=tags)
-        self.client.log_dict(self.stage_run_id, [entry.to_dict() for entry in result.decisions], "decisions.json")
-        self._end(self.stage_run_id)
+        tags = {Tags.WINNER: winner.name, Tags.WINNER_ARCH: json.dumps(winner.arch.to_dict())}
+        decisions = [entry.to_dict() for entry in result.decisions]
+        self._log(self._stage_run, metrics, tags=tags)
+        self.client.log_dict(self._stage_run, decisions, Files.DECISIONS)  # type: ignore[arg-type]  # any JSON value is logged
+        self._end(self._stage_run)
 
     def log_artifact_text(self, text: str, path: str) -> None:
-        self.client.log_text(self.search_run_id, text, path)
+        self.client.log_text(self._search_run, text, path)
 
     def finish_search(
         self,
@@ -247,16 +252,16 @@ class Recorder:
         """Final metrics and tags, then the model (a Classifier, tracking/model.py; signature from the example) registered
         as a new version of `registered_name` tagged with the search; ends the search run. Returns the model URI."""
         now = int(time.time() * 1000)
-        self._log(self.search_run_id, [Metric(k, v, now, 0) for k, v in metrics.items()], tags=tags)
+        self._log(self._search_run, [Metric(k, v, now, 0) for k, v in metrics.items()], tags=tags)
         if model is None:
-            self._end(self.search_run_id)
+            self._end(self._search_run)
             return None
         from searcher.tracking.model import log_classifier
 
         mlflow.set_tracking_uri(self.tracking_uri)
         with mlflow.start_run(run_id=self.search_run_id):  # log_model needs the fluent active run; leaving ends it
             info = log_classifier(model, input_example)
-        self.open_runs.remove(self.search_run_id)
+        self.open_runs.remove(self._search_run)
         return self.register(info.model_uri, registered_name, metrics) if registered_name else info.model_uri
 
     def register(self, model_uri: str, name: str, metrics: dict[str, float]) -> str:
@@ -264,9 +269,9 @@ class Recorder:
         import logging
 
         try:
-            version = str(mlflow.register_model(model_uri, name, tags={"searcher.search_name": self.search_name or ""}).version)
-            tags = {"searcher.search_run_id": self.search_run_id or ""}
-            tags |= {k: f"{metrics[k]:.6g}" for k in ("test_acc", "test_acc_std", "val_acc_mean") if k in metrics}
+            version = str(mlflow.register_model(model_uri, name, tags={Tags.SEARCH_NAME: self.search_name or ""}).version)
+            tags = {Tags.SEARCH_RUN_ID: self.search_run_id or ""}
+            tags |= {k: f"{metrics[k]:.6g}" for k in (Metrics.TEST_ACC, "test_acc_std", "val_acc_mean") if k in metrics}
             for key, value in tags.items():
                 self.client.set_model_version_tag(name, version, key, value)
         except Exception as error:  # e.g. a store without a registry, or two searches registering at the same instant

@@ -1,4 +1,4 @@
-"""Opening the tracking store: check the URI before anything trains."""
+"""Opening the tracking store: check the URI before anything trains; a Recorder to write, a client to read."""
 
 from __future__ import annotations
 
@@ -6,6 +6,7 @@ import time
 import urllib.error
 import urllib.request
 from pathlib import Path
+from typing import Any
 from urllib.parse import urlparse
 
 from searcher.uris import redact, redact_text, with_driver
@@ -39,6 +40,13 @@ def check_uri(uri: str) -> None:
             urllib.request.urlopen(uri.rstrip("/") + "/health", timeout=5).close()
         except (urllib.error.URLError, OSError) as error:
             raise TrackingError(f"tracking.uri={shown!r} is unreachable ({error}); start the server or fix the URI.") from None
+
+
+def client_for(uri: str) -> Any:
+    """A plain MlflowClient on `uri`, for reading a search back (and attaching its report)."""
+    from mlflow.tracking import MlflowClient
+
+    return MlflowClient(tracking_uri=uri)
 
 
 # Several processes opening one new store at once (a multirun's jobs) race to create its tables or experiment.

@@ -16,15 +16,18 @@ import json
 import re
 from typing import Any
 
+from searcher.tracking.queries import tag_is
+from searcher.tracking.schema import Metrics, Params, Tags
+
 SHARED_VIEW_TAG = "mlflow.sharedViewState."  # the MLflow UI's prefix for shared runs-table views
 COLUMNS = (
-    "metrics.`best_val_acc`",
-    "tags.`searcher.decision`",
-    "tags.`searcher.behavior`",
-    "metrics.`epochs`",
-    "metrics.`test_acc`",
-    "metrics.`transfer_acc`",
-    "params.`arch.widths`",
+    f"metrics.`{Metrics.BEST_VAL_ACC}`",
+    f"tags.`{Tags.DECISION}`",
+    f"tags.`{Tags.BEHAVIOR}`",
+    f"metrics.`{Metrics.EPOCHS}`",
+    f"metrics.`{Metrics.TEST_ACC}`",
+    f"metrics.`{Metrics.TRANSFER_ACC}`",
+    f"params.`{Params.ARCH_WIDTHS}`",
 )
 
 
@@ -38,11 +41,12 @@ def stage_view(search_name: str) -> dict[str, Any]:
     view: dict[str, Any] = {
         "orderByKey": "attributes.start_time",
         "orderByAsc": True,
-        "groupBy": {"aggregateFunction": "max", "groupByKeys": [{"mode": "tag", "groupByData": "searcher.stage"}]},
+        "groupBy": {"aggregateFunction": "max", "groupByKeys": [{"mode": "tag", "groupByData": Tags.STAGE}]},
         "selectedColumns": list(COLUMNS),
     }
-    if "'" not in search_name:  # MLflow's filter syntax has no escape for quotes: then show every search
-        view["searchFilter"] = f"tags.`searcher.search_name` = '{search_name}'"
+    search_filter = tag_is(Tags.SEARCH_NAME, search_name)
+    if search_filter is not None:  # a name with both quote characters cannot be filtered on: then show every search
+        view["searchFilter"] = search_filter
     return view
 
 

@@ -86,7 +86,8 @@ def resolve_device(name: str) -> torch.device:
 
 
 def make_optimizer(model: nn.Module, settings: TrainSettings) -> torch.optim.Optimizer:
-    decay, no_decay = [], []
+    decay: list[nn.Parameter] = []
+    no_decay: list[nn.Parameter] = []
     for parameter in model.parameters():
         (no_decay if parameter.ndim <= 1 else decay).append(parameter)  # no decay on BN and biases
     groups = [{"params": decay, "weight_decay": settings.weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
@@ -156,7 +157,7 @@ def train_trial(
     if initial_state is not None:
         model.load_state_dict(initial_state)
     on_cuda = device.type == "cuda"
-    model = model.to(device, memory_format=torch.channels_last if on_cuda else torch.contiguous_format)
+    model = model.to(device, memory_format=torch.channels_last if on_cuda else torch.contiguous_format)  # type: ignore[call-overload]  # (torch's stubs omit memory_format)
     step_model = torch.compile(model) if settings.compile else model
     autocast = torch.autocast(device.type, dtype=torch.bfloat16, enabled=on_cuda)
     optimizer = make_optimizer(model, settings)

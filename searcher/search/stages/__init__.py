@@ -1,4 +1,4 @@
-"""The five stages of "start small and go deep" (docs/design.md §1).
+"""The stages of "start small and go deep" (docs/design.md §1): 0-4, and 5 (transfer) when asked for.
 
 Each stage is a deterministic function of the outcomes it has been told:
 `next_trials(done)` says what to run next (nothing: the stage is over) and
@@ -12,6 +12,7 @@ from searcher.search.stages.baseline import BaselineStage
 from searcher.search.stages.depth import DepthRound, DepthStage
 from searcher.search.stages.final import FinalStage
 from searcher.search.stages.regularization import RegularizationStage, regularization_name, regularized
+from searcher.search.stages.transfer import TransferStage
 from searcher.search.stages.width import WidthStage
 
 __all__ = [
@@ -23,6 +24,7 @@ __all__ = [
     "SearchFailed",
     "Stage",
     "StageResult",
+    "TransferStage",
     "WidthStage",
     "fmt",
     "record_in_study",

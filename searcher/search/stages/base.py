@@ -35,7 +35,7 @@ class Stage:
         self.plan = plan
         self.study = study
         self.inherited = inherited  # the start winner's trials from the stage before: its seeds count here too
-        self._recorded: set[str] | None = None  # trial keys already in the study (a resume replays them)
+        self._recorded: set[str | None] | None = None  # trial keys already in the study (a resume replays them)
 
     def next_trials(self, done: list[TrialOutcome]) -> list[TrialRequest]:
         raise NotImplementedError
@@ -173,7 +173,7 @@ GRID_DISTRIBUTION = optuna.distributions.IntDistribution(0, 1 << 16)
 
 def record_in_study(study: optuna.Study, outcome: TrialOutcome) -> None:
     params = dict(outcome.request.params)
-    distributions = {name: GRID_DISTRIBUTION for name in params}  # grid stages vary integers only
+    distributions: dict[str, optuna.distributions.BaseDistribution] = {name: GRID_DISTRIBUTION for name in params}  # grid stages vary integers only
     state = {"ok": optuna.trial.TrialState.COMPLETE, "failed": optuna.trial.TrialState.FAIL}.get(
         outcome.status, optuna.trial.TrialState.PRUNED
     )

@@ -45,15 +45,16 @@ class FinalStage(Stage):
         ok = [o for o in done if o.status == "ok" and o.result is not None and o.result.test_acc is not None]
         if not ok:
             raise SearchFailed("every final-stage trial failed; see the final stage's trial runs for the errors.")
-        val = [o.result.best_val_acc for o in ok]
-        test = [o.result.test_acc for o in ok]
+        results = [o.result for o in ok if o.result is not None and o.result.test_acc is not None]  # (all of them)
+        val = [r.best_val_acc for r in results]
+        test = [r.test_acc for r in results if r.test_acc is not None]
         metrics = {
             "val_acc_mean": statistics.fmean(val),
             "val_acc_std": statistics.stdev(val) if len(val) > 1 else 0.0,
             "test_acc": statistics.fmean(test),
             "test_acc_std": statistics.stdev(test) if len(test) > 1 else 0.0,
         }
-        best = max(ok, key=lambda o: o.result.best_val_acc)  # the model to log: chosen by validation, not test
+        best = ok[val.index(max(val))]  # the model to log: chosen by validation, not test (the first of equals)
         entry = self.entry(
             "final",
             f"{self.start.winner.name} over {len(ok)} seeds: val_acc {metrics['val_acc_mean']:.4f} ± {metrics['val_acc_std']:.4f}, "

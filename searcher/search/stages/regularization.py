@@ -16,9 +16,15 @@ from searcher.train.trainer import EpochRecord
 
 
 def regularized(candidate: Candidate, params: dict[str, float], name: str) -> Candidate:
-    train_fields = {k: v for k, v in params.items() if k in ("weight_decay", "label_smoothing", "augment")}
+    train = candidate.train
+    train = replace(
+        train,
+        weight_decay=params.get("weight_decay", train.weight_decay),
+        label_smoothing=params.get("label_smoothing", train.label_smoothing),
+        augment=params.get("augment", train.augment),
+    )
     arch = candidate.arch.with_dropout(params.get("dropout", candidate.arch.dropout))
-    return Candidate(name, arch, replace(candidate.train, **train_fields), tuple(sorted(params.items())))
+    return Candidate(name, arch, train, tuple(sorted(params.items())))
 
 
 def regularization_name(params: dict[str, float]) -> str:
@@ -34,7 +40,7 @@ class RegularizationStage(Stage):
     def __init__(self, plan: SearchPlan, study: optuna.Study, start: StageResult):
         super().__init__(plan, study, start.winner_outcomes)
         self.start = start
-        self.distributions = {
+        self.distributions: dict[str, optuna.distributions.BaseDistribution] = {
             r.name: optuna.distributions.FloatDistribution(r.low, r.high, log=r.log) for r in plan.regularizers
         }
         self.asked: dict[str, optuna.trial.Trial | optuna.trial.FrozenTrial] = {}  # candidate -> trial, in ask order
@@ -143,8 +149,8 @@ class RegularizationStage(Stage):
     def observe(self, outcomes: list[TrialOutcome]) -> None:
         done_names = {o.request.candidate for o in outcomes}
         for name, trial in self.asked.items():
-            if name in self.told or name not in done_names:
-                continue
+            if name in self.told or name not in done_names or not isinstance(trial, optuna.trial.Trial):
+                continue  # (a FrozenTrial was adopted from an earlier attempt already told)
             group = [o for o in outcomes if o.request.candidate == name]
             if any(o.status == "pruned" for o in group):
                 self.study.tell(trial, state=optuna.trial.TrialState.PRUNED)

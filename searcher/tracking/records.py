@@ -1,8 +1,9 @@
-"""A finished search as plain data, read back from the tracking store (tracking/reader.py).
+"""A search as plain data, read back from the tracking store (reader.py): what the report and the terminal show.
 
 Figures and documents are made from these records only, never from the objects of
 a running search, so `python -m searcher.report` rebuilds exactly what the search
-published at its end.
+published at its end. The records name the record contract's fields (schema.py),
+so their readers never spell a tag or metric.
 """
 
 from __future__ import annotations
@@ -11,7 +12,7 @@ import json
 import math
 from dataclasses import dataclass, field
 
-STAGE_ORDER = ("baseline", "width", "depth", "regularization", "final", "transfer")
+from searcher.tracking.schema import Metrics, Params, Tags
 
 
 @dataclass(frozen=True)
@@ -36,23 +37,32 @@ class TrialRecord:
 
     @property
     def val_acc(self) -> float:
-        return self.metrics.get("best_val_acc", math.nan)
+        return self.metrics.get(Metrics.BEST_VAL_ACC, math.nan)
 
     @property
     def seconds(self) -> float:
-        return self.metrics.get("train_seconds", 0.0)
+        return self.metrics.get(Metrics.TRAIN_SECONDS, 0.0)
+
+    @property
+    def epochs(self) -> int:
+        return int(self.metrics.get(Metrics.EPOCHS, 0))
+
+    @property
+    def best_epoch(self) -> float | None:
+        return self.metrics.get(Metrics.BEST_EPOCH)
+
+    @property
+    def test_acc(self) -> float:
+        return self.metrics.get(Metrics.TEST_ACC, math.nan)
 
     @property
     def depth(self) -> int:
-        return int(self.params.get("arch.depth", "0") or 0)
+        return int(self.params.get(Params.ARCH_DEPTH, "0") or 0)
 
     @property
     def widths(self) -> tuple[int, ...]:
-        text = self.params.get("arch.widths", "")
+        text = self.params.get(Params.ARCH_WIDTHS, "")
         return tuple(int(w) for w in text.split(",") if w)
-
-    def stage_param(self, name: str) -> str | None:
-        return self.params.get(f"stage.{name}")
 
 
 @dataclass(frozen=True)
@@ -101,11 +111,11 @@ class SearchRecord:
 
     @property
     def seconds(self) -> float | None:
-        if "search_seconds" in self.metrics:
-            return self.metrics["search_seconds"]
+        if Metrics.SEARCH_SECONDS in self.metrics:
+            return self.metrics[Metrics.SEARCH_SECONDS]
         return (self.ended_ms - self.started_ms) / 1000 if self.ended_ms else None
 
     @property
     def input(self) -> dict:
         """Channels, size, per-channel mean/std and classes of the model's input (the search run's searcher.input tag)."""
-        return json.loads(self.tags.get("searcher.input", "{}"))
+        return json.loads(self.tags.get(Tags.INPUT, "{}"))

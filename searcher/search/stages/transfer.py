@@ -17,7 +17,7 @@ from dataclasses import dataclass
 import optuna
 
 from searcher.search.plan import SearchPlan
-from searcher.search.stages import Stage, StageResult, fmt
+from searcher.search.stages.base import Stage, StageResult, fmt
 from searcher.search.trials import Candidate, Decision, TrialOutcome, TrialRequest
 
 

@@ -1,0 +1,100 @@
+"""The record contract (docs/design.md §4) as names: every tag, metric, param and file a search keeps in MLflow.
+
+The recorder writes them, the resume (history.py) and the report's reader read them
+back; no other module spells a `searcher.*` tag. The run tree:
+
+search run (Tags.ROLE = Roles.SEARCH, Tags.SEARCH_NAME)
+  └ stage run per stage (Roles.STAGE, Tags.STAGE, Tags.WINNER)
+      └ trial run per trial (Roles.TRIAL, Tags.TRIAL_KEY, Tags.STATUS, Tags.BEHAVIOR, Tags.DECISION)
+
+Stage and trial runs are children by `mlflow.parentRunId` and carry Tags.SEARCH_RUN_ID,
+so a resume finds a whole search with one query.
+"""
+
+from __future__ import annotations
+
+
+class Roles:
+    """Values of Tags.ROLE."""
+
+    SEARCH = "search"
+    STAGE = "stage"
+    TRIAL = "trial"
+
+
+class Tags:
+    # every run
+    ROLE = "searcher.role"
+    SEARCH_NAME = "searcher.search_name"  # the UI filters one search's runs by it
+    SEARCH_RUN_ID = "searcher.search_run_id"  # on stage and trial runs
+    # the search run
+    DATASET = "searcher.dataset"
+    PRESET = "searcher.preset"
+    DEVICE = "searcher.device"
+    FINAL_ARCH = "searcher.final_arch"
+    INPUT = "searcher.input"  # JSON: channels, size, mean, std, classes of the model's input
+    MULTIRUN_JOB = "searcher.multirun_job"  # a Hydra multirun job: its number, id, sweep folder and overrides
+    MULTIRUN_JOB_ID = "searcher.multirun_job_id"
+    MULTIRUN_SWEEP_DIR = "searcher.multirun_sweep_dir"
+    MULTIRUN_OVERRIDES = "searcher.multirun_overrides"
+    # stage runs (and trial runs: the stage they belong to)
+    STAGE = "searcher.stage"
+    WINNER = "searcher.winner"
+    WINNER_ARCH = "searcher.winner_arch"  # JSON of the winner's ArchSpec
+    # trial runs
+    TRIAL_KEY = "searcher.trial_key"  # TrialRequest.key: how a resume finds a finished trial
+    STATUS = "searcher.status"  # ok | pruned | failed: set when the outcome is recorded (a resume reuses only these)
+    DECISION = "searcher.decision"  # selected | rejected | pruned | failed
+    BEHAVIOR = "searcher.behavior"  # stable | overfitting | capped | diverged
+    STOPPED_EARLY = "searcher.stopped_early"
+    ERROR = "searcher.error"
+    NOTE = "searcher.note"  # a stage's remark on the trial ("beyond patience")
+    WARM_START = "searcher.warm_start"
+    PARENT_TRIAL = "searcher.parent_trial"  # warm starts: the trial key grown from
+    GROWTH = "searcher.growth"  # warm starts: exact, or what the growth changed
+    SOURCE_KEY = "searcher.source_key"  # transfer probes: the trial key probed
+    ORPHANED = "searcher.orphaned"  # left RUNNING by a dead process, marked FAILED at resume
+    PREFIX = "searcher."
+
+
+# Per-epoch metrics (step = epoch): the learning curves a resume and the report read back.
+EPOCH_METRICS = ("train_loss", "val_loss", "val_acc", "lr")
+
+
+class Metrics:
+    # trial runs (best_val_acc also on stage runs: the winner's score)
+    BEST_VAL_ACC = "best_val_acc"
+    BEST_EPOCH = "best_epoch"
+    SCORE = "score"
+    EPOCHS = "epochs"
+    TRAIN_SECONDS = "train_seconds"
+    IMAGES_PER_SECOND = "images_per_second"
+    TEST_ACC = "test_acc"  # final stage's trials, and the search run (their mean)
+    TEST_LOSS = "test_loss"
+    TRANSFER_ACC = "transfer_acc"  # transfer probes: accuracy on the target's validation split
+    INITIAL_VAL_ACC = "initial_val_acc"  # warm starts: the grown network before training
+    # the search run
+    SEARCH_SECONDS = "search_seconds"
+    REPORT_SECONDS = "report_seconds"
+
+
+class Params:
+    """Trial params read back by name (the others: `arch.*`, `train.*`, `stage.*`, seed, repeat, fold)."""
+
+    ARCH_DEPTH = "arch.depth"
+    ARCH_WIDTHS = "arch.widths"
+    TRAIN = "train."  # prefix of the training settings
+
+
+class Files:
+    """Artifacts, by path within their run."""
+
+    STATE = "state.pt"  # a trial's kept weights
+    # The kept weights' per-image validation evidence (paired comparisons), base64 text: packed correctness bits, float16 losses.
+    EVIDENCE = {"val_correct": "val_correct.txt", "val_losses": "val_loss.txt"}  # TrainResult field -> file
+    TRACEBACK = "traceback.txt"  # a failed trial's
+    DECISIONS = "decisions.json"  # a stage's decision log (the search run's too, with decisions.md)
+
+
+# The procedure's stages in order (Stage.name; tests/test_schema.py checks them against the stages).
+STAGE_ORDER = ("baseline", "width", "depth", "regularization", "final", "transfer")
