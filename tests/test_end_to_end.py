@@ -92,7 +92,10 @@ def test_every_trial_keeps_its_paired_evidence_and_every_decision_names_it(finis
     from searcher.tracking.history import load_outcome
 
     folder, uri, stdout = finished_search
-    assert "decisions: paired on the 287 validation images" in stdout and "small validation split" in stdout
+    assert "decisions: paired, cross-validated" in stdout and "fold r of 5" in stdout and "small validation split" in stdout
+    from searcher.data import DatasetOptions, load_dataset
+
+    digits = load_dataset(DatasetOptions("digits"))
     client = MlflowClient(tracking_uri=uri)
     for trial in runs_by_role(client, "trial"):
         if trial.info.status != "FINISHED":
@@ -101,9 +104,11 @@ def test_every_trial_keeps_its_paired_evidence_and_every_decision_names_it(finis
         assert {"val_correct.txt", "val_loss.txt", "state.pt"} <= names
         request = TrialRequest("x", "x", None, None, 0, "digits")  # type: ignore[arg-type]
         result = load_outcome(client, request, trial).result
-        right = unpack(result.val_correct, 287)
+        fold = int(trial.data.params.get("fold", "0/5").split("/")[0])  # extra seeds are judged on other folds
+        images = len(digits.fold(fold, 5).val)
+        right = unpack(result.val_correct, images)
         assert right.mean() == pytest.approx(trial.data.metrics["best_val_acc"], abs=1e-6)  # the kept weights' record
-        assert len(result.val_losses) == 2 * 287
+        assert len(result.val_losses) == 2 * images
     (search,) = runs_by_role(client, "search")
     import tempfile
 

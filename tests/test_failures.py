@@ -33,7 +33,8 @@ def test_a_raising_and_a_diverging_trial_are_recorded_and_the_search_completes(t
 
     monkeypatch.setattr(trial_work, "train_trial", faulty)
     uri = f"sqlite:///{tmp_path / 'm.db'}"
-    outcome = run(quick_config(uri), dataset_chosen=False, console=Console(quiet=True))
+    keep_w16 = ("search.width.ties=keep_smaller", "search.width.tolerance=1.0")  # so the depth stage tries d3 +w16 and d3 +w32
+    outcome = run(quick_config(uri, *keep_w16), dataset_chosen=False, console=Console(quiet=True))
     assert outcome.exit_code == 0 and outcome.test_acc is not None
     trials = {r.info.run_name.removesuffix(" (warm)"): r for r in search_runs(uri, "tags.`searcher.role` = 'trial'")}
     raised, diverged = trials["d3 +w32"], trials["d3 +w16"]
