@@ -37,9 +37,18 @@ def _scheduler_signal(signum: int, frame: Any) -> None:
 
     `scontrol requeue` makes SLURM send SIGTERM at once, which can arrive while submitit's handler
     is still running; taken as a stop, it ended the search with exit 143 and the launcher reported
-    the job failed while SLURM ran it again (seen on a real SLURM under load)."""
+    the job failed while SLURM ran it again (seen on a real SLURM under load). When submitit does
+    not requeue (timed out `max_num_timeout` times) its handler raises an error, which a trial's
+    `except Exception` took for a failed trial and the search went on until SLURM killed it: it
+    stops the search instead, as SIGTERM would.
+    """
+    global _requested
     ignore_sigterm()
-    _scheduler(signum, frame)
+    try:
+        _scheduler(signum, frame)
+    except Exception as error:
+        _requested = EXIT_SIGTERM
+        raise Interrupted(EXIT_SIGTERM) from error
 
 
 def install() -> None:
