@@ -65,7 +65,6 @@ class PrepareStores(Callback):
             print(f"note: the stores could not be prepared before the jobs start: {error}")
 
 
-
 class PrepareSlurm(Callback):
     """Before a SLURM multirun submits its jobs: SLURM's verdict on what they ask for, and quiet polls.
 

@@ -34,7 +34,10 @@ def skip_sacct_without_accounting() -> bool:
     """
     if shutil.which("sacct") is None:
         return False
-    probe = subprocess.run(["sacct", "--noheader", "--starttime=now"], capture_output=True, text=True, timeout=60)
+    try:
+        probe = subprocess.run(["sacct", "--noheader", "--starttime=now"], capture_output=True, text=True, timeout=60)
+    except (OSError, subprocess.TimeoutExpired):
+        return False
     if probe.returncode == 0 or "accounting storage is disabled" not in probe.stderr:
         return False  # sacct works, or fails for another reason submitit's warnings should show
     from submitit.slurm.slurm import SlurmInfoWatcher, SlurmJob
