@@ -41,12 +41,31 @@ TINY = (  # about 5 short trials
 )
 
 
+class Multiruns:
+    """A test's multiruns, their SLURM jobs under one name; what is left running at the end is stopped."""
+
+    def __init__(self, cwd: Path):
+        self.cwd = cwd
+        self.job_name = f"searcher-test-{uuid.uuid4().hex[:8]}"
+        self.started: list[subprocess.Popen] = []
+
+    def start(self, *args: str) -> subprocess.Popen:
+        self.started.append(start_multirun(*args, f"hydra.launcher.name={self.job_name}", cwd=self.cwd))
+        return self.started[-1]
+
+    def stop(self) -> None:
+        subprocess.run(["scancel", f"--name={self.job_name}"], capture_output=True)
+        for process in self.started:
+            if process.poll() is None:  # a launcher waits for ever for a job killed without a result
+                process.kill()
+                process.communicate()
+
+
 @pytest.fixture
-def job_name():
-    """A name for this test's SLURM jobs: any still queued at the end are cancelled."""
-    name = f"searcher-test-{uuid.uuid4().hex[:8]}"
-    yield name
-    subprocess.run(["scancel", f"--name={name}"], capture_output=True)
+def multiruns(tmp_path):
+    runs = Multiruns(tmp_path)
+    yield runs
+    runs.stop()
 
 
 def wait_for(condition, timeout: float = 300, every: float = 0.5):
@@ -98,21 +117,21 @@ def decisions(uri: str, run_id: str) -> list:
     return json.loads(Path(path).read_text())
 
 
-def test_a_slurm_gpu_job_reaches_its_time_limit_is_requeued_and_resumes_to_the_same_decisions(quick_search, tmp_path, job_name):
+def test_a_slurm_gpu_job_reaches_its_time_limit_is_requeued_and_resumes_to_the_same_decisions(quick_search, tmp_path, multiruns):
     _, reference_uri, _ = quick_search  # the same search, never interrupted
     uri = f"sqlite:///{tmp_path / 'm.db'}"
     sweep = tmp_path / "sweep"
-    process = start_multirun(
+    time_limit_checks()  # (skips where slurmctld's log does not show them)
+    process = multiruns.start(
         "search=quick", "search.name=check", f"tracking.uri={uri}", f"hydra.sweep.dir={sweep}",
         "hydra/launcher=slurm_gpu", "hydra.launcher.gpus_per_node=null",  # the preset less its GPU: there is none here
-        f"hydra.launcher.partition={PARTITION}", *ONE_CPU, f"hydra.launcher.name={job_name}",
+        f"hydra.launcher.partition={PARTITION}", *ONE_CPU,
         "hydra.launcher.timeout_min=1", f"hydra.launcher.signal_delay_s={SIGNAL_DELAY_S}",
         "+hydra.launcher.additional_parameters.hold=true",  # submitted held, released at a chosen moment
-        cwd=tmp_path,
     )
-    wait_for(lambda: queued(job_name) or process.poll() is not None, timeout=120)
+    wait_for(lambda: queued(multiruns.job_name) or process.poll() is not None, timeout=120)
     assert process.poll() is None, process.communicate()[0][-3000:]
-    (job,) = queued(job_name)
+    (job,) = queued(multiruns.job_name)
     release_between_checks(job)
     output = finish(process, timeout=400)
     assert process.returncode == 0, output[-3000:]
@@ -140,14 +159,14 @@ def test_a_slurm_gpu_job_reaches_its_time_limit_is_requeued_and_resumes_to_the_s
     assert search.data.metrics["test_acc"] == reference.data.metrics["test_acc"]
 
 
-def test_a_multirun_of_two_jobs_one_scancelled_then_rerun_leaves_two_complete_searches(tmp_path, job_name):
+def test_a_multirun_of_two_jobs_one_scancelled_then_rerun_leaves_two_complete_searches(tmp_path, multiruns):
     uri = f"sqlite:///{tmp_path / 'm.db'}"
     sweep = tmp_path / "sweep"
     args = (
         *TINY, "seed=1,2", f"tracking.uri={uri}", f"hydra.sweep.dir={sweep}",
-        "hydra/launcher=submitit_slurm", f"hydra.launcher.partition={PARTITION}", *ONE_CPU, f"hydra.launcher.name={job_name}",
+        "hydra/launcher=submitit_slurm", f"hydra.launcher.partition={PARTITION}", *ONE_CPU,
     )
-    process = start_multirun(*args, cwd=tmp_path)
+    process = multiruns.start(*args)
 
     def job_1_mid_trial() -> bool:
         search = [r.info.run_id for r in search_runs(uri, "tags.`searcher.multirun_job` = '1'")]
@@ -156,16 +175,16 @@ def test_a_multirun_of_two_jobs_one_scancelled_then_rerun_leaves_two_complete_se
 
     wait_for(lambda: job_1_mid_trial() or process.poll() is not None)
     assert process.poll() is None, "the search finished before it could be cancelled"
-    (job,) = queued(job_name)
+    (job,) = queued(multiruns.job_name)
     subprocess.run(["scancel", f"{job}_1"], check=True)  # SIGTERM to job 1's processes
     output = finish(process, timeout=300)
     assert process.returncode != 0 and "job 1: search" in output and "ended with exit code 143" in output, output[-3000:]
     runs = search_runs(uri)
     assert not [r for r in runs if r.info.status == "RUNNING"]
-    assert {r.data.tags["searcher.role"] for r in runs if r.info.status == "KILLED"} == {"search", "stage", "trial"}
+    assert {"search", "stage"} <= {r.data.tags["searcher.role"] for r in runs if r.info.status == "KILLED"}  # and the trial, if one ran
     done_before = {r.data.tags["searcher.trial_key"] for r in completed_trials(uri) if r.info.status == "FINISHED"}
 
-    rerun = start_multirun(*args, cwd=tmp_path)  # the same command again: job 0 finds its search done, job 1 resumes
+    rerun = multiruns.start(*args)  # the same command again: job 0 finds its search done, job 1 resumes
     output = finish(rerun, timeout=300)
     assert rerun.returncode == 0, output[-3000:]
     searches = check_two_complete_searches(uri, sweep, seeds=(1, 2))
