@@ -33,7 +33,7 @@ ONE_CPU = ("hydra.launcher.cpus_per_task=1", "hydra.launcher.mem_gb=4")  # two j
 # The first run is released so that check comes 13-19 s into it: mid-search on a quiet machine (a quick search
 # is done 20 s in) and on a busy one (its first trial starts 12 s in). A requeued run starts 20 s after the last
 # one ended (scripts/slurm.sh: cred_expire=20), which takes seconds after the check that stopped it: its first
-# check comes under 10 s in and passes it by, and the next gives it over 30 s (measured: 21-26 s in all).
+# check comes under 10 s in and passes it by, and the next gives it over 30 s (restarts took 24-26 s here).
 SIGNAL_DELAY_S = 19
 TINY = (  # about 5 short trials
     "search=quick", "search.width.cap=16", "search.depth.cap=3", "search.regularization.trials=1", "search.final.seeds=1",
