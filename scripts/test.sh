@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # Installs searcher with its test extras into ./.venv and runs the whole test suite.
 # This is the README's test command and what CI (.ci/run) runs on a clean clone. It also starts a
-# throw-away PostgreSQL server for the shared-storage test (scripts/postgres.sh): installed from
-# Debian's packages when missing and running as root; elsewhere without one, that test skips.
+# throw-away PostgreSQL server for the shared-storage test (scripts/postgres.sh) and a throw-away
+# single-node SLURM cluster for the SLURM tests (scripts/slurm.sh): installed from Debian's packages
+# when missing and running as root; elsewhere without them, those tests skip.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 python3 -m venv .venv
@@ -18,8 +19,10 @@ fi
 .venv/bin/lint-imports   # the import rules of docs/design.md §6 (contracts in pyproject.toml)
 .venv/bin/mypy   # types ([tool.mypy] in pyproject.toml: searcher/)
 source scripts/postgres.sh
-trap postgres_stop EXIT
+source scripts/slurm.sh
+trap 'slurm_stop; postgres_stop' EXIT
 postgres_start
+slurm_start
 status=0
 .venv/bin/python -m pytest -q "$@" || status=$?
 exit $status

@@ -248,7 +248,10 @@ def describe_execution(config: SearcherConfig, runner: Any) -> str:
     if config.execution.kind == "processes":
         threads = f"{backend.threads} thread{'s' if backend.threads > 1 else ''} each"
         return f"{backend.capacity} worker processes ({', '.join(sorted(set(backend.devices)))}, {threads})"
-    return f"up to {backend.capacity} submitit jobs ({backend.cluster})"
+    from searcher.execution.submitit import NO_ACCOUNTING
+
+    note = f"; note: {NO_ACCOUNTING}" if backend.without_accounting else ""
+    return f"up to {backend.capacity} submitit jobs ({backend.cluster}){note}"
 
 
 def default_name(config: SearcherConfig, settings: dict[str, str]) -> str:

@@ -153,3 +153,39 @@ def transfer_search(tmp_path_factory):
     )
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     return folder, uri, "shared", result.stdout
+
+
+# Hydra multiruns (tests/test_multirun.py, tests/test_slurm.py)
+
+
+def start_multirun(*args: str, cwd: Path) -> subprocess.Popen:
+    env = dict(os.environ, PYTHONUNBUFFERED="1", COLUMNS="120")
+    return subprocess.Popen(
+        [sys.executable, "-m", "searcher", "-m", *args], cwd=cwd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
+    )
+
+
+def finished_searches(uri: str) -> dict[str, object]:
+    runs = search_runs(uri, "tags.`searcher.role` = 'search'")
+    return {r.data.tags["searcher.multirun_job"]: r for r in runs if r.info.status == "FINISHED"}
+
+
+def completed_trials(uri: str, search_run_id: str | None = None) -> list:
+    runs = [r for r in search_runs(uri, "tags.`searcher.role` = 'trial'") if "searcher.status" in r.data.tags]
+    return [r for r in runs if search_run_id is None or r.data.tags["searcher.search_run_id"] == search_run_id]
+
+
+def check_two_complete_searches(uri: str, sweep: Path, seeds: tuple[int, int] = (1, 2)) -> dict:
+    """Jobs 0 and 1 of the multirun in `sweep` (one per seed) each left one finished search, every trial recorded once."""
+    searches = finished_searches(uri)
+    assert sorted(searches) == ["0", "1"]
+    for job, run in searches.items():
+        tags = run.data.tags
+        assert tags["searcher.multirun_sweep_dir"] == str(sweep)
+        assert f"seed={seeds[int(job)]}" in tags["searcher.multirun_overrides"]
+        assert run.data.params["seed"] == str(seeds[int(job)])
+        assert "test_acc" in run.data.metrics
+        keys = [t.data.tags["searcher.trial_key"] for t in completed_trials(uri, run.info.run_id)]
+        assert keys and len(keys) == len(set(keys)), "a trial was recorded twice"
+    assert not [r for r in search_runs(uri) if r.info.status == "RUNNING"]
+    return searches

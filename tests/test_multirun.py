@@ -7,34 +7,15 @@ resumes the search.
 
 import os
 import signal
-import subprocess
-import sys
 import time
 from pathlib import Path
 
 import pytest
-from conftest import search_runs
+from conftest import check_two_complete_searches, completed_trials, search_runs, start_multirun
 
 pytestmark = pytest.mark.slow
 
 SMALL = ("search=quick", "search.regularization.trials=1", "search.final.seeds=1")  # about 6 trials a search
-
-
-def start_multirun(*args: str, cwd: Path) -> subprocess.Popen:
-    env = dict(os.environ, PYTHONUNBUFFERED="1", COLUMNS="120")
-    return subprocess.Popen(
-        [sys.executable, "-m", "searcher", "-m", *args], cwd=cwd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
-    )
-
-
-def finished_searches(uri: str) -> dict[str, object]:
-    runs = search_runs(uri, "tags.`searcher.role` = 'search'")
-    return {r.data.tags["searcher.multirun_job"]: r for r in runs if r.info.status == "FINISHED"}
-
-
-def completed_trials(uri: str, search_run_id: str | None = None) -> list:
-    runs = [r for r in search_runs(uri, "tags.`searcher.role` = 'trial'") if "searcher.status" in r.data.tags]
-    return [r for r in runs if search_run_id is None or r.data.tags["searcher.search_run_id"] == search_run_id]
 
 
 def job_process(folder: Path) -> int | None:
@@ -47,21 +28,6 @@ def job_process(folder: Path) -> int | None:
         if "submitit.core._submit" in command and str(folder) in command:
             return int(pid)
     return None
-
-
-def check_two_complete_searches(uri: str, sweep: Path) -> dict:
-    searches = finished_searches(uri)
-    assert sorted(searches) == ["0", "1"]
-    for job, run in searches.items():
-        tags = run.data.tags
-        assert tags["searcher.multirun_sweep_dir"] == str(sweep)
-        assert f"seed={int(job) + 1}" in tags["searcher.multirun_overrides"]
-        assert run.data.params["seed"] == str(int(job) + 1)
-        assert "test_acc" in run.data.metrics
-        keys = [t.data.tags["searcher.trial_key"] for t in completed_trials(uri, run.info.run_id)]
-        assert keys and len(keys) == len(set(keys)), "a trial was recorded twice"
-    assert not [r for r in search_runs(uri) if r.info.status == "RUNNING"]
-    return searches
 
 
 def test_submitit_local_runs_one_search_per_seed_and_a_requeued_job_resumes(tmp_path):
