@@ -67,7 +67,7 @@ class DepthConfig:
     cap: int = 6  # deepest network tried
     min_improvement: float = 0.002  # effect-size floor: a new layer is better only if significantly and by more than this
     new_layer_factors: list[float] = field(default_factory=lambda: [0.5, 1.0, 2.0])  # x previous layer's width
-    ties: str = "keep_smaller"  # a comparison that is not significant: keep_smaller (a layer must help beyond noise) | grow
+    ties: str = "grow"  # a comparison that is not significant: grow (the deeper, unless it scores lower) | keep_smaller
 
 
 @dataclass

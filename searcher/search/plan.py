@@ -39,7 +39,7 @@ class SearchPlan:
     folds: int = 1  # cross-validated comparisons: seed r trains without fold r of this many and is judged on it (1: the fixed split)
     significance: float = 0.05  # p-value below which a paired comparison counts as a real difference
     width_ties: str = "grow"  # a width comparison that is not significant: grow when the wider scores no lower, or keep_smaller
-    depth_ties: str = "keep_smaller"  # the same for a new layer: by default it must help beyond noise
+    depth_ties: str = "grow"  # the same for a new layer
     baseline_depth: int = 2
     baseline_width: int = 16
     width_factor: float = 2.0  # geometric width candidates: baseline * factor^k
