@@ -20,7 +20,7 @@ from searcher.report.content import description_blocks, report_blocks
 from searcher.report.document import to_html, to_markdown
 from searcher.report.records import SearchRecord
 
-TRIAL_PLOT_MIN_SECONDS = 3.0  # auto: a learning-curve figure costs ~15-40 ms, about 1% of a trial this long
+TRIAL_PLOT_MIN_SECONDS = 3.0  # auto: a learning-curve figure costs ~20-55 ms, 1-2% of a trial this long
 
 
 @dataclass
