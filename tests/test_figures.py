@@ -2,6 +2,7 @@
 the axes, legends stay off the data, only chosen points are named, and every figure is page-sized at 2x."""
 
 import itertools
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -146,3 +147,14 @@ def test_the_overview_and_the_curves_are_page_sized_with_outside_legends(tmp_pat
 def test_the_stage_palette_is_okabe_ito():
     assert set(canvas.STAGE_COLORS.values()) <= set(canvas.OKABE_ITO.values())
     assert len(set(canvas.STAGE_COLORS.values())) == len(canvas.STAGE_COLORS)
+
+
+def test_failed_trials_are_drawn_around_not_through(tmp_path):
+    failed = {"best_val_acc": float("nan"), "score": float("-inf"), "train_seconds": 0.5}
+    width = stage("width", [trial("w16 d2", "width", 0.95, "selected"), replace(trial("w32 d2", "width", 0.9, "failed"), metrics=failed)])
+    depth = stage("depth", [replace(trial("d3 +w16", "depth", 0.9, "failed", widths=(16, 16, 16)), metrics=failed)])
+    final = stage("final", [replace(trial("final seed 0", "final", 0.9, "selected"), metrics={"best_val_acc": 0.9})])
+    record = search(width, depth, final, regularization(3).stages[0])
+    for part in record.stages:
+        check_layout(plots.stage_plot(part, record), tmp_path)
+    check_layout(plots.overview_plot(record), tmp_path)

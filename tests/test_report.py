@@ -74,6 +74,7 @@ def test_the_report_is_self_contained_and_tells_the_staged_story(transfer_search
         assert f"### {stage.info.run_name}" in markdown
     assert "test accuracy" in markdown and "±" in markdown
     assert "| layer | block | width | kernel |" in markdown
+    assert markdown.count("| candidate | decision | score (mean) | seeds | score per seed |") == 3  # under width, depth, regularization
     assert "ranked by validation accuracy" in markdown and "ranked by transfer accuracy" in markdown
     assert re.search(r"\*\*Verdict\*\*: the best in validation, .+ is (also|NOT) the best for transfer", markdown)
     assert 'searcher.load_model("models:/searcher-digits/' in markdown
