@@ -3,6 +3,7 @@
 import re
 import subprocess
 import sys
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -10,7 +11,7 @@ from conftest import REPO
 from mlflow.tracking import MlflowClient
 from PIL import Image
 
-from searcher.report.plots import importances
+from searcher.report.importance import MIN_TRIALS, importances
 from searcher.tracking.records import TrialRecord
 
 STAGES = ["baseline", "width", "depth", "regularization", "final", "transfer"]
@@ -73,6 +74,7 @@ def test_the_report_is_self_contained_and_tells_the_staged_story(transfer_search
         assert f"### {stage.info.run_name}" in markdown
     assert "test accuracy" in markdown and "±" in markdown
     assert "| layer | block | width | kernel |" in markdown
+    assert markdown.count("| candidate | decision | score (mean) | seeds | score per seed |") == 3  # under width, depth, regularization
     assert "ranked by validation accuracy" in markdown and "ranked by transfer accuracy" in markdown
     assert re.search(r"\*\*Verdict\*\*: the best in validation, .+ is (also|NOT) the best for transfer", markdown)
     assert 'searcher.load_model("models:/searcher-digits/' in markdown
@@ -127,10 +129,13 @@ def record(number: int, **params: float) -> TrialRecord:
     )
 
 
-def test_importances_need_enough_trials_and_say_so_otherwise():
-    found, why = importances([record(1, dropout=0.1, weight_decay=0.01), record(2, dropout=0.3, weight_decay=0.01)])
-    assert found == {} and "too few finished trials" in why
-    trials = [record(i, dropout=0.05 * i, weight_decay=0.001 * (i % 3)) for i in range(1, 9)]
+def test_importances_need_ten_settings_and_say_so_instead_of_ranking_noise():
+    few = [record(i, dropout=0.05 * i, weight_decay=0.001 * (i % 3)) for i in range(1, MIN_TRIALS)]
+    found, why = importances(few)
+    assert found == {} and f"too few trials for importances ({MIN_TRIALS - 1} finished settings" in why
+    seeds = few + [replace(few[0], run_id="s", name=f"{few[0].name} r1", started_ms=99)]  # another seed is not another setting
+    assert importances(seeds)[0] == {}
+    trials = [record(i, dropout=0.05 * i, weight_decay=0.001 * (i % 3)) for i in range(1, MIN_TRIALS + 1)]
     found, why = importances(trials)
     assert set(found) == {"dropout", "weight_decay"} and found["dropout"] > found["weight_decay"]
-    assert "fANOVA over 8 finished trials" == why
+    assert why.startswith(f"fANOVA over {MIN_TRIALS} finished settings")

@@ -1,6 +1,9 @@
 """`python -m searcher.ui` on a finished search's store, looked at by a real headless Chromium."""
 
+import html
+import json
 import os
+import re
 import shutil
 import signal
 import socket
@@ -26,6 +29,14 @@ CHROMIUM_FLAGS = [  # as root, without these it refuses to start or stalls on re
 ]
 
 
+def chromium(*args: str) -> str:
+    """Run headless Chromium on a fresh profile (no remembered state); returns what it printed."""
+    with tempfile.TemporaryDirectory() as profile:
+        result = subprocess.run([CHROMIUM, *CHROMIUM_FLAGS, f"--user-data-dir={profile}", *args], capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr[-2000:]
+    return result.stdout
+
+
 def free_port() -> int:
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
@@ -33,13 +44,8 @@ def free_port() -> int:
 
 
 def rendered(url: str) -> str:
-    """The page's DOM after its scripts ran (a fresh profile each time: no remembered UI state)."""
-    with tempfile.TemporaryDirectory() as profile:
-        result = subprocess.run(
-            [CHROMIUM, *CHROMIUM_FLAGS, f"--user-data-dir={profile}", "--dump-dom", url], capture_output=True, text=True, timeout=120
-        )
-    assert result.returncode == 0, result.stderr[-2000:]
-    return result.stdout
+    """The page's DOM after its scripts ran."""
+    return chromium("--dump-dom", url)
 
 
 @pytest.fixture(scope="module")
@@ -124,3 +130,58 @@ def test_the_ui_refuses_a_busy_port(tmp_path, tracking_uri):
             timeout=60,
         )
     assert result.returncode == 2 and f"--port {port}" in result.stderr
+
+
+# The report in a browser: test-only script appended to a copy of report.html. It moves the first figure to
+# the top of the page for the screenshot (headless Chromium's screenshot misses a scrolled page) and writes, per image, whether it decoded, its natural and shown width and
+# how many distinct colours a 100-px-wide thumbnail of it holds (a blank image has one).
+FIGURE_CHECK = """<script>
+window.addEventListener("load", () => {  // synchronous: --dump-dom does not wait for promises
+  const images = [...document.querySelectorAll("figure img")];
+  document.body.prepend(images[0].closest("figure"));
+  const found = [];
+  for (const image of images) {
+    const canvas = document.createElement("canvas");
+    canvas.width = 100; canvas.height = Math.round(100 * image.naturalHeight / image.naturalWidth);
+    const context = canvas.getContext("2d");
+    context.drawImage(image, 0, 0, canvas.width, canvas.height);
+    const pixels = context.getImageData(0, 0, canvas.width, canvas.height).data;
+    const colours = new Set();
+    for (let i = 0; i < pixels.length; i += 4) colours.add(pixels[i] << 16 | pixels[i + 1] << 8 | pixels[i + 2]);
+    const box = image.getBoundingClientRect();
+    found.push({alt: image.alt, complete: image.complete, natural: image.naturalWidth, shown: box.width, top: box.top, left: box.left, height: box.height, colours: colours.size});
+  }
+  const out = document.createElement("pre");
+  out.id = "figure-check"; out.textContent = JSON.stringify(found);
+  document.body.append(out);
+});
+</script>"""
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(CHROMIUM is None, reason="chromium is not installed (scripts/test.sh installs it with apt-get when run as root)")
+def test_a_browser_shows_the_reports_figures_sharp_and_page_wide(transfer_search, tmp_path):
+    from PIL import Image, ImageChops, ImageStat
+
+    from searcher.report.canvas import DISPLAY_DPI, SCALE, WIDTH
+
+    folder, _, _, _ = transfer_search
+    (report,) = folder.glob("outputs/*/*/report.html")
+    page = tmp_path / "report.html"
+    page.write_text(report.read_text().replace("</body>", FIGURE_CHECK + "</body>"))
+    shot = tmp_path / "screenshot.png"
+    dom = chromium("--window-size=1280,1000", f"--force-device-scale-factor={SCALE}", f"--screenshot={shot}", "--dump-dom", page.as_uri())
+    found = json.loads(html.unescape(re.search(r'<pre id="figure-check">(.*?)</pre>', dom, re.S).group(1)))
+
+    shown_width = WIDTH * DISPLAY_DPI  # 1000 CSS px, drawn from 2000 px
+    assert len(found) == 8  # the overview, six stage stories, the final model's learning curves
+    for image in found:
+        assert image["complete"] and image["natural"] == SCALE * shown_width and image["shown"] == shown_width, image
+        assert image["colours"] > 20, f"{image['alt']} looks blank"
+    first = found[0]
+    with Image.open(shot) as screenshot, Image.open(report.parent / "figures" / "overview.png") as figure:
+        assert screenshot.size == (1280 * SCALE, 1000 * SCALE)
+        box = [round(first[k] * SCALE) for k in ("left", "top")]
+        crop = screenshot.convert("RGB").crop((*box, box[0] + figure.width, box[1] + min(figure.height, screenshot.height - box[1])))
+        difference = ImageStat.Stat(ImageChops.difference(crop, figure.convert("RGB").crop((0, 0, *crop.size)))).mean
+    assert max(difference) < 2, f"the screenshot does not show the overview figure pixel for pixel (mean difference {difference})"

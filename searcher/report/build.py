@@ -14,12 +14,13 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from searcher.report import plots
+from searcher.report import curves, plots
+from searcher.report.canvas import slug
 from searcher.report.content import description_blocks, report_blocks
 from searcher.report.document import to_html, to_markdown
 from searcher.tracking.records import SearchRecord
 
-TRIAL_PLOT_MIN_SECONDS = 3.0  # auto: a learning-curve figure costs ~15-40 ms, about 1% of a trial this long
+TRIAL_PLOT_MIN_SECONDS = 3.0  # auto: a learning-curve figure costs ~20-55 ms, 1-2% of a trial this long
 
 
 @dataclass
@@ -41,10 +42,10 @@ def build(search: SearchRecord, folder: Path, trial_plots: bool = True) -> Built
     trial_figures: dict[str, Path] = {}
     names: set[str] = set()
     if trial_plots:
-        drawer = plots.TrialFigures()
+        drawer = curves.TrialFigures()
         for trial in search.trials:
             plot = drawer.draw(trial)
-            plot.name = _unique(f"trial-{trial.stage}-{plots.slug(trial.name)}", names)
+            plot.name = _unique(f"trial-{trial.stage}-{slug(trial.name)}", names)
             trial_figures[trial.run_id] = plot.save(figures_dir / "trials")
     seconds["trial_plots"] = time.perf_counter() - started
 
@@ -53,16 +54,17 @@ def build(search: SearchRecord, folder: Path, trial_plots: bool = True) -> Built
     shown: dict[str, tuple[Path, str]] = {"overview": (overview.save(figures_dir), overview.title)}
     stage_figures: dict[str, Path] = {}
     for stage in search.stages:
-        story = plots.stage_plot(stage)
+        story = plots.stage_plot(stage, search)
         if story is not None:
             stage_figures[stage.run_id] = story.save(figures_dir)
             shown[story.name] = (stage_figures[stage.run_id], story.title)
     final = search.stage("final")
     if final and trial_plots:
         chosen = [t for t in final.trials if t.run_id in trial_figures]
-        if chosen:
-            best = max(chosen, key=lambda t: t.val_acc)
-            shown["final-curves"] = (trial_figures[best.run_id], f"learning curves: {best.name} (final)")
+        if chosen:  # drawn again at the report's resolution (the trial runs' copies are 1x)
+            curve = curves.trial_plot(max(chosen, key=lambda t: t.val_acc))
+            curve.name = "final-curves"
+            shown["final-curves"] = (curve.save(figures_dir), curve.title)
     seconds["stage_plots"] = time.perf_counter() - started
 
     started = time.perf_counter()

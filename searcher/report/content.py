@@ -6,6 +6,8 @@ import datetime
 import math
 from pathlib import Path
 
+from searcher.report.candidates import candidates
+from searcher.report.canvas import SCALE
 from searcher.report.document import Block, Bullets, Code, Columns, Figure, Heading, Paragraph, Table
 from searcher.tracking.records import SearchRecord, StageRecord
 from searcher.tracking.schema import Metrics, Params, Tags
@@ -156,11 +158,28 @@ def reload(search: SearchRecord) -> list[Block]:
     return blocks
 
 
-def figures(paths: dict[str, tuple[Path, str]]) -> list[Block]:
-    """The overview, then each stage's story (names from plots.py)."""
+COMPARED_STAGES = ("width", "depth", "regularization")  # stages whose figure names only the chosen candidates
+
+
+def candidate_table(search: SearchRecord, stage: str) -> list[Block]:
+    """Every candidate the stage compared, with its seeds: what the figure does not name."""
+    rows = tuple(
+        (c.name, c.decision or "-", num(c.score), str(len(c.scores)), ", ".join(num(v) for v in c.scores))
+        for c in candidates(search.trials, stage)
+    )
+    if not rows:
+        return []
+    return [Table(("candidate", "decision", "score (mean)", "seeds", "score per seed"), rows)]
+
+
+def figures(search: SearchRecord, paths: dict[str, tuple[Path, str]]) -> list[Block]:
+    """The overview, then each stage's story (names from plots.py), with the candidates it compared."""
     blocks: list[Block] = [Heading("Figures")]
-    for path, title in paths.values():
-        blocks.append(Figure(path, title))
+    for name, (path, title) in paths.items():
+        blocks.append(Figure(path, title, SCALE))
+        stage = name.removeprefix("stage-")
+        if stage in COMPARED_STAGES:
+            blocks += candidate_table(search, stage)
     return blocks
 
 
@@ -170,7 +189,7 @@ def report_blocks(search: SearchRecord, figure_paths: dict[str, tuple[Path, str]
         + result(search)
         + summary(search)
         + transfer(search)
-        + figures(figure_paths)
+        + figures(search, figure_paths)
         + decision_log(search)
         + reload(search)
     )

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import base64
 import html
+import struct
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -39,6 +40,7 @@ class Table:
 class Figure:
     path: Path  # the PNG on disk
     title: str
+    scale: int = 1  # PNG pixels per CSS pixel: a 2x figure is shown at half its width, sharp on HiDPI screens
 
 
 @dataclass(frozen=True)
@@ -85,6 +87,13 @@ def to_markdown(blocks: list[Block], figures_from: Path) -> str:
     return "\n".join(out)
 
 
+def png_size(data: bytes) -> tuple[int, int]:
+    """Width and height from a PNG's IHDR chunk (the first, at byte 16)."""
+    if data[:8] != b"\x89PNG\r\n\x1a\n":
+        raise ValueError("not a PNG")
+    return struct.unpack(">II", data[16:24])
+
+
 def _inline(text: str) -> str:
     """Escape, then turn **x** into <b>x</b>."""
     parts = html.escape(text).split("**")
@@ -105,9 +114,14 @@ def _html_blocks(blocks: list[Block] | tuple) -> list[str]:
             body = "".join("<tr>" + "".join(f"<td>{_inline(c)}</td>" for c in row) + "</tr>" for row in block.rows)
             out.append(f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>")
         elif isinstance(block, Figure):
-            data = base64.b64encode(block.path.read_bytes()).decode()
+            png = block.path.read_bytes()
+            width, height = (n // block.scale for n in png_size(png))
+            data = base64.b64encode(png).decode()
             title = html.escape(block.title)
-            out.append(f'<figure><img alt="{title}" src="data:image/png;base64,{data}"><figcaption>{title}</figcaption></figure>')
+            out.append(
+                f'<figure><img alt="{title}" width="{width}" height="{height}" src="data:image/png;base64,{data}">'
+                f"<figcaption>{title}</figcaption></figure>"
+            )
         elif isinstance(block, Code):
             out.append(f"<pre><code>{html.escape(block.text.rstrip())}</code></pre>")
         elif isinstance(block, Columns):
@@ -120,7 +134,7 @@ body { font: 14px/1.45 system-ui, sans-serif; max-width: 1100px; margin: 2em aut
 table { border-collapse: collapse; margin: 0.5em 0 1em; font-size: 13px; }
 th, td { border: 1px solid #ccc; padding: 3px 8px; text-align: left; vertical-align: top; }
 th { background: #f3f3f3; }
-figure { margin: 1em 0; } figure img { max-width: 100%; } figcaption { color: #555; font-size: 12px; }
+figure { margin: 1.5em 0; } figure img { max-width: 100%; height: auto; } figcaption { color: #555; font-size: 12px; }
 pre { background: #f6f8fa; padding: 0.8em; overflow-x: auto; }
 .columns { display: flex; gap: 2em; flex-wrap: wrap; }
 """

@@ -1,318 +1,278 @@
 """The search's figures, drawn from its records (matplotlib's Agg canvas: no display, no pyplot state).
 
-One learning-curve figure per trial (optional: the costliest part), one story per
-stage, and one overview of all stages on a shared axis of compute spent. Each
-PNG carries its title in the PNG `Title` text chunk, so a test (or a person
-with `identify -verbose`) can tell which figure a file holds.
-
-One module of ~350 lines on purpose: eight figures share one look (colours,
-fixed margins, `new_figure`), and each is a short function read on its own.
+One story per stage and one overview of all stages on a shared axis of compute spent
+(learning curves per trial: curves.py; the look shared by all: canvas.py). A stage is
+drawn as the candidates it compared, each the mean over its seeds (the number its
+decision quotes) with the seeds beside it; only the chosen ones are named on the figure,
+the report's tables name the rest. Each PNG carries its title in the PNG `Title` text
+chunk, so a test (or a person with `identify -verbose`) can tell which figure a file holds.
 """
 
 from __future__ import annotations
 
 import math
-import re
-import textwrap
-from collections.abc import Callable
-from dataclasses import dataclass
-from pathlib import Path
+from collections.abc import Callable, Sequence
 from typing import Any
 
-from searcher.tracking.records import SearchRecord, StageRecord, TrialRecord
+from searcher.report.candidates import Candidate, candidates, trial_score
+from searcher.report.canvas import (
+    DECISIONS,
+    GREY,
+    OKABE_ITO,
+    STAGE_COLORS,
+    Label,
+    Plot,
+    decision_handle,
+    legend_outside,
+    new_figure,
+    note,
+    offset,
+    place_labels,
+    styled,
+    titles,
+)
+from searcher.report.curves import stop_reason
+from searcher.report.importance import importances
+from searcher.tracking.records import SearchRecord, StageRecord
 
-DPI = 80  # small, fast PNGs: a 7x2.6 inch figure is 560x208 pixels
-# Fixed margins (inches), not constrained layout: measuring every label first doubles the drawing time.
-MARGIN_INCHES = {"left": 0.7, "right": 0.15, "bottom": 0.5, "top": 0.35}
-DECISION_COLORS = {"selected": "#2a9d8f", "rejected": "#e76f51", "pruned": "#f4a261", "failed": "#264653", "": "#8d99ae"}
-STAGE_COLORS = {
-    "baseline": "#264653",
-    "width": "#2a9d8f",
-    "depth": "#e9c46a",
-    "regularization": "#f4a261",
-    "final": "#e76f51",
-    "transfer": "#6a4c93",
-}
-
-
-@dataclass
-class Plot:
-    name: str  # file name without .png, e.g. "stage-depth"
-    title: str  # drawn on the figure and stored in the PNG's Title chunk
-    figure: Any  # matplotlib.figure.Figure
-
-    def save(self, folder: Path) -> Path:
-        folder.mkdir(parents=True, exist_ok=True)
-        path = folder / f"{self.name}.png"
-        self.figure.savefig(path, format="png", metadata={"Title": self.title, "Software": "searcher"})
-        return path
+SEED_STEP = 7  # points between the hollow markers of one candidate's seeds, right of its mean
 
 
-def new_figure(width: float, height: float, columns: int = 1, **margins: float) -> tuple[Any, list[Any]]:
-    from matplotlib.backends.backend_agg import FigureCanvasAgg
-    from matplotlib.figure import Figure
-    from matplotlib.ticker import MaxNLocator
-
-    figure = Figure(figsize=(width, height), dpi=DPI)
-    FigureCanvasAgg(figure)
-    inches = MARGIN_INCHES
-    layout = {
-        "left": inches["left"] / width,
-        "right": 1 - inches["right"] / width,
-        "bottom": inches["bottom"] / height,
-        "top": 1 - inches["top"] / height,
-        "wspace": 0.25,
-    }
-    figure.subplots_adjust(**(layout | margins))
-    axes = figure.subplots(1, columns, squeeze=False)[0]
-    for ax in axes:
-        ax.grid(alpha=0.3)
-        ax.tick_params(labelsize=7)
-        ax.xaxis.set_major_locator(MaxNLocator(5))
-        ax.yaxis.set_major_locator(MaxNLocator(5))
-    return figure, list(axes)
-
-
-def slug(text: str) -> str:
-    return re.sub(r"[^A-Za-z0-9.=_-]+", "_", text).strip("_") or "run"
-
-
-def stop_reason(trial: TrialRecord) -> str:
-    epochs = trial.epochs
-    best = trial.best_epoch
-    detail = f", best {trial.val_acc:.4f} at epoch {int(best)}" if best is not None and math.isfinite(trial.val_acc) else ""
-    if trial.decision == "pruned":
-        return f"pruned after {epochs} epochs{detail}"
-    return f"{trial.behavior or trial.status.lower()} after {epochs} epochs{detail}"
-
-
-# per trial
-
-
-class TrialFigures:
-    """Learning curves of many trials on ONE reused figure: only the lines, limits and titles change between
-    trials, which makes each PNG about 3x cheaper than a fresh figure (the axes, ticks and legend are kept)."""
-
-    def __init__(self) -> None:
-        self.figure, (self.loss_ax, self.acc_ax) = new_figure(7, 2.8, 2, top=0.74)
-        (self.train_loss,) = self.loss_ax.plot([], [], "-", label="train loss")
-        (self.val_loss,) = self.loss_ax.plot([], [], "--", label="val loss")
-        (self.val_acc,) = self.acc_ax.plot([], [], color=DECISION_COLORS["selected"])
-        self.best_line = self.acc_ax.axvline(0, ls=":", color="grey")
-        (self.best_point,) = self.acc_ax.plot([], [], "o", color=DECISION_COLORS["selected"], ms=5)
-        self.loss_ax.legend(fontsize=7, loc="upper right")
-        self.loss_ax.set_title("loss", fontsize=8)
-        self.acc_ax.set_title("validation accuracy (dotted: best epoch)", fontsize=8)
-        for ax in (self.loss_ax, self.acc_ax):
-            ax.set_xlabel("epoch", fontsize=8)
-        self.title = self.figure.suptitle("", fontsize=9)
-
-    def draw(self, trial: TrialRecord) -> Plot:
-        """The trial's figure (valid until the next `draw`): save it before drawing another."""
-        title = f"learning curves: {trial.name} ({trial.stage})"
-        for line, key in ((self.train_loss, "train_loss"), (self.val_loss, "val_loss"), (self.val_acc, "val_acc")):
-            curve = trial.curves.get(key)
-            line.set_data(curve.steps if curve else [], curve.values if curve else [])
-        best = trial.best_epoch
-        visible = best is not None and math.isfinite(trial.val_acc)
-        self.best_line.set_visible(visible)
-        self.best_point.set_visible(visible)
-        if visible:
-            self.best_line.set_xdata([best, best])
-            self.best_point.set_data([best], [trial.val_acc])
-        for ax in (self.loss_ax, self.acc_ax):
-            ax.relim(visible_only=True)
-            ax.autoscale_view()
-        self.title.set_text(f"{title}\nstopped: {stop_reason(trial)}")
-        return Plot(f"trial-{slug(trial.name)}", title, self.figure)
-
-
-# per stage
-
-
-def _points(ax: Any, trials: list[TrialRecord], x_of: Callable[[TrialRecord], float], annotate: bool = True) -> None:
-    for trial in trials:
-        if not math.isfinite(trial.val_acc):
-            continue
-        ax.scatter([x_of(trial)], [trial.val_acc], color=DECISION_COLORS.get(trial.decision, "#8d99ae"), s=28, zorder=3)
-        if annotate:
-            ax.annotate(trial.name, (x_of(trial), trial.val_acc), fontsize=6, xytext=(3, 3), textcoords="offset points")
-
-
-def _legend(ax: Any, decisions: list[str]) -> None:
+def _seed_handle() -> Any:
     from matplotlib.lines import Line2D
 
-    handles = [Line2D([], [], marker="o", ls="", color=DECISION_COLORS[d], label=d) for d in decisions]
-    ax.legend(handles=handles, fontsize=7, loc="lower right")
+    return Line2D([], [], marker="o", ls="", markerfacecolor="none", color=GREY, markersize=6, label="one seed (hollow, to the right)")
 
 
-def baseline_plot(stage: StageRecord) -> Plot:
+def _draw_candidates(ax: Any, found: Sequence[tuple[float, Candidate]], decision: str | None = None) -> list[tuple[float, float, float]]:
+    """Each candidate at its x: its mean filled (coloured by its decision, or `decision`), its seeds hollow in a
+    row to the right; returns the markers drawn as (x, y, shift in points), for label placement."""
+    drawn = []
+    for x, candidate in found:
+        color, marker = DECISIONS.get(candidate.decision if decision is None else decision, DECISIONS[""])
+        if math.isfinite(candidate.score):
+            ax.plot([x], [candidate.score], ls="", marker=marker, ms=9, color=color, mec="white", mew=0.8, zorder=4)
+            drawn.append((x, candidate.score, 0.0))
+        seeds = [s for s in candidate.scores if math.isfinite(s)]
+        for index, seed in enumerate(seeds if len(seeds) > 1 else []):
+            shift = SEED_STEP * (index + 1.5)
+            ax.plot([x], [seed], ls="", marker=marker, ms=5.5, mfc="none", mec=color, mew=1, zorder=3, transform=offset(ax, shift))
+            ax.update_datalim([(x, seed)])  # a shifted line is left out of the data limits
+            drawn.append((x, seed, shift))
+    return drawn
+
+
+def _decision_handles(found: list[Candidate], names: dict[str, str]) -> list[Any]:
+    present = {c.decision for c in found}
+    return [decision_handle(d, names.get(d, d)) for d in DECISIONS if d in present]
+
+
+def _verdict(stage: StageRecord) -> str:
+    """The stage's own words for what it chose (its `selected` decision), shown under the title."""
+    return next((d["reason"] for d in stage.decisions if d["decision"] == "selected"), "")
+
+
+def _score_axis(ax: Any, xlabel: str) -> None:
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel("validation score\n(filled: mean over seeds)")
+
+
+@styled
+def baseline_plot(stage: StageRecord, search: SearchRecord | None = None) -> Plot:
     title = "baseline: the small network trained until stable"
-    figure, (ax,) = new_figure(5, 2.8)
-    for trial in stage.trials:
-        if "val_acc" in trial.curves:
-            curve = trial.curves["val_acc"]
-            ax.plot(curve.steps, curve.values, label=f"{trial.name}: {stop_reason(trial)}")
-    ax.set_xlabel("epoch", fontsize=8)
-    ax.set_ylabel("validation accuracy", fontsize=8)
-    ax.legend(fontsize=7, loc="lower right")
-    ax.set_title(title, fontsize=9)
+    figure, (ax,) = new_figure(3.6)
+    handles, labels = [], []
+    colors = [OKABE_ITO["blue"], OKABE_ITO["vermillion"], OKABE_ITO["bluish green"], OKABE_ITO["orange"]]
+    for index, trial in enumerate(stage.trials):
+        curve = trial.curves.get("val_acc")
+        if curve is None:
+            continue
+        (line,) = ax.plot(curve.steps, curve.values, color=colors[index % len(colors)], label=trial.name)
+        handles.append(line)
+        best = trial.metrics.get("best_epoch")
+        if best is not None and math.isfinite(trial.val_acc):
+            ax.plot([best], [trial.val_acc], "o", color=line.get_color(), ms=7, zorder=3)
+        labels.append(f"{trial.name}: {stop_reason(trial)}")
+    ax.set_xlabel("epoch")
+    ax.set_ylabel("validation accuracy")
+    ax.xaxis.get_major_locator().set_params(integer=True)
+    legend_outside(figure, handles + ([decision_handle("", "best epoch (kept weights)", 7)] if handles else []))
+    titles(figure, title, ax, "; ".join(labels))
     return Plot("stage-baseline", title, figure)
 
 
-def width_plot(stage: StageRecord) -> Plot:
-    """Validation accuracy vs width: every candidate, the kept one and the tolerance band."""
+@styled
+def width_plot(stage: StageRecord, search: SearchRecord | None = None) -> Plot:
+    """Validation score vs width: every candidate compared (the baseline's first seed included), the kept one named."""
     title = "width: validation accuracy vs width"
-    figure, (ax,) = new_figure(5, 2.8)
-    points = [d["numbers"] for d in stage.decisions if d["decision"] in ("kept", "rejected") and "width" in d["numbers"]]
-    chosen = next((d["numbers"] for d in stage.decisions if d["decision"] == "selected"), None)
-    finite = [p for p in points if isinstance(p.get("val_acc"), (int, float)) and math.isfinite(p["val_acc"])]
+    figure, (ax,) = new_figure(3.8)
+    found = candidates(search.trials if search else stage.trials, "width")
+    by_width = sorted(((c.first.widths[0] if c.first.widths else 0, c) for c in found), key=lambda p: p[0])
+    finite = [(w, c.score) for w, c in by_width if math.isfinite(c.score)]
     if finite:
-        ax.plot([p["width"] for p in finite], [p["val_acc"] for p in finite], "-", color="#8d99ae", zorder=1)
-        ax.scatter([p["width"] for p in finite], [p["val_acc"] for p in finite], color=DECISION_COLORS["rejected"], s=28, zorder=2)
-    if chosen:
-        ax.scatter([chosen["width"]], [chosen["val_acc"]], color=DECISION_COLORS["selected"], s=60, zorder=3, label=f"kept: width {chosen['width']}")
-        if "best_val_acc" in chosen:
-            ax.axhline(chosen["best_val_acc"], ls=":", color="grey", label="best")
-        ax.legend(fontsize=7, loc="lower right")
+        ax.plot([w for w, _ in finite], [s for _, s in finite], "-", color=GREY, lw=1, zorder=1)
+    drawn = _draw_candidates(ax, by_width)
     ax.set_xscale("log", base=2)
-    widths = sorted({p["width"] for p in points})
+    widths = sorted({w for w, _ in by_width if w > 0})
     ax.set_xticks(widths, [str(w) for w in widths])
     ax.minorticks_off()
-    ax.set_xlabel("width (channels per layer)", fontsize=8)
-    ax.set_ylabel("validation accuracy", fontsize=8)
-    ax.set_title(title, fontsize=9)
+    if len(widths) == 1:
+        ax.set_xlim(widths[0] / 2, widths[0] * 2)
+    else:
+        ax.margins(x=0.12)
+    ax.margins(y=0.25)
+    _score_axis(ax, "width (channels per layer, log scale)")
+    legend_outside(figure, _decision_handles(found, {"selected": "kept"}) + [_seed_handle()])
+    titles(figure, title, ax, _verdict(stage))
+    chosen = [(w, c) for w, c in by_width if c.decision == "selected" and math.isfinite(c.score)]
+    place_labels(figure, ax, [Label(w, c.score, f"kept: {c.name} ({c.score:.4f})") for w, c in chosen], drawn)
     return Plot("stage-width", title, figure)
 
 
-def depth_plot(stage: StageRecord) -> Plot:
-    """Validation accuracy vs depth: each child network; accepted layers joined, rejected ones marked."""
+def _depth_positions(found: list[Candidate]) -> list[tuple[float, Candidate]]:
+    """Candidates at their depth; children of one round side by side around it, so none hides another."""
+    by_depth: dict[int, list[Candidate]] = {}
+    for candidate in found:
+        by_depth.setdefault(candidate.first.depth, []).append(candidate)
+    placed = []
+    for depth, group in sorted(by_depth.items()):
+        for index, candidate in enumerate(group):
+            placed.append((depth + (index - (len(group) - 1) / 2) * 0.12, candidate))
+    return placed
+
+
+@styled
+def depth_plot(stage: StageRecord, search: SearchRecord | None = None) -> Plot:
+    """Validation score vs depth: the stage-1 winner it started from, each child, the accepted layers joined."""
     title = "depth: validation accuracy vs depth (accepted and rejected layers)"
-    figure, (ax,) = new_figure(5.5, 3)
-    ax.margins(x=0.15, y=0.1)
-    _points(ax, list(stage.trials), lambda t: t.depth)
-    path: list[tuple[float, float]] = []
-    for entry in stage.decisions:
-        n = entry["numbers"]
-        if entry["decision"] in ("accepted", "rejected") and "depth" in n:
-            if not path and math.isfinite(n["parent_val_acc"]):
-                path.append((n["depth"] - 1, n["parent_val_acc"]))
-            if entry["decision"] == "accepted":
-                path.append((n["depth"], n["child_val_acc"]))
-            elif math.isfinite(n["child_val_acc"]):
-                ax.annotate("rejected", (n["depth"], n["child_val_acc"]), fontsize=7, color=DECISION_COLORS["rejected"], xytext=(0, -12), textcoords="offset points")
+    figure, (ax,) = new_figure(3.8)
+    trials = search.trials if search else list(stage.trials)
+    found = candidates(trials, "depth")
+    width_stage = search.stage("width") if search else None
+    start = next((c for c in candidates(trials) if width_stage and c.name == width_stage.winner), None)
+    found = [c for c in found if start is None or c.name != start.name]
+    placed = _depth_positions(found)
+    drawn = _draw_candidates(ax, placed)
+    path = [(float(start.first.depth), start)] if start and math.isfinite(start.score) else []
+    path += sorted(((x, c) for x, c in placed if c.decision == "selected"), key=lambda p: p[0])
+    if start is not None:
+        drawn += _draw_candidates(ax, [(float(start.first.depth), start)], decision="")
     if path:
-        ax.plot([d for d, _ in path], [v for _, v in path], "-", color=DECISION_COLORS["selected"], zorder=2)
-        ax.scatter([path[0][0]], [path[0][1]], color="#8d99ae", s=28, zorder=3)
-        ax.annotate("start (stage 1 winner)", path[0], fontsize=6, xytext=(3, 3), textcoords="offset points")
-    ax.set_xlabel("depth (layers)", fontsize=8)
-    ax.set_ylabel("validation accuracy", fontsize=8)
-    ax.xaxis.get_major_locator().set_params(integer=True)
-    _legend(ax, ["selected", "rejected"])
-    ax.set_title(title, fontsize=9)
+        ax.plot([x for x, _ in path], [c.score for _, c in path], "-", color=DECISIONS["selected"][0], lw=1.5, zorder=2)
+    depths = sorted({round(x) for x, _ in placed} | {round(x) for x, _ in path})
+    if depths:
+        ax.set_xticks(depths, [str(d) for d in depths])
+        ax.set_xlim(depths[0] - 0.6, depths[-1] + 0.6)
+    ax.margins(y=0.3)
+    _score_axis(ax, "depth (layers)")
+    handles = _decision_handles(found, {"selected": "accepted layer", "rejected": "rejected layer"})
+    if start is not None:
+        handles.insert(0, decision_handle("", "start: stage 1 winner"))
+    legend_outside(figure, handles + [_seed_handle()])
+    titles(figure, title, ax, _verdict(stage))
+    labels = [Label(x, c.score, f"start: {c.name} ({c.score:.4f})" if c is start else f"accepted: {c.name} ({c.score:.4f})") for x, c in path]
+    place_labels(figure, ax, labels, drawn)
     return Plot("stage-depth", title, figure)
 
 
-def importances(trials: list[TrialRecord]) -> tuple[dict[str, float], str]:
-    """fANOVA importances of the regularizers from finished trials, or {} and why not (too few trials)."""
-    names = sorted({k.removeprefix("stage.") for t in trials for k in t.params if k.startswith("stage.")})
-    done = [t for t in trials if t.decision in ("selected", "rejected") and math.isfinite(t.val_acc)]
-    varied = [n for n in names if len({t.params.get(f"stage.{n}") for t in done}) > 1]
-    if len(done) < 3 or not varied:
-        return {}, f"too few finished trials for importances ({len(done)}; needs 3 that vary a parameter)"
-    import optuna
-
-    study = optuna.create_study(direction="maximize", storage=optuna.storages.InMemoryStorage())
-    for trial in done:
-        values = {n: float(trial.params[f"stage.{n}"]) for n in varied}
-        distributions: dict[str, optuna.distributions.BaseDistribution] = {
-            n: optuna.distributions.FloatDistribution(min(float(t.params[f"stage.{n}"]) for t in done), max(float(t.params[f"stage.{n}"]) for t in done))
-            for n in varied
-        }
-        study.add_trial(optuna.trial.create_trial(params=values, distributions=distributions, value=trial.val_acc))
-    try:
-        found = optuna.importance.get_param_importances(study, evaluator=optuna.importance.FanovaImportanceEvaluator(seed=0))
-    except Exception as error:  # fANOVA can fail on degenerate data: say so instead of failing the report
-        return {}, f"importances unavailable ({type(error).__name__})"
-    return dict(found), f"fANOVA over {len(done)} finished trials"
-
-
-def regularization_plot(stage: StageRecord) -> Plot:
-    """The Optuna trials in the order they ran (pruned ones marked) and the regularizers' importances."""
+@styled
+def regularization_plot(stage: StageRecord, search: SearchRecord | None = None) -> Plot:
+    """The Optuna trials in the order they ran (pruned ones marked), and the regularizers' importances where
+    there are enough trials for them to mean anything."""
     title = "regularization: trials over time and parameter importances"
-    figure, (ax, imp_ax) = new_figure(8, 2.9, 2, top=0.8)
-    trials = list(stage.trials)
-    for number, trial in enumerate(trials, 1):
-        value = trial.val_acc if math.isfinite(trial.val_acc) else None
-        if value is not None:
-            marker = "x" if trial.decision == "pruned" else "o"
-            ax.scatter([number], [value], marker=marker, color=DECISION_COLORS.get(trial.decision, "#8d99ae"), s=30, zorder=3)
+    found, why = importances(list(stage.trials))
+    figure, axes = new_figure(3.8, 2 if found else 1, (3, 2) if found else None)
+    ax = axes[0]
+    tried = [c for c in candidates(search.trials if search else stage.trials, "regularization")]
+    placed = [(float(number), c) for number, c in enumerate(tried, 1)]
+    drawn = _draw_candidates(ax, placed)
+    handles = _decision_handles(tried, {"selected": "selected", "rejected": "not better", "pruned": "pruned (median pruner)"})
     unregularized = next((d["numbers"].get("unregularized_val_acc") for d in stage.decisions if d["decision"] == "selected"), None)
     if isinstance(unregularized, (int, float)) and math.isfinite(unregularized):
-        ax.axhline(unregularized, ls=":", color="grey", label="unregularized")
-        ax.legend(fontsize=7, loc="lower right")
+        handles.insert(0, ax.axhline(unregularized, ls="--", color=GREY, label="unregularized (stage 2 winner)"))
     ax.xaxis.get_major_locator().set_params(integer=True)
-    ax.set_xlabel("trial (in the order run)", fontsize=8)
-    ax.set_ylabel("validation accuracy", fontsize=8)
-    ax.set_title("trials (x: pruned)", fontsize=8)
-    found, why = importances(trials)
+    ax.margins(x=0.08, y=0.3)
+    _score_axis(ax, "trial (in the order run)")
     if found:
+        imp_ax = axes[1]
         names = list(found)[::-1]
-        imp_ax.barh(names, [found[n] for n in names], color=STAGE_COLORS["regularization"])
-        imp_ax.tick_params(labelsize=7)
-        imp_ax.set_title(f"importance ({why})", fontsize=8)
+        imp_ax.barh(range(len(names)), [found[n] for n in names], color=STAGE_COLORS["regularization"])
+        imp_ax.set_yticks(range(len(names)), names)
+        imp_ax.set_xlabel("importance (fANOVA, share of variance)")
+        imp_ax.grid(axis="y", visible=False)
+        note(imp_ax, why, 40)
+        titles(figure, title)
     else:
-        imp_ax.set_axis_off()
-        imp_ax.text(0.5, 0.5, "\n".join(textwrap.wrap(why, 40)), ha="center", va="center", fontsize=8, transform=imp_ax.transAxes)
-    figure.suptitle(title, fontsize=9)
+        titles(figure, title, ax, f"parameter importances: {why}")
+    legend_outside(figure, handles + [_seed_handle()])
+    chosen = [(x, c) for x, c in placed if c.decision == "selected" and math.isfinite(c.score)]
+    place_labels(figure, ax, [Label(x, c.score, f"selected: {c.name}") for x, c in chosen], drawn)
     return Plot("stage-regularization", title, figure)
 
 
-def final_plot(stage: StageRecord) -> Plot:
-    """Validation and test accuracy of each retraining, with the means."""
+@styled
+def final_plot(stage: StageRecord, search: SearchRecord | None = None) -> Plot:
+    """Validation and test accuracy of each retraining, and their means (the numbers the result quotes)."""
     title = "final: validation and test accuracy per seed"
-    figure, (ax,) = new_figure(5, 2.8)
-    trials = [t for t in stage.trials if math.isfinite(t.val_acc)]
-    xs = range(len(trials))
-    ax.bar([x - 0.2 for x in xs], [t.val_acc for t in trials], width=0.4, label="validation", color=STAGE_COLORS["width"])
-    ax.bar([x + 0.2 for x in xs], [t.test_acc for t in trials], width=0.4, label="test", color=STAGE_COLORS["final"])
-    ax.set_xticks(list(xs), [t.name for t in trials], fontsize=7)
-    values = [t.val_acc for t in trials] + [t.test_acc for t in trials]
-    finite = [v for v in values if math.isfinite(v)]
-    if finite:
-        ax.set_ylim(max(0.0, min(finite) - 0.05), min(1.0, max(finite) + 0.02))
-    ax.legend(fontsize=7, loc="lower right")
-    ax.set_ylabel("accuracy", fontsize=8)
-    ax.set_title(title, fontsize=9)
+    figure, (ax,) = new_figure(3.6)
+    trials = list(stage.trials)
+    handles = []
+    for key, name, color, marker, shift in (("best_val_acc", "validation", OKABE_ITO["blue"], "o", -0.08), ("test_acc", "test", OKABE_ITO["orange"], "s", 0.08)):
+        values = [t.metrics.get(key, math.nan) for t in trials]
+        finite = [v for v in values if math.isfinite(v)]
+        (points,) = ax.plot([i + shift for i in range(len(trials))], values, ls="", marker=marker, ms=9, color=color, label=name, zorder=3)
+        handles.append(points)
+        if finite:
+            mean = sum(finite) / len(finite)
+            handles.append(ax.axhline(mean, ls="--", lw=1, color=color, zorder=2, label=f"{name} mean {mean:.4f}"))
+    ax.set_xticks(range(len(trials)), [t.name for t in trials])
+    ax.set_xlim(-0.6, len(trials) - 0.4)
+    ax.margins(y=0.25)
+    ax.grid(axis="x", visible=False)
+    ax.set_ylabel("accuracy")
+    legend_outside(figure, handles)
+    titles(figure, title)
     return Plot("stage-final", title, figure)
 
 
-def transfer_plot(stage: StageRecord) -> Plot:
-    """Validation accuracy (source) vs transfer accuracy (target) of every probed candidate."""
+@styled
+def transfer_plot(stage: StageRecord, search: SearchRecord | None = None) -> Plot:
+    """Validation accuracy (source) vs transfer accuracy (target) of every probed candidate; the two bests named."""
     title = "transfer: validation accuracy vs transfer accuracy"
-    figure, (ax,) = new_figure(5.5, 3)
-    rows = [d["numbers"] for d in stage.decisions if d["decision"] == "probed"]
-    labels: dict[tuple[float, float], list[str]] = {}
+    figure, (ax,) = new_figure(3.8)
+    rows = [
+        d["numbers"] for d in stage.decisions
+        if d["decision"] == "probed" and math.isfinite(d["numbers"]["val_acc"]) and math.isfinite(d["numbers"]["transfer_acc"])
+    ]
+    color = STAGE_COLORS["transfer"]
+    ax.scatter([r["val_acc"] for r in rows], [r["transfer_acc"] for r in rows], color=color, s=45, zorder=3)
+    labels = []
     for row in rows:
-        if not (math.isfinite(row["val_acc"]) and math.isfinite(row["transfer_acc"])):
-            continue
-        best = row["transfer_rank"] == 1
-        color = DECISION_COLORS["selected"] if best else STAGE_COLORS["transfer"]
-        ax.scatter([row["val_acc"]], [row["transfer_acc"]], color=color, s=50 if best else 28, zorder=3)
-        label = f"{row['source']} ({row['epochs']} ep)" + (", best in validation" if row["val_rank"] == 1 else "")
-        labels.setdefault((row["val_acc"], row["transfer_acc"]), []).append(label)
-    middle = (min(x for x, _ in labels) + max(x for x, _ in labels)) / 2 if labels else 0
-    for (x, y), names in labels.items():  # candidates at the same point share one label
-        right = x > middle
-        ax.annotate("\n".join(names), (x, y), fontsize=6, ha="right" if right else "left", xytext=(-4 if right else 4, 3), textcoords="offset points")
-    ax.margins(x=0.1, y=0.2)  # room for the labels
-    ax.set_xlabel("validation accuracy (searched data)", fontsize=8)
-    ax.set_ylabel("transfer accuracy (target, linear probe)", fontsize=8)
-    ax.set_title(title, fontsize=9)
+        if row["transfer_rank"] == 1:
+            ax.scatter([row["val_acc"]], [row["transfer_acc"]], s=200, facecolors="none", edgecolors=DECISIONS["selected"][0], linewidths=2, zorder=4)
+            labels.append(Label(row["val_acc"], row["transfer_acc"], f"best for transfer: {row['source']}"))
+        if row["val_rank"] == 1:
+            ax.scatter([row["val_acc"]], [row["transfer_acc"]], s=90, marker="D", facecolors="none", edgecolors=OKABE_ITO["black"], linewidths=1.5, zorder=4)
+            labels.append(Label(row["val_acc"], row["transfer_acc"], f"best in validation: {row['source']}"))
+    ax.margins(x=0.25, y=0.25)
+    ax.set_xlabel("validation accuracy (searched data)")
+    ax.set_ylabel("transfer accuracy\n(target, linear probe)")
+    from matplotlib.lines import Line2D
+
+    legend_outside(
+        figure,
+        [
+            Line2D([], [], marker="o", ls="", color=color, label="probed candidate"),
+            Line2D([], [], marker="o", ls="", markersize=13, markerfacecolor="none", markeredgewidth=2, color=DECISIONS["selected"][0], label="best for transfer"),
+            Line2D([], [], marker="D", ls="", markersize=9, markerfacecolor="none", markeredgewidth=1.5, color=OKABE_ITO["black"], label="best in validation"),
+        ],
+    )
+    titles(figure, title)
+    place_labels(figure, ax, labels, [(r["val_acc"], r["transfer_acc"], 0.0) for r in rows])
     return Plot("stage-transfer", title, figure)
 
 
-STAGE_PLOTS: dict[str, Callable[[StageRecord], Plot]] = {
+STAGE_PLOTS: dict[str, Callable[[StageRecord, SearchRecord | None], Plot]] = {
     "baseline": baseline_plot,
     "width": width_plot,
     "depth": depth_plot,
@@ -322,39 +282,46 @@ STAGE_PLOTS: dict[str, Callable[[StageRecord], Plot]] = {
 }
 
 
-def stage_plot(stage: StageRecord) -> Plot | None:
+def stage_plot(stage: StageRecord, search: SearchRecord | None = None) -> Plot | None:
+    """The stage's story; `search` lets a stage count seeds its candidates trained in earlier stages."""
     make = STAGE_PLOTS.get(stage.stage)
-    return make(stage) if make and stage.trials else None
+    return make(stage, search) if make and stage.trials else None
 
 
 # the whole search
 
 
+@styled
 def overview_plot(search: SearchRecord) -> Plot:
-    """Every trial's validation accuracy against the training compute spent so far, stage by stage."""
+    """Every trial's validation score against the training compute spent so far, stage by stage."""
     title = f"search {search.name}: validation accuracy vs compute spent"
-    figure, (ax,) = new_figure(8, 3.2)
+    figure, (ax,) = new_figure(4.2)
     spent, best = 0.0, -math.inf
     best_x, best_y = [], []
+    handles = []
     for stage in search.stages:
         start = spent
         xs, ys = [], []
         for trial in sorted(stage.trials, key=lambda t: t.started_ms):
             spent += trial.seconds
-            if math.isfinite(trial.val_acc):
+            value = trial.val_acc if stage.stage == "transfer" else trial_score(trial)
+            if math.isfinite(value):
                 xs.append(spent)
-                ys.append(trial.val_acc)
-                if stage.stage != "transfer" and trial.val_acc > best:  # probes score on the target: not comparable
-                    best = trial.val_acc
+                ys.append(value)
+                if stage.stage != "transfer" and value > best:  # probes score on the target: not comparable
+                    best = value
                     best_x.append(spent)
                     best_y.append(best)
-        label = f"{stage.stage} (target val)" if stage.stage == "transfer" else stage.stage
-        ax.scatter(xs, ys, s=18, color=STAGE_COLORS.get(stage.stage, "#8d99ae"), label=label, zorder=3)
-        ax.axvspan(start, spent, color=STAGE_COLORS.get(stage.stage, "#8d99ae"), alpha=0.07)
+        color = STAGE_COLORS.get(stage.stage, GREY)
+        label = f"{stage.stage} (target)" if stage.stage == "transfer" else stage.stage
+        handles.append(ax.scatter(xs, ys, s=30, color=color, label=label, zorder=3, edgecolors="white", linewidths=0.5))
+        ax.axvspan(start, spent, color=color, alpha=0.06, lw=0)
     if best_x:
-        ax.step(best_x + [spent], best_y + [best_y[-1]], where="post", color="black", lw=1, label="best so far")
-    ax.set_xlabel("training compute spent (seconds, cumulative)", fontsize=8)
-    ax.set_ylabel("validation accuracy", fontsize=8)
-    ax.legend(fontsize=7, loc="lower right", ncol=2)
-    ax.set_title(title, fontsize=9)
+        (line,) = ax.step(best_x + [spent], best_y + [best_y[-1]], where="post", color="#444444", lw=1.2, ls="--", label="best so far")
+        handles.append(line)
+    ax.set_xlim(0, spent * 1.01 if spent > 0 else 1)
+    ax.set_xlabel("training compute spent (seconds, cumulative; shaded: one stage)")
+    ax.set_ylabel("validation score")
+    legend_outside(figure, handles)
+    titles(figure, title)
     return Plot("overview", title, figure)
