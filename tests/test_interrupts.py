@@ -45,3 +45,4 @@ def test_a_job_the_scheduler_does_not_requeue_stops_the_search():
     with pytest.raises(interrupts.Interrupted):
         interrupts.check()  # also where the first raise was swallowed
     interrupts.restore()
+    interrupts.check()  # forgotten once the search is over: the next search in this process starts clean

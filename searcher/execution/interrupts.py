@@ -63,10 +63,14 @@ def install() -> None:
 
 
 def restore() -> None:
+    """The handlers as before `install`; a stop asked for is forgotten, so a later search in this process
+    (a test session, a notebook) does not stop at its first `check`."""
+    global _requested, _scheduler
     signal.signal(signal.SIGINT, signal.default_int_handler)
     signal.signal(signal.SIGTERM, signal.SIG_IGN if _leaving else signal.SIG_DFL)
     if _scheduler is not None and signal.getsignal(signal.SIGUSR2) is _scheduler_signal:
         signal.signal(signal.SIGUSR2, _scheduler)
+    _requested, _scheduler = None, None
 
 
 def ignore_sigterm() -> None:
