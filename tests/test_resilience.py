@@ -119,3 +119,28 @@ def test_tampered_trial_checkpoint_gives_a_clear_error(tmp_path):
     path.write_bytes(path.read_bytes()[:20])  # truncated
     with pytest.raises(TrialCheckpointError, match="trial.pt is unreadable"):
         Checkpointing(path).load()
+
+
+def test_a_trial_stopped_between_its_outcome_and_its_evidence_is_retrained_not_reused(tmp_path):
+    """A signal can end a trial run after its outcome tags are logged and before its per-image evidence is:
+    such a run (KILLED, or orphaned by kill -9) must be trained again, or a resumed search decides without evidence."""
+    from mlflow.tracking import MlflowClient
+
+    from searcher.tracking.history import load_prior
+    from searcher.tracking.schema import Roles, Tags
+
+    client = MlflowClient(f"sqlite:///{tmp_path / 'm.db'}")
+    experiment = client.create_experiment("searcher")
+    search = client.create_run(experiment, tags={Tags.ROLE: Roles.SEARCH})
+    search_id = search.info.run_id
+
+    def trial(key: str, status: str, **extra: str) -> None:
+        run = client.create_run(experiment, tags={Tags.ROLE: Roles.TRIAL, Tags.TRIAL_KEY: key, Tags.STATUS: "ok", Tags.SEARCH_RUN_ID: search_id, **extra})
+        client.set_terminated(run.info.run_id, status)
+
+    trial("finished", "FINISHED")
+    trial("failed", "FAILED")
+    trial("killed", "KILLED")
+    trial("orphaned", "FAILED", **{Tags.ORPHANED: "left RUNNING by a process that died"})
+    prior = load_prior(client, experiment, client.get_run(search_id))
+    assert set(prior.completed) == {"finished", "failed"}

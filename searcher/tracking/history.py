@@ -65,7 +65,9 @@ def load_prior(client: Client, experiment_id: str, search: Run) -> PriorSearch:
             client.set_tag(run.info.run_id, Tags.ORPHANED, f"left RUNNING by a process that died; found at resume {time.ctime()}")
             client.set_terminated(run.info.run_id, "FAILED")
             prior.orphans += 1
-        elif tags.get(Tags.ROLE) == Roles.TRIAL and Tags.STATUS in tags:
+        elif tags.get(Tags.ROLE) == Roles.TRIAL and Tags.STATUS in tags and run.info.status in ("FINISHED", "FAILED") and Tags.ORPHANED not in tags:
+            # ended by its own recorder (its outcome, weights and evidence all logged); a run stopped between its
+            # outcome tags and its evidence (KILLED by a signal, or orphaned) is retrained, never reused half-recorded
             prior.completed[tags[Tags.TRIAL_KEY]] = run
     return prior
 
