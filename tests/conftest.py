@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+import time
 from collections.abc import Callable
 from pathlib import Path
 
@@ -189,3 +190,14 @@ def check_two_complete_searches(uri: str, sweep: Path, seeds: tuple[int, int] = 
         assert keys and len(keys) == len(set(keys)), "a trial was recorded twice"
     assert not [r for r in search_runs(uri) if r.info.status == "RUNNING"]
     return searches
+
+
+def wait_for(condition, timeout: float = 300, every: float = 0.5):
+    """Poll `condition` every `every` s until it returns something truthy (returned), failing the test after `timeout` s."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = condition()
+        if value:
+            return value
+        time.sleep(every)
+    raise AssertionError("condition not met in time")

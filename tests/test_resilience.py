@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from conftest import run_cli, search_runs
+from conftest import run_cli, search_runs, wait_for
 from mlflow.tracking import MlflowClient
 
 pytestmark = pytest.mark.slow
@@ -19,16 +19,6 @@ pytestmark = pytest.mark.slow
 def start_cli(*args: str, cwd: Path) -> subprocess.Popen:
     env = dict(os.environ, PYTHONUNBUFFERED="1", COLUMNS="120")
     return subprocess.Popen([sys.executable, "-m", "searcher", *args], cwd=cwd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-
-
-def wait_for(condition, timeout: float = 300, every: float = 0.3):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = condition()
-        if value:
-            return value
-        time.sleep(every)
-    raise AssertionError("condition not met in time")
 
 
 def completed_trials(uri: str) -> list:
@@ -84,7 +74,7 @@ def test_kill_9_then_rerun_reuses_finished_trials_and_matches_an_uninterrupted_r
 def test_sigterm_stops_within_seconds_and_marks_runs_killed(tmp_path):
     uri = f"sqlite:///{tmp_path / 'm.db'}"
     process = start_cli("search=quick", f"tracking.uri={uri}", "search.name=term", cwd=tmp_path)
-    wait_for(lambda: any(r.info.status == "RUNNING" for r in search_runs(uri, "tags.`searcher.role` = 'trial'")) or process.poll() is not None)
+    wait_for(lambda: any(r.info.status == "RUNNING" for r in search_runs(uri, "tags.`searcher.role` = 'trial'")) or process.poll() is not None, every=0.3)
     sent = time.monotonic()
     process.send_signal(signal.SIGTERM)
     code = process.wait(timeout=10)

@@ -16,7 +16,7 @@ from datetime import datetime
 from pathlib import Path
 
 import pytest
-from conftest import check_two_complete_searches, completed_trials, run_cli, search_runs, start_multirun
+from conftest import check_two_complete_searches, completed_trials, run_cli, search_runs, start_multirun, wait_for
 from mlflow.tracking import MlflowClient
 
 PARTITION = os.environ.get("SEARCHER_TEST_SLURM_PARTITION")
@@ -66,16 +66,6 @@ def multiruns(tmp_path):
     runs = Multiruns(tmp_path)
     yield runs
     runs.stop()
-
-
-def wait_for(condition, timeout: float = 300, every: float = 0.5):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = condition()
-        if value:
-            return value
-        time.sleep(every)
-    raise AssertionError("condition not met in time")
 
 
 def finish(process: subprocess.Popen, timeout: float) -> str:
