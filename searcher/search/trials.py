@@ -43,6 +43,11 @@ class TrialRequest:
         return self.candidate if self.repeat == 0 else f"{self.candidate} r{self.repeat}"
 
     @property
+    def fold_label(self) -> str:
+        """"r/k": which cross-validation fold of how many this trial trains without and is judged on."""
+        return f"{self.fold % self.folds}/{self.folds}"
+
+    @property
     def key(self) -> str:
         """Stable hash of architecture, training settings, data and seed: finds a trial again."""
         payload = {
@@ -57,7 +62,7 @@ class TrialRequest:
         if self.parent is not None:  # a warm-started trial is a different trial from its cold twin
             payload["parent"] = self.parent
         if self.fold % self.folds:  # fold 0 is the plain split: the same trial as without cross-validation
-            payload["fold"] = f"{self.fold % self.folds}/{self.folds}"
+            payload["fold"] = self.fold_label
         return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()[:20]
 
 

@@ -54,7 +54,7 @@ def arch_params(request: TrialRequest) -> dict[str, str]:
         **flatten("train", request.train.to_dict()),
         "seed": str(request.seed),
         "repeat": str(request.repeat),
-        **({"fold": f"{request.fold % request.folds}/{request.folds}"} if request.folds > 1 else {}),
+        **({"fold": request.fold_label} if request.folds > 1 else {}),
         **{f"stage.{name}": str(value) for name, value in request.params},
     }
 
