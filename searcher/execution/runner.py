@@ -143,10 +143,9 @@ class Runner:
         warm = self.warm.for_request(request) if self.warm else None
         run_id = self.recorder.start_trial(request, warm=warm is not None, growth_note=warm.note if warm else "")
         self.run_ids[request.key] = run_id
-        checkpointing = self.checkpoint_dir is not None and self.checkpoint_seconds > 0
         task = TrialTask(
             request,
-            checkpoint_path=self.checkpoint_dir / f"{request.key}.pt" if self.checkpoint_dir is not None and checkpointing else None,
+            checkpoint_path=self.checkpoint_dir / f"{request.key}.pt" if self.checkpoint_dir is not None and self.checkpoint_seconds > 0 else None,
             checkpoint_seconds=self.checkpoint_seconds,
             remote=stage.remote_trial(request) if self.study_storage else None,
             storage=self.study_storage,
