@@ -121,6 +121,7 @@ def make_plan(config: SearcherConfig, dataset: ImageDataset, target: ImageDatase
         significance=s.significance,
         width_ties=s.width.ties,
         depth_ties=s.depth.ties,
+        depth_select=s.depth.select,
         baseline_depth=s.baseline.depth,
         baseline_width=s.baseline.width,
         width_factor=s.width.factor,

@@ -68,6 +68,7 @@ class DepthConfig:
     min_improvement: float = 0.002  # effect-size floor: a new layer is better only if significantly and by more than this
     new_layer_factors: list[float] = field(default_factory=lambda: [0.5, 1.0, 2.0])  # x previous layer's width
     ties: str = "grow"  # a comparison that is not significant: grow (the deeper, unless it scores lower) | keep_smaller
+    select: str = "shallowest"  # once growth stops: the shallowest network grown from ties that the deepest is not better than | deepest
 
 
 @dataclass
@@ -303,6 +304,7 @@ def check_ranges(c: SearcherConfig) -> None:
     _require(0 < s.significance < 1, "search.significance", s.significance, "a probability in (0, 1), e.g. 0.05")
     _require(s.width.ties in ("keep_smaller", "grow"), "search.width.ties", s.width.ties, "keep_smaller or grow")
     _require(s.depth.ties in ("keep_smaller", "grow"), "search.depth.ties", s.depth.ties, "keep_smaller or grow")
+    _require(s.depth.select in ("shallowest", "deepest"), "search.depth.select", s.depth.select, "shallowest or deepest")
     _require(s.folds == "auto" or (s.folds.isdigit() and 1 <= int(s.folds) <= 100), "search.folds", s.folds, "auto or an integer in [1, 100]")
     if s.warm_start and s.folds not in ("auto", "1"):
         raise ConfigError(

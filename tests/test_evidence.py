@@ -184,12 +184,34 @@ def test_with_ties_grow_a_larger_network_that_scores_no_lower_is_kept_unless_the
     def score(gain_images):
         return lambda a: (280 + (gain_images if a.depth == 3 else 0) - (50 if a.depth > 3 else 0)) / 287
 
-    plan = make_plan(width_cap=16, depth_cap=4, max_repeats=1, depth_ties="grow")
+    plan = make_plan(width_cap=16, depth_cap=4, max_repeats=1, depth_ties="grow", depth_select="deepest")
     tie = run_search(plan, memory_studies(plan), FakeRunner(arch_score(score(1)), images=287))
     assert tie.stages[2].winner.arch.depth == 3  # one image better: not significant, but a tie grows
     assert "a tie grows (search.depth.ties=grow): add it" in next(e for e in tie.stages[2].decisions if e.decision == "accepted").reason
     lower = run_search(plan, memory_studies(plan), FakeRunner(arch_score(score(-1)), images=287))
     assert lower.stages[2].winner.arch.depth == 2  # one image worse: a tie that scores lower does not grow
+
+
+def test_after_growing_on_ties_the_shallowest_network_the_deepest_does_not_beat_is_kept():
+    # Each layer up to depth 5 adds one image per seed: every step is a tie (3 images over 3 seeds, p = 0.25),
+    # so ties grow to the cap; depth 5 then beats depth 2 (6 images on 2 seeds, p = 0.03: conclusive, no third)
+    # and depth 3 (6 on 3 seeds) beyond noise, but not depth 4 (3 on 3 seeds, p = 0.25): depth 4 is kept.
+    def score(request):
+        return (280 + request.arch.depth - 2) / 287
+
+    plan = make_plan(width_cap=16, depth_cap=5, max_repeats=3, depth_ties="grow", new_layer_factors=(1.0,))
+    result = run_search(plan, memory_studies(plan), FakeRunner(score, images=287))
+    depth = result.stages[2]
+    assert depth.winner.arch.depth == 4
+    trims = [e for e in depth.decisions if e.decision == "parsimony"]
+    assert [(e.numbers["wins"], e.numbers["losses"], e.numbers["pairs"]) for e in trims] == [(6, 0, 2), (6, 0, 3), (3, 0, 3)]
+    assert "keep d4 +w16" in trims[-1].reason and "the shallowest within noise of d5 +w16" in depth.decisions[-1].reason
+    kept = {o.request.candidate for o in result.outcomes if depth.trial_decisions.get(o.request.key) == "selected"}
+    assert kept == {"d3 +w16", "d4 +w16"}
+    deepest = run_search(
+        replace(plan, depth_select="deepest"), memory_studies(plan), FakeRunner(score, images=287)
+    ).stages[2]
+    assert deepest.winner.arch.depth == 5 and not [e for e in deepest.decisions if e.decision == "parsimony"]
 
 
 def test_small_validation_splits_are_cross_validated_by_default():

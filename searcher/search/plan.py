@@ -40,6 +40,7 @@ class SearchPlan:
     significance: float = 0.05  # p-value below which a paired comparison counts as a real difference
     width_ties: str = "grow"  # a width comparison that is not significant: grow when the wider scores no lower, or keep_smaller
     depth_ties: str = "grow"  # the same for a new layer
+    depth_select: str = "shallowest"  # after growth: the shallowest network the deepest is not better than (or: deepest)
     baseline_depth: int = 2
     baseline_width: int = 16
     width_factor: float = 2.0  # geometric width candidates: baseline * factor^k

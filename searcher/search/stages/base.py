@@ -143,6 +143,28 @@ class Stage:
             if pending:
                 return result, pending
 
+    def shallowest_within_noise(
+        self, chain: list[Candidate], proven: int, done: list[TrialOutcome], floor: float
+    ) -> tuple[Candidate, list[Comparison], list[TrialRequest]]:
+        """Parsimony after growth: the smallest network of `chain` that its last (largest) is not better than beyond noise.
+
+        Ties grow so that small gains can add up over several steps, but a run of ties on a
+        plateau is a random walk: where it stops is noise. So the end of the chain is compared
+        with each network grown from ties (from `chain[proven]`, the last one proven better than
+        its parent, on), smallest first, on every seed (`contest`); the first it does not beat
+        is kept (the one-standard-error rule of model selection, with a paired test).
+        Returns (kept, the comparisons made, the seeds still to train).
+        """
+        largest, comparisons = chain[-1], []
+        for candidate in chain[proven:-1]:
+            comparison, pending = self.contest(largest, candidate, done, floor)
+            if pending:
+                return largest, comparisons, pending
+            comparisons.append(comparison)
+            if comparison.verdict != "better":
+                return candidate, comparisons, []
+        return largest, comparisons, []
+
     def trial_decisions(self, done: list[TrialOutcome], selected: set[str]) -> dict[str, Decision]:
         decisions: dict[str, Decision] = {}
         for outcome in done:

@@ -21,6 +21,18 @@ class DepthRound:
     accepted: bool
 
 
+@dataclass(frozen=True)
+class DepthWalk:
+    """The depth stage replayed from what is done: its rounds, where growth stopped, and what is kept."""
+
+    rounds: list[DepthRound]
+    deepest: Candidate  # where growth stopped
+    kept: Candidate  # the stage's winner: the shallowest network the deepest is not better than beyond noise
+    trims: tuple[Comparison, ...]  # the deepest vs each network grown from ties, shallowest first
+    pending: list[TrialRequest]  # what to train before the stage can go on
+    why: str  # why growth stopped
+
+
 class DepthStage(Stage):
     """Stage 2: add one layer at a time, its width found by experiment, while it helps beyond noise."""
 
@@ -44,8 +56,8 @@ class DepthStage(Stage):
             children.append(Candidate(f"d{arch.depth} +w{width}", arch, parent.train, params, self.parents_from(parent_outcomes)))
         return children
 
-    def walk(self, done: list[TrialOutcome]) -> tuple[list[DepthRound], Candidate, list[TrialRequest], str]:
-        """Replays the rounds so far: (rounds, current network, what to run next, why it ended).
+    def grow(self, done: list[TrialOutcome]) -> tuple[list[DepthRound], Candidate, list[TrialRequest], str]:
+        """Replays the rounds so far: (rounds, deepest network reached, what to run next, why growth ended).
 
         Each round trains the children of the current network; the best of them (on their first
         seeds; ties: the narrower) is compared with its parent on the same images, with more seeds
@@ -73,13 +85,24 @@ class DepthStage(Stage):
                 return rounds, current, [], f"adding layer {current.arch.depth + 1} did not help beyond noise"
             current = best_child
 
+    def walk(self, done: list[TrialOutcome]) -> DepthWalk:
+        """Growth, then (`search.depth.select=shallowest`) the shallowest network the deepest is not better than."""
+        rounds, deepest, pending, why = self.grow(done)
+        if pending or self.plan.depth_select == "deepest":
+            return DepthWalk(rounds, deepest, deepest, (), pending, why)
+        accepted = [round_ for round_ in rounds if round_.accepted]
+        chain = [self.start.winner, *(round_.best for round_ in accepted)]
+        proven = max((i + 1 for i, round_ in enumerate(accepted) if round_.comparison.verdict == "better"), default=0)
+        kept, trims, pending = self.shallowest_within_noise(chain, proven, done, self.plan.depth_min_improvement)
+        return DepthWalk(rounds, deepest, kept, tuple(trims), pending, why)
+
     def next_trials(self, done: list[TrialOutcome]) -> list[TrialRequest]:
-        return self.walk(done)[2]
+        return self.walk(done).pending
 
     def conclude(self, done: list[TrialOutcome]) -> StageResult:
-        rounds, current, _, why = self.walk(done)
+        walk = self.walk(done)
         entries = []
-        for round_ in rounds:
+        for round_ in walk.rounds:
             comparison = round_.comparison
             tried = ", ".join(f"{child.name} {fmt(s)}" for child, s in round_.children)
             verdict = "accepted" if round_.accepted else "rejected"
@@ -94,10 +117,22 @@ class DepthStage(Stage):
                     **comparison.numbers(),
                 )
             )
-        score = mean_score(self.outcomes_for(current, done))
-        entries.append(self.entry("selected", f"{current.name} at {fmt(score)}; stopped: {why}", depth=current.arch.depth, val_acc=score))
-        accepted = {r.best.name for r in rounds if r.accepted}
-        selected = accepted | {current.name}
+        for comparison in walk.trims:
+            shallower = comparison.incumbent
+            outcome = f"keep {shallower}" if comparison.verdict != "better" else f"the deepest is better than {shallower}"
+            entries.append(
+                self.entry(
+                    "parsimony",
+                    f"grown from ties, {comparison.describe()}; {outcome} (search.depth.select=shallowest)",
+                    **comparison.numbers(),
+                )
+            )
+        kept = walk.kept
+        score = mean_score(self.outcomes_for(kept, done))
+        trimmed = f", the shallowest within noise of {walk.deepest.name}" if kept != walk.deepest else ""
+        entries.append(self.entry("selected", f"{kept.name} at {fmt(score)}{trimmed}; stopped: {walk.why}", depth=kept.arch.depth, val_acc=score))
+        path = [self.start.winner, *(r.best for r in walk.rounds if r.accepted)]
+        selected = {candidate.name for candidate in path[1 : path.index(kept) + 1]} | {kept.name}  # the layers kept
         return StageResult(
-            self.name, current, score, tuple(entries), self.trial_decisions(done, selected), winner_outcomes=tuple(self.outcomes_for(current, done))
+            self.name, kept, score, tuple(entries), self.trial_decisions(done, selected), winner_outcomes=tuple(self.outcomes_for(kept, done))
         )
