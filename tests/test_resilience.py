@@ -69,6 +69,9 @@ def test_kill_9_then_rerun_reuses_finished_trials_and_matches_an_uninterrupted_r
     (uninterrupted,) = search_runs(reference_uri, "tags.`searcher.role` = 'search'")
     assert resumed.data.metrics["test_acc"] == uninterrupted.data.metrics["test_acc"]
     assert resumed.data.metrics["val_acc_mean"] == uninterrupted.data.metrics["val_acc_mean"]
+    assert {r.data.tags.get("searcher.search_name") for r in runs} == {"check"}  # resumed runs keep the search's name
+    versions = MlflowClient(tracking_uri=uri).search_model_versions()
+    assert versions and {v.tags.get("searcher.search_name") for v in versions} == {"check"}
 
 
 def test_sigterm_stops_within_seconds_and_marks_runs_killed(tmp_path):

@@ -124,8 +124,12 @@ class Recorder:
 
     def attach_search(self, prior: PriorSearch) -> None:
         """Continue an earlier search (resume): its run is RUNNING again, its stage and trial runs are reused."""
+        from searcher.tracking.views import view_key
+
         self.prior = prior
         self.search_run_id = prior.run.info.run_id
+        self.search_name = prior.run.data.tags.get(Tags.SEARCH_NAME, "")  # every run the resumed process creates carries it too
+        self.view_key = view_key(self.search_name)
         self.client.update_run(self.search_run_id, status="RUNNING")
         self.open_runs.append(self.search_run_id)
 
