@@ -93,6 +93,61 @@ class CheckSettings(Callback):
             sys.exit(EXIT_BAD_INPUT)
 
 
+class MaskSecrets(Callback):
+    """Keeps store passwords out of the output folder and the log: Hydra saves every override as given.
+
+    Hydra writes .hydra/config.yaml, hydra.yaml and overrides.yaml (and a multirun's
+    multirun.yaml) before a job starts, passwords included; they are rewritten masked here,
+    and every log record (Hydra's own "Error executing job with overrides ..." too) passes a
+    filter that masks them. Better still, keep passwords out of URIs (PGPASSWORD or ~/.pgpass:
+    docs/cluster.md).
+    """
+
+    def on_job_start(self, config: DictConfig, **kwargs: Any) -> None:
+        from searcher.uris import redact_text
+
+        uris = self.secret_uris(config)
+        if not uris:
+            return
+        runtime = config.hydra.runtime.output_dir
+        saved = [Path(runtime) / str(config.hydra.output_subdir or ".hydra") / name for name in ("config.yaml", "hydra.yaml", "overrides.yaml")]
+        saved.append(Path(str(config.hydra.sweep.dir)) / "multirun.yaml")
+        for path in saved:
+            if path.is_file():
+                path.write_text(redact_text(path.read_text(), *uris))
+        secret_filter = RedactingFilter(uris)
+        for handler in logging.getLogger().handlers:
+            handler.addFilter(secret_filter)
+
+    def on_job_end(self, config: DictConfig, job_return: Any, **kwargs: Any) -> None:
+        """A failed job's overrides are printed by Hydra ("Error executing job with overrides: [...]"): masked first."""
+        from searcher.uris import redact_text
+
+        uris = self.secret_uris(config)
+        if uris and job_return.overrides:
+            job_return.overrides = [redact_text(override, *uris) for override in job_return.overrides]
+
+    @staticmethod
+    def secret_uris(config: DictConfig) -> list[str]:
+        """The store URIs that hold a password."""
+        from searcher.uris import password_of
+
+        tracking = config.get("tracking") or {}
+        return [uri for uri in (tracking.get("uri"), tracking.get("optuna_storage")) if isinstance(uri, str) and password_of(uri)]
+
+
+class RedactingFilter(logging.Filter):
+    def __init__(self, uris: list[str]):
+        super().__init__()
+        self.uris = uris
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        from searcher.uris import redact_text
+
+        record.msg, record.args = redact_text(record.getMessage(), *self.uris), None
+        return True
+
+
 def show_error(console: Any, message: str) -> None:
     from rich.markup import escape
 

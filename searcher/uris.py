@@ -8,16 +8,21 @@ reads PGPASSWORD or ~/.pgpass when the URI has none (docs/cluster.md).
 from __future__ import annotations
 
 import importlib.util
-from urllib.parse import unquote, urlsplit
+import re
+from urllib.parse import parse_qsl, unquote, urlsplit
 
 MASK = "***"
 
 
 def password_of(uri: str) -> str | None:
+    """The password in the URI's user part, or in its query (`?password=...`, as libpq also takes it)."""
     try:
-        password = urlsplit(uri).password
+        parts = urlsplit(uri)
+        password = parts.password
     except ValueError:  # a malformed port and the like: no password we can find
         return None
+    if not password:
+        password = next((value for key, value in parse_qsl(parts.query) if key == "password"), None)
     return unquote(password) if password else None
 
 
@@ -25,6 +30,7 @@ def redact(uri: str) -> str:
     """The URI with its password (if any) replaced by ***."""
     if not isinstance(uri, str) or "://" not in uri:
         return uri
+    uri = re.sub(r"([?&]password=)[^&]*", rf"\g<1>{MASK}", uri)
     scheme, rest = uri.split("://", 1)
     netloc, slash, path = rest.partition("/")
     userinfo, at, host = netloc.rpartition("@")

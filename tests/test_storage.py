@@ -9,6 +9,7 @@ from hydra import compose, initialize_config_dir
 from omegaconf import OmegaConf
 
 from searcher.config import ConfigError, validate
+from searcher.uris import password_of, redact
 
 SECRET = "s3cr%40t"  # as written in the URI (%-encoded "s3cr@t")
 URI = f"postgresql://searcher:{SECRET}@db.cluster:5432/mlflow"
@@ -21,6 +22,25 @@ def composed(*overrides: str, hydra: bool = False):
 
 def config(*overrides: str):
     return validate(OmegaConf.to_container(composed(*overrides), resolve=False))
+
+
+@pytest.mark.slow
+def test_a_password_in_a_store_uri_reaches_neither_the_terminal_nor_the_output_folder(tmp_path):
+    """Hydra saves every override as given and prints a failed job's overrides: both masked (a real command, a
+    PostgreSQL URI whose socket does not exist, so it fails after Hydra wrote its files)."""
+    from conftest import run_cli
+
+    storage = "postgresql://searcher:s3cret@/optuna?host=/nonexistent&connect_timeout=1"
+    result = run_cli("search=quick", "tracking.uri=sqlite:///m.db", f"tracking.optuna_storage='{storage}'", cwd=tmp_path)
+    assert result.returncode != 0
+    shown = result.stdout + result.stderr
+    assert "Error executing job with overrides" in shown and "postgresql://searcher:***@" in shown
+    saved = [path for path in tmp_path.rglob("*") if path.is_file() and path.suffix in (".yaml", ".log")]
+    assert {path.name for path in saved} >= {"config.yaml", "hydra.yaml", "overrides.yaml"}
+    for text in (shown, *(path.read_text() for path in saved)):
+        assert "s3cret" not in text
+    query = "postgresql://searcher@db/optuna?sslmode=require&password=s3cret"
+    assert password_of(query) == "s3cret" and redact(query) == "postgresql://searcher@db/optuna?sslmode=require&password=***"
 
 
 def test_passwords_in_uris_are_masked_in_params_config_and_commands():
