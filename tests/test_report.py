@@ -139,3 +139,29 @@ def test_importances_need_ten_settings_and_say_so_instead_of_ranking_noise():
     found, why = importances(trials)
     assert set(found) == {"dropout", "weight_decay"} and found["dropout"] > found["weight_decay"]
     assert why.startswith(f"fANOVA over {MIN_TRIALS} finished settings")
+
+
+def test_the_live_display_keeps_its_columns_and_says_where_the_search_is():
+    from conftest import fake_result, make_plan, memory_studies
+    from rich.console import Console
+
+    from searcher.report.terminal import RichProgress, clock
+    from searcher.search.stages import BaselineStage
+    from searcher.search.trials import TrialOutcome
+
+    plan = make_plan()
+    stage = BaselineStage(plan, memory_studies(plan).open("baseline"))
+    console = Console(record=True, width=160, force_terminal=False)
+    progress = RichProgress(console)
+    progress.stage(stage)
+    (request,) = stage.next_trials([])
+    long = replace(request, candidate="reg aug=0.073 do=0.0083 ls=0.069 wd=1.2e-05")
+    for r in (request, long):
+        progress.trial_done(TrialOutcome(r, "ok", fake_result(0.98)))
+    lines = [line for line in console.export_text().splitlines() if "val_acc" in line]
+    assert len(lines) == 2 and lines[0].index("s ") == lines[1].index("s ")  # the seconds column ends at the same place
+    assert lines[1].rstrip().endswith("wd=1.2e-05")
+    assert progress.overall().startswith("stage 0/4 baseline · 2 trials · 0:00 elapsed")
+    progress.stage_expected, progress.stage_trials = 8, 2  # a stage with a fixed number of trials says what is left
+    assert "trial 3 of 8 here · about" in progress.overall()
+    assert [clock(s) for s in (5, 65, 3723)] == ["0:05", "1:05", "1:02:03"]

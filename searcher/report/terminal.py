@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import math
+import time
 
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 from searcher.search.controller import SearchResult
@@ -16,13 +18,24 @@ from searcher.train.trainer import EpochRecord
 
 
 class RichProgress:
-    """Stage, trial, epoch and best-so-far on one live line; one printed line per finished trial."""
+    """One live status line (where the search is, overall and in the running trial); one printed line per finished trial.
+
+    Finished-trial lines put the fixed-width columns first and the trial's name last, so long
+    regularization names cannot push the columns out of line. How much is left is only known
+    where a stage's trial count is fixed (regularization, final); the chain stages end when the
+    evidence says so, and the line does not pretend otherwise.
+    """
 
     def __init__(self, console: Console):
         self.console = console
         self.status = console.status("starting")
-        self.stage_name = ""
+        self.started = time.monotonic()
         self.best = -math.inf
+        self.trials = 0  # finished in the whole search (reused ones too)
+        self.stage_name = ""
+        self.stage_started = self.started
+        self.stage_trials = 0
+        self.stage_expected: int | None = None  # trials this stage trains, where that is fixed
 
     def __enter__(self) -> RichProgress:
         self.status.start()
@@ -32,31 +45,51 @@ class RichProgress:
         self.status.stop()
 
     def stage(self, stage: Stage) -> None:
-        self.stage_name = f"{stage.index} {stage.name}"
-        self.console.rule(f"[bold]stage {self.stage_name}")
+        last = 5 if stage.plan.transfer is not None else 4
+        self.stage_name = f"stage {stage.index}/{last} {stage.name}"
+        self.stage_started, self.stage_trials = time.monotonic(), 0
+        self.stage_expected = {"regularization": stage.plan.regularization_trials, "final": stage.plan.final_seeds}.get(stage.name)
+        self.console.rule(f"[bold]stage {stage.index} {stage.name}")
+
+    def overall(self) -> str:
+        """Where the whole search is: stage, trials finished, time so far, and what is left where that is known."""
+        now = time.monotonic()
+        parts = [self.stage_name, f"{self.trials} trials", f"{clock(now - self.started)} elapsed"]
+        if self.stage_expected:
+            parts.append(f"trial {min(self.stage_trials + 1, self.stage_expected)} of {self.stage_expected} here")
+            if self.stage_trials:
+                left = (now - self.stage_started) / self.stage_trials * max(0, self.stage_expected - self.stage_trials)
+                parts.append(f"about {clock(left)} left in this stage")
+        return " · ".join(parts)
 
     def trial(self, request: TrialRequest) -> None:
-        self.status.update(f"{self.stage_name} · {request.label} · starting")
+        self.status.update(f"{self.overall()} · {request.label} starting")
 
     def epoch(self, request: TrialRequest, record: EpochRecord) -> None:
         best = f"{self.best:.4f}" if math.isfinite(self.best) else "-"
-        self.status.update(
-            f"{self.stage_name} · {request.label} · epoch {record.epoch} · val_acc {record.val_acc:.4f} · best so far {best}"
-        )
+        self.status.update(f"{self.overall()} · {request.label} epoch {record.epoch} val_acc {record.val_acc:.4f} · best {best}")
 
     def trial_done(self, outcome: TrialOutcome, reused: bool = False) -> None:
+        self.trials += 1
+        self.stage_trials += 1
         result = outcome.result
         if outcome.status == "ok" and result is not None:
             self.best = max(self.best, result.best_val_acc)
         detail = (
-            f"val_acc {result.best_val_acc:.4f} at epoch {result.best_epoch}/{len(result.history)}, {result.behavior}, "
-            f"{result.train_seconds:.1f}s"
+            f"val_acc {result.best_val_acc:.4f} at {result.best_epoch:>2}/{len(result.history):<2} {result.behavior:<11} {result.train_seconds:5.1f}s"
             if result
             else ""
         )
-        reason = f" [red]{outcome.error}[/red]" if outcome.error else ""
-        reason += " [dim](reused from an earlier attempt)[/dim]" if reused else ""
-        self.console.print(f"  {outcome.request.label:<28} {outcome.status:<7} {detail}{reason}", highlight=False)
+        note = f" [red]{escape(outcome.error)}[/red]" if outcome.error else ""
+        note += " [dim](reused from an earlier attempt)[/dim]" if reused else ""
+        self.console.print(f"  {outcome.status:<7} {detail:<42} {escape(outcome.request.label)}{note}", highlight=False)
+
+
+def clock(seconds: float) -> str:
+    """1:05, 12:40, 1:02:03: elapsed and left, as a user reads a timer."""
+    minutes, secs = divmod(int(round(seconds)), 60)
+    hours, minutes = divmod(minutes, 60)
+    return f"{hours}:{minutes:02d}:{secs:02d}" if hours else f"{minutes}:{secs:02d}"
 
 
 def summary_table(result: SearchResult) -> Table:

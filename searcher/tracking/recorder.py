@@ -8,6 +8,8 @@ write of the record contract in one place, so none happens anywhere else.
 
 from __future__ import annotations
 
+import contextlib
+import io
 import json
 import math
 import tempfile
@@ -273,7 +275,8 @@ class Recorder:
         import logging
 
         try:
-            version = str(mlflow.register_model(model_uri, name, tags={Tags.SEARCH_NAME: self.search_name or ""}).version)
+            with contextlib.redirect_stderr(io.StringIO()):  # MLflow's "Registered model ... already exists" lines: the summary names the version
+                version = str(mlflow.register_model(model_uri, name, tags={Tags.SEARCH_NAME: self.search_name or ""}).version)
             tags = {Tags.SEARCH_RUN_ID: self.search_run_id or ""}
             tags |= {k: f"{metrics[k]:.6g}" for k in (Metrics.TEST_ACC, "test_acc_std", "val_acc_mean") if k in metrics}
             for key, value in tags.items():
