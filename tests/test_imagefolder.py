@@ -95,3 +95,34 @@ def test_bad_folders_say_what_to_fix(tmp_path, layout, message):
         (root / "dog").mkdir()
     with pytest.raises(DatasetError, match=message):
         load_dataset(options(root))
+
+
+def test_a_class_too_small_for_every_split_is_named(tmp_path):
+    make_folder(tmp_path / "pets")
+    for extra in ("cat", "dog"):  # two images left: one for the test split, one for validation, none to train on
+        for file in sorted((tmp_path / "pets" / extra).iterdir())[2:]:
+            file.unlink()
+    with pytest.raises(DatasetError, match=r"class folder\(s\) cat \(2\), dog \(2\) have fewer than 3 readable images"):
+        load_dataset(options(tmp_path / "pets"))
+    make_folder(tmp_path / "data" / "train", per_class=4)
+    make_folder(tmp_path / "data" / "test", per_class=1)
+    (tmp_path / "data" / "train" / "eel" / "0.jpg").unlink()
+    for file in sorted((tmp_path / "data" / "train" / "eel").iterdir())[1:]:
+        file.unlink()
+    with pytest.raises(DatasetError, match=r"eel \(1\) have fewer than 2 readable images in the train/ folder"):
+        load_dataset(options(tmp_path / "data"))
+
+
+def test_links_out_of_the_folder_are_refused_and_links_within_it_are_read(tmp_path):
+    make_folder(tmp_path / "pets")
+    outside = tmp_path / "elsewhere"
+    save(outside / "x.png", (1, 2, 3), (8, 8))
+    (tmp_path / "pets" / "cat" / "within.png").symlink_to(tmp_path / "pets" / "cat" / "1.png")
+    assert len(load_dataset(options(tmp_path / "pets")).train) > 0
+    (tmp_path / "pets" / "dog" / "x.png").symlink_to(outside / "x.png")
+    with pytest.raises(DatasetError, match=r"dog/x.png is a link to .*elsewhere/x.png, outside"):
+        load_dataset(options(tmp_path / "pets"))
+    (tmp_path / "pets" / "dog" / "x.png").unlink()
+    (tmp_path / "pets" / "fox").symlink_to(outside, target_is_directory=True)
+    with pytest.raises(DatasetError, match=r"pets/fox is a link to .*elsewhere, outside"):
+        load_dataset(options(tmp_path / "pets"))

@@ -6,7 +6,9 @@ Class indices follow the sorted folder names. Every image is converted to the
 configured channels (1: grey, 3: RGB) and resized to image_size x image_size.
 Files that cannot be decoded, and files that are not PNG/JPEG, are skipped and
 reported (a logged warning with the count and the first few names), never
-dropped silently.
+dropped silently. A class too small to reach every split it must be in (3 images
+without a test/ tree: training, validation, test; 2 in train/) is an error naming
+it, and so is a link that leads out of the folder: a dataset is what its folder holds.
 """
 
 from __future__ import annotations
@@ -56,11 +58,27 @@ def read_image_folder(path: Path, image_size: int, channels: int, split_seed: in
         test = stratified_mask(labels, TEST_FRACTION, split_seed)
         train_images, train_labels, test_images, test_labels = images[~test], labels[~test], images[test], labels[test]
     report(path, skipped)
+    too_small(path, classes, train_labels, test_labels, own_test=test_root.is_dir())
     return train_images, train_labels, test_images, test_labels
+
+
+def too_small(path: Path, classes: list[str], train_labels: np.ndarray, test_labels: np.ndarray, own_test: bool) -> None:
+    """A class with too few images ends up in the test split only (never trained on) or without validation images."""
+    needed = 2 if own_test else 3  # training + validation (+ test, when the split is drawn here)
+    counts = np.bincount(train_labels, minlength=len(classes)) + (0 if own_test else np.bincount(test_labels, minlength=len(classes)))
+    small = [f"{name} ({count})" for name, count in zip(classes, counts, strict=True) if count < needed]
+    if small:
+        where = "train/ folder" if own_test else "folder"
+        raise DatasetError(
+            f"{path}: class folder(s) {', '.join(small)} have fewer than {needed} readable images in the {where}; each class needs one "
+            f"for training, one for validation{'' if own_test else ' and one for the test split'}: add images or remove those folders."
+        )
 
 
 def class_folders(root: Path, minimum: int = 2) -> list[str]:
     names = sorted(p.name for p in root.iterdir() if p.is_dir() and not p.name.startswith("."))
+    for name in names:
+        inside(root / name, root)
     if len(names) < minimum:
         raise DatasetError(f"{root} has {len(names)} class folder(s); an image folder needs one sub-folder per class, at least {minimum}.")
     return names
@@ -73,6 +91,7 @@ def read_tree(root: Path, classes: list[str], size: int, channels: int, skipped:
         files = sorted(p for p in folder.rglob("*") if p.is_file() and not p.name.startswith(".")) if folder.is_dir() else []
         count = 0
         for file in files:
+            inside(file, root)
             shown = str(file.relative_to(root))
             if file.suffix.lower() not in IMAGE_SUFFIXES:
                 skipped.not_images.append(shown)
@@ -89,6 +108,15 @@ def read_tree(root: Path, classes: list[str], size: int, channels: int, skipped:
     if not images:
         raise DatasetError(f"{root} has no readable PNG/JPEG images.")
     return np.stack(images), np.array(labels, dtype=np.int64)
+
+
+def inside(path: Path, root: Path) -> None:
+    """Refuses a link that leads out of the dataset's folder (links within it are fine)."""
+    target = path.resolve()
+    if not target.is_relative_to(root.resolve()):
+        raise DatasetError(
+            f"{path} is a link to {target}, outside {root}; copy those images into the dataset folder (links out of it are not followed)."
+        )
 
 
 def read_image(file: Path, size: int, channels: int) -> np.ndarray | None:
