@@ -36,7 +36,9 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--search-name", default=None, help="the search to link to stage by stage (default: the latest)")
     parser.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1; 0.0.0.0 to serve other machines)")
     parser.add_argument("--port", type=int, default=5000, help="port (default 5000)")
-    parser.add_argument("--allowed-hosts", default=None, help="Host headers to accept beside localhost, e.g. login01:5000 (with --host 0.0.0.0)")
+    parser.add_argument(
+        "--allowed-hosts", default=None, help="Host headers to accept (default: localhost, private IPs and, with --host 0.0.0.0, this machine's names)"
+    )
     parser.add_argument("--timeout", type=float, default=120, help="seconds to wait for the server to answer (default 120)")
     return parser.parse_args(argv)
 
@@ -98,6 +100,25 @@ def links(uri: str, experiment: str, search_name: str | None, base: str) -> list
     return pairs
 
 
+LOOPBACK = ("127.0.0.1", "localhost", "::1")
+
+
+def allowed_hosts(host: str, port: int, given: str | None) -> tuple[str | None, str]:
+    """(the server's --allowed-hosts, a line saying so): serving other machines, this machine's names are accepted too.
+
+    MLflow accepts only localhost and private IPs as Host headers by default (against DNS
+    rebinding), so a browser that opens the link printed here, http://<this machine's name>:port,
+    got 403 "Invalid Host header". An explicit --allowed-hosts is used as given.
+    """
+    if given or host in LOOPBACK:
+        return given, ""
+    from mlflow.server.security_utils import get_default_allowed_hosts
+
+    names = sorted({socket.gethostname(), socket.getfqdn()} | ({host} if host not in ("0.0.0.0", "::") else set()))
+    accepted = [*get_default_allowed_hosts(), *names, *(f"{name}:{port}" for name in names)]
+    return ",".join(accepted), f"serving other machines: Host headers {', '.join(names)}, localhost and private IPs are accepted; others with --allowed-hosts"
+
+
 def server_command(uri: str, host: str, port: int, allowed_hosts: str | None) -> list[str]:
     command = [sys.executable, "-m", "mlflow", "server", "--backend-store-uri", uri, "--host", host, "--port", str(port), "--workers", "1"]
     command += ["--uvicorn-opts", "--no-access-log"]  # one log line per browser request drowns the links
@@ -133,7 +154,8 @@ def main(argv: list[str] | None = None) -> int:
         return EXIT_BAD_INPUT
     env = dict(os.environ, MLFLOW_SERVER_ENABLE_JOB_EXECUTION="false")
     # its own process group: `mlflow server` runs uvicorn as a child, and both must stop together
-    process = subprocess.Popen(server_command(uri, args.host, args.port, args.allowed_hosts), env=env, start_new_session=True)
+    accepted, note = allowed_hosts(args.host, args.port, args.allowed_hosts)
+    process = subprocess.Popen(server_command(uri, args.host, args.port, accepted), env=env, start_new_session=True)
 
     def stop(signum: int, frame: object) -> None:
         raise KeyboardInterrupt
@@ -142,7 +164,9 @@ def main(argv: list[str] | None = None) -> int:
     signal.signal(signal.SIGINT, stop)  # also when started in the background, where SIGINT starts out ignored
     try:
         wait_until_up(process, f"http://{'127.0.0.1' if args.host in ('0.0.0.0', '::') else args.host}:{args.port}/health", args.timeout)
-        print(f"MLflow UI on {uri} (one worker, job execution off); Ctrl-C stops it", flush=True)
+        print(f"MLflow UI on {redact(uri)} (one worker, job execution off); Ctrl-C stops it", flush=True)
+        if note:
+            print(note, flush=True)
         for label, url in pairs:
             print(f"{label}:\n  {url}", flush=True)
         return process.wait()

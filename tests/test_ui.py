@@ -132,6 +132,42 @@ def test_the_ui_refuses_a_busy_port(tmp_path, tracking_uri):
     assert result.returncode == 2 and f"--port {port}" in result.stderr
 
 
+@pytest.mark.slow
+def test_serving_other_machines_accepts_this_machines_name_as_printed(tmp_path, tracking_uri):
+    """With --host 0.0.0.0 the printed links name this machine; MLflow's default Host check refused exactly those (403)."""
+    import urllib.error
+    import urllib.request
+
+    from mlflow.tracking import MlflowClient
+
+    MlflowClient(tracking_uri=tracking_uri).create_experiment("searcher")
+    port = free_port()
+    process = subprocess.Popen(
+        [sys.executable, "-m", "searcher.ui", "--tracking-uri", tracking_uri, "--host", "0.0.0.0", "--port", str(port)],
+        cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True, env=dict(os.environ, PYTHONUNBUFFERED="1"),
+    )
+    try:
+        lines = [process.stdout.readline().strip()]
+        while "one worker" not in lines[-1] and process.poll() is None:  # the server's own lines come first
+            lines.append(process.stdout.readline().strip())
+        lines.append(process.stdout.readline().strip())
+        assert lines[-1].startswith("serving other machines: Host headers"), lines
+
+        def status(host_header: str) -> int:
+            request = urllib.request.Request(f"http://127.0.0.1:{port}/", headers={"Host": host_header})
+            try:
+                with urllib.request.urlopen(request, timeout=10) as response:
+                    return response.status
+            except urllib.error.HTTPError as error:
+                return error.code
+
+        assert status(f"{socket.gethostname()}:{port}") == 200  # the name the printed links use
+        assert status(f"evil.example.com:{port}") == 403  # DNS rebinding is still refused
+    finally:
+        process.send_signal(signal.SIGINT)
+        process.wait(timeout=30)
+
+
 # The report in a browser: test-only script appended to a copy of report.html. It moves the first figure to
 # the top of the page for the screenshot (headless Chromium's screenshot misses a scrolled page) and writes, per image, whether it decoded, its natural and shown width and
 # how many distinct colours a 100-px-wide thumbnail of it holds (a blank image has one).
