@@ -154,6 +154,7 @@ def run_staged(config: Any, images: int) -> dict:
         "train_seconds": sum(o.result.train_seconds for o in searched if o.result),
         "wall_seconds": wall,
         "selected": describe(winner.arch, winner.train),
+        "decisions": [f"{d.stage} {d.decision}: {d.reason}" for d in result.decisions if d.stage in ("width", "depth")],  # why this depth
     }
 
 
