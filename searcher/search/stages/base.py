@@ -120,20 +120,23 @@ class Stage:
     def tie_note(self, comparison: Comparison) -> str:
         return "" if comparison.verdict == "better" else f"a tie grows (search.{self.name}.ties=grow): "
 
-    def contest(self, challenger: Candidate, incumbent: Candidate, done: list[TrialOutcome], floor: float) -> tuple[Comparison, list[TrialRequest]]:
+    def contest(
+        self, challenger: Candidate, incumbent: Candidate, done: list[TrialOutcome], floor: float, alpha: float | None = None
+    ) -> tuple[Comparison, list[TrialRequest]]:
         """Paired comparison of two candidates, and the seeds still to train before it can be trusted.
 
         Starts on `plan.repeats` seeds; while the comparison is inconclusive (above its floor, not
         significant) and fewer than `plan.max_repeats` seeds were compared, asks for one more seed
         of both. Where ties grow, every tie is inconclusive: the sign of its effect decides, so it is
         read off all `plan.max_repeats` seeds, not off one seed's draw (often an exact 0 on a small
-        split). A deterministic function of `done`: a resumed or parallel search asks the same.
+        split). `alpha` (default: `plan.significance`) is lower where the challenger is the best of
+        several (`DepthStage`). A deterministic function of `done`: a resumed or parallel search asks the same.
         """
         seeds = self.plan.repeats
         while True:
             result = compare(
                 challenger.name, self.outcomes_for(challenger, done), incumbent.name, self.outcomes_for(incumbent, done),
-                floor, self.plan.significance, seeds,
+                floor, self.plan.significance if alpha is None else alpha, seeds,
             )
             sign_decides = self.tie_rule == "grow" and result.paired and result.verdict == "tie"
             if not (result.inconclusive or sign_decides) or seeds >= self.plan.max_repeats:
