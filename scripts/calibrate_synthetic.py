@@ -63,7 +63,7 @@ def compose(args: argparse.Namespace) -> Any:
 
     from searcher.config import validate
 
-    overrides = [f"+dataset={args.dataset}", "device=cpu"]
+    overrides = [f"+dataset={args.dataset}", f"device={args.device}"]
     for key in ("image_size", "train_size", "test_size", "difficulty", "data_seed"):
         value = getattr(args, key)
         if value is not None:
@@ -88,6 +88,7 @@ def main() -> None:
     parser.add_argument("--seeds", default="0", help="training seeds, comma-separated (test accuracy: their mean)")
     parser.add_argument("--max-epochs", type=int, dest="max_epochs", help="train.stability.max_epochs (default: conf/train)")
     parser.add_argument("--threads", type=int, default=1, help="torch threads (default 1: leave the other cores free)")
+    parser.add_argument("--device", default="cpu", help="cpu (default) or cuda: train.batch_size/lr=auto then resolve for it")
     parser.add_argument("--out", type=Path, help="write the JSON here (e.g. docs/benchmarks/calibrate_synthetic_hard16.json)")
     parser.add_argument("overrides", nargs="*", help="more Hydra overrides, e.g. train.lr=0.1")
     args = parser.parse_args()
@@ -106,7 +107,7 @@ def main() -> None:
     dataset = load_dataset(dataset_options(config.dataset, data_dir(config)))
     load_seconds = time.perf_counter() - started
     plan = make_plan(config, dataset)
-    data = DeviceData(dataset, torch.device("cpu"))
+    data = DeviceData(dataset, torch.device(args.device))
     d = config.dataset
     print(
         f"{d.name} difficulty={d.difficulty} {dataset.channels}x{dataset.size}x{dataset.size}, {dataset.num_classes} classes, "
@@ -167,6 +168,8 @@ def main() -> None:
         "results": results,
         "spread_points": round(100 * (max(r["test_acc"] for r in results) - min(r["test_acc"] for r in results)), 2),
         "hardware": {
+            "device": args.device,
+            "gpu": torch.cuda.get_device_name() if args.device.startswith("cuda") else None,
             "cpu": cpu_model(),
             "cores": os.cpu_count(),
             "torch_threads": args.threads,
