@@ -71,9 +71,12 @@ def test_the_logged_model_serves_on_the_cpu_even_where_mlflow_would_put_it_on_cu
     from searcher.tracking.model import log_classifier
 
     monkeypatch.setenv("MLFLOW_DEFAULT_PREDICTION_DEVICE", "cuda")
+    class Kept(logging.Handler):
+        def emit(self, record: logging.LogRecord) -> None:
+            warnings.append(record.getMessage())
+
     warnings: list[str] = []
-    handler = logging.Handler()
-    handler.emit = lambda record: warnings.append(record.getMessage())  # type: ignore[method-assign]
+    handler = Kept(logging.WARNING)
     logger = logging.getLogger("mlflow.models.model")  # (MLflow's loggers do not propagate to pytest's)
     logger.addHandler(handler)
     previous = mlflow.get_tracking_uri()
