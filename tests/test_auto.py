@@ -1,5 +1,7 @@
 """`auto` settings: the batch, learning rate and execution chosen from the device; on a CPU exactly what they always were."""
 
+from dataclasses import replace
+
 import pytest
 import torch
 from conftest import REPO
@@ -9,7 +11,7 @@ from omegaconf import OmegaConf
 from searcher.app import make_plan, with_auto_execution, with_auto_training
 from searcher.config import validate
 from searcher.data import DatasetOptions, load_dataset
-from searcher.execution.sizing import HEADROOM, Probe, peak_of_a_trial, trials_per_gpu
+from searcher.execution.sizing import HEADROOM, Probe, measure_trial_bytes, peak_of_a_trial, share_gpu, trials_per_gpu
 from searcher.train.auto import auto_batch_size, auto_lr, choose_training, steps_per_epoch
 
 
@@ -98,3 +100,15 @@ def test_the_memory_probe_trains_the_largest_network_as_the_trainer_does():
     assert data.numel() == digits.nbytes * plan.folds and set(best) == set(model.state_dict())
     assert digits.nbytes == sum(s.images.nbytes + s.labels.nbytes for s in (digits.train, digits.val)) + 359 * (64 + 8)
     assert digits.test_reads == 0  # counting its bytes is not reading the test split
+
+
+def test_the_probe_process_answers_and_a_probe_that_fails_says_why_and_leaves_one_trial_per_gpu():
+    """The probe's protocol (a worker-like process holds a trial's peak until measured) runs on a CPU too, measuring nothing."""
+    digits = load_dataset(DatasetOptions("digits"))
+    plan = make_plan(config("device=cpu", "search=quick"), digits)
+    largest = plan.layout.baseline(plan.depth_cap, plan.width_cap, plan.block)
+    probe = Probe("cpu", largest, digits.channels, digits.size, digits.num_classes, plan.train, digits.nbytes)
+    assert measure_trial_bytes(probe) == (0, 0)
+    share = share_gpu(replace(probe, classes=0), cap=4)  # no labels to draw: the probe's step fails in its process
+    assert (share.trials_per_gpu, share.trial_bytes) == (1, None) and share.why.startswith("RuntimeError: ")
+    assert share.describe() == f"could not measure a trial's memory: {share.why}"

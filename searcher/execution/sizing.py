@@ -63,28 +63,37 @@ class Probe:
 
 
 def share_gpu(probe: Probe, cap: int) -> GpuShare:
-    """Measure one trial's memory on `probe.device` with a probe process; trials per GPU from it (one if it fails)."""
+    """Measure one trial's memory on `probe.device` with a probe process; trials per GPU from it (one if that fails:
+    a measurement that went wrong must not stop the search, and one trial per GPU is what fits if anything does)."""
     try:
-        trial_bytes, free_bytes = measure_trial_bytes(probe)
+        trial_bytes, free = measure_trial_bytes(probe)
     except ProbeFailed as failure:
         return GpuShare(1, None, None, str(failure))
-    return GpuShare(trials_per_gpu(free_bytes, trial_bytes, cap), trial_bytes, free_bytes)
+    except Exception as error:
+        return GpuShare(1, None, None, f"{type(error).__name__}: {error}")
+    return GpuShare(trials_per_gpu(free, trial_bytes, cap), trial_bytes, free)
 
 
 class ProbeFailed(Exception):
     """The probe process could not train its step (out of memory, no answer in time); the message says how."""
 
 
+def free_bytes(device: str) -> int:
+    """The device's free memory, every process's use counted (CUDA; 0 elsewhere, where there is nothing to size).
+
+    Read in this process, whose own CUDA context then exists (it stays for the search, so it is rightly not free)."""
+    import torch
+
+    return int(torch.cuda.mem_get_info(torch.device(device))[0]) if device.startswith("cuda") else 0
+
+
 def measure_trial_bytes(probe: Probe) -> tuple[int, int]:
     """(bytes one trial's process takes from the device, bytes free before it started) on `probe.device`.
 
-    The free memory is read in this process, whose own CUDA context then already exists (it stays for the search)."""
-    import torch
-
+    On a CPU the probe runs all the same (so the protocol is tested where there is no GPU) and measures (0, 0)."""
     from searcher.execution.processes import worker_context
 
-    device = torch.device(probe.device)
-    free_before, _ = torch.cuda.mem_get_info(device)
+    free_before = free_bytes(probe.device)
     context = worker_context()
     here, there = context.Pipe()
     process = context.Process(target=_probe, args=(there, probe), name="searcher-memory-probe", daemon=True)
@@ -95,7 +104,7 @@ def measure_trial_bytes(probe: Probe) -> tuple[int, int]:
         status, value = here.recv()
         if status != "ready":
             raise ProbeFailed(value)
-        free_during, _ = torch.cuda.mem_get_info(device)
+        free_during = free_bytes(probe.device)
         here.send("measured")
     except (EOFError, OSError) as error:  # the probe died (killed, crashed in CUDA)
         raise ProbeFailed(f"the probe process died ({type(error).__name__}, exit code {process.exitcode})") from None
@@ -115,8 +124,10 @@ def _probe(connection: Any, probe: Probe) -> None:
 
         device = torch.device(probe.device)
         held = peak_of_a_trial(probe, device)
-        torch.cuda.synchronize(device)
-        connection.send(("ready", torch.cuda.max_memory_reserved(device)))
+        on_cuda = device.type == "cuda"
+        if on_cuda:
+            torch.cuda.synchronize(device)
+        connection.send(("ready", torch.cuda.max_memory_reserved(device) if on_cuda else 0))
     except Exception as error:  # out of memory at this size, most likely: the parent reports it
         connection.send(("failed", f"{type(error).__name__}: {str(error).splitlines()[0][:300] if str(error) else ''}"))
         return
@@ -141,7 +152,7 @@ def peak_of_a_trial(probe: Probe, device: Any) -> list[Any]:
     labels = torch.randint(0, probe.classes, (batch,), device=device)
     model.train()
     for _ in range(2):  # the second step has the optimizer's state beside the activations
-        with torch.autocast(device.type, dtype=torch.bfloat16):
+        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=device.type == "cuda"):
             logits = model(images)
         loss = nn.functional.cross_entropy(logits.float(), labels)
         optimizer.zero_grad(set_to_none=True)
@@ -149,7 +160,7 @@ def peak_of_a_trial(probe: Probe, device: Any) -> list[Any]:
         optimizer.step()
     model.eval()
     evaluation = torch.randn(EVALUATION_BATCH, probe.channels, probe.size, probe.size, device=device)
-    with torch.no_grad(), torch.autocast(device.type, dtype=torch.bfloat16):
+    with torch.no_grad(), torch.autocast(device.type, dtype=torch.bfloat16, enabled=device.type == "cuda"):
         model(evaluation.contiguous(memory_format=torch.channels_last))
     best = {name: tensor.detach().clone() for name, tensor in model.state_dict().items()}
     return [data, model, optimizer, best]
