@@ -124,7 +124,7 @@ def with_auto_execution(config: SearcherConfig, dataset: ImageDataset) -> tuple[
     share = share_gpu(Probe(device, largest, dataset.channels, dataset.size, dataset.num_classes, plan.train, dataset.nbytes * plan.folds), e.max_trials_per_gpu)
     workers = e.workers or default_workers(device, share.trials_per_gpu, e.threads_per_trial)
     if workers == 1:
-        return replace(config, execution=replace(e, kind="serial")), f"execution: auto → serial on {device} (one trial per GPU: {share.describe()})"
+        return replace(config, execution=replace(e, kind="serial")), f"execution: auto → serial on {device} (a single worker: {share.trials_per_gpu} per GPU, {share.describe()})"
     chosen = replace(e, kind="processes", workers=workers, trials_per_gpu=share.trials_per_gpu)
     return replace(config, execution=chosen), f"execution: auto → {workers} worker processes on {device} ({share.trials_per_gpu} per GPU, {share.describe()})"
 
