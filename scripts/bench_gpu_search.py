@@ -12,9 +12,9 @@ null and the rest is measured all the same). Overrides before the first `--run` 
 Per run the JSON holds: the command; its wall seconds; the search's own seconds and each stage's (from the MLflow
 store it wrote: the search run's `search_seconds`, the stage runs' start and end); the number of trials; the final
 model's test accuracy; what `auto` chose (batch size, learning rate, execution, workers, trials per GPU: the
-resolved settings recorded as the search run's params, and the lines the command printed about them); the mean and
-median GPU utilization over the search (first stage's start to last stage's end) and over the whole command; the
-most GPU memory in use. A failed run keeps its exit code and the end of its output, and the next run still runs.
+resolved settings recorded as the search run's params, and the lines the command printed about them); the lines of
+its output that warn (model logging's, say); the mean and median GPU utilization over the search (first stage's
+start to last stage's end) and over the whole command; the most GPU memory in use. A failed run keeps its exit code and the end of its output, and the next run still runs.
 The hardware is named: the GPU's name where torch sees one, the CPU's model always.
 """
 
@@ -162,6 +162,7 @@ def run_one(label: str, overrides: list[str], folder: Path, timeout: float | Non
     sampler.stop()
     run: dict = {"label": label, "command": " ".join(["python", *command[1:]]), "exit_code": exit_code, "wall_seconds": ended - started}
     run["auto_lines"] = [line for line in lines[:40] if line.startswith(("training:", "execution:"))]
+    run["warning_lines"] = [line for line in lines if "warning" in line.lower() or "Failed to validate" in line][:20]  # e.g. model logging's
     if exit_code != 0:
         return run | {"error": "\n".join(lines[-40:]), "utilization_wall": sampler.summary(started, ended) if sampling else None}
     record = read_record(uri)

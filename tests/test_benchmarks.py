@@ -186,6 +186,7 @@ def test_bench_gpu_search_runs_labelled_searches_and_writes_their_json(tmp_path)
         assert run["utilization_search"]["mean"] == run["utilization_search"]["median"] == 50  # the mean over both GPUs
         assert run["utilization_search"]["samples"] >= 1 and run["utilization_wall"]["samples"] >= run["utilization_search"]["samples"]
     assert auto["auto_lines"] == ["training: batch 64, lr 0.05 (auto for cpu: 18 steps/epoch)", "execution: auto → serial (cpu)"]
+    assert auto["warning_lines"] == []  # e.g. no failed check of the logged model's input example
     assert auto["resolved"] | {"device": None} == {
         "train.batch_size": "64", "train.lr": "0.05", "execution.kind": "serial", "execution.workers": "None",
         "execution.trials_per_gpu": "1", "device": None, "device_used": "cpu",
