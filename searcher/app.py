@@ -17,7 +17,7 @@ import torch
 from omegaconf import OmegaConf
 from rich.console import Console
 
-from searcher.config import ConfigError, DatasetConfig, SearcherConfig, data_dir
+from searcher.config import AUTO, ConfigError, DatasetConfig, SearcherConfig, data_dir
 from searcher.data import DatasetError, DatasetOptions, DeviceData, ImageDataset, load_dataset
 from searcher.execution import Backend, Progress, Runner, TrialRecorder, interrupts
 from searcher.execution.interrupts import EXIT_SIGINT, Interrupted
@@ -25,11 +25,20 @@ from searcher.execution.threads import torch_threads, trial_threads
 from searcher.model.spec import LayoutPolicy
 from searcher.search.evidence import cross_validation_folds
 from searcher.search.plan import RegularizerRange, SearchPlan, TransferPlan
+from searcher.train.auto import TrainingChoice, choose_training
 from searcher.train.stability import StabilityRule
 from searcher.train.trainer import TrainSettings, resolve_device
 from searcher.uris import redact, with_driver
 
 EXIT_OK, EXIT_FAILED, EXIT_BAD_INPUT = 0, 1, 2
+
+
+@dataclass(frozen=True)
+class Chosen:
+    """What this search's `auto` settings became, said in its first lines."""
+
+    training: str  # e.g. "training: batch 512, lr 0.141 (auto for cuda: 79 steps/epoch)"
+    execution: str | None  # e.g. "execution: auto → serial (cpu)"; None when execution was set
 
 
 @dataclass(frozen=True)
@@ -88,7 +97,40 @@ def load_target(config: SearcherConfig, dataset: ImageDataset) -> ImageDataset |
     return target
 
 
+def with_auto_training(config: SearcherConfig, train_images: int) -> tuple[SearcherConfig, TrainingChoice]:
+    """`train.batch_size` and `train.lr` made concrete for the device (`auto`: searcher/train/auto.py; set values kept),
+    so that trial keys, records and the search's name hold the numbers trials train with."""
+    choice = choose_training(resolve_device(config.device).type, train_images, config.train.batch_size, config.train.lr)
+    return replace(config, train=replace(config.train, batch_size=choice.batch_size, lr=choice.lr)), choice
+
+
+def with_auto_execution(config: SearcherConfig, dataset: ImageDataset) -> tuple[SearcherConfig, str | None]:
+    """`execution=auto` made concrete, with the line that says what it became (None when execution was set).
+
+    On a CPU it is serial (exactly execution=serial). On CUDA it is worker processes sharing each GPU, as many per
+    GPU as fit in the memory one trial of the largest network the search can build was measured to take
+    (searcher/execution/sizing.py); serial where that leaves a single worker."""
+    e = config.execution
+    if e.kind != AUTO:
+        return config, None
+    device = str(resolve_device(config.device))
+    if not device.startswith("cuda"):
+        return replace(config, execution=replace(e, kind="serial")), f"execution: auto → serial ({device})"
+    from searcher.execution.processes import default_workers
+    from searcher.execution.sizing import Probe, share_gpu
+
+    plan = make_plan(config, dataset)
+    largest = plan.layout.baseline(plan.depth_cap, plan.width_cap, plan.block)
+    share = share_gpu(Probe(device, largest, dataset.channels, dataset.size, dataset.num_classes, plan.train, dataset.nbytes * plan.folds), e.max_trials_per_gpu)
+    workers = e.workers or default_workers(device, share.trials_per_gpu, e.threads_per_trial)
+    if workers == 1:
+        return replace(config, execution=replace(e, kind="serial")), f"execution: auto → serial on {device} (a single worker: {share.trials_per_gpu} per GPU, {share.describe()})"
+    chosen = replace(e, kind="processes", workers=workers, trials_per_gpu=share.trials_per_gpu)
+    return replace(config, execution=chosen), f"execution: auto → {workers} worker processes on {device} ({share.trials_per_gpu} per GPU, {share.describe()})"
+
+
 def make_plan(config: SearcherConfig, dataset: ImageDataset, target: ImageDataset | None = None) -> SearchPlan:
+    config = with_auto_training(config, len(dataset.train))[0]  # (a no-op once run() has made them concrete)
     s, t, m = config.search, config.train, config.model
     train = TrainSettings(
         optimizer=t.optimizer,  # type: ignore[arg-type]
@@ -304,6 +346,8 @@ def run(
         dataset = load_dataset(dataset_options(config.dataset, data_dir(config)))
         target = load_target(config, dataset)
         storage = optuna_storage(config)
+        config, training = with_auto_training(config, len(dataset.train))
+        config, execution_note = with_auto_execution(config, dataset)
         workers = start_workers(config, dataset)  # they import and load the data while the store opens
         from searcher.tracking import TrackingError, open_recorder
 
@@ -317,7 +361,8 @@ def run(
         console.print(f"[red]error:[/red] {error}", highlight=False)
         return Outcome(EXIT_BAD_INPUT, error=str(error))
     try:
-        return search(config, dataset, target, recorder, storage, workers, output_dir, console, tags)
+        chosen = Chosen(training.describe(), execution_note)
+        return search(config, dataset, target, recorder, storage, workers, output_dir, console, tags, chosen)
     finally:
         if workers is not None:
             workers.close()
@@ -333,6 +378,7 @@ def search(
     output_dir: Path | None,
     console: Console,
     tags: dict[str, str] | None,
+    chosen: Chosen | None = None,
 ) -> Outcome:
     """The search itself, once its data and stores are open: new, resumed, or already complete."""
     import optuna
@@ -358,6 +404,9 @@ def search(
     pool = len(dataset.train) + len(dataset.val)
     note = validation_note(round(pool / plan.folds) if plan.folds > 1 else len(dataset.val), plan.significance, plan.repeats, plan.max_repeats, plan.folds, pool)
     console.print(note, highlight=False)
+    for line in (chosen.training, chosen.execution) if chosen else ():
+        if line:
+            console.print(line, highlight=False)
     from searcher.tracking.history import differing_settings, load_prior
     from searcher.tracking.queries import find_search
 
@@ -400,7 +449,8 @@ def search(
         with torch_threads(threads), RichProgress(console) as progress:
             runner = make_runner(config, dataset, device, recorder, progress, name, storage, workers)
             if config.execution.kind != "serial":
-                console.print(f"execution: {describe_execution(config, runner)}")
+                if not (chosen and chosen.execution):  # (execution=auto said what it chose in the first lines)
+                    console.print(f"execution: {describe_execution(config, runner)}")
                 warming_up = prepare_finish_in_background()  # this process idles while trials train elsewhere
             plan = replace(plan, concurrency=runner.concurrency)
             transfer_runner = None

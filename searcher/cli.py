@@ -79,7 +79,8 @@ def task(composed: DictConfig) -> None:
 
 
 class CheckSettings(Callback):
-    """Checks a single run's settings before Hydra creates its output folder: a rejected command leaves nothing behind."""
+    """Checks a single run's settings, and that a CUDA device it names exists, before Hydra creates its output folder:
+    a rejected command leaves nothing behind."""
 
     def on_run_start(self, config: DictConfig, **kwargs: Any) -> None:
         from rich.console import Console
@@ -87,7 +88,11 @@ class CheckSettings(Callback):
         from searcher.config import ConfigError, validate
 
         try:
-            validate(OmegaConf.to_container(config, resolve=False))  # type: ignore[arg-type]
+            checked = validate(OmegaConf.to_container(config, resolve=False))  # type: ignore[arg-type]
+            if checked.device.startswith("cuda"):  # only then is torch (2 s) imported here; the search imports it anyway
+                from searcher.app import check_device
+
+                check_device(checked.device)
         except ConfigError as error:
             show_error(Console(), str(error))
             sys.exit(EXIT_BAD_INPUT)

@@ -19,6 +19,7 @@ from omegaconf import MISSING, DictConfig, OmegaConf
 from omegaconf.errors import ConfigKeyError, OmegaConfBaseException, ValidationError
 
 BUILTIN_DATASET = "digits"
+AUTO = "auto"  # train.lr, train.batch_size, execution.kind: chosen from the device when the search starts
 REGULARIZERS = ("weight_decay", "dropout", "label_smoothing", "augment")
 
 
@@ -140,9 +141,9 @@ class StabilityConfig:
 @dataclass
 class TrainConfig:
     optimizer: str = "sgd"  # sgd (Nesterov) | adamw
-    lr: float = 0.05
+    lr: Any = AUTO  # a number > 0, or auto: 0.05 x sqrt(batch_size / 64) (searcher/train/auto.py)
     momentum: float = 0.9
-    batch_size: int = 64
+    batch_size: Any = AUTO  # an integer >= 1, or auto: 64 on a CPU, up to 512 on CUDA (searcher/train/auto.py)
     plateau_factor: float = 0.5
     plateau_patience: int = 3
     compile: bool = False
@@ -179,9 +180,10 @@ class ReportConfig:
 class ExecutionConfig:
     """Where trials run (conf/execution/): never changes a decision, only how many run at once."""
 
-    kind: str = "serial"  # serial | processes | submitit
+    kind: str = "auto"  # auto (serial on a CPU, processes sharing each GPU on CUDA) | serial | processes | submitit
     workers: Optional[int] = None  # trials at once; null: GPUs x trials_per_gpu on CUDA, else CPU cores (processes), 4 (submitit)
     trials_per_gpu: int = 1  # processes on CUDA: workers share GPUs round-robin, this many per GPU by default
+    max_trials_per_gpu: int = 4  # auto on CUDA: trials per GPU as fit in memory, at most this many
     threads_per_trial: Optional[int] = None  # torch threads a trial trains with; null: 1 on the CPU, cores / workers on CUDA
     cluster: Optional[str] = None  # submitit: slurm | local; null: slurm where sbatch exists, else local
     folder: Optional[str] = None  # submitit: job scripts and logs; null: submitit/ beside the checkpoints
@@ -225,8 +227,23 @@ def validate(composed: DictConfig | dict) -> SearcherConfig:
         raise ConfigError(f"{shown} is not valid: expected {_expected(error)}.") from None
     except OmegaConfBaseException as error:
         raise ConfigError(f"{getattr(error, 'full_key', '') or 'config'}: {error.msg}") from None
+    config.train.lr = _number_or_auto(config.train.lr, "train.lr", float)
+    config.train.batch_size = _number_or_auto(config.train.batch_size, "train.batch_size", int)
     check_ranges(config)
     return config
+
+
+def _number_or_auto(value: Any, setting: str, kind: type) -> Any:
+    """`auto`, or the number as `kind` (so lr=1 is recorded and keyed as 1.0, as a float setting always was).
+
+    These settings are typed Any in the schema (OmegaConf has no int-or-string type), so their type is checked
+    here, with the message a wrong type gets everywhere else."""
+    accepted = (int,) if kind is int else (int, float)
+    if value == AUTO:
+        return value
+    if isinstance(value, bool) or not isinstance(value, accepted):
+        raise ConfigError(f"{setting}={value!r} is not valid: expected {'an integer' if kind is int else 'a number'} or auto.")
+    return kind(value)
 
 
 def _expected(error: ValidationError) -> str:
@@ -349,10 +366,10 @@ def check_ranges(c: SearcherConfig) -> None:
         _require(0 < x.dataset.val_fraction < 1, "search.transfer.dataset.val_fraction", x.dataset.val_fraction, "a fraction between 0 and 1")
     t = c.train
     _require(t.optimizer in ("adamw", "sgd"), "train.optimizer", t.optimizer, "adamw or sgd")
-    _require(t.lr > 0, "train.lr", t.lr, "a number > 0")
+    _require(t.lr == AUTO or t.lr > 0, "train.lr", t.lr, "auto or a number > 0")
     _require(0 < t.warm_lr_factor <= 1, "train.warm_lr_factor", t.warm_lr_factor, "a number in (0, 1]")
     _require(0 <= t.warm_up_epochs <= 100, "train.warm_up_epochs", t.warm_up_epochs, "a number of epochs in [0, 100]")
-    _require(t.batch_size >= 1, "train.batch_size", t.batch_size, "an integer >= 1")
+    _require(t.batch_size == AUTO or t.batch_size >= 1, "train.batch_size", t.batch_size, "auto or an integer >= 1")
     _require(0 < t.plateau_factor < 1, "train.plateau_factor", t.plateau_factor, "a number between 0 and 1")
     _require(t.checkpoint_seconds >= 0, "train.checkpoint_seconds", t.checkpoint_seconds, "a number >= 0 (0: never)")
     _require(t.plateau_patience >= 0, "train.plateau_patience", t.plateau_patience, "an integer >= 0")
@@ -378,9 +395,10 @@ def check_ranges(c: SearcherConfig) -> None:
         "null, sqlite:///path.db, postgresql://user@host/db or journal:///path/to/journal.log (NFS without a database server)",
     )
     e = c.execution
-    _require(e.kind in ("serial", "processes", "submitit"), "execution.kind", e.kind, "serial, processes or submitit (set it with execution=NAME)")
+    _require(e.kind in (AUTO, "serial", "processes", "submitit"), "execution.kind", e.kind, "auto, serial, processes or submitit (set it with execution=NAME)")
     _require(e.workers is None or e.workers >= 1, "execution.workers", e.workers, "null or an integer >= 1")
     _require(e.trials_per_gpu >= 1, "execution.trials_per_gpu", e.trials_per_gpu, "an integer >= 1")
+    _require(e.max_trials_per_gpu >= 1, "execution.max_trials_per_gpu", e.max_trials_per_gpu, "an integer >= 1")
     _require(e.threads_per_trial is None or e.threads_per_trial >= 1, "execution.threads_per_trial", e.threads_per_trial, "null or an integer >= 1")
     _require(e.cluster in (None, "slurm", "local"), "execution.cluster", e.cluster, "null, slurm or local")
     _require(e.timeout_min >= 1, "execution.timeout_min", e.timeout_min, "an integer >= 1 (minutes)")

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import importlib.util
 import json
+import os
 import subprocess
 import sys
 from dataclasses import replace
@@ -152,3 +153,42 @@ def test_bench_search_writes_the_promised_json(tmp_path):
     both = json.loads(merged.read_text())
     assert len(both["methods"]["tpe"]["seeds"]) == 2 and both["seeds"] == [0, 0]
     assert both["summary"]["staged"]["test_acc_mean"] == pytest.approx(report["summary"]["staged"]["test_acc_mean"])
+
+
+FAKE_NVIDIA_SMI = """#!/bin/sh
+# What `nvidia-smi --query-gpu=index,utilization.gpu,memory.used --format=csv,noheader,nounits -l 1` prints: two GPUs, a round a tick.
+while true; do echo "0, 40, 1000"; echo "1, 60, 3000"; sleep 0.2; done
+"""
+
+
+@pytest.mark.slow
+def test_bench_gpu_search_runs_labelled_searches_and_writes_their_json(tmp_path):
+    """On the CPU, as the GPU run's commands are checked before it; a stand-in nvidia-smi (this machine has none) is sampled."""
+    tools = tmp_path / "bin"
+    tools.mkdir()
+    (tools / "nvidia-smi").write_text(FAKE_NVIDIA_SMI)
+    (tools / "nvidia-smi").chmod(0o755)
+    out = tmp_path / "gpu_search.json"
+    tiny = ["search=quick", "search.width.cap=16", "search.depth.cap=2", "search.regularization.trials=0", "search.final.seeds=1", "report.enabled=false"]
+    command = [sys.executable, str(REPO / "scripts" / "bench_gpu_search.py"), "--out", str(out), *tiny, "--run", "auto", "--run", "set", "train.batch_size=32", "train.lr=0.1"]
+    env = dict(os.environ, PATH=f"{tools}{os.pathsep}{os.environ['PATH']}")
+    result = subprocess.run(command, capture_output=True, text=True, timeout=300, cwd=tmp_path, env=env)
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    report = json.loads(out.read_text())
+    assert report["device"] == report["hardware"].get("gpu", report["hardware"]["cpu"])
+    auto, chosen = report["runs"]
+    assert [auto["label"], chosen["label"]] == ["auto", "set"] and auto["exit_code"] == chosen["exit_code"] == 0
+    assert auto["command"].startswith("python -m searcher search=quick") and "train.batch_size=32" in chosen["command"]
+    for run in (auto, chosen):
+        assert run["trials"] == 2 and 0 < run["search_seconds"] < run["wall_seconds"] and 0 <= run["test_acc"] <= 1
+        assert set(run["stage_seconds"]) == {"0 baseline", "1 width", "2 depth", "3 regularization", "4 final"}
+        assert run["gpus_sampled"] == 2 and run["gpu_memory_used_mib_max"] == 4000
+        assert run["utilization_search"]["mean"] == run["utilization_search"]["median"] == 50  # the mean over both GPUs
+        assert run["utilization_search"]["samples"] >= 1 and run["utilization_wall"]["samples"] >= run["utilization_search"]["samples"]
+    assert auto["auto_lines"] == ["training: batch 64, lr 0.05 (auto for cpu: 18 steps/epoch)", "execution: auto → serial (cpu)"]
+    assert auto["warning_lines"] == []  # e.g. no failed check of the logged model's input example
+    assert auto["resolved"] | {"device": None} == {
+        "train.batch_size": "64", "train.lr": "0.05", "execution.kind": "serial", "execution.workers": "None",
+        "execution.trials_per_gpu": "1", "device": None, "device_used": "cpu",
+    }
+    assert (chosen["resolved"]["train.batch_size"], chosen["resolved"]["train.lr"]) == ("32", "0.1")

@@ -7,6 +7,7 @@ import sys
 from pathlib import Path
 
 import pytest
+import torch
 from conftest import REPO, run_cli
 
 
@@ -17,10 +18,10 @@ def test_help_describes_the_tool_and_lists_every_dataset_preset_and_common_setti
     assert text.startswith("searcher: staged") and "powered by Hydra" not in text
     for dataset in (REPO / "conf" / "dataset").glob("*.yaml"):
         assert f"\n  {dataset.stem} " in text, f"--help does not describe +dataset={dataset.stem} (conf/hydra/help/searcher.yaml)"
-    assert "search=default | quick" in text and "execution=serial | processes | submitit" in text
+    assert "search=default | quick" in text and "execution=auto | serial | processes | submitit" in text
     settings = text.split("== Most used settings ==")[1].split("== Examples ==")[0]
     assert len([line for line in settings.splitlines() if line.startswith("  ") and "=" in line.split()[0]]) == 10
-    assert "train.lr=0.1" in settings and "[0.05]" in settings  # an example and the current value
+    assert "train.lr=0.1" in settings and "[auto]" in settings  # an example and the current value
     assert "[0.1]" in run_cli("train.lr=0.1", "--help", cwd=tmp_path, timeout=60).stdout.split("== Most used settings ==")[1]
 
 
@@ -29,7 +30,7 @@ def test_help_describes_the_tool_and_lists_every_dataset_preset_and_common_setti
     [
         (["dataset=cifar10"], "dataset=cifar10: choose a dataset with a plus, +dataset=cifar10"),
         (["dataset.classes=[0,1]"], "dataset.classes=[0,1] needs a dataset chosen first: add +dataset=NAME before it"),
-        (["train.lr=abc"], "train.lr='abc' is not valid: expected a number."),
+        (["train.lr=abc"], "train.lr='abc' is not valid: expected a number or auto."),
     ],
 )
 def test_a_rejected_command_says_what_to_do_and_leaves_no_output_folder(tmp_path: Path, args, message):
@@ -37,6 +38,16 @@ def test_a_rejected_command_says_what_to_do_and_leaves_no_output_folder(tmp_path
     assert result.returncode == 2, result.stdout + result.stderr
     assert message in result.stdout and "Traceback" not in result.stdout + result.stderr
     assert list(tmp_path.iterdir()) == []  # no outputs/, no empty cli.log, no store
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="this machine has CUDA: device=cuda is valid here")
+@pytest.mark.parametrize("device", ["cuda", "cuda:1"])
+def test_device_cuda_without_cuda_exits_2_before_any_folder_or_store_exists(tmp_path: Path, device):
+    result = run_cli(f"device={device}", "search=quick", cwd=tmp_path, timeout=60)
+    assert result.returncode == 2, result.stdout + result.stderr
+    assert f"error: device={device} but this machine has no CUDA device torch can use; use device=auto" in result.stdout
+    assert "Traceback" not in result.stdout + result.stderr
+    assert list(tmp_path.iterdir()) == []  # no outputs/ folder, no mlflow.db, no optuna.db
 
 
 def test_a_command_stopped_after_its_folder_exists_logs_what_happened(tmp_path: Path):

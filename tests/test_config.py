@@ -20,6 +20,12 @@ def test_defaults_compose_and_validate_with_digits_filled_in():
     config = validate(composed())
     assert config.dataset.name == "digits" and config.search.preset == "default"
     assert config.tracking.uri == "sqlite:///mlflow.db"
+    assert config.train.batch_size == config.train.lr == config.execution.kind == "auto"  # chosen from the device at the start
+
+
+def test_a_set_batch_and_learning_rate_are_kept_as_numbers_of_their_type():
+    config = validate(composed("train.batch_size=128", "train.lr=1"))
+    assert config.train.batch_size == 128 and config.train.lr == 1.0 and isinstance(config.train.lr, float)  # keyed as before
 
 
 def test_dataset_is_appended_with_plus_and_quick_preset_overrides_default():
@@ -61,7 +67,10 @@ def test_cross_validation_and_warm_starts_do_not_mix():
 @pytest.mark.parametrize(
     "override,message",
     [
-        ("train.lr=abc", "train.lr='abc' is not valid: expected a number."),
+        ("train.lr=abc", "train.lr='abc' is not valid: expected a number or auto."),
+        ("train.batch_size=12.5", "train.batch_size=12.5 is not valid: expected an integer or auto."),
+        ("train.batch_size=0", "train.batch_size=0 is out of range; allowed: auto or an integer >= 1."),
+        ("execution.max_trials_per_gpu=0", "execution.max_trials_per_gpu=0 is out of range; allowed: an integer >= 1."),
         ("seed=abc", "seed='abc' is not valid: expected an integer."),
         ("report.trial_plots=maybe", "report.trial_plots='maybe' is not valid: expected true or false, or null."),
         ("+dataset.classes=[0,a]", "dataset.classes holds 'a', which is not valid: expected a list of integers, e.g. [0,1,2], or null."),

@@ -61,6 +61,39 @@ def test_it_refuses_input_it_would_get_wrong(digits):
         model(digits.val.images[:3, 0])
 
 
+def test_the_logged_model_serves_on_the_cpu_even_where_mlflow_would_put_it_on_cuda(digits, tmp_path: Path, monkeypatch):
+    """On a GPU machine MLflow's pyfunc loader puts a model on CUDA, where a program exported on the CPU cannot go: logging
+    warned that the input example failed to validate, and loading failed. This variable makes MLflow choose CUDA here too."""
+    import logging
+
+    import mlflow
+
+    from searcher.tracking.model import log_classifier
+
+    monkeypatch.setenv("MLFLOW_DEFAULT_PREDICTION_DEVICE", "cuda")
+    class Kept(logging.Handler):
+        def emit(self, record: logging.LogRecord) -> None:
+            warnings.append(record.getMessage())
+
+    warnings: list[str] = []
+    handler = Kept(logging.WARNING)
+    logger = logging.getLogger("mlflow.models.model")  # (MLflow's loggers do not propagate to pytest's)
+    logger.addHandler(handler)
+    previous = mlflow.get_tracking_uri()
+    mlflow.set_tracking_uri(f"sqlite:///{tmp_path / 'm.db'}")
+    try:
+        model = trained_like(digits)
+        with mlflow.start_run():
+            info = log_classifier(model, digits.val.images[:2].numpy())
+        served = mlflow.pyfunc.load_model(info.model_uri).predict(digits.val.images[:16].numpy())
+    finally:
+        logger.removeHandler(handler)
+        mlflow.set_tracking_uri(previous)
+    assert not [w for w in warnings if "Failed to validate serving input" in w], warnings
+    with torch.no_grad():
+        np.testing.assert_allclose(served, model(digits.val.images[:16]).numpy(), atol=1e-5)
+
+
 README_MARKER = "<!-- the README model snippet: tests/test_final_model.py runs it -->"
 
 

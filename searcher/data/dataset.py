@@ -43,6 +43,11 @@ class ImageDataset:
     def size(self) -> int:
         return int(self.train.images.shape[2])
 
+    @property
+    def nbytes(self) -> int:
+        """Bytes of every split's images and labels: what a trial's DeviceData may put on its device (reads no test image)."""
+        return sum(int(split.images.nbytes + split.labels.nbytes) for split in (self.train, self.val, self._test))
+
     def test(self) -> Split:
         self.test_reads += 1
         return self._test

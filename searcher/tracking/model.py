@@ -27,19 +27,46 @@ class ModelNotLoadable(Exception):
 
 
 def log_classifier(model: Classifier, input_example: Any) -> Any:
-    """Logs `model` to the active run as "model" (pytorch flavour + pyfunc, plus the files that rebuild it); returns ModelInfo."""
-    import mlflow.pytorch
+    """Logs `model` to the active run as "model" (pytorch flavour + pyfunc, plus the files that rebuild it); returns ModelInfo.
+
+    What `mlflow.pytorch.log_model` does, with the pyfunc flavour served on the CPU (`ServedOnCpu`)."""
+    import mlflow
     import torch
 
     with tempfile.TemporaryDirectory() as folder:
         files = save_classifier(model, Path(folder))
-        return mlflow.pytorch.log_model(
-            model,
+        return mlflow.models.Model.log(
+            artifact_path=None,  # (deprecated for `name`, but still a required argument)
             name="model",
+            flavor=ServedOnCpu,
+            flavor_name="mlflow.pytorch",
+            pytorch_model=model.cpu(),
             input_example=input_example,
             extra_files=[str(path) for path in files],
             pip_requirements=[f"torch=={torch.__version__.split('+')[0]}"],  # skips slow requirement inference
+            serialization_format="pt2",  # a torch.export program (mlflow.pytorch's default outside Databricks)
         )
+
+
+class ServedOnCpu:
+    """mlflow.pytorch's `save_model`, with the pyfunc flavour set to load the program on the CPU wherever it is served.
+
+    The pytorch flavour is a torch.export program, and an exported program keeps the device its weights were
+    exported on: it cannot be moved. MLflow's pyfunc loader puts a model on CUDA whenever CUDA is there, so a
+    program exported on the CPU failed to load on a GPU machine ("weights / buffers on 'cpu' device, it can't be
+    loaded on 'cuda' device"), and log_model's check of the input example printed that as a long warning at the end
+    of every search on a GPU. Exported on the CPU and served on the CPU, the model loads alike on a CPU-only machine
+    and on a GPU (a small CNN predicts fast enough there); `searcher.load_model` gives the module to move anywhere."""
+
+    @staticmethod
+    def save_model(path: str, mlflow_model: Any, **kwargs: Any) -> None:
+        import mlflow.pytorch
+        from mlflow import pyfunc
+        from mlflow.models.model import MLMODEL_FILE_NAME
+
+        mlflow.pytorch.save_model(path=path, mlflow_model=mlflow_model, **kwargs)
+        mlflow_model.flavors[pyfunc.FLAVOR_NAME][pyfunc.MODEL_CONFIG] = {"device": "cpu"}
+        mlflow_model.save(str(Path(path) / MLMODEL_FILE_NAME))
 
 
 def load_model(model_uri: str, tracking_uri: str | None = None) -> Classifier:

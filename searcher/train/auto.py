@@ -1,0 +1,76 @@
+"""`train.batch_size=auto` and `train.lr=auto`: the batch and learning rate chosen from the device (docs/design.md §5).
+
+On a CPU they are what searcher has always trained with, batch 64 at lr 0.05, so CPU searches, their
+trial keys and their decisions stay as they were. On CUDA a batch of 64 leaves a fast GPU mostly idle
+(a small CNN on CIFAR-shaped data kept an H100 12-23% busy), so the batch grows to the largest power of
+two up to 512 that still leaves every epoch at least 64 optimizer steps: on a small training split a big
+batch would make an epoch a handful of steps, and the stability rule judges epochs. The learning rate
+follows the batch by the square-root rule, lr = 0.05 x sqrt(batch / 64): it keeps the noise of an update
+about what it was at batch 64 (Hoffer et al., 2017), and it is gentler than linear scaling, which needs a
+warm-up (Goyal et al., 2017) that these open-ended trials do not have. An explicit value wins over `auto`,
+and an `auto` learning rate follows an explicit batch by the same rule.
+
+Pure functions of the device type and the training split's size: resolved once, before any trial key
+is made, so keys and records hold the numbers that were used.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+AUTO = "auto"
+BASE_BATCH_SIZE = 64  # the CPU batch, and the batch the base learning rate is for
+BASE_LR = 0.05
+MAX_GPU_BATCH_SIZE = 512
+MIN_STEPS_PER_EPOCH = 64
+
+
+def steps_per_epoch(train_images: int, batch_size: int) -> int:
+    """Optimizer steps in one epoch: the trainer drops no image, so a last short batch is a step too."""
+    return math.ceil(train_images / batch_size)
+
+
+def auto_batch_size(device_type: str, train_images: int) -> int:
+    """64 on a CPU; on CUDA the largest power of two <= 512 with >= 64 steps per epoch, never below 64."""
+    if device_type != "cuda":
+        return BASE_BATCH_SIZE
+    batch = MAX_GPU_BATCH_SIZE
+    while batch > BASE_BATCH_SIZE and steps_per_epoch(train_images, batch) < MIN_STEPS_PER_EPOCH:
+        batch //= 2
+    return batch
+
+
+def auto_lr(batch_size: int) -> float:
+    """0.05 x sqrt(batch / 64), to 3 significant digits (the number shown is the number used): 0.05 at 64, 0.141 at 512."""
+    return float(f"{BASE_LR * math.sqrt(batch_size / BASE_BATCH_SIZE):.3g}")
+
+
+@dataclass(frozen=True)
+class TrainingChoice:
+    """The batch and learning rate a search trains with, and whether each was chosen (auto) or set."""
+
+    batch_size: int
+    lr: float
+    device_type: str
+    steps_per_epoch: int
+    batch_auto: bool
+    lr_auto: bool
+
+    def describe(self) -> str:
+        """One line for the start of a run, e.g. `training: batch 512, lr 0.141 (auto for cuda: 79 steps/epoch)`."""
+        steps = f"{self.steps_per_epoch} steps/epoch"
+        if self.batch_auto and self.lr_auto:
+            return f"training: batch {self.batch_size}, lr {self.lr:g} (auto for {self.device_type}: {steps})"
+        if self.batch_auto:
+            return f"training: batch {self.batch_size} (auto for {self.device_type}: {steps}), lr {self.lr:g} (set)"
+        if self.lr_auto:
+            return f"training: batch {self.batch_size} (set: {steps}), lr {self.lr:g} (auto: 0.05 x sqrt({self.batch_size}/64))"
+        return f"training: batch {self.batch_size}, lr {self.lr:g} (set: {steps})"
+
+
+def choose_training(device_type: str, train_images: int, batch_size: int | str, lr: float | str) -> TrainingChoice:
+    """`batch_size` and `lr` as set (a number, or "auto") made concrete for `device_type` and a training split of `train_images`."""
+    batch = auto_batch_size(device_type, train_images) if batch_size == AUTO else int(batch_size)
+    rate = auto_lr(batch) if lr == AUTO else float(lr)
+    return TrainingChoice(batch, rate, device_type, steps_per_epoch(train_images, batch), batch_size == AUTO, lr == AUTO)

@@ -1,0 +1,114 @@
+"""`auto` settings: the batch, learning rate and execution chosen from the device; on a CPU exactly what they always were."""
+
+from dataclasses import replace
+
+import pytest
+import torch
+from conftest import REPO
+from hydra import compose, initialize_config_dir
+from omegaconf import OmegaConf
+
+from searcher.app import make_plan, with_auto_execution, with_auto_training
+from searcher.config import validate
+from searcher.data import DatasetOptions, load_dataset
+from searcher.execution.sizing import HEADROOM, Probe, measure_trial_bytes, peak_of_a_trial, share_gpu, trials_per_gpu
+from searcher.train.auto import auto_batch_size, auto_lr, choose_training, steps_per_epoch
+
+
+def config(*overrides: str):
+    with initialize_config_dir(config_dir=str(REPO / "conf"), version_base="1.3"):
+        return validate(OmegaConf.to_container(compose(config_name="config", overrides=list(overrides)), resolve=False))
+
+
+def test_on_a_cpu_auto_is_todays_batch_64_at_lr_0_05_whatever_the_data():
+    for images in (100, 1151, 40_000, 1_000_000):
+        choice = choose_training("cpu", images, "auto", "auto")
+        assert (choice.batch_size, choice.lr) == (64, 0.05)
+    assert choose_training("cpu", 1151, "auto", "auto").describe() == "training: batch 64, lr 0.05 (auto for cpu: 18 steps/epoch)"
+
+
+@pytest.mark.parametrize(
+    "images,batch",
+    [
+        (40_000, 512),  # CIFAR-10's training split less validation: 79 steps
+        (32_768, 512),  # exactly 64 steps at 512
+        (32_700, 512),  # 63.9 -> 64 steps: the short last batch is a step too
+        (32_000, 256),  # 62.5 -> 63 steps at 512: too few
+        (20_000, 256),
+        (8_000, 64),  # 63 steps at 128
+        (1_151, 64),  # digits: never below 64
+        (10, 64),
+    ],
+)
+def test_on_cuda_the_batch_is_the_largest_power_of_two_up_to_512_leaving_64_steps_an_epoch(images, batch):
+    assert auto_batch_size("cuda", images) == batch
+    assert steps_per_epoch(images, batch) >= 64 or batch == 64  # enough steps an epoch, or the floor
+    assert batch == 512 or steps_per_epoch(images, 2 * batch) < 64  # and the largest such
+
+
+def test_the_learning_rate_follows_the_batch_by_the_square_root_rule():
+    assert [auto_lr(b) for b in (64, 128, 256, 512)] == [0.05, 0.0707, 0.1, 0.141]
+    choice = choose_training("cuda", 40_000, "auto", "auto")
+    assert choice.describe() == "training: batch 512, lr 0.141 (auto for cuda: 79 steps/epoch)"
+
+
+def test_set_values_win_and_an_auto_learning_rate_follows_a_set_batch():
+    assert (choose_training("cuda", 40_000, 128, "auto").lr, choose_training("cuda", 40_000, "auto", 0.2).batch_size) == (0.0707, 512)
+    set_both = choose_training("cuda", 40_000, 100, 0.3)
+    assert (set_both.batch_size, set_both.lr) == (100, 0.3) and "set" in set_both.describe()
+
+
+def test_auto_training_is_resolved_before_the_plan_so_trial_keys_hold_numbers():
+    digits = load_dataset(DatasetOptions("digits"))
+    resolved, choice = with_auto_training(config("device=cpu"), len(digits.train))
+    assert (resolved.train.batch_size, resolved.train.lr) == (64, 0.05) == (choice.batch_size, choice.lr)
+    explicit = with_auto_training(config("device=cpu", "train.batch_size=64", "train.lr=0.05"), len(digits.train))[0]
+    assert make_plan(resolved, digits) == make_plan(explicit, digits) == make_plan(config("device=cpu"), digits)
+
+
+def test_execution_auto_on_a_cpu_is_serial_and_a_set_execution_is_kept():
+    digits = load_dataset(DatasetOptions("digits"))
+    chosen, line = with_auto_execution(config("device=cpu"), digits)
+    assert chosen.execution.kind == "serial" and line == "execution: auto → serial (cpu)"
+    kept, line = with_auto_execution(config("device=cpu", "execution=processes", "execution.workers=2"), digits)
+    assert kept.execution.kind == "processes" and kept.execution.workers == 2 and line is None
+
+
+@pytest.mark.parametrize(
+    "free_gib,trial_gib,cap,expected",
+    [
+        (80, 1.2, 4, 4),  # small trials on a big GPU: the cap
+        (80, 1.2, 64, 53),  # floor(0.8 x 80 / 1.2)
+        (10, 3, 4, 2),  # floor(0.8 x 10 / 3) = 2
+        (10, 9, 4, 1),  # one fits
+        (10, 20, 4, 1),  # not even one: still one (it fails as out_of_memory, recorded as such)
+    ],
+)
+def test_trials_per_gpu_is_the_cap_or_what_fits_in_80_percent_of_the_free_memory(free_gib, trial_gib, cap, expected):
+    assert HEADROOM == 0.8
+    assert trials_per_gpu(int(free_gib * 2**30), int(trial_gib * 2**30), cap) == expected
+
+
+def test_the_memory_probe_trains_the_largest_network_as_the_trainer_does():
+    """The probe's step (which measures memory only on CUDA) runs on the CPU too: the largest network of the quick preset."""
+    digits = load_dataset(DatasetOptions("digits"))
+    plan = make_plan(config("device=cpu", "search=quick"), digits)
+    largest = plan.layout.baseline(plan.depth_cap, plan.width_cap, plan.block)
+    assert largest.widths == (plan.width_cap,) * plan.depth_cap
+    probe = Probe("cpu", largest, digits.channels, digits.size, digits.num_classes, plan.train, digits.nbytes * plan.folds)
+    data, model, _, best = peak_of_a_trial(probe, torch.device("cpu"))
+    assert data.numel() == digits.nbytes * plan.folds and set(best) == set(model.state_dict())
+    assert digits.nbytes == sum(s.images.nbytes + s.labels.nbytes for s in (digits.train, digits.val)) + 359 * (64 + 8)
+    assert digits.test_reads == 0  # counting its bytes is not reading the test split
+
+
+def test_the_probe_process_answers_and_a_probe_that_fails_says_why_and_leaves_one_trial_per_gpu():
+    """The probe's protocol (a worker-like process holds a trial's peak until measured) runs on a CPU too, measuring nothing."""
+    digits = load_dataset(DatasetOptions("digits"))
+    plan = make_plan(config("device=cpu", "search=quick"), digits)
+    largest = plan.layout.baseline(plan.depth_cap, plan.width_cap, plan.block)
+    probe = Probe("cpu", largest, digits.channels, digits.size, digits.num_classes, plan.train, digits.nbytes)
+    assert measure_trial_bytes(probe) == (0, 0)
+    share = share_gpu(replace(probe, classes=0), cap=4)  # no labels to draw: the probe's step fails in its process
+    assert (share.trials_per_gpu, share.trial_bytes) == (1, None) and share.why.startswith("RuntimeError: ")
+    assert share.describe() == f"could not measure a trial's memory: {share.why}"
