@@ -37,7 +37,7 @@ EXIT_OK, EXIT_FAILED, EXIT_BAD_INPUT = 0, 1, 2
 class Chosen:
     """What this search's `auto` settings became, said in its first lines."""
 
-    training: str  # e.g. "training: batch 512, lr 0.141 (auto for cuda: 79 steps/epoch)"
+    training: str  # e.g. "training: batch 256, lr 0.2 (auto for cuda: 157 steps/epoch)"
     execution: str | None  # e.g. "execution: auto → serial (cpu)"; None when execution was set
 
 

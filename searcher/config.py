@@ -141,7 +141,7 @@ class StabilityConfig:
 @dataclass
 class TrainConfig:
     optimizer: str = "sgd"  # sgd (Nesterov) | adamw
-    lr: Any = AUTO  # a number > 0, or auto: 0.05 x sqrt(batch_size / 64) (searcher/train/auto.py)
+    lr: Any = AUTO  # a number > 0, or auto: 0.05 x batch_size / 64 (searcher/train/auto.py)
     momentum: float = 0.9
     batch_size: Any = AUTO  # an integer >= 1, or auto: 64 on a CPU, up to 512 on CUDA (searcher/train/auto.py)
     plateau_factor: float = 0.5
