@@ -163,5 +163,5 @@ def test_the_live_display_keeps_its_columns_and_says_where_the_search_is():
     assert lines[1].rstrip().endswith("wd=1.2e-05")
     assert progress.overall().startswith("stage 0/4 baseline · 2 trials · 0:00 elapsed")
     progress.stage_expected, progress.stage_trials = 8, 2  # a stage with a fixed number of trials says what is left
-    assert "trial 3 of 8 here · about" in progress.overall()
+    assert "trial 3/8, ~" in progress.overall() and "left in the stage" in progress.overall()
     assert [clock(s) for s in (5, 65, 3723)] == ["0:05", "1:05", "1:02:03"]

@@ -56,10 +56,11 @@ class RichProgress:
         now = time.monotonic()
         parts = [self.stage_name, f"{self.trials} trials", f"{clock(now - self.started)} elapsed"]
         if self.stage_expected:
-            parts.append(f"trial {min(self.stage_trials + 1, self.stage_expected)} of {self.stage_expected} here")
+            here = f"trial {min(self.stage_trials + 1, self.stage_expected)}/{self.stage_expected}"
             if self.stage_trials:
                 left = (now - self.stage_started) / self.stage_trials * max(0, self.stage_expected - self.stage_trials)
-                parts.append(f"about {clock(left)} left in this stage")
+                here += f", ~{clock(left)} left in the stage"
+            parts.append(here)
         return " · ".join(parts)
 
     def trial(self, request: TrialRequest) -> None:
