@@ -191,6 +191,7 @@ SUBCOMMANDS = {"ui": "searcher.ui", "report": "searcher.report.__main__"}  # `se
 
 def main() -> None:
     args = sys.argv[1:]
+    os.environ.setdefault("MLFLOW_CONFIGURE_LOGGING", "false")  # MLflow's loggers follow conf/hydra/job_logging: its messages to cli.log
     if args and args[0] in SUBCOMMANDS:
         import importlib
 

@@ -1,5 +1,6 @@
 """The quick preset end to end in a real subprocess, read back from the real MLflow SQLite store."""
 
+import re
 from pathlib import Path
 
 import pytest
@@ -81,6 +82,17 @@ def test_outputs_folder_holds_the_decision_log(finished_search):
     folder, _, _ = finished_search
     logs = list(Path(folder).glob("outputs/*/*/decisions.md"))
     assert logs and "## depth" in logs[0].read_text()
+
+
+def test_mlflows_own_messages_go_to_the_log_file_not_between_the_display_lines(finished_search):
+    folder, _, stdout = finished_search
+    for said in ("Creating initial MLflow database tables", "Successfully registered model", "alembic"):
+        assert said not in stdout
+    (log,) = Path(folder).glob("outputs/*/*/cli.log")
+    text = log.read_text()
+    assert "Creating initial MLflow database tables" in text and "registered model 'searcher-digits'" in text
+    trial_lines = [line for line in stdout.splitlines() if line.startswith("  ok ")]
+    assert len({re.search(r"\d\.\ds ", line).end() for line in trial_lines}) == 1  # the seconds column ends at the same place
 
 
 def test_every_trial_keeps_its_paired_evidence_and_every_decision_names_it(finished_search):

@@ -275,8 +275,10 @@ class Recorder:
         import logging
 
         try:
-            with contextlib.redirect_stderr(io.StringIO()):  # MLflow's "Registered model ... already exists" lines: the summary names the version
+            with contextlib.redirect_stderr(io.StringIO()) as said:  # MLflow prints "Registered model ... already exists" to stderr
                 version = str(mlflow.register_model(model_uri, name, tags={Tags.SEARCH_NAME: self.search_name or ""}).version)
+            if said.getvalue().strip():
+                logging.getLogger("mlflow").info("%s", said.getvalue().strip())  # routed as MLflow's own messages: to the log file
             tags = {Tags.SEARCH_RUN_ID: self.search_run_id or ""}
             tags |= {k: f"{metrics[k]:.6g}" for k in (Metrics.TEST_ACC, "test_acc_std", "val_acc_mean") if k in metrics}
             for key, value in tags.items():
