@@ -112,10 +112,10 @@ def allowed_hosts(host: str, port: int, given: str | None) -> tuple[str | None, 
     """
     if given or host in LOOPBACK:
         return given, ""
-    from mlflow.server.security_utils import get_default_allowed_hosts
+    from searcher.tracking import ui_default_allowed_hosts
 
     names = sorted({socket.gethostname(), socket.getfqdn()} | ({host} if host not in ("0.0.0.0", "::") else set()))
-    accepted = [*get_default_allowed_hosts(), *names, *(f"{name}:{port}" for name in names)]
+    accepted = [*ui_default_allowed_hosts(), *names, *(f"{name}:{port}" for name in names)]
     return ",".join(accepted), f"serving other machines: Host headers {', '.join(names)}, localhost and private IPs are accepted; others with --allowed-hosts"
 
 

@@ -74,3 +74,10 @@ def open_recorder(uri: str, experiment: str, attempts: int = 5):
                 continue
             raise TrackingError(f"tracking.uri={redact(uri)!r} could not be opened: {redact_text(text, uri)[:2000]}") from None
     raise AssertionError("unreachable")
+
+
+def ui_default_allowed_hosts() -> list[str]:
+    """The Host headers `mlflow server` accepts when --allowed-hosts is not given: localhost and private IPs."""
+    from mlflow.server.security_utils import get_default_allowed_hosts
+
+    return list(get_default_allowed_hosts())

@@ -158,7 +158,8 @@ class Stage:
         is kept (the one-standard-error rule of model selection, with a paired test).
         Returns (kept, the comparisons made, the seeds still to train).
         """
-        largest, comparisons = chain[-1], []
+        largest = chain[-1]
+        comparisons: list[Comparison] = []
         for candidate in chain[proven:-1]:
             comparison, pending = self.contest(largest, candidate, done, floor)
             if pending:
