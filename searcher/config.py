@@ -9,6 +9,7 @@ sentence that names the setting and what it accepts.
 from __future__ import annotations
 
 import dataclasses
+import math
 import re
 import typing
 from dataclasses import dataclass, field
@@ -143,7 +144,7 @@ class TrainConfig:
     optimizer: str = "sgd"  # sgd (Nesterov) | adamw
     lr: Any = AUTO  # a number > 0, or auto: 0.05 x batch_size / 64 (searcher/train/auto.py)
     momentum: float = 0.9
-    batch_size: Any = AUTO  # an integer >= 1, or auto: 64 on a CPU, up to 512 on CUDA (searcher/train/auto.py)
+    batch_size: Any = AUTO  # an integer >= 1, or auto: 64 on a CPU, up to 256 on CUDA (searcher/train/auto.py)
     plateau_factor: float = 0.5
     plateau_patience: int = 3
     compile: bool = False
@@ -284,8 +285,30 @@ def _require(ok: bool, setting: str, value: Any, allowed: str) -> None:
         raise ConfigError(f"{setting}={value!r} is out of range; allowed: {allowed}.")
 
 
+MAX_SEED = 2**31 - 1  # torch and numpy take seeds below 2^32; the search adds offsets (repeats, final seeds + 1000)
+MAX_WIDTH = 4096  # channels in one layer: wider would allocate gigabytes per layer before any trial could fail usefully
+
+
+def _finite_everywhere(node: Any, key: str = "") -> None:
+    """Every number in the config is finite: inf and nan pass every `>=` check below, then break training or Optuna."""
+    children: Any
+    if dataclasses.is_dataclass(node):
+        children = ((field.name, getattr(node, field.name)) for field in dataclasses.fields(node))
+    elif isinstance(node, dict):
+        children = node.items()
+    elif isinstance(node, list):
+        children = ((None, value) for value in node)  # an element is named by its list
+    else:
+        if isinstance(node, float) and not math.isfinite(node):
+            raise ConfigError(f"{key}={node!r} is out of range; allowed: a finite number.")
+        return
+    for name, value in children:
+        _finite_everywhere(value, key if name is None else f"{key}.{name}" if key else str(name))
+
+
 def check_ranges(c: SearcherConfig) -> None:
-    _require(c.seed >= 0, "seed", c.seed, "an integer >= 0")
+    _finite_everywhere(c)
+    _require(0 <= c.seed <= MAX_SEED, "seed", c.seed, f"an integer in [0, {MAX_SEED}]")
     _require(c.device in ("auto", "cpu", "cuda") or (c.device.startswith("cuda:") and c.device[5:].isdigit()), "device", c.device, "auto, cpu, cuda or cuda:N")
     d = c.dataset
     _require(0 < d.val_fraction < 1, "dataset.val_fraction", d.val_fraction, "a fraction between 0 and 1")
@@ -309,7 +332,8 @@ def check_ranges(c: SearcherConfig) -> None:
         _require(d.train_size >= least, "dataset.train_size", d.train_size, f"at least 2 images per class ({least})")
     if d.test_size is not None:
         _require(d.test_size >= 1, "dataset.test_size", d.test_size, "an integer >= 1")
-    _require(d.data_seed >= 0, "dataset.data_seed", d.data_seed, "an integer >= 0")
+    _require(0 <= d.data_seed <= MAX_SEED, "dataset.data_seed", d.data_seed, f"an integer in [0, {MAX_SEED}]")
+    _require(0 <= d.split_seed <= MAX_SEED, "dataset.split_seed", d.split_seed, f"an integer in [0, {MAX_SEED}]")
     _require(0 <= d.difficulty <= 1, "dataset.difficulty", d.difficulty, "a number from 0 to 1")
     _require(d.difficulty == 0 or d.name in ("synthetic", "synthetic_hard"), "dataset.difficulty", d.difficulty, "0 except for synthetic")
     _require(d.flip is None or d.name == "imagefolder", "dataset.flip", d.flip, "null except for imagefolder (published datasets fix it)")
@@ -330,12 +354,12 @@ def check_ranges(c: SearcherConfig) -> None:
         )
     _require(s.max_consecutive_failures >= 0, "search.max_consecutive_failures", s.max_consecutive_failures, "an integer >= 0")
     _require(s.baseline.depth >= 1, "search.baseline.depth", s.baseline.depth, "an integer >= 1")
-    _require(s.baseline.width >= 1, "search.baseline.width", s.baseline.width, "an integer >= 1")
-    _require(s.width.factor > 1, "search.width.factor", s.width.factor, "a number > 1")
-    _require(s.width.cap >= s.baseline.width, "search.width.cap", s.width.cap, f"at least search.baseline.width ({s.baseline.width})")
+    _require(1 <= s.baseline.width <= MAX_WIDTH, "search.baseline.width", s.baseline.width, f"an integer in [1, {MAX_WIDTH}]")
+    _require(1 < s.width.factor <= 16, "search.width.factor", s.width.factor, "a number in (1, 16]")
+    _require(s.baseline.width <= s.width.cap <= MAX_WIDTH, "search.width.cap", s.width.cap, f"from search.baseline.width ({s.baseline.width}) to {MAX_WIDTH}")
     _require(s.width.tolerance >= 0, "search.width.tolerance", s.width.tolerance, "a number >= 0")
     _require(s.width.patience >= 1, "search.width.patience", s.width.patience, "an integer >= 1")
-    _require(s.depth.cap >= s.baseline.depth, "search.depth.cap", s.depth.cap, f"at least search.baseline.depth ({s.baseline.depth})")
+    _require(s.baseline.depth <= s.depth.cap <= 64, "search.depth.cap", s.depth.cap, f"from search.baseline.depth ({s.baseline.depth}) to 64")
     _require(s.depth.min_improvement >= 0, "search.depth.min_improvement", s.depth.min_improvement, "a number >= 0")
     factors = s.depth.new_layer_factors
     _require(bool(factors) and all(f > 0 for f in factors), "search.depth.new_layer_factors", factors, "a non-empty list of numbers > 0")
@@ -350,7 +374,7 @@ def check_ranges(c: SearcherConfig) -> None:
         _require(name in REGULARIZERS, key, name, ", ".join(REGULARIZERS))
         _require(0 <= span.low <= span.high <= upper[name], key, f"[{span.low}, {span.high}]", f"0 <= low <= high <= {upper[name]}")
         _require(not span.log or span.low > 0, f"{key}.low", span.low, "a number > 0 when log is true")
-    _require(s.final.seeds >= 1, "search.final.seeds", s.final.seeds, "an integer >= 1")
+    _require(1 <= s.final.seeds <= 100, "search.final.seeds", s.final.seeds, "an integer in [1, 100]")
     x = s.transfer
     if x.enabled and x.dataset is None:
         raise ConfigError(
@@ -369,14 +393,14 @@ def check_ranges(c: SearcherConfig) -> None:
     _require(t.lr == AUTO or t.lr > 0, "train.lr", t.lr, "auto or a number > 0")
     _require(0 < t.warm_lr_factor <= 1, "train.warm_lr_factor", t.warm_lr_factor, "a number in (0, 1]")
     _require(0 <= t.warm_up_epochs <= 100, "train.warm_up_epochs", t.warm_up_epochs, "a number of epochs in [0, 100]")
-    _require(t.batch_size == AUTO or t.batch_size >= 1, "train.batch_size", t.batch_size, "auto or an integer >= 1")
+    _require(t.batch_size == AUTO or 1 <= t.batch_size <= 65536, "train.batch_size", t.batch_size, "auto or an integer in [1, 65536]")
     _require(0 < t.plateau_factor < 1, "train.plateau_factor", t.plateau_factor, "a number between 0 and 1")
     _require(t.checkpoint_seconds >= 0, "train.checkpoint_seconds", t.checkpoint_seconds, "a number >= 0 (0: never)")
     _require(t.plateau_patience >= 0, "train.plateau_patience", t.plateau_patience, "an integer >= 0")
     st = t.stability
     _require(st.window >= 1, "train.stability.window", st.window, "an integer >= 1")
     _require(st.min_epochs >= 1, "train.stability.min_epochs", st.min_epochs, "an integer >= 1")
-    _require(st.max_epochs >= st.min_epochs, "train.stability.max_epochs", st.max_epochs, f"at least train.stability.min_epochs ({st.min_epochs})")
+    _require(st.min_epochs <= st.max_epochs <= 10_000, "train.stability.max_epochs", st.max_epochs, f"from train.stability.min_epochs ({st.min_epochs}) to 10000")
     for name in ("loss_tolerance", "loss_floor", "metric_tolerance", "overfit_margin"):
         _require(getattr(st, name) >= 0, f"train.stability.{name}", getattr(st, name), "a number >= 0")
     _require(st.explode_factor > 1, "train.stability.explode_factor", st.explode_factor, "a number > 1")

@@ -50,6 +50,17 @@ def test_dataset_is_appended_with_plus_and_quick_preset_overrides_default():
         ("search.regularization.space.dropout.high=2.0", "search.regularization.space.dropout"),
         ("search.folds=some", "search.folds"),
         ("search.folds=0", "search.folds"),
+        # values that passed every check and then crashed after the search run existed (issue 14)
+        ("seed=99999999999999999999", "seed=99999999999999999999 is out of range; allowed: an integer in [0, 2147483647]"),
+        ("search.width.factor=inf", "search.width.factor=inf is out of range; allowed: a finite number"),
+        ("search.baseline.width=100000", "search.baseline.width=100000 is out of range"),
+        ("train.batch_size=1e11", "train.batch_size"),
+        ("train.batch_size=100000", "train.batch_size=100000 is out of range"),
+        ("train.checkpoint_seconds=inf", "train.checkpoint_seconds=inf is out of range; allowed: a finite number"),
+        ("train.stability.max_epochs=100000", "train.stability.max_epochs=100000 is out of range"),
+        ("train.lr=nan", "train.lr=nan is out of range"),
+        ("search.regularization.space.dropout.high=nan", "search.regularization.space.dropout.high=nan"),
+        ("search.depth.new_layer_factors=[1.0,inf]", "search.depth.new_layer_factors=inf"),
     ],
 )
 def test_bad_values_name_the_setting(override, setting):
@@ -69,7 +80,7 @@ def test_cross_validation_and_warm_starts_do_not_mix():
     [
         ("train.lr=abc", "train.lr='abc' is not valid: expected a number or auto."),
         ("train.batch_size=12.5", "train.batch_size=12.5 is not valid: expected an integer or auto."),
-        ("train.batch_size=0", "train.batch_size=0 is out of range; allowed: auto or an integer >= 1."),
+        ("train.batch_size=0", "train.batch_size=0 is out of range; allowed: auto or an integer in [1, 65536]."),
         ("execution.max_trials_per_gpu=0", "execution.max_trials_per_gpu=0 is out of range; allowed: an integer >= 1."),
         ("seed=abc", "seed='abc' is not valid: expected an integer."),
         ("report.trial_plots=maybe", "report.trial_plots='maybe' is not valid: expected true or false, or null."),
@@ -84,7 +95,7 @@ def test_a_bad_value_names_the_full_key_and_the_type_it_takes(override, message)
 
 
 def test_depth_cap_message_names_the_allowed_values():
-    with pytest.raises(ConfigError, match=r"search.depth.cap=1 is out of range; allowed: at least search.baseline.depth \(2\)"):
+    with pytest.raises(ConfigError, match=r"search.depth.cap=1 is out of range; allowed: from search.baseline.depth \(2\) to 64"):
         validate(composed("search.depth.cap=1"))
 
 
