@@ -44,6 +44,7 @@ def find_conf_dir() -> str:
 
 CONF_DIR = find_conf_dir()
 _task_started = False
+_masked_uris: set[str] = set()  # store URIs whose passwords every log record masks (MaskSecrets)
 
 
 @hydra.main(config_path=CONF_DIR, config_name="config", version_base="1.3")
@@ -102,11 +103,17 @@ class MaskSecrets(Callback):
     """Keeps store passwords out of the output folder and the log: Hydra saves every override as given.
 
     Hydra writes .hydra/config.yaml, hydra.yaml and overrides.yaml (and a multirun's
-    multirun.yaml) before a job starts, passwords included; they are rewritten masked here,
-    and every log record (Hydra's own "Error executing job with overrides ..." too) passes a
-    filter that masks them. Better still, keep passwords out of URIs (PGPASSWORD or ~/.pgpass:
-    docs/cluster.md).
+    multirun.yaml) before a job starts, passwords included; they are rewritten masked here.
+    Every log record is made masked (a launcher logs each job's overrides), and so are the
+    overrides Hydra prints for a failed job. Better still, keep passwords out of URIs
+    (PGPASSWORD or ~/.pgpass: docs/cluster.md).
     """
+
+    def on_run_start(self, config: DictConfig, **kwargs: Any) -> None:
+        self.mask_log_records(config)
+
+    def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
+        self.mask_log_records(config)  # before the launcher logs every job's overrides ("#0 : ...")
 
     def on_job_start(self, config: DictConfig, **kwargs: Any) -> None:
         from searcher.uris import redact_text
@@ -120,9 +127,29 @@ class MaskSecrets(Callback):
         for path in saved:
             if path.is_file():
                 path.write_text(redact_text(path.read_text(), *uris))
-        secret_filter = RedactingFilter(uris)
-        for handler in logging.getLogger().handlers:
-            handler.addFilter(secret_filter)
+        self.mask_log_records(config)  # (a job of a remote launcher starts here)
+
+    @staticmethod
+    def mask_log_records(config: DictConfig) -> None:
+        """Every log record is made with the passwords masked: launchers reconfigure logging's handlers, a record factory stays."""
+        global _masked_uris
+        uris = [uri for uri in MaskSecrets.secret_uris(config) if uri not in _masked_uris]
+        if not uris:
+            return
+        _masked_uris |= set(uris)
+        from searcher.uris import redact_text
+
+        make_record = logging.getLogRecordFactory()
+
+        def masked_record(*args: Any, **kwargs: Any) -> logging.LogRecord:
+            record = make_record(*args, **kwargs)
+            try:
+                record.msg, record.args = redact_text(record.getMessage(), *uris), None
+            except (TypeError, ValueError):  # a record whose arguments do not fit its format: logging reports it as usual
+                pass
+            return record
+
+        logging.setLogRecordFactory(masked_record)
 
     def on_job_end(self, config: DictConfig, job_return: Any, **kwargs: Any) -> None:
         """A failed job's overrides are printed by Hydra ("Error executing job with overrides: [...]"): masked first."""
@@ -139,18 +166,6 @@ class MaskSecrets(Callback):
 
         tracking = config.get("tracking") or {}
         return [uri for uri in (tracking.get("uri"), tracking.get("optuna_storage")) if isinstance(uri, str) and password_of(uri)]
-
-
-class RedactingFilter(logging.Filter):
-    def __init__(self, uris: list[str]):
-        super().__init__()
-        self.uris = uris
-
-    def filter(self, record: logging.LogRecord) -> bool:
-        from searcher.uris import redact_text
-
-        record.msg, record.args = redact_text(record.getMessage(), *self.uris), None
-        return True
 
 
 def show_error(console: Any, message: str) -> None:

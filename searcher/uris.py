@@ -56,3 +56,39 @@ def with_driver(uri: str) -> str:
     if uri.startswith("postgresql://") and importlib.util.find_spec("psycopg") is None and importlib.util.find_spec("psycopg2"):
         return "postgresql+psycopg2://" + uri.removeprefix("postgresql://")
     return uri
+
+
+DATABASES = ("postgresql", "mysql", "mssql")
+
+
+def unreachable_database(uri: str, wait_seconds: float = 15.0) -> str | None:
+    """Why a database URI does not accept a connection within about `wait_seconds` (password masked), or None.
+
+    A server that is restarting gets a few tries; a wrong host or a stopped server fails here,
+    in seconds, instead of in MLflow's or Optuna's own retries (minutes of warnings, then a traceback).
+    """
+    if uri.split(":", 1)[0].split("+")[0] not in DATABASES:
+        return None
+    import logging
+    import time
+
+    import sqlalchemy
+
+    connect_args = {"connect_timeout": 5} if uri.startswith("postgresql") else {}
+    engine = sqlalchemy.create_engine(with_driver(uri), connect_args=connect_args, poolclass=sqlalchemy.pool.NullPool)
+    deadline, delay, error = time.monotonic() + wait_seconds, 1.0, ""
+    try:
+        while True:
+            try:
+                engine.connect().close()
+                return None
+            except Exception as failure:  # the driver's own error types: refused, unknown host, bad password...
+                error = redact_text(f"{type(failure).__name__}: {str(failure).strip().splitlines()[0]}", uri)
+            if time.monotonic() + delay > deadline:
+                return error
+            if delay == 1.0:
+                logging.getLogger(__name__).warning("%s is not answering (%s); trying again for up to %.0f s", redact(uri), error, wait_seconds)
+            time.sleep(delay)
+            delay *= 2
+    finally:
+        engine.dispose()

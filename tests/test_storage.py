@@ -24,23 +24,41 @@ def config(*overrides: str):
     return validate(OmegaConf.to_container(composed(*overrides), resolve=False))
 
 
+UNREACHABLE = "postgresql://searcher:s3cret@/optuna?host=/nonexistent&connect_timeout=1"  # a socket folder that does not exist
+
+
 @pytest.mark.slow
 def test_a_password_in_a_store_uri_reaches_neither_the_terminal_nor_the_output_folder(tmp_path):
-    """Hydra saves every override as given and prints a failed job's overrides: both masked (a real command, a
-    PostgreSQL URI whose socket does not exist, so it fails after Hydra wrote its files)."""
+    """Hydra saves every override as given, its launcher logs them and it prints a failed job's: all masked
+    (a real multirun whose job fails on a store that cannot be reached, after Hydra wrote its files)."""
     from conftest import run_cli
 
-    storage = "postgresql://searcher:s3cret@/optuna?host=/nonexistent&connect_timeout=1"
-    result = run_cli("search=quick", "tracking.uri=sqlite:///m.db", f"tracking.optuna_storage='{storage}'", cwd=tmp_path)
+    result = run_cli("-m", "search=quick", "tracking.uri=sqlite:///m.db", f"tracking.optuna_storage='{UNREACHABLE}'", "seed=0", cwd=tmp_path)
     assert result.returncode != 0
     shown = result.stdout + result.stderr
     assert "Error executing job with overrides" in shown and "postgresql://searcher:***@" in shown
     saved = [path for path in tmp_path.rglob("*") if path.is_file() and path.suffix in (".yaml", ".log")]
-    assert {path.name for path in saved} >= {"config.yaml", "hydra.yaml", "overrides.yaml"}
+    assert {path.name for path in saved} >= {"config.yaml", "hydra.yaml", "overrides.yaml", "multirun.yaml"}
     for text in (shown, *(path.read_text() for path in saved)):
         assert "s3cret" not in text
     query = "postgresql://searcher@db/optuna?sslmode=require&password=s3cret"
     assert password_of(query) == "s3cret" and redact(query) == "postgresql://searcher@db/optuna?sslmode=require&password=***"
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("setting", ["tracking.uri", "tracking.optuna_storage"])
+def test_an_unreachable_store_is_one_sentence_and_exit_2_before_anything_is_created(tmp_path, setting):
+    import time
+
+    from conftest import run_cli
+
+    stores = {"tracking.uri": f"sqlite:///{tmp_path / 'm.db'}", "tracking.optuna_storage": f"sqlite:///{tmp_path / 'o.db'}"} | {setting: f"'{UNREACHABLE}'"}
+    started = time.monotonic()
+    result = run_cli("search=quick", *(f"{key}={value}" for key, value in stores.items()), cwd=tmp_path)
+    assert result.returncode == 2 and time.monotonic() - started < 90
+    assert f"error: {setting}='postgresql://searcher:***@/optuna" in " ".join(result.stdout.split())
+    assert "is unreachable" in result.stdout and "start the database server or fix the URI" in " ".join(result.stdout.split())
+    assert "Traceback" not in result.stdout + result.stderr and not list(tmp_path.glob("*.db"))
 
 
 def test_passwords_in_uris_are_masked_in_params_config_and_commands():

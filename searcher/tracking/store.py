@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlparse
 
-from searcher.uris import redact, redact_text, with_driver
+from searcher.uris import redact, redact_text, unreachable_database, with_driver
 
 
 class TrackingError(Exception):
@@ -35,6 +35,10 @@ def check_uri(uri: str) -> None:
         folder = Path(path).expanduser().resolve().parent
         if not folder.is_dir():
             raise TrackingError(f"tracking.uri={shown!r}: folder {folder} does not exist; create it or point tracking.uri elsewhere.")
+    if scheme in ("postgresql", "mysql", "mssql"):
+        error = unreachable_database(uri)
+        if error:
+            raise TrackingError(f"tracking.uri={shown!r} is unreachable ({error}); start the database server or fix the URI.")
     if scheme in ("http", "https"):
         try:
             urllib.request.urlopen(uri.rstrip("/") + "/health", timeout=5).close()
