@@ -346,8 +346,8 @@ def run(
         dataset = load_dataset(dataset_options(config.dataset, data_dir(config)))
         target = load_target(config, dataset)
         storage = optuna_storage(config)
-        if error := unreachable_database(storage):
-            raise ConfigError(f"tracking.optuna_storage={redact(storage)!r} is unreachable ({error}); start the database server or fix the URI.")
+        if error := unreachable_database("tracking.optuna_storage", storage):
+            raise ConfigError(error)
         config, training = with_auto_training(config, len(dataset.train))
         config, execution_note = with_auto_execution(config, dataset)
         workers = start_workers(config, dataset)  # they import and load the data while the store opens

@@ -61,11 +61,12 @@ def with_driver(uri: str) -> str:
 DATABASES = ("postgresql", "mysql", "mssql")
 
 
-def unreachable_database(uri: str, wait_seconds: float = 15.0) -> str | None:
-    """Why a database URI does not accept a connection within about `wait_seconds` (password masked), or None.
+def unreachable_database(setting: str, uri: str, wait_seconds: float = 15.0) -> str | None:
+    """The error for a database URI (`setting`'s) that accepts no connection within about `wait_seconds`, or None.
 
     A server that is restarting gets a few tries; a wrong host or a stopped server fails here,
     in seconds, instead of in MLflow's or Optuna's own retries (minutes of warnings, then a traceback).
+    Other URIs (SQLite, a journal file, an HTTP server) are not probed here: None.
     """
     if uri.split(":", 1)[0].split("+")[0] not in DATABASES:
         return None
@@ -83,9 +84,10 @@ def unreachable_database(uri: str, wait_seconds: float = 15.0) -> str | None:
                 engine.connect().close()
                 return None
             except Exception as failure:  # the driver's own error types: refused, unknown host, bad password...
-                error = redact_text(f"{type(failure).__name__}: {str(failure).strip().splitlines()[0]}", uri)
+                first_line = next(iter(str(failure).strip().splitlines()), "")
+                error = redact_text(f"{type(failure).__name__}: {first_line}", uri)
             if time.monotonic() + delay > deadline:
-                return error
+                return f"{setting}={redact(uri)!r} is unreachable ({error}); start the database server or fix the URI."
             if delay == 1.0:
                 logging.getLogger(__name__).warning("%s is not answering (%s); trying again for up to %.0f s", redact(uri), error, wait_seconds)
             time.sleep(delay)

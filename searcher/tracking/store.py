@@ -35,10 +35,8 @@ def check_uri(uri: str) -> None:
         folder = Path(path).expanduser().resolve().parent
         if not folder.is_dir():
             raise TrackingError(f"tracking.uri={shown!r}: folder {folder} does not exist; create it or point tracking.uri elsewhere.")
-    if scheme in ("postgresql", "mysql", "mssql"):
-        error = unreachable_database(uri)
-        if error:
-            raise TrackingError(f"tracking.uri={shown!r} is unreachable ({error}); start the database server or fix the URI.")
+    if error := unreachable_database("tracking.uri", uri):
+        raise TrackingError(error)
     if scheme in ("http", "https"):
         try:
             urllib.request.urlopen(uri.rstrip("/") + "/health", timeout=5).close()
