@@ -26,11 +26,15 @@ class DepthWalk:
     """The depth stage replayed from what is done: its rounds, where growth stopped, and what is kept."""
 
     rounds: list[DepthRound]
-    deepest: Candidate  # where growth stopped
+    chain: tuple[Candidate, ...]  # the stage's start, then each accepted layer's network: growth stopped at the last
     kept: Candidate  # the stage's winner: the shallowest network the deepest is not better than beyond noise
     trims: tuple[Comparison, ...]  # the deepest vs each network grown from ties, shallowest first
     pending: list[TrialRequest]  # what to train before the stage can go on
     why: str  # why growth stopped
+
+    @property
+    def deepest(self) -> Candidate:
+        return self.chain[-1]
 
 
 class DepthStage(Stage):
@@ -91,13 +95,13 @@ class DepthStage(Stage):
     def walk(self, done: list[TrialOutcome]) -> DepthWalk:
         """Growth, then (`search.depth.select=shallowest`) the shallowest network the deepest is not better than."""
         rounds, deepest, pending, why = self.grow(done)
-        if pending or self.plan.depth_select == "deepest":
-            return DepthWalk(rounds, deepest, deepest, (), pending, why)
         accepted = [round_ for round_ in rounds if round_.accepted]
-        chain = [self.start.winner, *(round_.best for round_ in accepted)]
+        chain = (self.start.winner, *(round_.best for round_ in accepted))  # ends at `deepest`
+        if pending or self.plan.depth_select == "deepest":
+            return DepthWalk(rounds, chain, deepest, (), pending, why)
         proven = max((i + 1 for i, round_ in enumerate(accepted) if round_.comparison.verdict == "better"), default=0)
-        kept, trims, pending = self.shallowest_within_noise(chain, proven, done, self.plan.depth_min_improvement)
-        return DepthWalk(rounds, deepest, kept, tuple(trims), pending, why)
+        kept, trims, pending = self.shallowest_within_noise(list(chain), proven, done, self.plan.depth_min_improvement)
+        return DepthWalk(rounds, chain, kept, tuple(trims), pending, why)
 
     def next_trials(self, done: list[TrialOutcome]) -> list[TrialRequest]:
         return self.walk(done).pending
@@ -134,8 +138,7 @@ class DepthStage(Stage):
         score = mean_score(self.outcomes_for(kept, done))
         trimmed = f", the shallowest within noise of {walk.deepest.name}" if kept != walk.deepest else ""
         entries.append(self.entry("selected", f"{kept.name} at {fmt(score)}{trimmed}; stopped: {walk.why}", depth=kept.arch.depth, val_acc=score))
-        path = [self.start.winner, *(r.best for r in walk.rounds if r.accepted)]
-        selected = {candidate.name for candidate in path[1 : path.index(kept) + 1]} | {kept.name}  # the layers kept
+        selected = {candidate.name for candidate in walk.chain[1 : walk.chain.index(kept) + 1]} | {kept.name}  # the layers kept
         return StageResult(
             self.name, kept, score, tuple(entries), self.trial_decisions(done, selected), winner_outcomes=tuple(self.outcomes_for(kept, done))
         )
