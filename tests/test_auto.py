@@ -96,7 +96,7 @@ def test_the_memory_probe_trains_the_largest_network_as_the_trainer_does():
     largest = plan.layout.baseline(plan.depth_cap, plan.width_cap, plan.block)
     assert largest.widths == (plan.width_cap,) * plan.depth_cap
     probe = Probe("cpu", largest, digits.channels, digits.size, digits.num_classes, plan.train, digits.nbytes * plan.folds)
-    data, model, _, best = peak_of_a_trial(probe, torch.device("cpu"))
+    data, model, _, _, best = peak_of_a_trial(probe, torch.device("cpu"))
     assert data.numel() == digits.nbytes * plan.folds and set(best) == set(model.state_dict())
     assert digits.nbytes == sum(s.images.nbytes + s.labels.nbytes for s in (digits.train, digits.val)) + 359 * (64 + 8)
     assert digits.test_reads == 0  # counting its bytes is not reading the test split

@@ -139,28 +139,28 @@ def peak_of_a_trial(probe: Probe, device: Any) -> list[Any]:
     """Everything a trial of `probe.spec` holds at once, as the trainer trains it (bf16 autocast, channels_last): the data,
     the model, its gradients and optimizer state, a step's activations, an evaluation batch, the best weights' copy."""
     import torch
-    from torch import nn
 
     from searcher.model.build import build_model
+    from searcher.train.steps import WARM_UP_CALLS, EagerStep, GraphedStep
     from searcher.train.trainer import make_optimizer
 
+    on_cuda = device.type == "cuda"
+    graphed = on_cuda and probe.settings.cuda_graphs and not probe.settings.compile
     data = torch.empty(probe.data_bytes, dtype=torch.uint8, device=device)
     model = build_model(probe.spec, probe.channels, probe.classes).to(device, memory_format=torch.channels_last)  # type: ignore[call-overload]
-    optimizer = make_optimizer(model, probe.settings)
+    optimizer = make_optimizer(model, probe.settings, graphed)
+    autocast = torch.autocast(device.type, dtype=torch.bfloat16, enabled=on_cuda, cache_enabled=not graphed)
+    eager = EagerStep(model, optimizer, autocast, 0.0)
+    step = GraphedStep(eager, probe.settings.batch_size) if graphed else eager
     batch = probe.settings.batch_size
     images = torch.randn(batch, probe.channels, probe.size, probe.size, device=device).contiguous(memory_format=torch.channels_last)
     labels = torch.randint(0, probe.classes, (batch,), device=device)
     model.train()
-    for _ in range(2):  # the second step has the optimizer's state beside the activations
-        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=device.type == "cuda"):
-            logits = model(images)
-        loss = nn.functional.cross_entropy(logits.float(), labels)
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        optimizer.step()
+    for _ in range(WARM_UP_CALLS + 2 if graphed else 2):  # the second step has the optimizer's state; a graph its own memory
+        step(images, labels)
     model.eval()
     evaluation = torch.randn(EVALUATION_BATCH, probe.channels, probe.size, probe.size, device=device)
-    with torch.no_grad(), torch.autocast(device.type, dtype=torch.bfloat16, enabled=device.type == "cuda"):
+    with torch.no_grad(), torch.autocast(device.type, dtype=torch.bfloat16, enabled=on_cuda):
         model(evaluation.contiguous(memory_format=torch.channels_last))
     best = {name: tensor.detach().clone() for name, tensor in model.state_dict().items()}
-    return [data, model, optimizer, best]
+    return [data, model, optimizer, step, best]

@@ -23,6 +23,7 @@ from searcher.model.spec import ArchSpec
 from searcher.train.checkpoint import Checkpointing
 from searcher.train.score import trial_score
 from searcher.train.stability import Behavior, StabilityRule, judge
+from searcher.train.steps import EagerStep, GraphedStep
 
 
 @dataclass(frozen=True)
@@ -38,6 +39,7 @@ class TrainSettings:
     plateau_patience: int = 3  # epochs without a new best before the learning rate drops
     stability: StabilityRule = StabilityRule()
     compile: bool = False  # torch.compile: 8-18 s per architecture on a GPU, worth it only for long trials
+    cuda_graphs: bool = True  # on CUDA, replay each step from a CUDA graph (searcher.train.steps); ignored on a CPU
     warm_lr_factor: float = 1.0  # starting learning rate x this when the trial starts from grown parent weights (fresh optimizer)
     warm_up_epochs: float = 1.0  # warm starts: the learning rate ramps linearly from 0 over this many epochs (0: no ramp)
 
@@ -85,7 +87,7 @@ def resolve_device(name: str) -> torch.device:
     return torch.device(name)
 
 
-def make_optimizer(model: nn.Module, settings: TrainSettings) -> torch.optim.Optimizer:
+def make_optimizer(model: nn.Module, settings: TrainSettings, graphed: bool = False) -> torch.optim.Optimizer:
     decay: list[nn.Parameter] = []
     no_decay: list[nn.Parameter] = []
     for parameter in model.parameters():
@@ -93,7 +95,7 @@ def make_optimizer(model: nn.Module, settings: TrainSettings) -> torch.optim.Opt
     groups = [{"params": decay, "weight_decay": settings.weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
     if settings.optimizer == "sgd":
         return torch.optim.SGD(groups, lr=settings.lr, momentum=settings.momentum, nesterov=True)
-    return torch.optim.AdamW(groups, lr=settings.lr)
+    return torch.optim.AdamW(groups, lr=settings.lr, capturable=graphed)  # (SGD's update needs no flag to be captured)
 
 
 @torch.no_grad()
@@ -158,9 +160,12 @@ def train_trial(
         model.load_state_dict(initial_state)
     on_cuda = device.type == "cuda"
     model = model.to(device, memory_format=torch.channels_last if on_cuda else torch.contiguous_format)  # type: ignore[call-overload]  # (torch's stubs omit memory_format)
-    step_model = torch.compile(model) if settings.compile else model
-    autocast = torch.autocast(device.type, dtype=torch.bfloat16, enabled=on_cuda)
-    optimizer = make_optimizer(model, settings)
+    graphed = on_cuda and settings.cuda_graphs and not settings.compile
+    autocast = torch.autocast(device.type, dtype=torch.bfloat16, enabled=on_cuda, cache_enabled=not graphed)
+    optimizer = make_optimizer(model, settings, graphed)
+    step_model: nn.Module = torch.compile(model) if settings.compile else model  # type: ignore[assignment]  # (a compiled module is called like one)
+    eager_step = EagerStep(step_model, optimizer, autocast, settings.label_smoothing)
+    step = GraphedStep(eager_step, settings.batch_size) if graphed else None
     history: list[EpochRecord] = []
     train_losses: list[float] = []
     val_scores: list[float] = []
@@ -210,17 +215,13 @@ def train_trial(
         for images, labels in data.train.shuffled_batches(settings.batch_size, generator, crop_padding, flip):
             if on_cuda:
                 images = images.contiguous(memory_format=torch.channels_last)
-            with autocast:
-                logits = step_model(images)
-            loss = nn.functional.cross_entropy(logits.float(), labels, label_smoothing=settings.label_smoothing)
-            if steps < warm_up_steps:  # linear warm-up of a warm start's fresh optimizer (the scheduler owns the rate after it)
+            ramping = steps < warm_up_steps
+            if ramping:  # linear warm-up of a warm start's fresh optimizer (the scheduler owns the rate after it)
                 for group in optimizer.param_groups:
                     group["lr"] = settings.lr * settings.warm_lr_factor * (steps + 1) / warm_up_steps
             steps += 1
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            optimizer.step()
-            loss_sum += loss.detach() * labels.shape[0]
+            loss = step(images, labels, eager=ramping) if step else eager_step(images, labels)
+            loss_sum += loss * labels.shape[0]
         train_loss = loss_sum.item() / len(data.train)  # the epoch's one synchronisation
         step_seconds += time.perf_counter() - epoch_started
         images_seen += len(data.train)
