@@ -148,6 +148,7 @@ class TrainConfig:
     plateau_factor: float = 0.5
     plateau_patience: int = 3
     compile: bool = False
+    cuda_graphs: bool = True  # on CUDA: each step replayed from a CUDA graph (searcher/train/steps.py)
     checkpoint_seconds: float = 60.0  # within-trial checkpoint at most this often (0: never)
     warm_lr_factor: float = 1.0  # warm-started trials start at lr x this, with a fresh optimizer
     warm_up_epochs: float = 1.0  # warm-started trials ramp the rate up linearly over this many epochs (0: no ramp)
@@ -185,6 +186,7 @@ class ExecutionConfig:
     workers: Optional[int] = None  # trials at once; null: GPUs x trials_per_gpu on CUDA, else CPU cores (processes), 4 (submitit)
     trials_per_gpu: int = 1  # processes on CUDA: workers share GPUs round-robin, this many per GPU by default
     max_trials_per_gpu: int = 4  # auto on CUDA: trials per GPU as fit in memory, at most this many
+    speculate: bool = True  # idle slots train the stage's likeliest next trials (execution/runner.py); never a decision
     threads_per_trial: Optional[int] = None  # torch threads a trial trains with; null: 1 on the CPU, cores / workers on CUDA
     cluster: Optional[str] = None  # submitit: slurm | local; null: slurm where sbatch exists, else local
     folder: Optional[str] = None  # submitit: job scripts and logs; null: submitit/ beside the checkpoints

@@ -3,7 +3,7 @@ import pytest
 import torch
 
 from searcher.data import DatasetError, DatasetOptions, DeviceData, load_dataset
-from searcher.data.batches import random_crop
+from searcher.data.batches import crop_and_flip, draw_crops
 
 
 def test_digits_splits_are_fixed_disjoint_and_stratified():
@@ -51,7 +51,7 @@ def test_augmentation_is_deterministic_and_keeps_labels():
 
 def test_random_crop_is_a_shifted_window_of_the_padded_image():
     images = torch.arange(2 * 1 * 4 * 4, dtype=torch.uint8).view(2, 1, 4, 4)
-    cropped = random_crop(images, 1, torch.Generator().manual_seed(0))
+    cropped = crop_and_flip(images, 1, *draw_crops(2, 1, False, torch.Generator().manual_seed(0)))
     padded = torch.nn.functional.pad(images, (1, 1, 1, 1))
     for n in range(2):
         windows = [padded[n, :, r : r + 4, c : c + 4] for r in range(3) for c in range(3)]
