@@ -14,7 +14,10 @@ store it wrote: the search run's `search_seconds`, the stage runs' start and end
 model's test accuracy; what `auto` chose (batch size, learning rate, execution, workers, trials per GPU: the
 resolved settings recorded as the search run's params, and the lines the command printed about them); the lines of
 its output that warn (model logging's, say); the mean and median GPU utilization over the search (first stage's
-start to last stage's end) and over the whole command; the most GPU memory in use. A failed run keeps its exit code and the end of its output, and the next run still runs.
+start to last stage's end) and over the whole command; the most GPU memory in use; where the wall time went
+(`phases`: start-up until the search's first line, then until the first stage, the search, logging the model,
+the report, from when each line was printed and the stage runs' times); and how the trial slots were spent over the
+search (`slots`: capacity x search seconds split into useful trial-seconds, speculative ones discarded, and idle). A failed run keeps its exit code and the end of its output, and the next run still runs.
 The hardware is named: the GPU's name where torch sees one, the CPU's model always.
 """
 
@@ -120,21 +123,59 @@ def read_record(uri: str) -> dict:
     stages = client.search_runs([experiment.experiment_id], "tags.`searcher.role` = 'stage'", order_by=["attributes.start_time ASC"])
     trials = client.search_runs([experiment.experiment_id], "tags.`searcher.role` = 'trial'", max_results=5000)
     finished = [run for run in stages if run.info.end_time]
+    window = (min(r.info.start_time for r in finished) / 1000, max(r.info.end_time for r in finished) / 1000) if finished else None
     return {
         "search_seconds": search.data.metrics.get("search_seconds"),
         "stage_seconds": {run.info.run_name: (run.info.end_time - run.info.start_time) / 1000 for run in finished},
         "trials": len(trials),
         "test_acc": search.data.metrics.get("test_acc"),
         "resolved": {key: search.data.params.get(key) for key in CHOICE_PARAMS} | {"device_used": search.data.tags.get("searcher.device")},
-        "window": (min(r.info.start_time for r in finished) / 1000, max(r.info.end_time for r in finished) / 1000) if finished else None,
+        "window": window,
+        "slots": slot_seconds(trials, int(search.data.params.get("execution.workers") or 1) if search.data.params.get("execution.kind") != "serial" else 1, window),
     }
 
 
-def echo(process: subprocess.Popen, label: str, lines: list[str]) -> None:
-    """The command's output, shown as it comes (labelled) and kept."""
+def slot_seconds(trials: list, capacity: int, window: tuple[float, float] | None) -> dict | None:
+    """Capacity x the search's seconds, split: trial-seconds the search used, trial-seconds of discarded guesses, idle."""
+    if window is None:
+        return None
+    total = capacity * (window[1] - window[0])
+    seconds = {"useful": 0.0, "discarded": 0.0}
+    for run in trials:
+        if run.info.end_time:
+            kind = "discarded" if run.data.tags.get("searcher.decision") == "discarded" else "useful"
+            seconds[kind] += (run.info.end_time - run.info.start_time) / 1000
+    idle = max(0.0, total - seconds["useful"] - seconds["discarded"])
+    used_guesses = sum(1 for run in trials if run.data.tags.get("searcher.speculative") == "used")
+    discarded_guesses = sum(1 for run in trials if run.data.tags.get("searcher.decision") == "discarded")
+    return {
+        "capacity": capacity, "slot_seconds": total, "useful_seconds": seconds["useful"], "discarded_seconds": seconds["discarded"],
+        "idle_seconds": idle, "useful": seconds["useful"] / total if total else None, "discarded": seconds["discarded"] / total if total else None,
+        "idle": idle / total if total else None, "guesses_used": used_guesses, "guesses_discarded": discarded_guesses,
+    }
+
+
+def phases(lines: list[tuple[float, str]], started: float, ended: float, window: tuple[float, float] | None) -> dict:
+    """Where the wall time went, from when lines were printed: start-up, to the first stage, search, model, report."""
+    def first(prefix: str) -> float | None:
+        return next((at for at, line in lines if line.startswith(prefix)), None)
+
+    announced, model_logged = first("search "), first("model:")
+    marks = {"start": started, "announced": announced, "first_stage": window[0] if window else None,
+             "last_stage_end": window[1] if window else None, "model_logged": model_logged, "end": ended}
+    names = list(marks)
+    return {
+        f"{a}->{b}": round(marks[b] - marks[a], 2)  # type: ignore[operator]
+        for a, b in zip(names, names[1:], strict=False)
+        if marks[a] is not None and marks[b] is not None
+    }
+
+
+def echo(process: subprocess.Popen, label: str, lines: list[tuple[float, str]]) -> None:
+    """The command's output, shown as it comes (labelled) and kept, with when each line came."""
     assert process.stdout is not None
     for line in process.stdout:
-        lines.append(line.rstrip("\n"))
+        lines.append((time.time(), line.rstrip("\n")))
         print(f"[{label}] {line}", end="", flush=True)
 
 
@@ -147,10 +188,10 @@ def run_one(label: str, overrides: list[str], folder: Path, timeout: float | Non
     sampler = Sampler()
     sampling = sampler.start()
     print(f"[{label}] {' '.join(command[1:])}", flush=True)
-    lines: list[str] = []
+    timed: list[tuple[float, str]] = []
     started = time.time()
     process = subprocess.Popen(command, cwd=folder, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-    reader = threading.Thread(target=echo, args=(process, label, lines), daemon=True)
+    reader = threading.Thread(target=echo, args=(process, label, timed), daemon=True)
     reader.start()
     try:
         exit_code = process.wait(timeout=timeout)
@@ -160,14 +201,17 @@ def run_one(label: str, overrides: list[str], folder: Path, timeout: float | Non
     reader.join(timeout=10)
     ended = time.time()
     sampler.stop()
+    lines = [line for _, line in timed]
     run: dict = {"label": label, "command": " ".join(["python", *command[1:]]), "exit_code": exit_code, "wall_seconds": ended - started}
     run["auto_lines"] = [line for line in lines[:40] if line.startswith(("training:", "execution:"))]
     run["warning_lines"] = [line for line in lines if "warning" in line.lower() or "Failed to validate" in line][:20]  # e.g. model logging's
     if exit_code != 0:
         return run | {"error": "\n".join(lines[-40:]), "utilization_wall": sampler.summary(started, ended) if sampling else None}
     record = read_record(uri)
-    window = record.pop("window") or (started, ended)
+    stages = record.pop("window")
+    window = stages or (started, ended)
     return run | record | {
+        "phases": phases(timed, started, ended, stages),
         "utilization_search": sampler.summary(*window),
         "utilization_wall": sampler.summary(started, ended),
         "gpu_memory_used_mib_max": sampler.most_memory(started, ended),

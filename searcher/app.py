@@ -141,6 +141,7 @@ def make_plan(config: SearcherConfig, dataset: ImageDataset, target: ImageDatase
         plateau_patience=t.plateau_patience,
         stability=StabilityRule(**vars(t.stability)),
         compile=t.compile,
+        cuda_graphs=t.cuda_graphs,
         warm_lr_factor=t.warm_lr_factor,
         warm_up_epochs=t.warm_up_epochs,
     )
@@ -281,7 +282,7 @@ def make_runner(
     from searcher.execution.warm import WarmStarts
 
     warm = WarmStarts(DeviceData(dataset, torch.device("cpu"))) if config.search.warm_start else None  # grown here, trained there
-    return Runner(backend, recorder, progress, checkpoints, config.train.checkpoint_seconds, storage, warm)
+    return Runner(backend, recorder, progress, checkpoints, config.train.checkpoint_seconds, storage, warm, config.execution.speculate)
 
 
 def describe_execution(config: SearcherConfig, runner: Any) -> str:
@@ -462,6 +463,7 @@ def search(
 
                 transfer_runner = serial_runner(DeviceData(target, device), recorder, progress, work=probe_request())
             result = run_search(plan, StudyBook(storage, name, plan), runner, transfer_runner)
+            runner.end_search()
         files = {"decisions.json": decisions_json(result), "decisions.md": decisions_markdown(result, name)}
         for file_name, text in files.items():
             recorder.log_artifact_text(text, file_name)

@@ -185,6 +185,12 @@ def test_bench_gpu_search_runs_labelled_searches_and_writes_their_json(tmp_path)
         assert run["gpus_sampled"] == 2 and run["gpu_memory_used_mib_max"] == 4000
         assert run["utilization_search"]["mean"] == run["utilization_search"]["median"] == 50  # the mean over both GPUs
         assert run["utilization_search"]["samples"] >= 1 and run["utilization_wall"]["samples"] >= run["utilization_search"]["samples"]
+        phases = run["phases"]  # consecutive: they add up to the wall time
+        assert list(phases) == ["start->announced", "announced->first_stage", "first_stage->last_stage_end", "last_stage_end->model_logged", "model_logged->end"]
+        assert sum(phases.values()) == pytest.approx(run["wall_seconds"], abs=0.1) and all(value >= -0.5 for value in phases.values())
+        slots = run["slots"]  # serial: one slot, busy while its two trials trained
+        assert slots["capacity"] == 1 and slots["discarded_seconds"] == 0 and slots["guesses_used"] == slots["guesses_discarded"] == 0
+        assert slots["useful"] + slots["idle"] == pytest.approx(1.0) and 0.3 < slots["useful"] <= 1.0
     assert auto["auto_lines"] == ["training: batch 64, lr 0.05 (auto for cpu: 18 steps/epoch)", "execution: auto → serial (cpu)"]
     assert auto["warning_lines"] == []  # e.g. no failed check of the logged model's input example
     assert auto["resolved"] | {"device": None} == {

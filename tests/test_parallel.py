@@ -25,8 +25,9 @@ def score(request) -> float:
 class ReverseBackend:
     """A real Backend that trains instantly but finishes the trials in flight newest first."""
 
-    def __init__(self, capacity: int):
+    def __init__(self, capacity: int, score_of=score):
         self.capacity = capacity
+        self.score_of = score_of
         self.in_flight: list[dict] = []
         self.submit_order: list[str] = []
         self.finish_order: list[str] = []
@@ -48,7 +49,7 @@ class ReverseBackend:
     def result(self, handle):
         self.in_flight.remove(handle)
         request = handle["task"].request
-        s = score(request)
+        s = self.score_of(request)
         return TrialOutcome(request, "ok", fake_result(s, s - 0.01 if request.evaluate_test else None)), None
 
     def close(self, cancel=False):
@@ -133,8 +134,12 @@ def test_processes_make_the_same_decisions_as_serial(quick_search, tmp_path):
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     assert "execution: 2 worker processes (cpu, 1 thread each)" in result.stdout
     assert decisions_of(uri) == decisions_of(serial_uri)
-    keys = {r.data.tags["searcher.trial_key"] for r in search_runs(uri, "tags.`searcher.role` = 'trial'")}
-    assert keys == {r.data.tags["searcher.trial_key"] for r in search_runs(serial_uri, "tags.`searcher.role` = 'trial'")}
+    runs = search_runs(uri, "tags.`searcher.role` = 'trial'")
+    asked = {r.data.tags["searcher.trial_key"] for r in runs if r.data.tags.get("searcher.decision") != "discarded"}
+    assert asked == {r.data.tags["searcher.trial_key"] for r in search_runs(serial_uri, "tags.`searcher.role` = 'trial'")}
+    guesses = [r for r in runs if "searcher.speculative" in r.data.tags]  # idle slots trained guesses (execution.speculate)
+    assert any(r.data.tags["searcher.speculative"] == "used" for r in guesses), "no guess was ever used"
+    assert all(r.data.tags["searcher.speculative"] == "used" or r.data.tags["searcher.decision"] == "discarded" for r in guesses)
     (parallel,) = search_runs(uri, "tags.`searcher.role` = 'search'")
     (serial,) = search_runs(serial_uri, "tags.`searcher.role` = 'search'")
     assert parallel.data.metrics["test_acc"] == serial.data.metrics["test_acc"]
@@ -151,3 +156,72 @@ def test_submitit_execution_runs_each_trial_as_a_local_job(tmp_path):
     assert len(trials) == 3 and all(t.info.status == "FINISHED" for t in trials)  # baseline and two final seeds
     job_results = list((tmp_path / "submitit" / "jobs").glob("*/*_result.pkl"))
     assert len(job_results) == 3, "each trial ran as its own submitit job"
+
+
+def noisy_score(request) -> float:
+    """Seed-dependent scores with ties and real gains, so contests ask for extra seeds and depth grows for a while."""
+    arch = request.arch
+    base = {16: 0.90, 32: 0.905, 64: 0.95, 128: 0.951}[arch.widths[0]] if arch.depth == 2 else 0.95 + 0.02 * min(arch.depth, 4) - 0.001 * arch.depth
+    return base + 0.002 * (request.seed % 3) - 0.05 * request.train.weight_decay
+
+
+def test_speculative_trials_decide_nothing_and_are_recorded_as_used_or_discarded(tmp_path):
+    """Idle slots train the stages' guesses: the decisions are a serial run's, every guess is recorded once, as used
+    (re-parented under the stage that asked) or discarded."""
+    from searcher.tracking import open_recorder
+
+    uri = f"sqlite:///{tmp_path / 'm.db'}"
+    recorder = open_recorder(uri, "searcher")
+    recorder.start_search("speculative", params={}, tags={})
+    settings = dict(width_patience=2, depth_cap=5, max_repeats=3, width_ties="grow", depth_ties="grow", regularization_trials=2)
+    backend = ReverseBackend(capacity=4, score_of=noisy_score)
+    plan = make_plan(concurrency=4, **settings)
+    runner = Runner(backend, recorder, speculate=True)
+    parallel = run_search(plan, memory_studies(plan), runner)
+    runner.end_search()
+    serial = run_search(make_plan(**settings), memory_studies(make_plan(**settings)), FakeRunner(noisy_score))
+    assert [e.to_dict() for e in parallel.decisions] == [e.to_dict() for e in serial.decisions]
+
+    trials = search_runs(uri, "tags.`searcher.role` = 'trial'")
+    keys = [t.data.tags["searcher.trial_key"] for t in trials]
+    assert len(keys) == len(set(keys))  # nothing trained twice
+    guesses = {t.data.tags["searcher.trial_key"]: t for t in trials if "searcher.speculative" in t.data.tags}
+    used = {key for key, t in guesses.items() if t.data.tags["searcher.speculative"] == "used"}
+    discarded = {key for key, t in guesses.items() if t.data.tags.get("searcher.decision") == "discarded"}
+    assert used and used | discarded == set(guesses) and not used & discarded
+    assert {t.data.tags["searcher.trial_key"] for t in trials} - discarded == {o.request.key for o in parallel.outcomes}
+    stage_runs = {r.info.run_id: r.data.tags["searcher.stage"] for r in search_runs(uri, "tags.`searcher.role` = 'stage'")}
+    for key in used:  # under the stage that asked for it
+        assert stage_runs[guesses[key].data.tags["mlflow.parentRunId"]] == guesses[key].data.tags["searcher.stage"]
+
+
+def test_a_trial_out_of_memory_beside_others_is_retried_alone(tmp_path):
+    """execution.trials_per_gpu larger than fits: the trial that ran out of memory is trained again with no neighbours."""
+    from searcher.tracking import open_recorder
+
+    class CrowdedBackend(ReverseBackend):
+        """The widest network runs out of memory when it starts beside another trial."""
+
+        def submit(self, task, on_epoch=None):
+            handle = super().submit(task, on_epoch)
+            handle["crowded"] = len(self.in_flight) > 1
+            return handle
+
+        def result(self, handle):
+            request = handle["task"].request
+            if request.arch.widths[0] == 128 and handle["crowded"]:
+                self.in_flight.remove(handle)
+                return TrialOutcome(request, "failed", None, error="out_of_memory: CUDA out of memory. Tried to allocate 2.00 GiB"), "Traceback"
+            return super().result(handle)
+
+    uri = f"sqlite:///{tmp_path / 'm.db'}"
+    recorder = open_recorder(uri, "searcher")
+    recorder.start_search("crowded", params={}, tags={})
+    backend = CrowdedBackend(capacity=4)
+    plan = make_plan(concurrency=4, width_patience=3, depth_cap=2)
+    result = run_search(plan, memory_studies(plan), Runner(backend, recorder))
+    (wide,) = [o for o in result.outcomes if o.request.arch.widths[0] == 128 and o.request.stage == "width"]
+    assert wide.status == "ok"
+    assert backend.submit_order.count(wide.request.label) == 2  # crowded out once, then alone
+    (run,) = [t for t in search_runs(uri, "tags.`searcher.role` = 'trial'") if t.data.tags["searcher.trial_key"] == wide.request.key]
+    assert run.info.status == "FINISHED" and run.data.tags["searcher.status"] == "ok"

@@ -70,7 +70,7 @@ class RichProgress:
         best = f"{self.best:.4f}" if math.isfinite(self.best) else "-"
         self.status.update(f"{self.overall()} · {request.label} epoch {record.epoch} val_acc {record.val_acc:.4f} · best {best}")
 
-    def trial_done(self, outcome: TrialOutcome, reused: bool = False) -> None:
+    def trial_done(self, outcome: TrialOutcome, reused: bool = False, speculative: bool = False) -> None:
         self.trials += 1
         self.stage_trials += 1
         result = outcome.result
@@ -83,6 +83,7 @@ class RichProgress:
         )
         note = f" [red]{escape(outcome.error)}[/red]" if outcome.error else ""
         note += " [dim](reused from an earlier attempt)[/dim]" if reused else ""
+        note += " [dim](speculative: used if the search asks for it)[/dim]" if speculative else ""
         self.console.print(f"  {outcome.status:<7} {detail:<42} {escape(outcome.request.label)}{note}", highlight=False)
 
 

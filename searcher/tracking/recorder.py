@@ -158,8 +158,12 @@ class Recorder:
             {Tags.ROLE: Roles.STAGE, Tags.STAGE: stage.name, Tags.SEARCH_RUN_ID: self._search_run},
         )
 
-    def start_trial(self, request: TrialRequest, warm: bool = False, growth_note: str = "") -> str:
-        """`warm`: the trial starts from its parent's grown weights (`growth_note`: exact, or what changed)."""
+    def completed(self, request: TrialRequest) -> bool:
+        return bool(self.prior and request.key in self.prior.completed)
+
+    def start_trial(self, request: TrialRequest, warm: bool = False, growth_note: str = "", speculative: bool = False) -> str:
+        """`warm`: the trial starts from its parent's grown weights (`growth_note`: exact, or what changed).
+        `speculative`: a guess trained in an idle slot, not asked for (yet)."""
         tags = {
             Tags.ROLE: Roles.TRIAL,
             Tags.STAGE: request.stage,
@@ -169,6 +173,8 @@ class Recorder:
         }
         if warm:
             tags |= {Tags.PARENT_TRIAL: str(request.parent), Tags.GROWTH: growth_note[:5000]}
+        if speculative:
+            tags[Tags.SPECULATIVE] = "true"
         return self._start(request.label + (" (warm)" if warm else ""), self._stage_run, tags)
 
     def finish_trial(self, run_id: str, outcome: TrialOutcome, traceback_text: str | None = None) -> None:
@@ -210,6 +216,17 @@ class Recorder:
         if result is not None:
             self._log_evidence(run_id, result)
         self._end(run_id, "FAILED" if outcome.status == "failed" else "FINISHED")
+
+    def adopt_trial(self, run_id: str, stage: Stage) -> None:
+        """A guess the search asked for: moved under the stage that asked (it may have been guessed in the one before)."""
+        self._log(run_id, tags={MLFLOW_PARENT_RUN_ID: self._stage_run, Tags.STAGE: stage.name, Tags.SPECULATIVE: "used"})
+
+    def discard_trial(self, run_id: str, finished: bool) -> None:
+        """A guess the search never asked for: kept as a record of the compute it took, decided `discarded`."""
+        note = "speculative: trained in an idle slot; the search never asked for it"
+        self._log(run_id, tags={Tags.DECISION: "discarded", Tags.NOTE: note if finished else note + " (stopped when the search ended)"})
+        if not finished:
+            self._end(run_id, "KILLED")
 
     def _log_evidence(self, run_id: str, result: Any) -> None:
         import base64

@@ -44,7 +44,8 @@ class Tags:
     # trial runs
     TRIAL_KEY = "searcher.trial_key"  # TrialRequest.key: how a resume finds a finished trial
     STATUS = "searcher.status"  # ok | pruned | failed: set when the outcome is recorded (a resume reuses only these)
-    DECISION = "searcher.decision"  # selected | rejected | pruned | failed
+    DECISION = "searcher.decision"  # selected | rejected | pruned | failed | discarded (a speculative trial never asked for)
+    SPECULATIVE = "searcher.speculative"  # true: trained as a guess in an idle slot (execution.speculate); used once asked for
     BEHAVIOR = "searcher.behavior"  # stable | overfitting | capped | diverged
     STOPPED_EARLY = "searcher.stopped_early"
     ERROR = "searcher.error"

@@ -43,6 +43,17 @@ class Stage:
     def conclude(self, done: list[TrialOutcome]) -> StageResult:
         raise NotImplementedError
 
+    def speculate(self, done: list[TrialOutcome]) -> list[TrialRequest]:
+        """Trials this stage will likely ask for next, likeliest first. A runner with idle slots trains them
+        (`execution.speculate`); an outcome counts only once the stage asks for its key, so a guess never changes
+        a decision. Default: no guesses."""
+        return []
+
+    def every_seed(self, candidates: list[Candidate], done: list[TrialOutcome]) -> list[TrialRequest]:
+        """The untrained seeds, up to `plan.max_repeats`, of candidates about to be compared: where ties grow, a tie
+        is read off every seed (`contest`), so these are the likeliest next requests."""
+        return [request for candidate in candidates for request in self.missing(candidate, done, self.plan.max_repeats)]
+
     def on_epoch(self, request: TrialRequest, record: EpochRecord) -> bool:
         """Called after every epoch of this stage's trials; True stops the trial (pruning)."""
         return False

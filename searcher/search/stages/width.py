@@ -89,6 +89,13 @@ class WidthStage(Stage):
     def next_trials(self, done: list[TrialOutcome]) -> list[TrialRequest]:
         return self.walk(done).pending
 
+    def speculate(self, done: list[TrialOutcome]) -> list[TrialRequest]:
+        """The best so far and the widths still to compare, every seed, in grid order."""
+        walk = self.walk(done)
+        if walk.chosen is not None:
+            return []
+        return self.every_seed([walk.best, *(candidate for candidate in self.grid if candidate not in walk.points)], done)
+
     def conclude(self, done: list[TrialOutcome]) -> StageResult:
         walk = self.walk(done)
         chosen = walk.chosen or walk.best
