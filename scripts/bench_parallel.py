@@ -182,7 +182,7 @@ def sharing_mode(options: argparse.Namespace) -> dict:
 
     def request(seed: int, epochs: int) -> TrialRequest:
         rule = StabilityRule(min_epochs=epochs, max_epochs=epochs)
-        settings = TrainSettings(optimizer="sgd", lr=0.05, batch_size=options.batch_size, stability=rule)
+        settings = TrainSettings(optimizer="sgd", lr=0.05, batch_size=options.batch_size, stability=rule, cuda_graphs=options.cuda_graphs)
         return TrialRequest("bench", f"d4 w{width} s{seed}", arch, settings, seed, dataset.identity)
 
     def batch(backend: ProcessBackend, count: int, epochs: int) -> dict:
@@ -211,7 +211,8 @@ def sharing_mode(options: argparse.Namespace) -> dict:
             # a trial alone lasts about fixed + epochs x per_epoch: both from a 1- and a 2-epoch trial
             one_epoch, two_epochs = (batch(backend, 1, n)["wall_seconds"] for n in (1, 2))
             per_epoch = max(two_epochs - one_epoch, 1e-3)
-            epochs = max(1, math.ceil((options.trial_seconds - (one_epoch - per_epoch)) / per_epoch))
+            target = 1.15 * options.trial_seconds  # (short runs underestimate a long one's epoch a little: 8.4 s for 10 once)
+            epochs = max(1, math.ceil((target - (one_epoch - per_epoch)) / per_epoch))
             calibration = {"one_epoch_trial_seconds": one_epoch, "two_epoch_trial_seconds": two_epochs, "epochs": epochs}
             print(f"calibrated: {epochs} epochs for a trial of >= {options.trial_seconds:g} s alone ({per_epoch:.2f} s an epoch)", flush=True)
         one = batch(backend, 1, epochs)
@@ -226,6 +227,7 @@ def sharing_mode(options: argparse.Namespace) -> dict:
         "quick": options.quick,
         "device": device,
         "model": f"plain CNN depth 4 width {width}",
+        "cuda_graphs": options.cuda_graphs,
         "data": f"synthetic 3x32x32 uint8, {len(dataset.train)} train images resident on the device, batch {options.batch_size}",
         "epochs_per_trial": epochs,
         "calibration": calibration,
@@ -254,7 +256,8 @@ def main() -> None:
     parser.add_argument("--images", type=int, default=20000, help="sharing mode: training images (synthetic)")
     parser.add_argument("--epochs", type=int, default=5, help="sharing mode: epochs per trial (unless --trial-seconds)")
     parser.add_argument("--trial-seconds", type=float, default=0, help="sharing mode: epochs enough for a trial alone to last this long (e.g. 10)")
-    parser.add_argument("--batch-size", type=int, default=512)
+    parser.add_argument("--batch-size", type=int, default=256, help="sharing mode (256: train.batch_size=auto's choice on CUDA for 40k images)")
+    parser.add_argument("--cuda-graphs", action=argparse.BooleanOptionalAction, default=True, help="sharing mode: train.cuda_graphs of the trials")
     parser.add_argument("overrides", nargs="*", help="search mode: extra Hydra overrides for both runs")
     options = parser.parse_args()
     if options.quick and options.pairs == 3:

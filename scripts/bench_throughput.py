@@ -58,6 +58,7 @@ from searcher.data import DatasetOptions, DeviceData, ImageDataset, load_dataset
 from searcher.data.dataset import Split, channel_stats  # noqa: E402
 from searcher.model import ArchSpec, LayoutPolicy, build_model, count_parameters  # noqa: E402
 from searcher.train import StabilityRule, TrainSettings, train_trial  # noqa: E402
+from searcher.train.auto import choose_training  # noqa: E402
 
 MODEL_SIZES = {"baseline": (2, 16), "mid": (4, 64), "large": (6, 128)}  # name -> (depth, width)
 
@@ -364,7 +365,7 @@ def main() -> None:
         "--dataset", choices=["digits", "synthetic-cifar"], help="default: digits on cpu, synthetic-cifar on cuda"
     )
     parser.add_argument("--train-images", type=int, default=50_000, help="synthetic-cifar training images (default 50k)")
-    parser.add_argument("--batch-size", type=int, help="default: 64 on cpu (the train config's), 512 on cuda")
+    parser.add_argument("--batch-size", type=int, help="default: train.batch_size=auto's choice (64 on cpu; on cuda 256 for 40k+ images)")
     parser.add_argument("--augment", type=float, default=1.0, help="crop padding augment*size/8, plus flips where allowed")
     parser.add_argument("--epochs", type=int, help="timed epochs per run (default: enough for about --run-seconds)")
     parser.add_argument(
@@ -378,10 +379,10 @@ def main() -> None:
     if args.device == "cuda" and not torch.cuda.is_available():
         parser.error("--device cuda: PyTorch sees no CUDA device here.")
     dataset_name = args.dataset or ("digits" if args.device == "cpu" else "synthetic-cifar")
-    args.batch_size = args.batch_size or (64 if args.device == "cpu" else 512)
     device = torch.device(args.device)
 
     dataset = load(dataset_name, args.train_images)
+    args.batch_size = args.batch_size or choose_training(device.type, len(dataset.train), "auto", "auto").batch_size
     data = DeviceData(dataset, device)
     layout = LayoutPolicy(input_size=dataset.size)  # the model config's defaults: 5x5 first block, 3x3 above
     settings = TrainSettings(optimizer="sgd", lr=0.05, momentum=0.9, batch_size=args.batch_size, augment=args.augment)
