@@ -35,8 +35,8 @@ lease.release()
 """
 
 
-def holder(storage: str, seconds: float = 60, go: str = "") -> subprocess.Popen:
-    env = dict(os.environ, PYTHONPATH=str(REPO))
+def holder(storage: str, seconds: float = 60, go: str = "", **environment: str) -> subprocess.Popen:
+    env = dict(os.environ, PYTHONPATH=str(REPO), **environment)
     command = [sys.executable, "-c", HOLDER, storage, str(seconds), go]
     process = subprocess.Popen(command, env=env, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     assert process.stdout.readline().startswith("READY"), process.stdout.read()
@@ -130,6 +130,26 @@ def test_a_stopped_owner_keeps_the_lease_until_it_expires_then_learns_it_lost_it
     process.wait()
     with pytest.raises(LeaseTaken):  # the lease stayed with its new owner
         acquire(storage, "x", 60)
+    lease.release()
+
+
+def test_a_requeued_slurm_job_takes_over_from_its_earlier_run_at_once(tmp_path, monkeypatch):
+    """SLURM starts a requeued job again (same job id, SLURM_RESTART_COUNT + 1) only once its earlier run has ended,
+    on whatever node: its lease is taken over without waiting for it to expire (here the earlier run still lives,
+    as on a node cut off from the network, and learns at its next heartbeat that it lost the search)."""
+    storage = f"sqlite:///{tmp_path / 'optuna.db'}"
+    process = holder(storage, seconds=3, SLURM_JOB_ID="77", SLURM_RESTART_COUNT="0")
+    held(process)
+    monkeypatch.setenv("SLURM_JOB_ID", "78")
+    with pytest.raises(LeaseTaken, match=r"in use by pid \d+ on host \S+ \(SLURM job 77\) since "):  # another job
+        acquire(storage, "x", 60)
+    monkeypatch.setenv("SLURM_JOB_ID", "77")
+    monkeypatch.setenv("SLURM_RESTART_COUNT", "1")
+    lease = acquire(storage, "x", 60)
+    assert lease.previous is not None and lease.previous.why == "its SLURM job was requeued"
+    assert process.stdout.readline().startswith("LOST")
+    process.kill()
+    process.wait()
     lease.release()
 
 

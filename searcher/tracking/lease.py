@@ -56,7 +56,7 @@ class TakenOver:
     """The dead owner a lease was taken from, and how it was known to be dead."""
 
     owner: Owner
-    why: str  # "its process is gone" / "no heartbeat for 75 s (its lease: 60 s)"
+    why: str  # "its process is gone", "its SLURM job was requeued", "no heartbeat for 75 s (its lease: 60 s)"
 
 
 def process_key(pid: int) -> str | None:
@@ -72,12 +72,23 @@ def process_key(pid: int) -> str | None:
     return f"{boot}/{namespace}/{fields[19]}"  # field 22 of proc(5): the start time, in clock ticks after boot
 
 
-def gone(owner: Owner) -> bool:
-    """True when `owner` ran on this machine (same boot, same pid namespace) and its process no longer exists."""
+def this_job() -> str:
+    """'<job id>/<restart count>' inside a SLURM job, else ''."""
+    job = os.environ.get("SLURM_JOB_ID")
+    return f"{job}/{os.environ.get('SLURM_RESTART_COUNT', '0')}" if job else ""
+
+
+def gone(owner: Owner) -> str | None:
+    """How `owner` is known dead without waiting for its lease to expire (None: it is not known): it ran on this
+    machine (same boot, same pid namespace) and its process no longer exists, or it was an earlier run of this
+    SLURM job, which SLURM runs again (requeued) only once that run has ended."""
+    job = this_job()
+    if owner.job and job and owner.job.split("/")[0] == job.split("/")[0] and owner.job != job:
+        return "its SLURM job was requeued"
     mine = process_key(os.getpid())
     if not mine or not owner.process or owner.process.rsplit("/", 1)[0] != mine.rsplit("/", 1)[0]:
-        return False  # another machine, or no way to tell: only the heartbeat can say
-    return process_key(owner.pid) != owner.process
+        return None  # another machine, or no way to tell: only the heartbeat can say
+    return "its process is gone" if process_key(owner.pid) != owner.process else None
 
 
 def search_key(name: str) -> str:
@@ -187,7 +198,8 @@ def taken_message(name: str, owner: Owner, age: float, seconds: float) -> str:
 
 def acquire(optuna_storage: str, name: str, seconds: float, on_lost: Callable[[], None] = interrupt_main) -> Lease:
     """The lease of search `name`, taken now or from a dead owner; LeaseTaken names a live owner."""
-    me = Owner(socket.gethostname(), os.getpid(), time.strftime("%Y-%m-%d %H:%M:%S %Z"), process_key(os.getpid()) or "", uuid.uuid4().hex)
+    since = time.strftime("%Y-%m-%d %H:%M:%S %Z")
+    me = Owner(socket.gethostname(), os.getpid(), since, process_key(os.getpid()) or "", uuid.uuid4().hex, this_job())
     store = None
     try:
         store = retrying(lambda: open_lease_store(optuna_storage))
@@ -219,11 +231,8 @@ def claim(store: LeaseStore, name: str, me: Owner, seconds: float, on_lost: Call
         if held.owner.token == me.token:  # an earlier attempt's write went through before its error
             return Lease(store, name, me, seconds, None, on_lost)
         age = now - held.heartbeat
-        if gone(held.owner):
-            why = "its process is gone"
-        elif age > held.seconds:
-            why = f"no heartbeat for {age:.0f} s (its lease: {held.seconds:g} s)"
-        else:
+        why = gone(held.owner) or (f"no heartbeat for {age:.0f} s (its lease: {held.seconds:g} s)" if age > held.seconds else None)
+        if why is None:
             raise LeaseTaken(taken_message(name, held.owner, age, held.seconds))
         if store.replace(key, held.owner.token, name, me, seconds):
             return Lease(store, name, me, seconds, TakenOver(held.owner, why), on_lost)

@@ -18,11 +18,13 @@ from typing import Any, Protocol
 
 import sqlalchemy as sa
 
+from searcher.search.studies import JOURNAL_PREFIX, open_storage
 from searcher.tracking.locks import creating
 from searcher.uris import with_driver
 
-JOURNAL_PREFIX = "journal:///"
 KEEP = object()  # FileLeases: leave the lease file as it is
+# What a process sees when another one created the same table (or PostgreSQL enum type) a moment before it.
+CREATION_RACES = ("already exists", "duplicate key", "duplicate column", "unique constraint", "database is locked")
 
 
 @dataclass(frozen=True)
@@ -34,9 +36,11 @@ class Owner:
     since: str  # when it took the lease, in its local time (for messages)
     process: str  # lease.process_key() at the start: '' where the system has no /proc
     token: str  # this holding's id: every change to the lease is conditioned on it
+    job: str = ""  # a SLURM job: "<job id>/<restart count>" (a requeued job runs again under the same id)
 
     def describe(self) -> str:
-        return f"pid {self.pid} on host {self.host} since {self.since}"
+        job = f" (SLURM job {self.job.split('/')[0]})" if self.job else ""
+        return f"pid {self.pid} on host {self.host}{job} since {self.since}"
 
     def tag(self) -> str:
         """The value of `searcher.owner` on the runs it creates or reopens."""
@@ -65,16 +69,13 @@ def open_lease_store(optuna_storage: str) -> LeaseStore:
     """The leases of the searches whose studies are in `optuna_storage` (the shared storage of their processes)."""
     if optuna_storage.startswith(JOURNAL_PREFIX):
         return FileLeases(Path(optuna_storage.removeprefix(JOURNAL_PREFIX)))
-    from searcher.search.studies import open_storage
-    from searcher.tracking.store import RACE_MARKERS
-
     for attempt in range(1, 6):
         try:
             with creating(optuna_storage):  # Optuna's tables first, by one process at a time on a new SQLite file (locks.py)
                 open_storage(optuna_storage)  # (kept open: the search's studies use this same storage object)
                 return SqlLeases(optuna_storage)
         except Exception as error:  # on a new server database, processes starting together race to create the tables
-            if attempt == 5 or not any(marker in str(error).lower() for marker in RACE_MARKERS):
+            if attempt == 5 or not any(marker in str(error).lower() for marker in CREATION_RACES):
                 raise
             time.sleep(0.5 * attempt)
     raise AssertionError("unreachable")
@@ -90,6 +91,7 @@ TABLE = sa.Table(
     sa.Column("pid", sa.Integer, nullable=False),
     sa.Column("process", sa.String(255), nullable=False),
     sa.Column("since", sa.String(64), nullable=False),
+    sa.Column("job", sa.String(255), nullable=False),
     sa.Column("heartbeat", sa.Double, nullable=False),  # the database server's clock, in seconds
     sa.Column("seconds", sa.Double, nullable=False),
 )
@@ -141,7 +143,7 @@ class SqlLeases:
             row = connection.execute(sa.select(TABLE, self._clock().label("now")).where(TABLE.c.search_key == key)).first()
         if row is None:
             return None
-        owner = Owner(row.host, row.pid, row.since, row.process, row.token)
+        owner = Owner(row.host, row.pid, row.since, row.process, row.token, row.job)
         return Held(owner, float(row.heartbeat), float(row.seconds)), float(row.now)
 
     def replace(self, key: str, token: str, name: str, owner: Owner, seconds: float) -> bool:
@@ -199,7 +201,7 @@ class FileLeases:
             found = json.loads((self.folder / f"{key}.json").read_text())
         except FileNotFoundError:
             return None
-        owner = Owner(found["host"], found["pid"], found["since"], found["process"], found["token"])
+        owner = Owner(found["host"], found["pid"], found["since"], found["process"], found["token"], found["job"])
         return Held(owner, found["heartbeat"], found["seconds"]), time.time()
 
     def replace(self, key: str, token: str, name: str, owner: Owner, seconds: float) -> bool:
