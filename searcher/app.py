@@ -11,7 +11,7 @@ import json
 import threading
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 from omegaconf import OmegaConf
@@ -29,6 +29,9 @@ from searcher.train.auto import TrainingChoice, choose_training
 from searcher.train.stability import StabilityRule
 from searcher.train.trainer import TrainSettings, resolve_device
 from searcher.uris import redact, unreachable_database, with_driver
+
+if TYPE_CHECKING:
+    from searcher.tracking.lease import Lease
 
 EXIT_OK, EXIT_FAILED, EXIT_BAD_INPUT = 0, 1, 2
 
@@ -383,7 +386,41 @@ def search(
     tags: dict[str, str] | None,
     chosen: Chosen | None = None,
 ) -> Outcome:
-    """The search itself, once its data and stores are open: new, resumed, or already complete."""
+    """The search, held by its lease (tracking/lease.py) from before it reads its runs until it ends:
+    a second process on the same name exits 2 naming the owner; a dead owner's search is taken over."""
+    from searcher.tracking.lease import LeaseError, LeaseTaken, acquire
+    from searcher.tracking.recorder import flatten
+
+    name = config.search.name or default_name(config, search_settings(config, flatten))
+    try:
+        lease = acquire(storage, name, config.tracking.lease_seconds)
+    except (LeaseTaken, LeaseError) as error:
+        console.print(f"[red]error:[/red] {error}", highlight=False, soft_wrap=True)
+        return Outcome(EXIT_BAD_INPUT, name, error=str(error))
+    try:
+        if lease.previous is not None:
+            console.print(f"search {name} was held by {lease.previous.owner.describe()}; {lease.previous.why}: taken over", highlight=False, soft_wrap=True)
+        recorder.owner = lease.owner.tag()
+        return owned_search(config, dataset, target, recorder, storage, workers, output_dir, console, tags, chosen, name, lease)
+    finally:
+        lease.release()
+
+
+def owned_search(
+    config: SearcherConfig,
+    dataset: ImageDataset,
+    target: ImageDataset | None,
+    recorder: Any,
+    storage: str,
+    workers: Any,
+    output_dir: Path | None,
+    console: Console,
+    tags: dict[str, str] | None,
+    chosen: Chosen | None,
+    name: str,
+    lease: Lease,
+) -> Outcome:
+    """The search itself, once its data and stores are open and its lease is held: new, resumed, or already complete."""
     import optuna
 
     from searcher.report.decisions import decisions_json, decisions_markdown
@@ -394,7 +431,6 @@ def search(
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     settings = search_settings(config, flatten)
-    name = config.search.name or default_name(config, settings)
     plan = make_plan(config, dataset, target)
     device = resolve_device(config.device)
     console.print(
@@ -423,7 +459,7 @@ def search(
             )
             console.print(f"[red]error:[/red] {message}", highlight=False)
             return Outcome(EXIT_BAD_INPUT, name, error=message)
-        prior = load_prior(recorder.client, recorder.experiment_id, earlier)
+        prior = load_prior(recorder.client, recorder.experiment_id, earlier, lease)
         if prior.finished:
             from searcher.report.terminal import print_stored_summary
             from searcher.tracking.reader import read_search
@@ -433,7 +469,7 @@ def search(
             return Outcome(EXIT_OK, name, earlier.info.run_id, earlier.data.metrics.get("test_acc"))
         console.print(
             f"resuming search {name}: {len(prior.completed)} completed trials are reused, "
-            f"{prior.orphans} runs left RUNNING by a dead process marked FAILED"
+            f"{prior.orphans} runs left RUNNING by a dead owner marked FAILED"
         )
         recorder.attach_search(prior)
         if tags:
@@ -490,6 +526,9 @@ def search(
         console.print(f"[red]search failed:[/red] {failure}", highlight=False)
         return Outcome(EXIT_FAILED, name, recorder.search_run_id, error=str(failure))
     except Interrupted as interrupt:
+        if lease.lost.is_set():  # another process took the search over: its runs are that process's now, left alone
+            console.print(f"[red]stopped:[/red] {lease.lost_message()}", highlight=False, soft_wrap=True)
+            return Outcome(EXIT_FAILED, name, recorder.search_run_id, error=lease.lost_message())
         recorder.abort("KILLED")
         console.print(f"[yellow]interrupted[/yellow]: open runs marked KILLED; exit {interrupt.exit_code}")
         return Outcome(interrupt.exit_code, name, recorder.search_run_id, error="interrupted; open runs marked KILLED")

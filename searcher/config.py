@@ -170,6 +170,7 @@ class TrackingConfig:
     experiment: str = "searcher"
     optuna_storage: Optional[str] = None  # default: optuna.db beside a SQLite tracking store
     checkpoint_dir: Optional[str] = None  # within-trial checkpoints; default: checkpoints/ beside a SQLite store
+    lease_seconds: float = 60.0  # a search's owner is taken for dead after this long without a heartbeat (tracking/lease.py)
 
 
 @dataclass
@@ -413,6 +414,7 @@ def check_ranges(c: SearcherConfig) -> None:
     _require(m.large_layers >= 0, "model.large_layers", m.large_layers, "an integer >= 0")
     _require(m.min_resolution >= 1, "model.min_resolution", m.min_resolution, "an integer >= 1")
     _require(bool(c.tracking.experiment), "tracking.experiment", c.tracking.experiment, "a non-empty name")
+    _require(1 <= c.tracking.lease_seconds <= 86400, "tracking.lease_seconds", c.tracking.lease_seconds, "a number of seconds from 1 to 86400")
     storage = c.tracking.optuna_storage
     _require(
         storage is None or storage.startswith(("sqlite:///", "postgresql", "mysql", "journal:///")),

@@ -61,6 +61,7 @@ def test_dataset_is_appended_with_plus_and_quick_preset_overrides_default():
         ("train.lr=nan", "train.lr=nan is out of range"),
         ("search.regularization.space.dropout.high=nan", "search.regularization.space.dropout.high=nan"),
         ("search.depth.new_layer_factors=[1.0,inf]", "search.depth.new_layer_factors=inf"),
+        ("tracking.lease_seconds=0", "tracking.lease_seconds=0.0 is out of range; allowed: a number of seconds from 1 to 86400"),
     ],
 )
 def test_bad_values_name_the_setting(override, setting):

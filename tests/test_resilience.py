@@ -53,11 +53,17 @@ def test_kill_9_then_rerun_reuses_finished_trials_and_matches_an_uninterrupted_r
     result = run_cli(*args, cwd=tmp_path, timeout=600)
     assert result.returncode == 0, result.stdout[-3000:]
     assert "resuming search check" in result.stdout and "reused" in result.stdout
+    assert f"search check was held by pid {process.pid} on host " in result.stdout  # its lease: the process is gone,
+    assert "its process is gone: taken over" in result.stdout  # known at once on this machine (no waiting for expiry)
 
     runs = search_runs(uri)
     assert not [r for r in runs if r.info.status == "RUNNING"]
     orphans = {r.info.run_id for r in runs if "searcher.orphaned" in r.data.tags and r.info.status == "FAILED"}
     assert orphans == {run_id for run_id, role in left_running.items() if role == "trial"}  # the trial in flight, if any
+    for run in runs:
+        if run.info.run_id in orphans:  # the dead owner's, and said so
+            assert run.data.tags["searcher.owner"].startswith(f"pid {process.pid} ")
+            assert run.data.tags["searcher.orphaned"].startswith(f"left RUNNING by pid {process.pid} on host ")
     keys = [r.data.tags["searcher.trial_key"] for r in completed_trials(uri)]
     assert len(keys) == len(set(keys)), "a trial was trained twice"
     assert finished_before <= set(keys)
@@ -120,6 +126,7 @@ def test_a_trial_stopped_between_its_outcome_and_its_evidence_is_retrained_not_r
     from mlflow.tracking import MlflowClient
 
     from searcher.tracking.history import load_prior
+    from searcher.tracking.lease import acquire
     from searcher.tracking.schema import Roles, Tags
 
     client = MlflowClient(f"sqlite:///{tmp_path / 'm.db'}")
@@ -135,5 +142,9 @@ def test_a_trial_stopped_between_its_outcome_and_its_evidence_is_retrained_not_r
     trial("failed", "FAILED")
     trial("killed", "KILLED")
     trial("orphaned", "FAILED", **{Tags.ORPHANED: "left RUNNING by a process that died"})
-    prior = load_prior(client, experiment, client.get_run(search_id))
+    lease = acquire(f"sqlite:///{tmp_path / 'optuna.db'}", "check", 60)
+    try:
+        prior = load_prior(client, experiment, client.get_run(search_id), lease)
+    finally:
+        lease.release()
     assert set(prior.completed) == {"finished", "failed"}

@@ -1,8 +1,10 @@
 """Reading a search back from MLflow: what a resume needs.
 
 A re-run with the same `search.name` finds its search run here, marks runs a
-dead process left RUNNING, and gets every completed trial by its trial key, so
-the controller's replay reuses them instead of training them again.
+dead owner left RUNNING, and gets every completed trial by its trial key, so
+the controller's replay reuses them instead of training them again. A run is
+known to be dead from the search's lease (lease.py), never guessed: the process
+reading it holds the lease, so no other live process is writing that run.
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ from mlflow.entities import Run
 from mlflow.tracking import MlflowClient
 
 from searcher.search.trials import TrialOutcome, TrialRequest
+from searcher.tracking.lease import Lease
 from searcher.tracking.queries import descendants
 from searcher.tracking.retry import RetryingClient
 from searcher.tracking.schema import EPOCH_METRICS, Files, Metrics, Roles, Tags
@@ -37,7 +40,7 @@ class PriorSearch:
     run: Run
     stage_runs: dict[str, str] = field(default_factory=dict)  # stage name -> run id
     completed: dict[str, Run] = field(default_factory=dict)  # trial key -> trial run with a recorded outcome
-    orphans: int = 0  # runs found RUNNING and marked FAILED
+    orphans: int = 0  # runs a dead owner left RUNNING, marked FAILED
 
     @property
     def finished(self) -> bool:
@@ -54,15 +57,18 @@ def differing_settings(stored: dict[str, str], current: dict[str, str]) -> list[
     ]
 
 
-def load_prior(client: Client, experiment_id: str, search: Run) -> PriorSearch:
-    """The search's stage runs and completed trials; trials a dead process left RUNNING become FAILED."""
+def load_prior(client: Client, experiment_id: str, search: Run, lease: Lease) -> PriorSearch:
+    """The search's stage runs and completed trials; trials a dead owner left RUNNING become FAILED.
+
+    `lease` is this process's lease on the search: while it is held no other live process owns a run of it."""
     prior = PriorSearch(search)
     for run in descendants(client, experiment_id, search.info.run_id):
         tags = run.data.tags
         if tags.get(Tags.ROLE) == Roles.STAGE:
             prior.stage_runs[tags[Tags.STAGE]] = run.info.run_id  # reopened by the resumed search
-        elif run.info.status == "RUNNING":  # the trial in flight when its process died: it is retrained
-            client.set_tag(run.info.run_id, Tags.ORPHANED, f"left RUNNING by a process that died; found at resume {time.ctime()}")
+        elif run.info.status == "RUNNING":  # the trial in flight when its owner died: it is retrained
+            note = f"{lease.orphan_note(tags.get(Tags.OWNER))} at {time.ctime()}"
+            client.set_tag(run.info.run_id, Tags.ORPHANED, note[:5000])
             client.set_terminated(run.info.run_id, "FAILED")
             prior.orphans += 1
         elif tags.get(Tags.ROLE) == Roles.TRIAL and Tags.STATUS in tags and run.info.status in ("FINISHED", "FAILED") and Tags.ORPHANED not in tags:

@@ -72,6 +72,7 @@ class Recorder:
         self.stage_run_id: str | None = None
         self.open_runs: list[str] = []  # innermost last: what `abort` must close
         self.prior: PriorSearch | None = None  # when resuming
+        self.owner = ""  # Tags.OWNER of the runs this process creates or reopens: its lease (lease.py Owner.tag)
 
     @property
     def _search_run(self) -> str:
@@ -88,13 +89,20 @@ class Recorder:
     # runs
 
     def _start(self, name: str, parent: str | None, tags: dict[str, str]) -> str:
-        all_tags = {MLFLOW_RUN_NAME: name, **tags}
+        all_tags = {MLFLOW_RUN_NAME: name, **tags} | ({Tags.OWNER: self.owner} if self.owner else {})
         if parent:
             all_tags[MLFLOW_PARENT_RUN_ID] = parent
             all_tags[Tags.SEARCH_NAME] = self.search_name or ""  # lets the UI filter one search's runs
         run = self.client.create_run(self.experiment_id, tags=all_tags, run_name=name)
         self.open_runs.append(run.info.run_id)
         return run.info.run_id
+
+    def _reopen(self, run_id: str) -> None:
+        """An earlier attempt's run, RUNNING again and owned by this process."""
+        if self.owner:
+            self.client.set_tag(run_id, Tags.OWNER, self.owner)
+        self.client.update_run(run_id, status="RUNNING")
+        self.open_runs.append(run_id)
 
     def _end(self, run_id: str, status: str = "FINISHED") -> None:
         self.client.set_terminated(run_id, status)
@@ -132,8 +140,7 @@ class Recorder:
         self.search_run_id = prior.run.info.run_id
         self.search_name = prior.run.data.tags.get(Tags.SEARCH_NAME, "")  # every run the resumed process creates carries it too
         self.view_key = view_key(self.search_name)
-        self.client.update_run(self.search_run_id, status="RUNNING")
-        self.open_runs.append(self.search_run_id)
+        self._reopen(self.search_run_id)
 
     def tag_search(self, tags: dict[str, str]) -> None:
         self._log(self._search_run, tags=tags)
@@ -149,8 +156,7 @@ class Recorder:
         existing_run_id = self.prior.stage_runs.get(stage.name) if self.prior else None
         if existing_run_id:
             self.stage_run_id = existing_run_id
-            self.client.update_run(existing_run_id, status="RUNNING")
-            self.open_runs.append(existing_run_id)
+            self._reopen(existing_run_id)
             return
         self.stage_run_id = self._start(
             f"{stage.index} {stage.name}",

@@ -27,6 +27,7 @@ class Tags:
     ROLE = "searcher.role"
     SEARCH_NAME = "searcher.search_name"  # the UI filters one search's runs by it
     SEARCH_RUN_ID = "searcher.search_run_id"  # on stage and trial runs
+    OWNER = "searcher.owner"  # the process holding the search's lease when the run was created or reopened (tracking/lease.py)
     # the search run
     DATASET = "searcher.dataset"
     PRESET = "searcher.preset"
@@ -54,7 +55,7 @@ class Tags:
     PARENT_TRIAL = "searcher.parent_trial"  # warm starts: the trial key grown from
     GROWTH = "searcher.growth"  # warm starts: exact, or what the growth changed
     SOURCE_KEY = "searcher.source_key"  # transfer probes: the trial key probed
-    ORPHANED = "searcher.orphaned"  # left RUNNING by a dead process, marked FAILED at resume
+    ORPHANED = "searcher.orphaned"  # left RUNNING by a dead owner, marked FAILED at resume: whose it was and why it is dead
     PREFIX = "searcher."
 
 

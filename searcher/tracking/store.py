@@ -52,7 +52,7 @@ def client_for(uri: str) -> Any:
 
 
 # Several processes opening one new store at once (a multirun's jobs) race to create its tables or experiment.
-RACE_MARKERS = ("alembic", "already exists", "unique constraint", "duplicate key", "no such table", "database is locked")
+RACE_MARKERS = ("alembic", "already exists", "unique constraint", "duplicate key", "duplicate column", "no such table", "database is locked")
 
 
 def open_recorder(uri: str, experiment: str, attempts: int = 5):
@@ -60,14 +60,16 @@ def open_recorder(uri: str, experiment: str, attempts: int = 5):
     check_uri(uri)
     from mlflow.tracking import MlflowClient
 
+    from searcher.tracking.locks import creating
     from searcher.tracking.recorder import Recorder
     from searcher.tracking.retry import RetryingClient
 
     for attempt in range(1, attempts + 1):
-        client = RetryingClient(MlflowClient(tracking_uri=with_driver(uri)), uri)
         try:
-            found = client.get_experiment_by_name(experiment)
-            experiment_id = found.experiment_id if found else client.create_experiment(experiment)
+            with creating(uri):  # a new SQLite store's tables are made by one process while the others wait (locks.py)
+                client = RetryingClient(MlflowClient(tracking_uri=with_driver(uri)), uri)  # (this runs the migrations)
+                found = client.get_experiment_by_name(experiment)
+                experiment_id = found.experiment_id if found else client.create_experiment(experiment)
             return Recorder(client, experiment_id, with_driver(uri))
         except Exception as error:  # MLflow raises many types for a broken store
             text = f"{type(error).__name__}: {error}"
