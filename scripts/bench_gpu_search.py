@@ -155,6 +155,20 @@ def slot_seconds(trials: list, capacity: int, window: tuple[float, float] | None
     }
 
 
+def start_timeline(folder: Path, started: float) -> list[tuple[float, str]]:
+    """The search's own account of its start (searcher.app's lines in cli.log): (seconds since the command began, line)."""
+    from datetime import datetime
+
+    timeline = []
+    for log in folder.glob("outputs/*/*/cli.log"):
+        for line in log.read_text().splitlines():
+            if "][searcher.app][" in line:
+                stamp, message = line[1:24], line.split(" - ", 1)[-1]
+                at = datetime.strptime(stamp, "%Y-%m-%d %H:%M:%S,%f").timestamp()
+                timeline.append((round(at - started, 2), message))
+    return sorted(timeline)
+
+
 def phases(lines: list[tuple[float, str]], started: float, ended: float, window: tuple[float, float] | None) -> dict:
     """Where the wall time went, from when lines were printed: start-up, to the first stage, search, model, report."""
     def first(prefix: str) -> float | None:
@@ -212,6 +226,7 @@ def run_one(label: str, overrides: list[str], folder: Path, timeout: float | Non
     window = stages or (started, ended)
     return run | record | {
         "phases": phases(timed, started, ended, stages),
+        "start_timeline": start_timeline(folder, started),
         "utilization_search": sampler.summary(*window),
         "utilization_wall": sampler.summary(started, ended),
         "gpu_memory_used_mib_max": sampler.most_memory(started, ended),

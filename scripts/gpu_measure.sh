@@ -18,8 +18,8 @@ step() { local name=$1; shift; echo "== $name ($(date +%T))"; "$@" > "$out/$name
 
 for part in $parts; do
   case $part in
-    # The CUDA-only tests: a replayed CUDA graph computes what eager steps compute.
-    tests) step tests timeout 120 python -m pytest -q -p no:cacheprovider tests/test_steps.py ;;
+    # The CUDA-only tests: a replayed CUDA graph computes what eager steps compute; the memory bound is above the probe.
+    tests) step tests timeout 120 python -m pytest -q -s -p no:cacheprovider tests/test_steps.py tests/test_auto.py ;;
     # Eager, CUDA graphs and torch.compile per model size: setup, steady epoch, break-even.
     modes) step modes timeout 200 python scripts/bench_step_modes.py --out "$out/step_modes.json" --epochs 6 ;;
     # The issue's command with no override but the device: wall, phases, slots, utilization, what auto chose.

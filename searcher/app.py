@@ -8,7 +8,11 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 import threading
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -333,6 +337,16 @@ def publish_report(console: Console, config: SearcherConfig, name: str, search_r
     return True
 
 
+log = logging.getLogger(__name__)  # to cli.log only (conf/hydra/job_logging): where a slow start spent its time
+
+
+@contextmanager
+def timed(what: str) -> Iterator[None]:
+    started = time.perf_counter()
+    yield
+    log.info("%s: %.1f s", what, time.perf_counter() - started)
+
+
 def run(
     config: SearcherConfig,
     dataset_chosen: bool,
@@ -347,18 +361,21 @@ def run(
     workers = None
     try:
         check_device(config.device)
-        dataset = load_dataset(dataset_options(config.dataset, data_dir(config)))
-        target = load_target(config, dataset)
+        with timed("dataset loaded"):
+            dataset = load_dataset(dataset_options(config.dataset, data_dir(config)))
+            target = load_target(config, dataset)
         storage = optuna_storage(config)
         if error := unreachable_database("tracking.optuna_storage", storage):
             raise ConfigError(error)
         config, training = with_auto_training(config, len(dataset.train))
-        config, execution_note = with_auto_execution(config, dataset)
+        with timed(f"execution chosen ({config.execution.kind})"):
+            config, execution_note = with_auto_execution(config, dataset)
         workers = start_workers(config, dataset)  # they import and load the data while the store opens
         from searcher.tracking import TrackingError, open_recorder
 
         try:
-            recorder = open_recorder(config.tracking.uri, config.tracking.experiment)
+            with timed("tracking store open"):
+                recorder = open_recorder(config.tracking.uri, config.tracking.experiment)
         except TrackingError as error:
             raise ConfigError(str(error)) from None
     except (ConfigError, DatasetError) as error:

@@ -11,7 +11,16 @@ from omegaconf import OmegaConf
 from searcher.app import make_plan, with_auto_execution, with_auto_training
 from searcher.config import validate
 from searcher.data import DatasetOptions, load_dataset
-from searcher.execution.sizing import HEADROOM, Probe, measure_trial_bytes, peak_of_a_trial, share_gpu, trials_per_gpu
+from searcher.execution.sizing import (
+    CONTEXT_BYTES,
+    HEADROOM,
+    Probe,
+    generous_trial_bytes,
+    measure_trial_bytes,
+    peak_of_a_trial,
+    share_gpu,
+    trials_per_gpu,
+)
 from searcher.train.auto import auto_batch_size, auto_lr, choose_training, steps_per_epoch
 
 
@@ -112,3 +121,26 @@ def test_the_probe_process_answers_and_a_probe_that_fails_says_why_and_leaves_on
     share = share_gpu(replace(probe, classes=0), cap=4)  # no labels to draw: the probe's step fails in its process
     assert (share.trials_per_gpu, share.trial_bytes) == (1, None) and share.why.startswith("RuntimeError: ")
     assert share.describe() == f"could not measure a trial's memory: {share.why}"
+
+
+def test_the_generous_bound_counts_context_data_weights_and_activations():
+    digits = load_dataset(DatasetOptions("digits"))
+    plan = make_plan(config("device=cpu", "search=quick"), digits)
+    largest = plan.layout.baseline(plan.depth_cap, plan.width_cap, plan.block)
+    probe = Probe("cpu", largest, digits.channels, digits.size, digits.num_classes, plan.train, digits.nbytes)
+    bound = generous_trial_bytes(probe)
+    assert bound > CONTEXT_BYTES + digits.nbytes
+    bigger_batch = generous_trial_bytes(replace(probe, settings=replace(plan.train, batch_size=4 * plan.train.batch_size)))
+    assert bigger_batch > bound and generous_trial_bytes(replace(probe, data_bytes=probe.data_bytes + 10**9)) == bound + 10**9
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="measures GPU memory")
+def test_on_a_gpu_the_generous_bound_is_above_what_the_probe_measures():
+    """The bound may stand in for the probe only where it is an upper bound: the default search's largest network."""
+    dataset = load_dataset(DatasetOptions("synthetic", train_size=20000, test_size=1000))
+    plan = make_plan(config("device=cuda"), dataset)
+    largest = plan.layout.baseline(plan.depth_cap, plan.width_cap, plan.block)
+    probe = Probe("cuda", largest, dataset.channels, dataset.size, dataset.num_classes, plan.train, dataset.nbytes)
+    measured, free = measure_trial_bytes(probe)
+    print(f"probe {measured / 2**30:.2f} GiB, bound {generous_trial_bytes(probe) / 2**30:.2f} GiB, free {free / 2**30:.0f} GiB")
+    assert 0 < measured < generous_trial_bytes(probe)

@@ -188,6 +188,7 @@ def test_bench_gpu_search_runs_labelled_searches_and_writes_their_json(tmp_path)
         phases = run["phases"]  # consecutive: they add up to the wall time
         assert list(phases) == ["start->announced", "announced->first_stage", "first_stage->last_stage_end", "last_stage_end->model_logged", "model_logged->end"]
         assert sum(phases.values()) == pytest.approx(run["wall_seconds"], abs=0.1) and all(value >= -0.5 for value in phases.values())
+        assert [message.split(":")[0] for _, message in run["start_timeline"]] == ["dataset loaded", "execution chosen (auto)", "tracking store open"]
         slots = run["slots"]  # serial: one slot, busy while its two trials trained
         assert slots["capacity"] == 1 and slots["discarded_seconds"] == 0 and slots["guesses_used"] == slots["guesses_discarded"] == 0
         assert slots["useful"] + slots["idle"] == pytest.approx(1.0) and 0.3 < slots["useful"] <= 1.0

@@ -5,7 +5,10 @@ trials per GPU = min(cap, floor(0.8 x free memory / one trial's memory)), at lea
 for what a step-by-step measurement does not see: the allocator's fragmentation, cuDNN choosing other
 workspaces for other shapes, the test split and a fold's copy arriving later.
 
-One trial's memory is measured, not estimated, when the search starts: a probe process (started like a worker,
+Where even a generous bound on one trial's memory leaves room for every trial the cap allows several times over (small
+networks on a large GPU, the common case), that is settled without measuring: `generous_trial_bytes` counts the CUDA
+context and libraries, the data, 20 bytes a parameter and each layer's activations four times over. Otherwise
+one trial's memory is measured, not estimated, when the search starts: a probe process (started like a worker,
 so it holds what a worker holds: the CUDA context, cuDNN and cuBLAS) builds the largest network the search can
 build (every layer at search.width.cap, search.depth.cap deep), puts a buffer the size of the dataset on the
 device, trains two steps at the batch size in use and evaluates one batch as the trainer does, keeps its best
@@ -22,6 +25,8 @@ from searcher.model.spec import ArchSpec
 from searcher.train.trainer import TrainSettings
 
 HEADROOM = 0.8  # of the free memory that trials may plan on
+CONTEXT_BYTES = 2 * 2**30  # a CUDA context with cuDNN and cuBLAS loaded, and their workspaces: well above what is seen (~0.5-1 GiB)
+CLEAR_MARGIN = 2  # the bound must fit this many times over before the probe is skipped
 EVALUATION_BATCH = 1024  # trainer.evaluate's batch
 PROBE_SECONDS = 120.0  # a probe that has not answered by then is given up (one trial per GPU, and the reason shown)
 
@@ -42,10 +47,14 @@ class GpuShare:
     free_bytes: int | None
     why: str = ""
 
+    estimated: bool = False  # trial_bytes is generous_trial_bytes' bound (it fitted with a clear margin), not a measurement
+
     def describe(self) -> str:
         """What it rests on, for the run's first lines: `~1.2 GiB each` or why it was not measured."""
         if self.trial_bytes is None:
             return f"could not measure a trial's memory: {self.why}"
+        if self.estimated:
+            return f"at most ~{self.trial_bytes / 2**30:.1f} GiB each by a generous bound, not probed"
         return f"~{self.trial_bytes / 2**30:.1f} GiB each"
 
 
@@ -62,9 +71,30 @@ class Probe:
     data_bytes: int  # the dataset as it lies on the device (uint8 images, int64 labels)
 
 
+def generous_trial_bytes(probe: Probe) -> int:
+    """More than one trial of `probe.spec` takes: context and libraries, the data, the weights with their gradients,
+    optimizer state and best copy (20 bytes a parameter), and every layer's output at the batch size four times over
+    in float32 (the step's saved activations, their gradients, a CUDA graph's copies), plus an evaluation batch's."""
+    from searcher.model.build import build_model
+
+    model = build_model(probe.spec, probe.channels, probe.classes)
+    parameters = sum(parameter.numel() for parameter in model.parameters())
+    size, per_image = probe.size, 0
+    for layer in probe.spec.layers:
+        per_image += layer.width * size * size
+        size = size // 2 if layer.halves else size
+    activations = 4 * 4 * per_image * (probe.settings.batch_size + EVALUATION_BATCH)
+    return CONTEXT_BYTES + probe.data_bytes + 20 * parameters + activations
+
+
 def share_gpu(probe: Probe, cap: int) -> GpuShare:
-    """Measure one trial's memory on `probe.device` with a probe process; trials per GPU from it (one if that fails:
-    a measurement that went wrong must not stop the search, and one trial per GPU is what fits if anything does)."""
+    """Trials per GPU: the cap where a generous bound fits with a clear margin, else from one trial's memory measured by
+    a probe process (one if that fails: a measurement that went wrong must not stop the search, and one trial per GPU
+    is what fits if anything does)."""
+    bound = generous_trial_bytes(probe)
+    free = free_bytes(probe.device)
+    if trials_per_gpu(free, CLEAR_MARGIN * bound, cap) == cap:
+        return GpuShare(cap, bound, free, estimated=True)
     try:
         trial_bytes, free = measure_trial_bytes(probe)
     except ProbeFailed as failure:

@@ -107,19 +107,22 @@ class DepthStage(Stage):
         return self.walk(done).pending
 
     def speculate(self, done: list[TrialOutcome]) -> list[TrialRequest]:
-        """While a round trains: every seed of its parent and of its leading child (a tie reads them all), then the
-        leading child's own children. Once growth has stopped: every seed of the chain, deepest first (parsimony
-        compares the deepest with each shallower network on all of them)."""
+        """While a round trains: every seed of its parent (a tie reads them all); once every child has its first
+        seeds, every seed of the best child and then its own children (the next round, if it is accepted). Once
+        growth has stopped: every seed of the chain, deepest first (parsimony compares the deepest with each
+        shallower network on all of them)."""
         _, current, pending, _ = self.grow(done)
         if not pending:
             return self.every_seed(list(reversed(self.walk(done).chain)), done)
-        scored = [(score, child) for child in self.children(current, self.outcomes_for(current, done)) if (score := self.score_of(child, done)) is not None]
-        if not scored:
-            return self.every_seed([current], done)
-        leader = max(scored, key=lambda pair: pair[0])[1]  # (the first of equals: the narrower, as `grow` picks)
-        guesses = self.every_seed([current, leader], done)
-        if leader.arch.depth < self.plan.depth_cap:
-            guesses += [request for child in self.children(leader, self.outcomes_for(leader, done)) for request in self.missing(child, done)]
+        guesses = self.every_seed([current], done)
+        children = self.children(current, self.outcomes_for(current, done))
+        scored = [(score, child) for child in children if (score := self.score_of(child, done)) is not None]
+        if len(scored) < len(children):  # the best child is not known yet: guessing it wastes the slot as often as not
+            return guesses
+        best = max(scored, key=lambda pair: pair[0])[1]  # (the first of equals: the narrower, as `grow` picks)
+        guesses += self.every_seed([best], done)
+        if best.arch.depth < self.plan.depth_cap:
+            guesses += [request for child in self.children(best, self.outcomes_for(best, done)) for request in self.missing(child, done)]
         return guesses
 
     def conclude(self, done: list[TrialOutcome]) -> StageResult:

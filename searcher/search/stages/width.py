@@ -90,11 +90,12 @@ class WidthStage(Stage):
         return self.walk(done).pending
 
     def speculate(self, done: list[TrialOutcome]) -> list[TrialRequest]:
-        """The best so far and the widths still to compare, every seed, in grid order."""
+        """Every seed of the best so far and of the next width it is compared with (a tie reads them all)."""
         walk = self.walk(done)
         if walk.chosen is not None:
             return []
-        return self.every_seed([walk.best, *(candidate for candidate in self.grid if candidate not in walk.points)], done)
+        upcoming = [candidate for candidate in self.grid if candidate not in walk.points][:1]
+        return self.every_seed([walk.best, *upcoming], done)
 
     def conclude(self, done: list[TrialOutcome]) -> StageResult:
         walk = self.walk(done)
