@@ -28,7 +28,7 @@ from searcher.search.plan import RegularizerRange, SearchPlan, TransferPlan
 from searcher.train.auto import TrainingChoice, choose_training
 from searcher.train.stability import StabilityRule
 from searcher.train.trainer import TrainSettings, resolve_device
-from searcher.uris import redact, unreachable_database, with_driver
+from searcher.uris import redact, unreachable_database, unwritable_store, with_driver
 
 EXIT_OK, EXIT_FAILED, EXIT_BAD_INPUT = 0, 1, 2
 
@@ -346,7 +346,7 @@ def run(
         dataset = load_dataset(dataset_options(config.dataset, data_dir(config)))
         target = load_target(config, dataset)
         storage = optuna_storage(config)
-        if error := unreachable_database("tracking.optuna_storage", storage):
+        if error := unreachable_database("tracking.optuna_storage", storage) or unwritable_store("tracking.optuna_storage", storage):
             raise ConfigError(error)
         config, training = with_auto_training(config, len(dataset.train))
         config, execution_note = with_auto_execution(config, dataset)

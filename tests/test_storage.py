@@ -139,3 +139,37 @@ def test_a_worker_reports_epochs_to_a_journal_file_study(tmp_path):
     study.tell(trial, 0.8)
     (frozen,) = study.get_trials()
     assert frozen.intermediate_values == pytest.approx({1: 0.6, 2: 0.7, 3: 0.8})
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("setting", ["tracking.uri", "tracking.optuna_storage"])
+def test_a_read_only_sqlite_location_is_one_sentence_and_exit_2_before_anything_is_created(tmp_path, setting):
+    from conftest import read_only, run_cli
+
+    locked = tmp_path / "locked"
+    locked.mkdir()
+    stores = {"tracking.uri": f"sqlite:///{tmp_path / 'm.db'}", "tracking.optuna_storage": f"sqlite:///{tmp_path / 'o.db'}"}
+    stores[setting] = f"sqlite:///{locked / 'store.db'}"
+    with read_only(locked):
+        result = run_cli("search=quick", *(f"{key}={value}" for key, value in stores.items()), cwd=tmp_path)
+    said = " ".join(result.stdout.split())
+    assert result.returncode == 2, said
+    assert f"error: {setting}='sqlite:///{locked / 'store.db'}' cannot be written: the folder {locked} is read-only" in said
+    assert f"make it writable or point {setting} at a writable folder" in said
+    assert "Traceback" not in result.stdout + result.stderr
+    assert sorted(path.name for path in tmp_path.iterdir()) == ["locked"]  # no store, no output folder
+
+
+def test_unwritable_stores_are_found_before_anything_is_written(tmp_path):
+    from conftest import read_only
+
+    from searcher.uris import unwritable_store
+
+    (tmp_path / "locked").mkdir()
+    (tmp_path / "locked" / "m.db").write_bytes(b"")
+    with read_only(tmp_path / "locked"):
+        for uri in ("sqlite:///{}/locked/new.db", "journal:///{}/locked/deeper/o.log", "sqlite:///{}/locked/m.db?mode=rwc"):
+            assert "is read-only for this user" in unwritable_store("tracking.optuna_storage", uri.format(tmp_path))
+    for uri in ("sqlite:///{}/m.db", "journal:///{}/new/o.log", "sqlite:///:memory:", "postgresql://u@h/db", "http://h:5000"):
+        assert unwritable_store("tracking.uri", uri.format(tmp_path)) is None
+

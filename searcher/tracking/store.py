@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlparse
 
-from searcher.uris import redact, redact_text, unreachable_database, with_driver
+from searcher.uris import redact, redact_text, unreachable_database, unwritable_store, with_driver
 
 
 class TrackingError(Exception):
@@ -58,6 +58,8 @@ RACE_MARKERS = ("alembic", "already exists", "unique constraint", "duplicate key
 def open_recorder(uri: str, experiment: str, attempts: int = 5):
     """A Recorder on `experiment` (created if new). Imports MLflow only now: config errors answer fast."""
     check_uri(uri)
+    if error := unwritable_store("tracking.uri", uri):
+        raise TrackingError(error)
     from mlflow.tracking import MlflowClient
 
     from searcher.tracking.recorder import Recorder
