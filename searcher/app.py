@@ -1,7 +1,9 @@
 """Wires one search together: validated config -> data, plan, store -> controller -> record -> summary.
 
 Exit codes (docs/design.md §4): 0 done, 2 bad configuration or input (nothing
-trained, no run left RUNNING), 130/143 interrupted (open runs marked KILLED).
+trained, no run left RUNNING), 75 a store stopped working mid-search (what finished
+is recorded; re-running the same command resumes), 130/143 interrupted (open runs
+marked KILLED).
 """
 
 from __future__ import annotations
@@ -31,6 +33,9 @@ from searcher.train.trainer import TrainSettings, resolve_device
 from searcher.uris import redact, unreachable_database, unwritable_store, with_driver
 
 EXIT_OK, EXIT_FAILED, EXIT_BAD_INPUT = 0, 1, 2
+# sysexits.h's EX_TEMPFAIL, "a temporary failure: the user is invited to retry": a store stopped working mid-search,
+# nothing is wrong with the command, and the same command resumes once the store is back (not 2: training happened).
+EXIT_STORE_LOST = 75
 
 
 @dataclass(frozen=True)
@@ -310,6 +315,36 @@ def ui_command(uri: str) -> str:
     return f"python -m searcher.ui --tracking-uri {redact(with_driver(uri))}"
 
 
+@dataclass(frozen=True)
+class LostStore:
+    """A store that stopped working mid-search: its setting, its URI (password masked) and its last error."""
+
+    setting: str
+    uri: str
+    cause: str
+
+    def sentence(self) -> str:
+        return (
+            f"{self.setting}={self.uri!r} stopped working ({self.cause}), so the search stopped; the trials that finished are "
+            "recorded: make the store reachable and writable again, then re-run the same command to resume."
+        )
+
+
+def lost_store(error: BaseException, config: SearcherConfig, storage: str) -> LostStore | None:
+    """The store `error` says stopped working (tracking/faults.py), or None when it is not a store's failure (a bug)."""
+    from searcher.tracking.faults import TrackingLost, failed_store, store_fault
+    from searcher.uris import redact_text
+
+    which = failed_store(error)
+    if which is None:
+        return None
+    if which == "optuna":
+        setting = "tracking.optuna_storage" if config.tracking.optuna_storage else "tracking.optuna_storage (default)"
+        return LostStore(setting, redact(storage), redact_text(store_fault(error) or "", storage))
+    cause = error.cause if isinstance(error, TrackingLost) else store_fault(error) or ""
+    return LostStore("tracking.uri", redact(config.tracking.uri), redact_text(cause, config.tracking.uri))
+
+
 def publish_report(console: Console, config: SearcherConfig, name: str, search_run_id: str | None, output_dir: Path | None) -> bool:
     """Figures and report.html/.md, built from the tracking store (as `python -m searcher.report` does).
 
@@ -389,7 +424,6 @@ def search(
     from searcher.report.terminal import RichProgress, print_summary
     from searcher.search import SearchFailed, StudyBook, run_search
     from searcher.tracking.recorder import flatten
-    from searcher.tracking.retry import TrackingLost
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     settings = search_settings(config, flatten)
@@ -482,14 +516,14 @@ def search(
             example,
             registered_name=f"searcher-{dataset.name}",
         )
-    except (SearchFailed, TrackingLost) as failure:
-        if not isinstance(failure, TrackingLost):
-            recorder.abort("FAILED")
+    except SearchFailed as failure:
+        recorder.abort("FAILED")
         console.print(f"[red]search failed:[/red] {failure}", highlight=False)
         return Outcome(EXIT_FAILED, name, recorder.search_run_id, error=str(failure))
     except Interrupted as interrupt:
-        recorder.abort("KILLED")
-        console.print(f"[yellow]interrupted[/yellow]: open runs marked KILLED; exit {interrupt.exit_code}")
+        closed = close_runs(recorder)  # (best effort: the store may be why the search was waiting)
+        runs = "open runs marked KILLED" if closed else "open runs left RUNNING (the tracking store is failing; a re-run resumes)"
+        console.print(f"[yellow]interrupted[/yellow]: {runs}; exit {interrupt.exit_code}")
         return Outcome(interrupt.exit_code, name, recorder.search_run_id, error="interrupted; open runs marked KILLED")
     except SystemExit:
         # A job scheduler's signal handler exits this process (submitit at a SLURM time limit or preemption,
@@ -498,6 +532,16 @@ def search(
         recorder.abort("KILLED")
         console.print("[yellow]stopped by the job scheduler[/yellow]: open runs marked KILLED; a re-run (or the requeued job) resumes")
         raise
+    except Exception as error:
+        lost = lost_store(error, config, storage)
+        if lost is None:  # a bug: its traceback is what to report
+            recorder.abort("FAILED")
+            raise
+        if lost.setting != "tracking.uri":
+            close_runs(recorder)  # the tracking store still works: the runs end KILLED, as after a signal
+        # (a lost tracking store leaves them RUNNING: the re-run marks them as a dead process's and resumes)
+        console.print(f"[red]stopped:[/red] {lost.sentence()} (exit {EXIT_STORE_LOST})", highlight=False, soft_wrap=True)
+        return Outcome(EXIT_STORE_LOST, name, recorder.search_run_id, error=lost.sentence())
     except BaseException:
         recorder.abort("FAILED")
         raise
@@ -510,6 +554,20 @@ def search(
     if config.report.enabled and not publish_report(console, config, name, recorder.search_run_id, output_dir):
         return Outcome(EXIT_SIGINT, name, recorder.search_run_id, result.final.metrics["test_acc"], result, model_uri, "interrupted while reporting")
     return Outcome(EXIT_OK, name, recorder.search_run_id, result.final.metrics["test_acc"], result, model_uri)
+
+
+def close_runs(recorder: Any) -> bool:
+    """Mark the open runs KILLED if the tracking store still takes writes (True); when it does not, the re-run marks
+    the runs left RUNNING as a dead process's, so nothing is lost by leaving them (False)."""
+    try:
+        recorder.abort("KILLED")
+    except Exception as error:
+        from searcher.tracking.faults import store_fault
+
+        if store_fault(error) is None:
+            raise  # a bug
+        return False
+    return True
 
 
 def prepare_finish_in_background() -> threading.Thread:

@@ -173,3 +173,41 @@ def test_unwritable_stores_are_found_before_anything_is_written(tmp_path):
     for uri in ("sqlite:///{}/m.db", "journal:///{}/new/o.log", "sqlite:///:memory:", "postgresql://u@h/db", "http://h:5000"):
         assert unwritable_store("tracking.uri", uri.format(tmp_path)) is None
 
+
+def test_a_failing_store_is_retried_for_a_bounded_time_then_named_and_other_errors_are_not_store_failures(tmp_path):
+    """Real stores made read-only: MLflow's writes are retried for `wait_seconds` then TrackingLost; Optuna's failures
+    are told apart from MLflow's; a bad request is not retried and is no store's failure."""
+    import time
+
+    from conftest import read_only
+    from mlflow.exceptions import MlflowException
+    from mlflow.tracking import MlflowClient
+
+    from searcher.search.studies import StudyStorageLost, report_epoch
+    from searcher.tracking.faults import TrackingLost, failed_store
+    from searcher.tracking.retry import RetryingClient
+    from searcher.train.trainer import EpochRecord
+
+    folder = tmp_path / "stores"
+    folder.mkdir()
+    uri = f"sqlite:///{folder / 'm.db'}"
+    client = RetryingClient(MlflowClient(uri), uri, wait_seconds=1.0, first_delay_seconds=0.2)
+    experiment = client.create_experiment("e")
+    study = optuna.create_study(storage=f"sqlite:///{folder / 'o.db'}")
+    trial = study.ask()
+    with pytest.raises(MlflowException) as bad_request:  # answered at once, not retried
+        client.get_run("no-such-run")
+    assert failed_store(bad_request.value) is None
+    with read_only(folder):
+        started = time.monotonic()
+        with pytest.raises(TrackingLost) as lost:
+            client.create_run(experiment)
+        assert 1.0 <= time.monotonic() - started < 10
+        assert "create_run: OperationalError: unable to open database file" in lost.value.cause and failed_store(lost.value) == "tracking"
+        with pytest.raises(StudyStorageLost) as optuna_lost:
+            report_epoch(trial, EpochRecord(1, 1.0, 1.0, 0.5, 0.1, 0.0))
+        assert "unable to open database file" in str(optuna_lost.value) and failed_store(optuna_lost.value) == "optuna"
+        with pytest.raises(optuna.exceptions.StorageInternalError) as told:
+            study.tell(trial, 0.5)
+        assert failed_store(told.value) == "optuna"
+    assert failed_store(ValueError("Cannot tell a COMPLETE trial.")) is None

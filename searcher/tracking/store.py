@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import time
 import urllib.error
 import urllib.request
@@ -60,6 +61,10 @@ def open_recorder(uri: str, experiment: str, attempts: int = 5):
     check_uri(uri)
     if error := unwritable_store("tracking.uri", uri):
         raise TrackingError(error)
+    if uri.startswith(("http://", "https://")):
+        # MLflow retries each HTTP request 7 times over ~4 minutes, so a server gone mid-search held the search for
+        # minutes per call; the retrying client bounds the wait instead (retry.py). A value the user set is kept.
+        os.environ.setdefault("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "0")
     from mlflow.tracking import MlflowClient
 
     from searcher.tracking.recorder import Recorder
