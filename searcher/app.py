@@ -11,6 +11,7 @@ from __future__ import annotations
 import hashlib
 import json
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -22,7 +23,7 @@ from rich.console import Console
 from searcher.config import AUTO, ConfigError, DatasetConfig, SearcherConfig, data_dir
 from searcher.data import DatasetError, DatasetOptions, DeviceData, ImageDataset, load_dataset
 from searcher.execution import Backend, Progress, Runner, TrialRecorder, interrupts
-from searcher.execution.interrupts import EXIT_SIGINT, Interrupted
+from searcher.execution.interrupts import Interrupted
 from searcher.execution.threads import torch_threads, trial_threads
 from searcher.model.spec import LayoutPolicy
 from searcher.search.evidence import cross_validation_folds
@@ -345,23 +346,53 @@ def lost_store(error: BaseException, config: SearcherConfig, storage: str) -> Lo
     return LostStore("tracking.uri", redact(config.tracking.uri), redact_text(cause, config.tracking.uri))
 
 
-def publish_report(console: Console, config: SearcherConfig, name: str, search_run_id: str | None, output_dir: Path | None) -> bool:
-    """Figures and report.html/.md, built from the tracking store (as `python -m searcher.report` does).
+def report_missing(config: SearcherConfig, finished_search: Any) -> bool:
+    """A finished search whose report was never completed (its building stopped by a signal or kill -9): the report
+    logs its time last, so a search run without it has no whole report."""
+    from searcher.tracking.schema import Metrics
 
-    Never fails the finished search; returns False when Ctrl-C interrupted it."""
+    return config.report.enabled and Metrics.REPORT_SECONDS not in finished_search.data.metrics
+
+
+def publish_report(
+    console: Console,
+    config: SearcherConfig,
+    name: str,
+    search_run_id: str | None,
+    output_dir: Path | None,
+    first: Callable[[], None] = lambda: None,
+) -> int | None:
+    """Figures and report.html/.md, built from the tracking store (as `python -m searcher.report` does), after `first`
+    (what the finished search prints before it).
+
+    Never fails the finished search; returns the exit code (130/143) when a signal stopped it, with the command that
+    rebuilds it (a re-run of the search does too), else None."""
     from searcher.report.build import publish
 
-    rebuild = f"python -m searcher.report --search-name {name} --tracking-uri {redact(config.tracking.uri)}"
+    out = f" --out {output_dir}" if output_dir is not None else ""
+    rebuild = f"python -m searcher.report --search-name {name} --tracking-uri {redact(config.tracking.uri)}{out} --log"
+    interrupts.install()  # before `first`: from the search's last line on, a signal stops the report, not the process
     try:
-        published = publish(config.tracking.uri, search_run_id, output_dir, trial_plots=config.report.trial_plots)
-    except KeyboardInterrupt:
-        console.print(f"[yellow]report interrupted[/yellow]; the search is recorded, rebuild the report with {rebuild}", highlight=False, soft_wrap=True)
-        return False
-    except Exception as error:  # the search is recorded; the report can be rebuilt from the store
-        console.print(f"[yellow]report failed[/yellow] ({type(error).__name__}: {error}); rebuild it with {rebuild}", highlight=False, soft_wrap=True)
-        return True
+        first()
+        if not config.report.enabled:
+            return None
+        try:
+            published = publish(config.tracking.uri, search_run_id, output_dir, trial_plots=config.report.trial_plots)
+        except Exception as error:  # the search is recorded; the report can be rebuilt from the store
+            console.print(f"[yellow]report failed[/yellow] ({type(error).__name__}: {error}); rebuild it with {rebuild}", highlight=False, soft_wrap=True)
+            return None
+    except Interrupted as interrupt:
+        console.print(
+            f"[yellow]report interrupted[/yellow] (exit {interrupt.exit_code}); the search is recorded, rebuild the report with {rebuild} "
+            "(or re-run the same command)",
+            highlight=False,
+            soft_wrap=True,
+        )
+        return interrupt.exit_code
+    finally:
+        interrupts.restore()
     console.print(f"report:     {redact(str(published.location))} ({sum(published.seconds.values()):.1f}s)", highlight=False, soft_wrap=True)
-    return True
+    return None
 
 
 def run(
@@ -463,7 +494,12 @@ def search(
 
             stored = read_search(recorder.client, earlier.info.run_id)
             print_stored_summary(console, stored, ui_command(config.tracking.uri), recorder.runs_url("http://127.0.0.1:5000"))
-            return Outcome(EXIT_OK, name, earlier.info.run_id, earlier.data.metrics.get("test_acc"))
+            test_acc = earlier.data.metrics.get("test_acc")
+            if report_missing(config, earlier):
+                console.print(f"the report of search {name} is missing (its building was stopped): rebuilding it", highlight=False)
+                if stopped := publish_report(console, config, name, earlier.info.run_id, output_dir):
+                    return Outcome(stopped, name, earlier.info.run_id, test_acc, error="interrupted while reporting")
+            return Outcome(EXIT_OK, name, earlier.info.run_id, test_acc)
         console.print(
             f"resuming search {name}: {len(prior.completed)} completed trials are reused, "
             f"{prior.orphans} runs left RUNNING by a dead process marked FAILED"
@@ -549,10 +585,13 @@ def search(
         interrupts.restore()  # (keeps SIGTERM ignored after ignore_sigterm: the process is on its way out)
         if runner is not None:
             runner.close()
-    print_summary(console, result, ui_command(config.tracking.uri), recorder.stage_view_url("http://127.0.0.1:5000"))
-    console.print(f"model:      {model_uri}  (searcher.load_model: uint8 images in, logits out)", highlight=False, soft_wrap=True)
-    if config.report.enabled and not publish_report(console, config, name, recorder.search_run_id, output_dir):
-        return Outcome(EXIT_SIGINT, name, recorder.search_run_id, result.final.metrics["test_acc"], result, model_uri, "interrupted while reporting")
+
+    def summary() -> None:
+        print_summary(console, result, ui_command(config.tracking.uri), recorder.stage_view_url("http://127.0.0.1:5000"))
+        console.print(f"model:      {model_uri}  (searcher.load_model: uint8 images in, logits out)", highlight=False, soft_wrap=True)
+
+    if stopped := publish_report(console, config, name, recorder.search_run_id, output_dir, first=summary):
+        return Outcome(stopped, name, recorder.search_run_id, result.final.metrics["test_acc"], result, model_uri, "interrupted while reporting")
     return Outcome(EXIT_OK, name, recorder.search_run_id, result.final.metrics["test_acc"], result, model_uri)
 
 

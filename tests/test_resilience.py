@@ -190,3 +190,32 @@ def test_a_store_lost_mid_search_stops_with_exit_75_and_the_rerun_resumes_once_i
     (uninterrupted,) = search_runs(reference_uri, "tags.`searcher.role` = 'search'")
     assert resumed.data.metrics["test_acc"] == uninterrupted.data.metrics["test_acc"]
 
+
+def test_sigterm_while_the_report_is_built_exits_143_and_the_rerun_rebuilds_it(tmp_path):
+    uri = f"sqlite:///{tmp_path / 'm.db'}"
+    args = ("search=quick", f"tracking.uri={uri}", "search.name=report", "report.trial_plots=true")  # ~50 figures: a report of seconds
+    process = start_cli(*args, cwd=tmp_path)
+    lines = []
+    for line in process.stdout:
+        lines.append(line)
+        if line.startswith("model:"):  # printed just before the report is built
+            process.send_signal(signal.SIGTERM)
+            break
+    output = "".join(lines) + process.stdout.read()
+    said = " ".join(output.split())
+    assert process.wait(timeout=10) == 143, said[-3000:]
+    (search,) = search_runs(uri, "tags.`searcher.role` = 'search'")
+    assert search.info.status == "FINISHED" and "report_seconds" not in search.data.metrics
+    assert "report interrupted (exit 143)" in said and "Traceback" not in output
+    assert f"rebuild the report with python -m searcher.report --search-name report --tracking-uri {uri} --out " in said
+
+    result = run_cli(*args, cwd=tmp_path, timeout=300)
+    said = " ".join(result.stdout.split())
+    assert result.returncode == 0, said[-3000:]
+    assert "already complete" in said and "the report of search report is missing (its building was stopped): rebuilding it" in said
+    first, rerun = sorted(tmp_path.glob("outputs/*/*"))  # (outputs/DATE/TIME)
+    assert "searcher report: report" in (rerun / "report.html").read_text()
+    (search,) = search_runs(uri, "tags.`searcher.role` = 'search'")
+    assert "report_seconds" in search.data.metrics
+    again = run_cli(*args, cwd=tmp_path, timeout=300)  # now whole: not rebuilt again
+    assert again.returncode == 0 and "missing" not in again.stdout
