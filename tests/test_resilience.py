@@ -75,14 +75,18 @@ def test_kill_9_then_rerun_reuses_finished_trials_and_matches_an_uninterrupted_r
 
 
 def test_sigterm_stops_within_seconds_and_marks_runs_killed(tmp_path):
+    """SIGTERM in the first seconds of stage 0 (its first trial): exit 143 within 2 s, no "database is locked" wait."""
     uri = f"sqlite:///{tmp_path / 'm.db'}"
     process = start_cli("search=quick", f"tracking.uri={uri}", "search.name=term", cwd=tmp_path)
     wait_for(lambda: any(r.info.status == "RUNNING" for r in search_runs(uri, "tags.`searcher.role` = 'trial'")) or process.poll() is not None, every=0.3)
     sent = time.monotonic()
     process.send_signal(signal.SIGTERM)
-    code = process.wait(timeout=10)
-    assert code == 143, process.stdout.read()[-3000:]
-    assert time.monotonic() - sent < 10
+    code = process.wait(timeout=30)
+    stopped = time.monotonic() - sent
+    output = process.stdout.read()
+    assert code == 143, output[-3000:]
+    assert stopped < 2, stopped
+    assert "locked" not in output and "Traceback" not in output
     runs = search_runs(uri)
     assert not [r for r in runs if r.info.status == "RUNNING"]
     killed = {r.data.tags["searcher.role"] for r in runs if r.info.status == "KILLED"}
