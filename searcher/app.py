@@ -1,7 +1,9 @@
 """Wires one search together: validated config -> data, plan, store -> controller -> record -> summary.
 
 Exit codes (docs/design.md §4): 0 done, 2 bad configuration or input (nothing
-trained, no run left RUNNING), 130/143 interrupted (open runs marked KILLED).
+trained, no run left RUNNING), 75 a store stopped working mid-search (what finished
+is recorded; re-running the same command resumes), 130/143 interrupted (open runs
+marked KILLED).
 """
 
 from __future__ import annotations
@@ -11,7 +13,7 @@ import json
 import logging
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -24,7 +26,7 @@ from rich.console import Console
 from searcher.config import AUTO, ConfigError, DatasetConfig, SearcherConfig, data_dir
 from searcher.data import DatasetError, DatasetOptions, DeviceData, ImageDataset, load_dataset
 from searcher.execution import Backend, Progress, Runner, TrialRecorder, interrupts
-from searcher.execution.interrupts import EXIT_SIGINT, Interrupted
+from searcher.execution.interrupts import Interrupted
 from searcher.execution.threads import torch_threads, trial_threads
 from searcher.model.spec import LayoutPolicy
 from searcher.search.evidence import cross_validation_folds
@@ -32,12 +34,15 @@ from searcher.search.plan import RegularizerRange, SearchPlan, TransferPlan
 from searcher.train.auto import TrainingChoice, choose_training
 from searcher.train.stability import StabilityRule
 from searcher.train.trainer import TrainSettings, resolve_device
-from searcher.uris import redact, unreachable_database, with_driver
+from searcher.uris import redact, unreachable_database, unwritable_store, with_driver
 
 if TYPE_CHECKING:
     from searcher.tracking.lease import Lease
 
 EXIT_OK, EXIT_FAILED, EXIT_BAD_INPUT = 0, 1, 2
+# sysexits.h's EX_TEMPFAIL, "a temporary failure: the user is invited to retry": a store stopped working mid-search,
+# nothing is wrong with the command, and the same command resumes once the store is back (not 2: training happened).
+EXIT_STORE_LOST = 75
 
 
 @dataclass(frozen=True)
@@ -318,23 +323,83 @@ def ui_command(uri: str) -> str:
     return f"python -m searcher.ui --tracking-uri {redact(with_driver(uri))}"
 
 
-def publish_report(console: Console, config: SearcherConfig, name: str, search_run_id: str | None, output_dir: Path | None) -> bool:
-    """Figures and report.html/.md, built from the tracking store (as `python -m searcher.report` does).
+@dataclass(frozen=True)
+class LostStore:
+    """A store that stopped working mid-search: its setting, its URI (password masked) and its last error."""
 
-    Never fails the finished search; returns False when Ctrl-C interrupted it."""
+    setting: str
+    uri: str
+    cause: str
+
+    def sentence(self) -> str:
+        return (
+            f"{self.setting}={self.uri!r} stopped working ({self.cause}), so the search stopped; the trials that finished are "
+            "recorded: make the store reachable and writable again, then re-run the same command to resume."
+        )
+
+
+def lost_store(error: BaseException, config: SearcherConfig, storage: str) -> LostStore | None:
+    """The store `error` says stopped working (tracking/faults.py), or None when it is not a store's failure (a bug)."""
+    from searcher.tracking.faults import TrackingLost, failed_store, store_fault
+    from searcher.uris import redact_text
+
+    which = failed_store(error)
+    if which is None:
+        return None
+    if which == "optuna":
+        setting = "tracking.optuna_storage" if config.tracking.optuna_storage else "tracking.optuna_storage (default)"
+        return LostStore(setting, redact(storage), redact_text(store_fault(error) or "", storage))
+    cause = error.cause if isinstance(error, TrackingLost) else store_fault(error) or ""
+    return LostStore("tracking.uri", redact(config.tracking.uri), redact_text(cause, config.tracking.uri))
+
+
+def report_missing(config: SearcherConfig, finished_search: Any) -> bool:
+    """A finished search whose report was never completed (its building stopped by a signal or kill -9): the report
+    logs its time last, so a search run without it has no whole report."""
+    from searcher.tracking.schema import Metrics
+
+    return config.report.enabled and Metrics.REPORT_SECONDS not in finished_search.data.metrics
+
+
+def publish_report(
+    console: Console,
+    config: SearcherConfig,
+    name: str,
+    search_run_id: str | None,
+    output_dir: Path | None,
+    first: Callable[[], None] = lambda: None,
+) -> int | None:
+    """Figures and report.html/.md, built from the tracking store (as `python -m searcher.report` does), after `first`
+    (what the finished search prints before it).
+
+    Never fails the finished search; returns the exit code (130/143) when a signal stopped it, with the command that
+    rebuilds it (a re-run of the search does too), else None."""
     from searcher.report.build import publish
 
-    rebuild = f"python -m searcher.report --search-name {name} --tracking-uri {redact(config.tracking.uri)}"
+    out = f" --out {output_dir}" if output_dir is not None else ""
+    rebuild = f"python -m searcher.report --search-name {name} --tracking-uri {redact(config.tracking.uri)}{out} --log"
+    interrupts.install()  # before `first`: from the search's last line on, a signal stops the report, not the process
     try:
-        published = publish(config.tracking.uri, search_run_id, output_dir, trial_plots=config.report.trial_plots)
-    except KeyboardInterrupt:
-        console.print(f"[yellow]report interrupted[/yellow]; the search is recorded, rebuild the report with {rebuild}", highlight=False, soft_wrap=True)
-        return False
-    except Exception as error:  # the search is recorded; the report can be rebuilt from the store
-        console.print(f"[yellow]report failed[/yellow] ({type(error).__name__}: {error}); rebuild it with {rebuild}", highlight=False, soft_wrap=True)
-        return True
+        first()
+        if not config.report.enabled:
+            return None
+        try:
+            published = publish(config.tracking.uri, search_run_id, output_dir, trial_plots=config.report.trial_plots)
+        except Exception as error:  # the search is recorded; the report can be rebuilt from the store
+            console.print(f"[yellow]report failed[/yellow] ({type(error).__name__}: {error}); rebuild it with {rebuild}", highlight=False, soft_wrap=True)
+            return None
+    except Interrupted as interrupt:
+        console.print(
+            f"[yellow]report interrupted[/yellow] (exit {interrupt.exit_code}); the search is recorded, rebuild the report with {rebuild} "
+            "(or re-run the same command)",
+            highlight=False,
+            soft_wrap=True,
+        )
+        return interrupt.exit_code
+    finally:
+        interrupts.restore()
     console.print(f"report:     {redact(str(published.location))} ({sum(published.seconds.values()):.1f}s)", highlight=False, soft_wrap=True)
-    return True
+    return None
 
 
 log = logging.getLogger(__name__)  # to cli.log only (conf/hydra/job_logging): where a slow start spent its time
@@ -365,7 +430,7 @@ def run(
             dataset = load_dataset(dataset_options(config.dataset, data_dir(config)))
             target = load_target(config, dataset)
         storage = optuna_storage(config)
-        if error := unreachable_database("tracking.optuna_storage", storage):
+        if error := unreachable_database("tracking.optuna_storage", storage) or unwritable_store("tracking.optuna_storage", storage):
             raise ConfigError(error)
         config, training = with_auto_training(config, len(dataset.train))
         with timed(f"execution chosen ({config.execution.kind})"):
@@ -444,7 +509,6 @@ def owned_search(
     from searcher.report.terminal import RichProgress, print_summary
     from searcher.search import SearchFailed, StudyBook, run_search
     from searcher.tracking.recorder import flatten
-    from searcher.tracking.retry import TrackingLost
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     settings = search_settings(config, flatten)
@@ -483,7 +547,12 @@ def owned_search(
 
             stored = read_search(recorder.client, earlier.info.run_id)
             print_stored_summary(console, stored, ui_command(config.tracking.uri), recorder.runs_url("http://127.0.0.1:5000"))
-            return Outcome(EXIT_OK, name, earlier.info.run_id, earlier.data.metrics.get("test_acc"))
+            test_acc = earlier.data.metrics.get("test_acc")
+            if report_missing(config, earlier):
+                console.print(f"the report of search {name} is missing (its building was stopped): rebuilding it", highlight=False)
+                if stopped := publish_report(console, config, name, earlier.info.run_id, output_dir):
+                    return Outcome(stopped, name, earlier.info.run_id, test_acc, error="interrupted while reporting")
+            return Outcome(EXIT_OK, name, earlier.info.run_id, test_acc)
         console.print(
             f"resuming search {name}: {len(prior.completed)} completed trials are reused, "
             f"{prior.orphans} runs left RUNNING by a dead owner marked FAILED"
@@ -537,17 +606,17 @@ def owned_search(
             example,
             registered_name=f"searcher-{dataset.name}",
         )
-    except (SearchFailed, TrackingLost) as failure:
-        if not isinstance(failure, TrackingLost):
-            recorder.abort("FAILED")
+    except SearchFailed as failure:
+        recorder.abort("FAILED")
         console.print(f"[red]search failed:[/red] {failure}", highlight=False)
         return Outcome(EXIT_FAILED, name, recorder.search_run_id, error=str(failure))
     except Interrupted as interrupt:
         if lease.lost.is_set():  # another process took the search over: its runs are that process's now, left alone
             console.print(f"[red]stopped:[/red] {lease.lost_message()}", highlight=False, soft_wrap=True)
             return Outcome(EXIT_FAILED, name, recorder.search_run_id, error=lease.lost_message())
-        recorder.abort("KILLED")
-        console.print(f"[yellow]interrupted[/yellow]: open runs marked KILLED; exit {interrupt.exit_code}")
+        closed = close_runs(recorder)  # (best effort: the store may be why the search was waiting)
+        runs = "open runs marked KILLED" if closed else "open runs left RUNNING (the tracking store is failing; a re-run resumes)"
+        console.print(f"[yellow]interrupted[/yellow]: {runs}; exit {interrupt.exit_code}")
         return Outcome(interrupt.exit_code, name, recorder.search_run_id, error="interrupted; open runs marked KILLED")
     except SystemExit:
         # A job scheduler's signal handler exits this process (submitit at a SLURM time limit or preemption,
@@ -556,6 +625,16 @@ def owned_search(
         recorder.abort("KILLED")
         console.print("[yellow]stopped by the job scheduler[/yellow]: open runs marked KILLED; a re-run (or the requeued job) resumes")
         raise
+    except Exception as error:
+        lost = lost_store(error, config, storage)
+        if lost is None:  # a bug: its traceback is what to report
+            recorder.abort("FAILED")
+            raise
+        if lost.setting != "tracking.uri":
+            close_runs(recorder)  # the tracking store still works: the runs end KILLED, as after a signal
+        # (a lost tracking store leaves them RUNNING: the re-run marks them as a dead process's and resumes)
+        console.print(f"[red]stopped:[/red] {lost.sentence()} (exit {EXIT_STORE_LOST})", highlight=False, soft_wrap=True)
+        return Outcome(EXIT_STORE_LOST, name, recorder.search_run_id, error=lost.sentence())
     except BaseException:
         recorder.abort("FAILED")
         raise
@@ -563,11 +642,28 @@ def owned_search(
         interrupts.restore()  # (keeps SIGTERM ignored after ignore_sigterm: the process is on its way out)
         if runner is not None:
             runner.close()
-    print_summary(console, result, ui_command(config.tracking.uri), recorder.stage_view_url("http://127.0.0.1:5000"))
-    console.print(f"model:      {model_uri}  (searcher.load_model: uint8 images in, logits out)", highlight=False, soft_wrap=True)
-    if config.report.enabled and not publish_report(console, config, name, recorder.search_run_id, output_dir):
-        return Outcome(EXIT_SIGINT, name, recorder.search_run_id, result.final.metrics["test_acc"], result, model_uri, "interrupted while reporting")
+
+    def summary() -> None:
+        print_summary(console, result, ui_command(config.tracking.uri), recorder.stage_view_url("http://127.0.0.1:5000"))
+        console.print(f"model:      {model_uri}  (searcher.load_model: uint8 images in, logits out)", highlight=False, soft_wrap=True)
+
+    if stopped := publish_report(console, config, name, recorder.search_run_id, output_dir, first=summary):
+        return Outcome(stopped, name, recorder.search_run_id, result.final.metrics["test_acc"], result, model_uri, "interrupted while reporting")
     return Outcome(EXIT_OK, name, recorder.search_run_id, result.final.metrics["test_acc"], result, model_uri)
+
+
+def close_runs(recorder: Any) -> bool:
+    """Mark the open runs KILLED if the tracking store still takes writes (True); when it does not, the re-run marks
+    the runs left RUNNING as a dead process's, so nothing is lost by leaving them (False)."""
+    try:
+        recorder.abort("KILLED")
+    except Exception as error:
+        from searcher.tracking.faults import store_fault
+
+        if store_fault(error) is None:
+            raise  # a bug
+        return False
+    return True
 
 
 def prepare_finish_in_background() -> threading.Thread:

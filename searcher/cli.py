@@ -80,13 +80,14 @@ def task(composed: DictConfig) -> None:
 
 
 class CheckSettings(Callback):
-    """Checks a single run's settings, and that a CUDA device it names exists, before Hydra creates its output folder:
-    a rejected command leaves nothing behind."""
+    """Checks a single run's settings, that a CUDA device it names exists and that its SQLite or journal stores can be
+    written, before Hydra creates its output folder: a rejected command leaves nothing behind."""
 
     def on_run_start(self, config: DictConfig, **kwargs: Any) -> None:
         from rich.console import Console
 
         from searcher.config import ConfigError, validate
+        from searcher.uris import unwritable_store
 
         try:
             checked = validate(OmegaConf.to_container(config, resolve=False))  # type: ignore[arg-type]
@@ -94,6 +95,9 @@ class CheckSettings(Callback):
                 from searcher.app import check_device
 
                 check_device(checked.device)
+            for setting, uri in (("tracking.uri", checked.tracking.uri), ("tracking.optuna_storage", checked.tracking.optuna_storage)):
+                if uri and (error := unwritable_store(setting, uri)):
+                    raise ConfigError(error)
         except ConfigError as error:
             show_error(Console(), str(error))
             sys.exit(EXIT_BAD_INPUT)

@@ -94,3 +94,38 @@ def unreachable_database(setting: str, uri: str, wait_seconds: float = 15.0) -> 
             delay *= 2
     finally:
         engine.dispose()
+
+
+def local_file(uri: str) -> str | None:
+    """The file a SQLite URI or an Optuna journal URI names (`sqlite:///m.db`, `journal:///nfs/o.log`), else None."""
+    for prefix in ("sqlite:///", "journal:///"):
+        if uri.startswith(prefix):
+            path = uri.removeprefix(prefix).split("?", 1)[0]
+            return path if path and path != ":memory:" else None
+    return None
+
+
+def unwritable_store(setting: str, uri: str) -> str | None:
+    """The error for a SQLite database or Optuna journal file (`setting`'s) that this process cannot write, or None.
+
+    Checked before anything is created: SQLite writes a journal beside its database, so the folder must
+    be writable as well as the file; without the check the first write fails after MLflow's ~100 s of
+    retries, with a traceback. A folder that does not exist yet is judged by the nearest one that does.
+    """
+    import os
+    from pathlib import Path
+
+    path = local_file(uri)
+    if path is None:
+        return None
+    file = Path(path).expanduser().absolute()
+    folder = file.parent
+    while not folder.exists() and folder != folder.parent:
+        folder = folder.parent
+    if file.exists() and not os.access(file, os.W_OK):
+        blocked = f"the file {file} is read-only for this user"
+    elif not os.access(folder, os.W_OK | os.X_OK):
+        blocked = f"the folder {folder} is read-only for this user"
+    else:
+        return None
+    return f"{setting}={redact(uri)!r} cannot be written: {blocked}; make it writable or point {setting} at a writable folder."

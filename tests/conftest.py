@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import subprocess
 import sys
@@ -190,6 +191,29 @@ def check_two_complete_searches(uri: str, sweep: Path, seeds: tuple[int, int] = 
         assert keys and len(keys) == len(set(keys)), "a trial was recorded twice"
     assert not [r for r in search_runs(uri) if r.info.status == "RUNNING"]
     return searches
+
+
+@contextlib.contextmanager
+def read_only(folder: Path):
+    """`folder` made unwritable (nothing can be created, changed or removed in it) for as long as the block runs.
+
+    chmod for a user; root ignores modes, so as root the folder is made immutable (chattr +i), where the
+    file system allows it (otherwise the test is skipped)."""
+    if os.geteuid() != 0:
+        mode = folder.stat().st_mode
+        folder.chmod(0o555)
+        try:
+            yield
+        finally:
+            folder.chmod(mode)
+        return
+    made = subprocess.run(["chattr", "+i", str(folder)], capture_output=True, text=True)
+    if made.returncode != 0:
+        pytest.skip(f"running as root, and chattr +i does not work here: {made.stderr.strip()}")
+    try:
+        yield
+    finally:
+        subprocess.run(["chattr", "-i", str(folder)], check=True)
 
 
 def wait_for(condition, timeout: float = 300, every: float = 0.5):

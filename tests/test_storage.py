@@ -139,3 +139,75 @@ def test_a_worker_reports_epochs_to_a_journal_file_study(tmp_path):
     study.tell(trial, 0.8)
     (frozen,) = study.get_trials()
     assert frozen.intermediate_values == pytest.approx({1: 0.6, 2: 0.7, 3: 0.8})
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("setting", ["tracking.uri", "tracking.optuna_storage"])
+def test_a_read_only_sqlite_location_is_one_sentence_and_exit_2_before_anything_is_created(tmp_path, setting):
+    from conftest import read_only, run_cli
+
+    locked = tmp_path / "locked"
+    locked.mkdir()
+    stores = {"tracking.uri": f"sqlite:///{tmp_path / 'm.db'}", "tracking.optuna_storage": f"sqlite:///{tmp_path / 'o.db'}"}
+    stores[setting] = f"sqlite:///{locked / 'store.db'}"
+    with read_only(locked):
+        result = run_cli("search=quick", *(f"{key}={value}" for key, value in stores.items()), cwd=tmp_path)
+    said = " ".join(result.stdout.split())
+    assert result.returncode == 2, said
+    assert f"error: {setting}='sqlite:///{locked / 'store.db'}' cannot be written: the folder {locked} is read-only" in said
+    assert f"make it writable or point {setting} at a writable folder" in said
+    assert "Traceback" not in result.stdout + result.stderr
+    assert sorted(path.name for path in tmp_path.iterdir()) == ["locked"]  # no store, no output folder
+
+
+def test_unwritable_stores_are_found_before_anything_is_written(tmp_path):
+    from conftest import read_only
+
+    from searcher.uris import unwritable_store
+
+    (tmp_path / "locked").mkdir()
+    (tmp_path / "locked" / "m.db").write_bytes(b"")
+    with read_only(tmp_path / "locked"):
+        for uri in ("sqlite:///{}/locked/new.db", "journal:///{}/locked/deeper/o.log", "sqlite:///{}/locked/m.db?mode=rwc"):
+            assert "is read-only for this user" in unwritable_store("tracking.optuna_storage", uri.format(tmp_path))
+    for uri in ("sqlite:///{}/m.db", "journal:///{}/new/o.log", "sqlite:///:memory:", "postgresql://u@h/db", "http://h:5000"):
+        assert unwritable_store("tracking.uri", uri.format(tmp_path)) is None
+
+
+def test_a_failing_store_is_retried_for_a_bounded_time_then_named_and_other_errors_are_not_store_failures(tmp_path):
+    """Real stores made read-only: MLflow's writes are retried for `wait_seconds` then TrackingLost; Optuna's failures
+    are told apart from MLflow's; a bad request is not retried and is no store's failure."""
+    import time
+
+    from conftest import read_only
+    from mlflow.exceptions import MlflowException
+    from mlflow.tracking import MlflowClient
+
+    from searcher.search.studies import StudyStorageLost, report_epoch
+    from searcher.tracking.faults import TrackingLost, failed_store
+    from searcher.tracking.retry import RetryingClient
+    from searcher.train.trainer import EpochRecord
+
+    folder = tmp_path / "stores"
+    folder.mkdir()
+    uri = f"sqlite:///{folder / 'm.db'}"
+    client = RetryingClient(MlflowClient(uri), uri, wait_seconds=1.0, first_delay_seconds=0.2)
+    experiment = client.create_experiment("e")
+    study = optuna.create_study(storage=f"sqlite:///{folder / 'o.db'}")
+    trial = study.ask()
+    with pytest.raises(MlflowException) as bad_request:  # answered at once, not retried
+        client.get_run("no-such-run")
+    assert failed_store(bad_request.value) is None
+    with read_only(folder):
+        started = time.monotonic()
+        with pytest.raises(TrackingLost) as lost:
+            client.create_run(experiment)
+        assert 1.0 <= time.monotonic() - started < 10
+        assert "create_run: OperationalError: unable to open database file" in lost.value.cause and failed_store(lost.value) == "tracking"
+        with pytest.raises(StudyStorageLost) as optuna_lost:
+            report_epoch(trial, EpochRecord(1, 1.0, 1.0, 0.5, 0.1, 0.0))
+        assert "unable to open database file" in str(optuna_lost.value) and failed_store(optuna_lost.value) == "optuna"
+        with pytest.raises(optuna.exceptions.StorageInternalError) as told:
+            study.tell(trial, 0.5)
+        assert failed_store(told.value) == "optuna"
+    assert failed_store(ValueError("Cannot tell a COMPLETE trial.")) is None

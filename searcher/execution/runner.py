@@ -27,6 +27,7 @@ from searcher.execution import interrupts
 from searcher.execution.warm import WarmStarts
 from searcher.execution.work import TrialTask
 from searcher.search.stages import Stage, StageResult
+from searcher.search.studies import StudyStorageLost
 from searcher.search.trials import TrialOutcome, TrialRequest
 from searcher.train.trainer import EpochCallback, EpochRecord
 
@@ -254,6 +255,8 @@ class Runner:
             flight = self.flights.pop(key)
             try:
                 outcome, traceback_text = self.backend.result(flight.handle)
+            except StudyStorageLost:  # the worker lost the Optuna storage: the search stops, the trial is not failed
+                raise
             except Exception as error:  # the worker or job died (killed, out of memory, time limit)
                 message = f"the worker running it died: {type(error).__name__}: {str(error)[:2000]}"
                 outcome, traceback_text = TrialOutcome(flight.request, "failed", None, error=message), traceback.format_exc()

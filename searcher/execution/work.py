@@ -22,7 +22,7 @@ from typing import Any
 import torch
 
 from searcher.data.batches import DeviceData
-from searcher.search.studies import RemoteTrial
+from searcher.search.studies import RemoteTrial, StudyStorageLost
 from searcher.search.trials import TrialOutcome, TrialRequest
 from searcher.train.checkpoint import Checkpointing
 from searcher.train.linear_probe import ProbeSettings, probe_trial
@@ -92,6 +92,8 @@ def attempt(
     """Run `work` on one trial; any exception becomes a failed outcome plus its traceback."""
     try:
         result = work(data, request, on_epoch, checkpoint, initial_state)
+    except StudyStorageLost:  # not the trial's fault: the search stops, a re-run trains the trial again
+        raise
     except Exception as error:  # a broken trial must not end the search
         gc.collect()
         if isinstance(error, torch.cuda.OutOfMemoryError):  # that size is infeasible here: free the memory, go on
@@ -107,6 +109,8 @@ def run_task(data: DeviceData, task: TrialTask, on_epoch: EpochCallback | None =
     if task.remote is not None and task.storage is not None:
         try:
             on_epoch = task.remote.reporter(task.storage)
+        except StudyStorageLost:
+            raise
         except Exception as error:  # the trial cannot be pruned like a serial one would: fail it, loudly
             message = f"cannot reach the Optuna storage to report epochs: {type(error).__name__}: {error}"
             return TrialOutcome(task.request, "failed", None, error=message), traceback.format_exc()

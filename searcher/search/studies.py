@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import optuna
+import sqlalchemy.exc
 
 from searcher.search.plan import SearchPlan
 from searcher.train.trainer import EpochRecord
@@ -58,10 +59,30 @@ def pruner(plan: SearchPlan) -> optuna.pruners.BasePruner:
     return optuna.pruners.MedianPruner(n_startup_trials=3, n_warmup_steps=plan.pruner_warmup_epochs)
 
 
+class StudyStorageLost(Exception):
+    """The Optuna storage failed while a trial reported to it: the search stops (a re-run resumes), the trial is not failed.
+
+    Failed, it would be recorded as a failed trial and replayed as one on resume."""
+
+
+STORAGE_ERRORS = (optuna.exceptions.StorageInternalError, sqlalchemy.exc.SQLAlchemyError, OSError)  # RDB and journal storages
+
+
+def storage_lost(error: BaseException) -> StudyStorageLost:
+    """A StudyStorageLost saying what the storage's innermost error said (e.g. "OperationalError: disk I/O error")."""
+    root = error
+    while root.__cause__ is not None:
+        root = root.__cause__
+    return StudyStorageLost(f"{type(root).__name__}: {next(iter(str(root).strip().splitlines()), '')}")
+
+
 def report_epoch(trial: optuna.trial.Trial, record: EpochRecord) -> bool:
     """Report one epoch's validation accuracy; True when the pruner says stop."""
-    trial.report(record.val_acc, record.epoch)
-    return trial.should_prune()
+    try:
+        trial.report(record.val_acc, record.epoch)
+        return trial.should_prune()
+    except STORAGE_ERRORS as error:
+        raise storage_lost(error) from error
 
 
 @dataclass(frozen=True)
@@ -73,7 +94,10 @@ class RemoteTrial:
     pruner: optuna.pruners.BasePruner
 
     def reporter(self, storage: str) -> Callable[[EpochRecord], bool]:
-        study = optuna.load_study(study_name=self.study_name, storage=open_storage(storage), pruner=self.pruner)
+        try:
+            study = optuna.load_study(study_name=self.study_name, storage=open_storage(storage), pruner=self.pruner)
+        except STORAGE_ERRORS as error:
+            raise storage_lost(error) from error
         trial = optuna.trial.Trial(study, self.trial_id)
         return lambda record: report_epoch(trial, record)
 

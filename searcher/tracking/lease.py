@@ -102,13 +102,13 @@ def interrupt_main() -> None:
 
 def retrying(action: Callable[[], Any], attempts: int = 6) -> Any:
     """`action`, again after a short wait while the database is locked or briefly unreachable."""
-    from searcher.tracking.retry import is_transient
+    from searcher.tracking.faults import store_fault
 
     for attempt in range(1, attempts + 1):
         try:
             return action()
         except Exception as error:
-            if attempt == attempts or not is_transient(error):
+            if attempt == attempts or store_fault(error) is None:
                 raise
             time.sleep(0.25 * attempt)
 

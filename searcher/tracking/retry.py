@@ -1,57 +1,37 @@
-"""Transient tracking-store failures are retried with backoff; persistent ones stop the search cleanly.
+"""Store failures on the recorder's calls are retried for a bounded time; a store still failing stops the search.
 
 A search runs for hours against a tracking server that may restart or a SQLite
 file another process holds locked. Every MlflowClient call the recorder makes
-goes through `RetryingClient`: a failure that looks transient (connection
-refused or reset, timeouts, "database is locked", HTTP 5xx/429) is retried with
-exponential backoff; when it persists, TrackingLost tells the user that finished
-trials are safe and that re-running resumes.
+goes through `RetryingClient`: a failure that says the store is unreachable or
+unwritable (tracking/faults.py) is retried with exponential backoff for up to
+`wait_seconds`, with one warning line; when it persists, TrackingLost stops the
+search, which tells the user that finished trials are recorded and that re-running
+the same command resumes (searcher/app.py, exit 75).
 """
 
 from __future__ import annotations
 
 import functools
+import itertools
+import logging
 import time
 from typing import Any
 
+from searcher.tracking.faults import TrackingLost, store_fault
 
-class TrackingLost(Exception):
-    """The tracking store stayed unreachable through every retry."""
-
-
-TRANSIENT_MARKERS = (
-    "database is locked",
-    "connection refused",
-    "connection reset",
-    "connection aborted",
-    "timed out",
-    "timeout",
-    "temporarily unavailable",
-    "max retries exceeded",
-    "503",
-    "502",
-    "504",
-    "429",
-    "server closed the connection",
-    "could not connect",
-)
-
-
-def is_transient(error: BaseException) -> bool:
-    if isinstance(error, (ConnectionError, TimeoutError)):
-        return True
-    text = f"{type(error).__name__}: {error}".lower()
-    return any(marker in text for marker in TRANSIENT_MARKERS)
+log = logging.getLogger(__name__)
+MIN_ATTEMPTS = 3  # even when one attempt outlasts the wait (SQLite waits 20 s for a lock before it says "locked")
 
 
 class RetryingClient:
-    """Wraps an MlflowClient: same methods, each retried on transient failures."""
+    """Wraps an MlflowClient: same methods, each retried while the store fails, for up to `wait_seconds`."""
 
-    def __init__(self, client: Any, uri: str, attempts: int = 5, first_delay_seconds: float = 0.5):
+    def __init__(self, client: Any, uri: str, wait_seconds: float = 15.0, first_delay_seconds: float = 0.5):
         self._client = client
         self._uri = uri
-        self._attempts = attempts
+        self._wait = wait_seconds
         self._first_delay = first_delay_seconds
+        self._failing = False  # the last call ended failing (retries spent, or a signal while waiting): one try each now
 
     def __getattr__(self, name: str) -> Any:
         attribute = getattr(self._client, name)
@@ -60,22 +40,29 @@ class RetryingClient:
 
         @functools.wraps(attribute)
         def call(*args: Any, **kwargs: Any) -> Any:
-            delay = self._first_delay
-            for attempt in range(1, self._attempts + 1):
-                try:
-                    return attribute(*args, **kwargs)
-                except Exception as error:
-                    if not is_transient(error):
-                        raise
-                    if attempt == self._attempts:
-                        from searcher.uris import redact, redact_text
+            from searcher.uris import redact, redact_text
 
-                        raise TrackingLost(
-                            f"the tracking store {redact(self._uri)} failed {self._attempts} times in a row ({name}: "
-                            f"{redact_text(f'{type(error).__name__}: {str(error)[:300]}', self._uri)}); the search stopped. Finished trials are "
-                            "recorded: bring the store back and re-run the same command to resume."
-                        ) from None
-                    time.sleep(delay)
+            delay, started = self._first_delay, time.monotonic()
+            for attempt in itertools.count(1):
+                try:
+                    result = attribute(*args, **kwargs)
+                    self._failing = False
+                    return result
+                except Exception as error:
+                    fault = store_fault(error)
+                    if fault is None:
+                        raise
+                    fault = redact_text(fault, self._uri)
+                    left = self._wait - (time.monotonic() - started)
+                    if self._failing or (left <= 0 and attempt >= MIN_ATTEMPTS):
+                        self._failing = True  # closing the runs on the way out must not wait all over again
+                        raise TrackingLost(redact(self._uri), f"{name}: {fault}", time.monotonic() - started) from error
+                    if attempt == 1:
+                        log.warning("the tracking store %s is failing (%s: %s); trying again for up to %.0f s", redact(self._uri), name, fault, self._wait)
+                    self._failing = True  # until an attempt succeeds (a signal may end the wait below)
+                    time.sleep(max(0.0, min(delay, left)))
+                    self._failing = False
                     delay *= 2
+            raise AssertionError("unreachable")
 
         return call

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import time
 import urllib.error
 import urllib.request
@@ -9,7 +10,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlparse
 
-from searcher.uris import redact, redact_text, unreachable_database, with_driver
+from searcher.uris import redact, redact_text, unreachable_database, unwritable_store, with_driver
 
 
 class TrackingError(Exception):
@@ -58,6 +59,12 @@ RACE_MARKERS = ("alembic", "already exists", "unique constraint", "duplicate key
 def open_recorder(uri: str, experiment: str, attempts: int = 5):
     """A Recorder on `experiment` (created if new). Imports MLflow only now: config errors answer fast."""
     check_uri(uri)
+    if error := unwritable_store("tracking.uri", uri):
+        raise TrackingError(error)
+    if uri.startswith(("http://", "https://")):
+        # MLflow retries each HTTP request 7 times over ~4 minutes, so a server gone mid-search held the search for
+        # minutes per call; the retrying client bounds the wait instead (retry.py). A value the user set is kept.
+        os.environ.setdefault("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "0")
     from mlflow.tracking import MlflowClient
 
     from searcher.tracking.locks import creating
