@@ -294,7 +294,23 @@ def make_runner(
     from searcher.execution.warm import WarmStarts
 
     warm = WarmStarts(DeviceData(dataset, torch.device("cpu"))) if config.search.warm_start else None  # grown here, trained there
-    return Runner(backend, recorder, progress, checkpoints, config.train.checkpoint_seconds, storage, warm, config.execution.speculate)
+    return Runner(backend, recorder, progress, checkpoints, config.train.checkpoint_seconds, storage, warm, speculates(config, backend.capacity))
+
+
+def speculates(config: SearcherConfig, slots: int) -> bool:
+    """`execution.speculate`, made concrete. auto: guesses where each slot computes on its own (CPU worker processes,
+    one trial per GPU, submitit jobs); not where several trials share a GPU, which runs one process's kernels at a
+    time (no MPS): a guess there is not free, it takes GPU time from the trials the search asked for (docs/BENCHMARKS.md
+    §5: 4 graphed trials on one H200 gave 0.98x one trial's throughput, and a quarter of the slot time went to
+    guesses never used)."""
+    e = config.execution
+    if e.speculate != AUTO:
+        return bool(e.speculate)
+    device = str(resolve_device(config.device))
+    if e.kind != "processes" or not device.startswith("cuda"):
+        return True
+    gpus = 1 if ":" in device else max(1, torch.cuda.device_count())
+    return slots <= gpus
 
 
 def describe_execution(config: SearcherConfig, runner: Any) -> str:
@@ -426,6 +442,9 @@ def run(
     workers = None
     try:
         check_device(config.device)
+        from searcher.tracking import import_in_background
+
+        import_in_background()  # MLflow's store modules load while the data does
         with timed("dataset loaded"):
             dataset = load_dataset(dataset_options(config.dataset, data_dir(config)))
             target = load_target(config, dataset)

@@ -187,7 +187,7 @@ class ExecutionConfig:
     workers: Optional[int] = None  # trials at once; null: GPUs x trials_per_gpu on CUDA, else CPU cores (processes), 4 (submitit)
     trials_per_gpu: int = 1  # processes on CUDA: workers share GPUs round-robin, this many per GPU by default
     max_trials_per_gpu: int = 4  # auto on CUDA: trials per GPU as fit in memory, at most this many
-    speculate: bool = True  # idle slots train the stage's likeliest next trials (execution/runner.py); never a decision
+    speculate: Any = AUTO  # true | false | auto: idle slots train the stage's likeliest next trials (execution/runner.py)
     threads_per_trial: Optional[int] = None  # torch threads a trial trains with; null: 1 on the CPU, cores / workers on CUDA
     cluster: Optional[str] = None  # submitit: slurm | local; null: slurm where sbatch exists, else local
     folder: Optional[str] = None  # submitit: job scripts and logs; null: submitit/ beside the checkpoints
@@ -233,6 +233,8 @@ def validate(composed: DictConfig | dict) -> SearcherConfig:
         raise ConfigError(f"{getattr(error, 'full_key', '') or 'config'}: {error.msg}") from None
     config.train.lr = _number_or_auto(config.train.lr, "train.lr", float)
     config.train.batch_size = _number_or_auto(config.train.batch_size, "train.batch_size", int)
+    if config.execution.speculate not in (True, False, AUTO):
+        raise ConfigError(f"execution.speculate={config.execution.speculate!r} is not valid: expected true, false or auto.")
     check_ranges(config)
     return config
 

@@ -8,7 +8,7 @@ from conftest import REPO
 from hydra import compose, initialize_config_dir
 from omegaconf import OmegaConf
 
-from searcher.app import make_plan, with_auto_execution, with_auto_training
+from searcher.app import make_plan, speculates, with_auto_execution, with_auto_training
 from searcher.config import validate
 from searcher.data import DatasetOptions, load_dataset
 from searcher.execution.sizing import (
@@ -144,3 +144,12 @@ def test_on_a_gpu_the_generous_bound_is_above_what_the_probe_measures():
     measured, free = measure_trial_bytes(probe)
     print(f"probe {measured / 2**30:.2f} GiB, bound {generous_trial_bytes(probe) / 2**30:.2f} GiB, free {free / 2**30:.0f} GiB")
     assert 0 < measured < generous_trial_bytes(probe)
+
+
+def test_guesses_fill_idle_slots_except_where_trials_share_a_gpu():
+    assert speculates(config("device=cpu", "execution=processes", "execution.workers=2"), 2)  # cores compute on their own
+    assert not speculates(config("device=cuda", "execution=processes"), 4)  # 4 trials time-slice one GPU
+    assert speculates(config("device=cuda", "execution=processes"), 1)  # one trial per GPU
+    assert speculates(config("device=cuda", "execution=submitit"), 4)  # a job, a GPU
+    assert not speculates(config("device=cpu", "execution=processes", "execution.speculate=false"), 2)
+    assert speculates(config("device=cuda", "execution=processes", "execution.speculate=true"), 4)

@@ -6,6 +6,6 @@ import os
 os.environ.setdefault("MLFLOW_SUPPRESS_PRINTING_URL_TO_STDOUT", "true")
 os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
 
-from searcher.tracking.store import TrackingError, check_uri, open_recorder, ui_default_allowed_hosts  # noqa: E402
+from searcher.tracking.store import TrackingError, check_uri, import_in_background, open_recorder, ui_default_allowed_hosts  # noqa: E402
 
-__all__ = ["TrackingError", "check_uri", "open_recorder", "ui_default_allowed_hosts"]
+__all__ = ["TrackingError", "check_uri", "import_in_background", "open_recorder", "ui_default_allowed_hosts"]

@@ -56,6 +56,20 @@ def client_for(uri: str) -> Any:
 RACE_MARKERS = ("alembic", "already exists", "unique constraint", "duplicate key", "duplicate column", "no such table", "database is locked")
 
 
+def import_in_background() -> None:
+    """Import MLflow's store and the recorder in a thread (about 1.5-3 s, no file touched) while the search loads its
+    data, so opening the store costs only its own work."""
+    import threading
+
+    def load() -> None:
+        import mlflow.store.model_registry.sqlalchemy_store  # noqa: F401
+        import mlflow.store.tracking.sqlalchemy_store  # noqa: F401
+
+        import searcher.tracking.recorder  # noqa: F401
+
+    threading.Thread(target=load, name="import-mlflow", daemon=True).start()
+
+
 def open_recorder(uri: str, experiment: str, attempts: int = 5):
     """A Recorder on `experiment` (created if new). Imports MLflow only now: config errors answer fast."""
     check_uri(uri)
