@@ -30,10 +30,15 @@ def log_classifier(model: Classifier, input_example: Any) -> Any:
     """Logs `model` to the active run as "model" (pytorch flavour + pyfunc, plus the files that rebuild it); returns ModelInfo.
 
     What `mlflow.pytorch.log_model` does, with the pyfunc flavour served on the CPU (`ServedOnCpu`)."""
+    import warnings
+
     import mlflow
     import torch
 
-    with tempfile.TemporaryDirectory() as folder:
+    with tempfile.TemporaryDirectory() as folder, warnings.catch_warnings():
+        # MLflow checks the input example by loading the exported program back, and torch 2.11's loader warns that it
+        # reads weights from a read-only buffer (torch/export/pt2_archive: a copy would silence it; nothing is written)
+        warnings.filterwarnings("ignore", message="The given buffer is not writable", category=UserWarning)
         files = save_classifier(model, Path(folder))
         return mlflow.models.Model.log(
             artifact_path=None,  # (deprecated for `name`, but still a required argument)
