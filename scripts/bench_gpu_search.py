@@ -39,7 +39,7 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO / "scripts"))
 
-from benchlib import cpu_model  # noqa: E402
+from benchlib import cpu_model, slot_seconds  # noqa: E402
 
 SAMPLE_COMMAND = ["nvidia-smi", "--query-gpu=index,utilization.gpu,memory.used", "--format=csv,noheader,nounits", "-l", "1"]
 CHOICE_PARAMS = ("train.batch_size", "train.lr", "execution.kind", "execution.workers", "execution.trials_per_gpu", "device")
@@ -132,26 +132,6 @@ def read_record(uri: str) -> dict:
         "resolved": {key: search.data.params.get(key) for key in CHOICE_PARAMS} | {"device_used": search.data.tags.get("searcher.device")},
         "window": window,
         "slots": slot_seconds(trials, int(search.data.params.get("execution.workers") or 1) if search.data.params.get("execution.kind") != "serial" else 1, window),
-    }
-
-
-def slot_seconds(trials: list, capacity: int, window: tuple[float, float] | None) -> dict | None:
-    """Capacity x the search's seconds, split: trial-seconds the search used, trial-seconds of discarded guesses, idle."""
-    if window is None:
-        return None
-    total = capacity * (window[1] - window[0])
-    seconds = {"useful": 0.0, "discarded": 0.0}
-    for run in trials:
-        if run.info.end_time:
-            kind = "discarded" if run.data.tags.get("searcher.decision") == "discarded" else "useful"
-            seconds[kind] += (run.info.end_time - run.info.start_time) / 1000
-    idle = max(0.0, total - seconds["useful"] - seconds["discarded"])
-    used_guesses = sum(1 for run in trials if run.data.tags.get("searcher.speculative") == "used")
-    discarded_guesses = sum(1 for run in trials if run.data.tags.get("searcher.decision") == "discarded")
-    return {
-        "capacity": capacity, "slot_seconds": total, "useful_seconds": seconds["useful"], "discarded_seconds": seconds["discarded"],
-        "idle_seconds": idle, "useful": seconds["useful"] / total if total else None, "discarded": seconds["discarded"] / total if total else None,
-        "idle": idle / total if total else None, "guesses_used": used_guesses, "guesses_discarded": discarded_guesses,
     }
 
 

@@ -13,3 +13,23 @@ def cpu_model() -> str:
         return next(line.split(":", 1)[1].strip() for line in out.splitlines() if line.startswith("Model name"))
     except (OSError, subprocess.CalledProcessError, StopIteration):
         return platform.processor() or "unknown"
+
+
+def slot_seconds(trials: list, capacity: int, window: tuple[float, float] | None) -> dict | None:
+    """Capacity x the search's seconds, split: trial-seconds the search used, trial-seconds of discarded guesses, idle."""
+    if window is None:
+        return None
+    total = capacity * (window[1] - window[0])
+    seconds = {"useful": 0.0, "discarded": 0.0}
+    for run in trials:
+        if run.info.end_time:
+            kind = "discarded" if run.data.tags.get("searcher.decision") == "discarded" else "useful"
+            seconds[kind] += (run.info.end_time - run.info.start_time) / 1000
+    idle = max(0.0, total - seconds["useful"] - seconds["discarded"])
+    used_guesses = sum(1 for run in trials if run.data.tags.get("searcher.speculative") == "used")
+    discarded_guesses = sum(1 for run in trials if run.data.tags.get("searcher.decision") == "discarded")
+    return {
+        "capacity": capacity, "slot_seconds": total, "useful_seconds": seconds["useful"], "discarded_seconds": seconds["discarded"],
+        "idle_seconds": idle, "useful": seconds["useful"] / total if total else None, "discarded": seconds["discarded"] / total if total else None,
+        "idle": idle / total if total else None, "guesses_used": used_guesses, "guesses_discarded": discarded_guesses,
+    }

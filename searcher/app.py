@@ -444,10 +444,13 @@ def run(
         check_device(config.device)
         from searcher.tracking import import_in_background
 
-        import_in_background()  # MLflow's store modules load while the data does
         with timed("dataset loaded"):
-            dataset = load_dataset(dataset_options(config.dataset, data_dir(config)))
-            target = load_target(config, dataset)
+            importing = import_in_background()  # MLflow's store modules load while the data does
+            try:
+                dataset = load_dataset(dataset_options(config.dataset, data_dir(config)))
+                target = load_target(config, dataset)
+            finally:
+                importing.join()
         storage = optuna_storage(config)
         if error := unreachable_database("tracking.optuna_storage", storage) or unwritable_store("tracking.optuna_storage", storage):
             raise ConfigError(error)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import threading
 import time
 import urllib.error
 import urllib.request
@@ -56,10 +57,10 @@ def client_for(uri: str) -> Any:
 RACE_MARKERS = ("alembic", "already exists", "unique constraint", "duplicate key", "duplicate column", "no such table", "database is locked")
 
 
-def import_in_background() -> None:
+def import_in_background() -> threading.Thread:
     """Import MLflow's store and the recorder in a thread (about 1.5-3 s, no file touched) while the search loads its
-    data, so opening the store costs only its own work."""
-    import threading
+    data, so opening the store costs only its own work. Join it before this thread imports anything of MLflow's:
+    two threads importing one package with circular imports can see each other's half-made modules."""
 
     def load() -> None:
         import mlflow.store.model_registry.sqlalchemy_store  # noqa: F401
@@ -67,7 +68,9 @@ def import_in_background() -> None:
 
         import searcher.tracking.recorder  # noqa: F401
 
-    threading.Thread(target=load, name="import-mlflow", daemon=True).start()
+    thread = threading.Thread(target=load, name="import-mlflow", daemon=True)
+    thread.start()
+    return thread
 
 
 def open_recorder(uri: str, experiment: str, attempts: int = 5):
