@@ -150,144 +150,169 @@ def train_trial(
     initial_state: dict[str, torch.Tensor] | None = None,
     checkpoint: Checkpointing | None = None,
 ) -> TrainResult:
-    started = time.perf_counter()
-    device = data.device
-    torch.manual_seed(seed)
-    generator = torch.Generator().manual_seed(seed)  # shuffling and augmentation: CPU generator, same on any device
-
-    model = build_model(spec, data.dataset.channels, data.dataset.num_classes)
-    if initial_state is not None:
-        model.load_state_dict(initial_state)
-    on_cuda = device.type == "cuda"
-    model = model.to(device, memory_format=torch.channels_last if on_cuda else torch.contiguous_format)  # type: ignore[call-overload]  # (torch's stubs omit memory_format)
-    graphed = on_cuda and settings.cuda_graphs and not settings.compile
-    autocast = torch.autocast(device.type, dtype=torch.bfloat16, enabled=on_cuda, cache_enabled=not graphed)
-    optimizer = make_optimizer(model, settings, graphed)
-    step_model: nn.Module = torch.compile(model) if settings.compile else model  # type: ignore[assignment]  # (a compiled module is called like one)
-    eager_step = EagerStep(step_model, optimizer, autocast, settings.label_smoothing)
-    step = GraphedStep(eager_step, settings.batch_size) if graphed else None
-    history: list[EpochRecord] = []
-    train_losses: list[float] = []
-    val_scores: list[float] = []
-    best_val_acc, best_epoch, best_state, best_correct, best_losses = -math.inf, 0, None, None, None
-    initial_val_acc = None
-    warm_up_steps = 0
-    if initial_state is not None:  # a warm start: a fresh optimizer, ramped up so that its first steps keep the grown function
-        for group in optimizer.param_groups:
-            group["lr"] = settings.lr * settings.warm_lr_factor
-        warm_up_steps = math.ceil(settings.warm_up_epochs * math.ceil(len(data.train) / settings.batch_size))
-        # Epoch 0: the grown network computes its parent's function, and it counts as a candidate for the kept weights,
-        # so a child never scores below its parent merely because a fresh optimizer knocked it off the optimum.
-        _, initial_val_acc, best_correct, best_losses = evaluate(model, data.val, autocast, on_cuda)
-        best_val_acc = initial_val_acc
-        best_state = {name: tensor.detach().clone() for name, tensor in model.state_dict().items()}
-    chance = 1 / data.dataset.num_classes
-    scheduler = torch.optim.lr_scheduler.ReduceLROnPlateau(
-        optimizer, mode="max", factor=settings.plateau_factor, patience=settings.plateau_patience
-    )
-    crop_padding = round(settings.augment * data.dataset.size / 8)
-    flip = settings.augment > 0 and data.dataset.flip
-
-    step_seconds, images_seen, steps = 0.0, 0, 0
-    behavior: Behavior | None = None
-    why = ""
-    stopped_early = False
+    """Train `spec` from `seed` (or from `initial_state`, a warm start) until its learning behaviour is stable."""
+    trial = Trial(spec, data, settings, seed, initial_state)
     saved = checkpoint.load() if checkpoint else None
     if saved is not None:  # an interrupted attempt of this very trial got this far
-        model.load_state_dict(saved["model"])
-        optimizer.load_state_dict(saved["optimizer"])
-        scheduler.load_state_dict(saved["scheduler"])
-        generator.set_state(saved["generator"])
-        torch.set_rng_state(saved["torch_rng"])
-        if on_cuda and saved["cuda_rng"] is not None:
-            torch.cuda.set_rng_state(saved["cuda_rng"], device)
-        history = [EpochRecord(*record) for record in saved["history"]]
-        train_losses = [record.train_loss for record in history]
-        val_scores = [record.val_acc for record in history]
-        best_val_acc, best_epoch, best_state = saved["best_val_acc"], saved["best_epoch"], saved["best_state"]
-        best_correct, best_losses = (saved.get(k) for k in ("best_correct", "best_losses"))
-        step_seconds, images_seen = saved["step_seconds"], saved["images_seen"]
-        steps = saved.get("steps", warm_up_steps)
+        trial.restore(saved)
+    behavior: Behavior | None = None
+    stopped_early = False
     while behavior is None:
-        model.train()
-        epoch_started = time.perf_counter()
-        loss_sum = torch.zeros((), device=device)
-        for images, labels in data.train.shuffled_batches(settings.batch_size, generator, crop_padding, flip):
-            if on_cuda:
-                images = images.contiguous(memory_format=torch.channels_last)
-            ramping = steps < warm_up_steps
-            if ramping:  # linear warm-up of a warm start's fresh optimizer (the scheduler owns the rate after it)
-                for group in optimizer.param_groups:
-                    group["lr"] = settings.lr * settings.warm_lr_factor * (steps + 1) / warm_up_steps
-            steps += 1
-            loss = step(images, labels, eager=ramping) if step else eager_step(images, labels)
-            loss_sum += loss * labels.shape[0]
-        train_loss = loss_sum.item() / len(data.train)  # the epoch's one synchronisation
-        step_seconds += time.perf_counter() - epoch_started
-        images_seen += len(data.train)
-
-        val_loss, val_acc, correct, losses = evaluate(model, data.val, autocast, on_cuda)
-        lr = optimizer.param_groups[0]["lr"]
-        record = EpochRecord(len(history) + 1, train_loss, val_loss, val_acc, lr, time.perf_counter() - started)
-        history.append(record)
-        train_losses.append(train_loss)
-        val_scores.append(val_acc)
-        if val_acc > best_val_acc and math.isfinite(train_loss):
-            best_val_acc, best_epoch, best_correct, best_losses = val_acc, record.epoch, correct, losses
-            best_state = {name: tensor.detach().clone() for name, tensor in model.state_dict().items()}
-        scheduler.step(val_acc)
-        behavior = judge(settings.stability, train_losses, val_scores)
-        why = "the loss became NaN/inf or exploded" if behavior == "diverged" else ""
-        if collapsed(val_scores, initial_val_acc, chance, settings.stability.window):
-            behavior = "diverged"
-            why = (
-                f"collapsed: grown from a parent at val_acc {initial_val_acc:.4f}, it fell to {max(val_scores[-settings.stability.window:]):.4f} "
-                f"and stayed there for {settings.stability.window} epochs (chance {chance:.2f})"
-            )
+        record = trial.epoch()
+        behavior = trial.verdict()
         if behavior is None and on_epoch is not None and on_epoch(record):
             behavior, stopped_early = "capped", True  # stopped from outside while still moving
         if behavior is None and checkpoint is not None and checkpoint.due():
-            checkpoint.save(
-                {
-                    "model": model.state_dict(),
-                    "optimizer": optimizer.state_dict(),
-                    "scheduler": scheduler.state_dict(),
-                    "generator": generator.get_state(),
-                    "torch_rng": torch.get_rng_state(),
-                    "cuda_rng": torch.cuda.get_rng_state(device) if on_cuda else None,
-                    "history": [astuple(record) for record in history],
-                    "best_val_acc": best_val_acc,
-                    "best_epoch": best_epoch,
-                    "best_state": best_state,
-                    "best_correct": best_correct.cpu() if best_correct is not None else None,
-                    "best_losses": best_losses.cpu() if best_losses is not None else None,
-                    "step_seconds": step_seconds,
-                    "images_seen": images_seen,
-                    "steps": steps,
-                }
-            )
+            checkpoint.save(trial.saved())
     if checkpoint is not None:
         checkpoint.remove()  # the finished trial's weights live in its record now
+    return trial.result(behavior, stopped_early, evaluate_test)
 
-    if best_state is not None:
-        model.load_state_dict(best_state)
-    test_loss = test_acc = None
-    if evaluate_test:
-        test_loss, test_acc, _, _ = evaluate(model, data.test(), autocast, on_cuda)
-    return TrainResult(
-        behavior=behavior,
-        history=tuple(history),
-        best_val_acc=max(best_val_acc, 0.0),
-        best_epoch=best_epoch,
-        train_seconds=time.perf_counter() - started,
-        images_per_second=images_seen / max(step_seconds, 1e-9),
-        stopped_early=stopped_early,
-        test_acc=test_acc,
-        test_loss=test_loss,
-        initial_val_acc=initial_val_acc,
-        score=trial_score([record.val_acc for record in history], initial_val_acc),
-        why=why,
-        val_correct=pack_bits(best_correct) if best_correct is not None else None,
-        val_losses=pack_losses(best_losses) if best_losses is not None else None,
-        state={name: tensor.cpu() for name, tensor in (best_state or model.state_dict()).items()},
-    )
+
+class Trial:
+    """One trial's model, optimizer and progress: built, trained epoch by epoch, saved and restored, summed up."""
+
+    def __init__(self, spec: ArchSpec, data: DeviceData, settings: TrainSettings, seed: int, initial_state: dict[str, torch.Tensor] | None):
+        self.started = time.perf_counter()
+        self.data, self.settings = data, settings
+        self.device = data.device
+        torch.manual_seed(seed)
+        self.generator = torch.Generator().manual_seed(seed)  # shuffling and augmentation: CPU generator, same on any device
+        model = build_model(spec, data.dataset.channels, data.dataset.num_classes)
+        if initial_state is not None:
+            model.load_state_dict(initial_state)
+        self.on_cuda = self.device.type == "cuda"
+        self.model = model.to(self.device, memory_format=torch.channels_last if self.on_cuda else torch.contiguous_format)  # type: ignore[call-overload]  # (torch's stubs omit memory_format)
+        graphed = self.on_cuda and settings.cuda_graphs and not settings.compile
+        self.autocast = torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.on_cuda, cache_enabled=not graphed)
+        self.optimizer = make_optimizer(self.model, settings, graphed)
+        step_model: nn.Module = torch.compile(self.model) if settings.compile else self.model  # type: ignore[assignment]  # (a compiled module is called like one)
+        self.eager_step = EagerStep(step_model, self.optimizer, self.autocast, settings.label_smoothing)
+        self.graphed_step = GraphedStep(self.eager_step, settings.batch_size) if graphed else None
+        self.history: list[EpochRecord] = []
+        self.best_val_acc, self.best_epoch = -math.inf, 0
+        self.best_state: dict[str, torch.Tensor] | None = None
+        self.best_correct: torch.Tensor | None = None
+        self.best_losses: torch.Tensor | None = None
+        self.initial_val_acc: float | None = None
+        self.warm_up_steps = 0
+        if initial_state is not None:  # a warm start: a fresh optimizer, ramped up so that its first steps keep the grown function
+            for group in self.optimizer.param_groups:
+                group["lr"] = settings.lr * settings.warm_lr_factor
+            self.warm_up_steps = math.ceil(settings.warm_up_epochs * math.ceil(len(data.train) / settings.batch_size))
+            # Epoch 0: the grown network computes its parent's function, and it counts as a candidate for the kept weights,
+            # so a child never scores below its parent merely because a fresh optimizer knocked it off the optimum.
+            _, self.initial_val_acc, self.best_correct, self.best_losses = evaluate(self.model, data.val, self.autocast, self.on_cuda)
+            self.best_val_acc = self.initial_val_acc
+            self.best_state = {name: tensor.detach().clone() for name, tensor in self.model.state_dict().items()}
+        self.chance = 1 / data.dataset.num_classes
+        self.scheduler = torch.optim.lr_scheduler.ReduceLROnPlateau(
+            self.optimizer, mode="max", factor=settings.plateau_factor, patience=settings.plateau_patience
+        )
+        self.crop_padding = round(settings.augment * data.dataset.size / 8)
+        self.flip = settings.augment > 0 and data.dataset.flip
+        self.step_seconds, self.images_seen, self.steps = 0.0, 0, 0
+        self.why = ""
+
+    def epoch(self) -> EpochRecord:
+        """Train one epoch, evaluate, keep the weights if they are the best so far, step the plateau schedule."""
+        settings, device = self.settings, self.device
+        self.model.train()
+        epoch_started = time.perf_counter()
+        loss_sum = torch.zeros((), device=device)
+        for images, labels in self.data.train.shuffled_batches(settings.batch_size, self.generator, self.crop_padding, self.flip):
+            if self.on_cuda:
+                images = images.contiguous(memory_format=torch.channels_last)
+            ramping = self.steps < self.warm_up_steps
+            if ramping:  # linear warm-up of a warm start's fresh optimizer (the scheduler owns the rate after it)
+                for group in self.optimizer.param_groups:
+                    group["lr"] = settings.lr * settings.warm_lr_factor * (self.steps + 1) / self.warm_up_steps
+            self.steps += 1
+            loss = self.graphed_step(images, labels, eager=ramping) if self.graphed_step else self.eager_step(images, labels)
+            loss_sum += loss * labels.shape[0]
+        train_loss = loss_sum.item() / len(self.data.train)  # the epoch's one synchronisation
+        self.step_seconds += time.perf_counter() - epoch_started
+        self.images_seen += len(self.data.train)
+
+        val_loss, val_acc, correct, losses = evaluate(self.model, self.data.val, self.autocast, self.on_cuda)
+        lr = self.optimizer.param_groups[0]["lr"]
+        record = EpochRecord(len(self.history) + 1, train_loss, val_loss, val_acc, lr, time.perf_counter() - self.started)
+        self.history.append(record)
+        if val_acc > self.best_val_acc and math.isfinite(train_loss):
+            self.best_val_acc, self.best_epoch, self.best_correct, self.best_losses = val_acc, record.epoch, correct, losses
+            self.best_state = {name: tensor.detach().clone() for name, tensor in self.model.state_dict().items()}
+        self.scheduler.step(val_acc)
+        return record
+
+    def verdict(self) -> Behavior | None:
+        """The stability rule's verdict on the epochs so far (None: still moving); a collapsed warm child is diverged."""
+        window = self.settings.stability.window
+        val_scores = [record.val_acc for record in self.history]
+        behavior = judge(self.settings.stability, [record.train_loss for record in self.history], val_scores)
+        self.why = "the loss became NaN/inf or exploded" if behavior == "diverged" else ""
+        if collapsed(val_scores, self.initial_val_acc, self.chance, window):
+            behavior = "diverged"
+            self.why = (
+                f"collapsed: grown from a parent at val_acc {self.initial_val_acc:.4f}, it fell to {max(val_scores[-window:]):.4f} "
+                f"and stayed there for {window} epochs (chance {self.chance:.2f})"
+            )
+        return behavior
+
+    def saved(self) -> dict:
+        """Everything a resumed attempt needs to go on exactly where this one is (Checkpointing writes it)."""
+        return {
+            "model": self.model.state_dict(),
+            "optimizer": self.optimizer.state_dict(),
+            "scheduler": self.scheduler.state_dict(),
+            "generator": self.generator.get_state(),
+            "torch_rng": torch.get_rng_state(),
+            "cuda_rng": torch.cuda.get_rng_state(self.device) if self.on_cuda else None,
+            "history": [astuple(record) for record in self.history],
+            "best_val_acc": self.best_val_acc,
+            "best_epoch": self.best_epoch,
+            "best_state": self.best_state,
+            "best_correct": self.best_correct.cpu() if self.best_correct is not None else None,
+            "best_losses": self.best_losses.cpu() if self.best_losses is not None else None,
+            "step_seconds": self.step_seconds,
+            "images_seen": self.images_seen,
+            "steps": self.steps,
+        }
+
+    def restore(self, saved: dict) -> None:
+        self.model.load_state_dict(saved["model"])
+        self.optimizer.load_state_dict(saved["optimizer"])
+        self.scheduler.load_state_dict(saved["scheduler"])
+        self.generator.set_state(saved["generator"])
+        torch.set_rng_state(saved["torch_rng"])
+        if self.on_cuda and saved["cuda_rng"] is not None:
+            torch.cuda.set_rng_state(saved["cuda_rng"], self.device)
+        self.history = [EpochRecord(*record) for record in saved["history"]]
+        self.best_val_acc, self.best_epoch, self.best_state = saved["best_val_acc"], saved["best_epoch"], saved["best_state"]
+        self.best_correct, self.best_losses = (saved.get(k) for k in ("best_correct", "best_losses"))
+        self.step_seconds, self.images_seen = saved["step_seconds"], saved["images_seen"]
+        self.steps = saved.get("steps", self.warm_up_steps)
+
+    def result(self, behavior: Behavior, stopped_early: bool, evaluate_test: bool) -> TrainResult:
+        """The kept (best-epoch) weights loaded back and summed up; the test split evaluated only when asked for."""
+        if self.best_state is not None:
+            self.model.load_state_dict(self.best_state)
+        test_loss = test_acc = None
+        if evaluate_test:
+            test_loss, test_acc, _, _ = evaluate(self.model, self.data.test(), self.autocast, self.on_cuda)
+        return TrainResult(
+            behavior=behavior,
+            history=tuple(self.history),
+            best_val_acc=max(self.best_val_acc, 0.0),
+            best_epoch=self.best_epoch,
+            train_seconds=time.perf_counter() - self.started,
+            images_per_second=self.images_seen / max(self.step_seconds, 1e-9),
+            stopped_early=stopped_early,
+            test_acc=test_acc,
+            test_loss=test_loss,
+            initial_val_acc=self.initial_val_acc,
+            score=trial_score([record.val_acc for record in self.history], self.initial_val_acc),
+            why=self.why,
+            val_correct=pack_bits(self.best_correct) if self.best_correct is not None else None,
+            val_losses=pack_losses(self.best_losses) if self.best_losses is not None else None,
+            state={name: tensor.cpu() for name, tensor in (self.best_state or self.model.state_dict()).items()},
+        )
