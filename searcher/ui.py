@@ -19,7 +19,7 @@ import urllib.error
 import urllib.request
 from pathlib import Path
 
-from searcher.uris import redact
+from searcher.uris import redact, with_driver
 
 EXIT_OK, EXIT_FAILED, EXIT_BAD_INPUT, EXIT_SIGINT = 0, 1, 2, 130
 DEFAULT_URI = "sqlite:///mlflow.db"
@@ -142,7 +142,7 @@ def wait_until_up(process: subprocess.Popen, health_url: str, timeout: float) ->
 
 def main(argv: list[str] | None = None) -> int:
     args = parse(argv)
-    uri = absolute_uri(args.tracking_uri)
+    uri = with_driver(absolute_uri(args.tracking_uri))  # the PostgreSQL driver the search used (psycopg2), not SQLAlchemy's default
     shown_host = socket.gethostname() if args.host in ("0.0.0.0", "::") else args.host
     base = f"http://{shown_host}:{args.port}"
     try:

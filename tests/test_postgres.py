@@ -5,6 +5,10 @@ SEARCHER_TEST_POSTGRES_URL; without one this test skips.
 """
 
 import os
+import signal
+import subprocess
+import sys
+import time
 import uuid
 
 import pytest
@@ -83,3 +87,37 @@ def test_two_workers_share_one_study_and_one_tracking_store_on_postgres(database
         curve = {m.step: m.value for m in client.get_metric_history(run.info.run_id, "val_acc")}
         assert len(trial.intermediate_values) >= len(curve) - 1 >= 1
         assert all(curve[epoch] == pytest.approx(value) for epoch, value in trial.intermediate_values.items())
+
+
+def test_the_ui_serves_the_postgresql_store_a_search_used_from_its_plain_uri(databases, tmp_path):
+    """`python -m searcher.ui --tracking-uri postgresql://...`, as a user types it (no driver named): it answered
+    "No module named 'psycopg'" (SQLAlchemy's default driver) while the search used psycopg2."""
+    import socket
+    import urllib.request
+
+    from mlflow.tracking import MlflowClient
+
+    from searcher.uris import with_driver
+
+    mlflow_uri, _ = databases
+    MlflowClient(tracking_uri=with_driver(mlflow_uri)).create_experiment("searcher")
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    process = subprocess.Popen(
+        [sys.executable, "-m", "searcher.ui", "--tracking-uri", mlflow_uri, "--port", str(port)],
+        cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=dict(os.environ, PYTHONUNBUFFERED="1"),
+    )
+    try:
+        deadline, answered = time.monotonic() + 120, False
+        while time.monotonic() < deadline and process.poll() is None and not answered:
+            try:
+                with urllib.request.urlopen(f"http://127.0.0.1:{port}/health", timeout=2) as response:
+                    answered = response.status == 200
+            except OSError:
+                time.sleep(0.5)
+        assert answered, f"the UI did not come up on the PostgreSQL store (exit {process.poll()})"
+    finally:
+        process.send_signal(signal.SIGINT)
+        output = process.communicate(timeout=30)[0]
+    assert "No module named" not in output and "Traceback" not in output, output[-2000:]
