@@ -23,7 +23,7 @@ def start_cli(*args: str, cwd: Path) -> subprocess.Popen:
 
 def completed_trials(uri: str) -> list:
     trials = search_runs(uri, "tags.`searcher.role` = 'trial'")
-    return [r for r in trials if "searcher.status" in r.data.tags and "searcher.orphaned" not in r.data.tags]
+    return [r for r in trials if "searcher.status" in r.data.tags and "searcher.orphaned" not in r.data.tags and r.info.status in ("FINISHED", "FAILED")]
 
 
 def decisions(uri: str) -> list:
@@ -33,16 +33,26 @@ def decisions(uri: str) -> list:
 
 
 def test_kill_9_then_rerun_reuses_finished_trials_and_matches_an_uninterrupted_run(quick_search, tmp_path):
+    """Ctrl-C in the second trial, a re-run killed -9 in a later one, a last re-run: every trial run's tags are the
+    uninterrupted run's, and the decisions and test accuracy too."""
     _, reference_uri, _ = quick_search
     uri = f"sqlite:///{tmp_path / 'm.db'}"
     args = ("search=quick", f"tracking.uri={uri}", "search.name=check")
-    process = start_cli(*args, cwd=tmp_path)
-    def mid_trial():
-        trials = search_runs(uri, "tags.`searcher.role` = 'trial'")
-        finished = [r for r in trials if "searcher.status" in r.data.tags]
-        return (len(finished) >= 4 and any(r.info.status == "RUNNING" for r in trials)) or process.poll() is not None
 
-    wait_for(mid_trial, every=0.1)
+    def mid_trial(finished_at_least: int, process: subprocess.Popen):
+        def check():
+            trials = search_runs(uri, "tags.`searcher.role` = 'trial'")
+            finished = [r for r in trials if "searcher.status" in r.data.tags]
+            return (len(finished) >= finished_at_least and any(r.info.status == "RUNNING" for r in trials)) or process.poll() is not None
+
+        return check
+
+    process = start_cli(*args, cwd=tmp_path)
+    wait_for(mid_trial(1, process), every=0.1)
+    process.send_signal(signal.SIGINT)
+    assert process.wait(timeout=60) == 130
+    process = start_cli(*args, cwd=tmp_path)
+    wait_for(mid_trial(4, process), every=0.1)
     assert process.poll() is None, "the search finished before it could be killed"
     process.kill()  # SIGKILL: no handler runs, runs are left RUNNING
     process.wait()
@@ -76,6 +86,12 @@ def test_kill_9_then_rerun_reuses_finished_trials_and_matches_an_uninterrupted_r
     assert resumed.data.metrics["test_acc"] == uninterrupted.data.metrics["test_acc"]
     assert resumed.data.metrics["val_acc_mean"] == uninterrupted.data.metrics["val_acc_mean"]
     assert {r.data.tags.get("searcher.search_name") for r in runs} == {"check"}  # resumed runs keep the search's name
+    volatile = {"searcher.owner", "searcher.search_run_id", "searcher.search_name"}  # run ids, this process, the name (checked above)
+    def stable(run):
+        return {k: v for k, v in run.data.tags.items() if not k.startswith("mlflow.") and k not in volatile}
+
+    for run in completed_trials(uri):  # every tag of every trial run, as an uninterrupted run recorded it
+        assert stable(run) == stable(reference[run.data.tags["searcher.trial_key"]]), run.info.run_name
     versions = MlflowClient(tracking_uri=uri).search_model_versions()
     assert versions and {v.tags.get("searcher.search_name") for v in versions} == {"check"}
 
