@@ -7,6 +7,7 @@ from dataclasses import replace
 
 import optuna
 
+from searcher.crash import crash_point
 from searcher.search.evidence import Comparison
 from searcher.search.plan import SearchPlan
 from searcher.search.stages.base import Stage, StageResult, fmt
@@ -132,7 +133,11 @@ class RegularizationStage(Stage):
     def _ask(self) -> str:
         # Seeded by (search seed, trial index): a resumed study samples exactly what an uninterrupted one would.
         self.study.sampler = regularization_sampler(self.plan, len(self.asked))
-        return self._adopt(self.study.ask(self.distributions))
+        trial = self.study.ask()
+        crash_point("trial.asked")  # (a test hook: a kill here leaves a RUNNING trial without parameters, see __init__)
+        for r in self.plan.regularizers:  # what study.ask(self.distributions) samples, in the same order
+            trial.suggest_float(r.name, r.low, r.high, log=r.log)
+        return self._adopt(trial)
 
     def on_epoch(self, request: TrialRequest, record: EpochRecord) -> bool:
         trial = self.asked.get(request.candidate)
@@ -159,6 +164,7 @@ class RegularizationStage(Stage):
             else:
                 self.study.tell(trial, mean_score(group))
             self.told.add(name)
+            crash_point("trial.told")  # (a test hook: searcher/crash.py)
 
     def conclude(self, done: list[TrialOutcome]) -> StageResult:
         entries = []
