@@ -75,10 +75,15 @@ class RegularizationStage(Stage):
         for trial in earlier:  # adopt what an interrupted attempt asked, so the replay asks nothing twice
             if trial.user_attrs.get("role") == "unregularized" or trial.state == optuna.trial.TrialState.WAITING:
                 continue
-            if trial.state == optuna.trial.TrialState.RUNNING and set(trial.params) != set(self.distributions):
-                # killed between creating the trial and sampling it: nothing was trained for it, so it is failed
-                # (TPE ignores failed trials) and the next ask, seeded by the same index, samples what it would have
-                self.study.tell(trial.number, state=optuna.trial.TrialState.FAIL)
+            if set(trial.params) != set(self.distributions):
+                # created but never sampled (killed in between: crash point "trial.asked"), so nothing trained for it:
+                # failed (TPE ignores failed trials) and never adopted, on this resume or a later one (adopted, it was a
+                # trial without regularizers, scored as the unregularized one). The next ask, seeded by the same index,
+                # samples what it would have; an ask that had taken the queued first trial off the queue puts it back.
+                if trial.state == optuna.trial.TrialState.RUNNING:
+                    if "fixed_params" in trial.system_attrs:
+                        self.study.enqueue_trial(trial.system_attrs["fixed_params"])
+                    self.study.tell(trial.number, state=optuna.trial.TrialState.FAIL)
             elif trial.state == optuna.trial.TrialState.RUNNING:
                 self._adopt(optuna.trial.Trial(self.study, trial._trial_id))
             else:
