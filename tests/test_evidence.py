@@ -260,6 +260,33 @@ def test_a_regularization_trial_killed_before_its_parameters_were_sampled_is_ask
     resumed = run_search(plan, studies, ReplayRunner(score, recorded))
     assert [e.to_dict() for e in resumed.decisions] == [e.to_dict() for e in whole.decisions]
     assert [o.request.key for o in resumed.outcomes] == [o.request.key for o in whole.outcomes]
+    again = run_search(plan, studies, ReplayRunner(score, recorded))  # resumed once more (a later kill): that trial stays discarded
+    assert [e.to_dict() for e in again.decisions] == [e.to_dict() for e in whole.decisions]
+
+
+def test_an_enqueued_regularization_trial_killed_before_its_parameters_were_set_is_enqueued_again():
+    """With warm starts the unregularized first trial is trained in the stage: Optuna's queue holds its parameters,
+    and `ask` takes it off the queue before setting them. Killed in between, the resumed search must ask that
+    trial again, not a sampled one in its place."""
+
+    def score(request):  # a third layer is better beyond noise: the winner is a warm-started child
+        return (250 + 10 * request.arch.depth + (request.seed % 3) + int(10 * request.arch.dropout)) / 287
+
+    plan = make_plan(width_cap=32, depth_cap=3, max_repeats=1, regularization_trials=2, regularization_in_flight=1, warm_start=True)
+    whole = run_search(plan, memory_studies(plan), ReplayRunner(score, {}))
+    assert any("reg do=0 wd=0:" in e.reason for e in whole.decisions)  # the unregularized first trial, trained in the stage
+    before_regularization = sum(1 for o in whole.outcomes if o.request.stage in ("baseline", "width", "depth"))
+    recorded: dict[str, TrialOutcome] = {}
+    studies = memory_studies(plan)
+    with pytest.raises(Interrupted):
+        run_search(plan, studies, ReplayRunner(score, recorded, stop_after=before_regularization - 1))
+    study = studies.open("regularization")  # what the killed process did: the stage queued its first trial, then asked
+    study.enqueue_trial({r.name: r.low for r in plan.regularizers})
+    study.ask()
+    for _ in range(2):  # resumed, then resumed again
+        resumed = run_search(plan, studies, ReplayRunner(score, recorded))
+        assert [e.to_dict() for e in resumed.decisions] == [e.to_dict() for e in whole.decisions]
+        assert [o.request.key for o in resumed.outcomes] == [o.request.key for o in whole.outcomes]
 
 
 def test_where_ties_grow_a_tie_is_read_off_every_seed_before_its_sign_decides():

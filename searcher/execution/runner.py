@@ -23,6 +23,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
 
+from searcher.crash import crash_point
 from searcher.execution import interrupts
 from searcher.execution.warm import WarmStarts
 from searcher.execution.work import TrialTask
@@ -224,6 +225,7 @@ class Runner:
         run_id = self.recorder.start_trial(request, warm=warm is not None, growth_note=warm.note if warm else "", speculative=speculative)
         if not speculative:
             self.run_ids[request.key] = run_id
+        crash_point("trial.started")  # (a test hook: searcher/crash.py)
         self.flights[request.key] = Flight(request, self.submit(stage, request, warm.state if warm else None), run_id, speculative)
 
     def submit(self, stage: Stage, request: TrialRequest, initial_state: dict | None) -> Any:
@@ -263,8 +265,10 @@ class Runner:
             if self.crowded_out(flight, outcome):
                 self.retry = flight  # not recorded yet: its run stays open for the retry
                 continue
+            crash_point("trial.finished")  # (test hooks: searcher/crash.py)
             self.remember(outcome)
             self.recorder.finish_trial(flight.run_id, outcome, traceback_text)
+            crash_point("trial.recorded")
             self.progress.trial_done(outcome, speculative=flight.speculative)
             if key in wanted and not flight.speculative:
                 self.settle(key, outcome, wanted, outcomes)

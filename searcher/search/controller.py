@@ -11,6 +11,7 @@ import time
 from dataclasses import dataclass
 from typing import Protocol
 
+from searcher.crash import crash_point
 from searcher.search.plan import SearchPlan
 from searcher.search.stages import (
     BaselineStage,
@@ -91,6 +92,7 @@ def run_stage(stage: Stage, runner: Runner, streak: FailureStreak | None = None)
         done += outcomes
     result = stage.conclude(done)
     runner.end_stage(stage, result, done)
+    crash_point("stage.ended")  # (a test hook: searcher/crash.py)
     return result, done
 
 

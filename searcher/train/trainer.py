@@ -17,6 +17,7 @@ from typing import Literal
 import torch
 from torch import nn
 
+from searcher.crash import crash_point
 from searcher.data.batches import DeviceData, DeviceSplit
 from searcher.model.build import build_model
 from searcher.model.spec import ArchSpec
@@ -164,6 +165,7 @@ def train_trial(
             behavior, stopped_early = "capped", True  # stopped from outside while still moving
         if behavior is None and checkpoint is not None and checkpoint.due():
             checkpoint.save(trial.saved())
+        crash_point("trial.epoch")  # (a test hook: searcher/crash.py)
     if checkpoint is not None:
         checkpoint.remove()  # the finished trial's weights live in its record now
     return trial.result(behavior, stopped_early, evaluate_test)

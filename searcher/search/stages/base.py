@@ -8,6 +8,7 @@ from typing import ClassVar
 
 import optuna
 
+from searcher.crash import crash_point
 from searcher.search.evidence import Comparison, compare
 from searcher.search.plan import SearchPlan
 from searcher.search.studies import RemoteTrial
@@ -70,6 +71,7 @@ class Stage:
             if outcome.request.key not in self._recorded:
                 record_in_study(self.study, outcome)
                 self._recorded.add(outcome.request.key)
+                crash_point("trial.told")  # (a test hook: searcher/crash.py)
 
     # helpers shared by the stages
 

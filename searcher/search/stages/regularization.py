@@ -7,6 +7,7 @@ from dataclasses import replace
 
 import optuna
 
+from searcher.crash import crash_point
 from searcher.search.evidence import Comparison
 from searcher.search.plan import SearchPlan
 from searcher.search.stages.base import Stage, StageResult, fmt
@@ -74,10 +75,15 @@ class RegularizationStage(Stage):
         for trial in earlier:  # adopt what an interrupted attempt asked, so the replay asks nothing twice
             if trial.user_attrs.get("role") == "unregularized" or trial.state == optuna.trial.TrialState.WAITING:
                 continue
-            if trial.state == optuna.trial.TrialState.RUNNING and set(trial.params) != set(self.distributions):
-                # killed between creating the trial and sampling it: nothing was trained for it, so it is failed
-                # (TPE ignores failed trials) and the next ask, seeded by the same index, samples what it would have
-                self.study.tell(trial.number, state=optuna.trial.TrialState.FAIL)
+            if set(trial.params) != set(self.distributions):
+                # created but never sampled (killed in between: crash point "trial.asked"), so nothing trained for it:
+                # failed (TPE ignores failed trials) and never adopted, on this resume or a later one (adopted, it was a
+                # trial without regularizers, scored as the unregularized one). The next ask, seeded by the same index,
+                # samples what it would have; an ask that had taken the queued first trial off the queue puts it back.
+                if trial.state == optuna.trial.TrialState.RUNNING:
+                    if "fixed_params" in trial.system_attrs:
+                        self.study.enqueue_trial(trial.system_attrs["fixed_params"])
+                    self.study.tell(trial.number, state=optuna.trial.TrialState.FAIL)
             elif trial.state == optuna.trial.TrialState.RUNNING:
                 self._adopt(optuna.trial.Trial(self.study, trial._trial_id))
             else:
@@ -132,7 +138,11 @@ class RegularizationStage(Stage):
     def _ask(self) -> str:
         # Seeded by (search seed, trial index): a resumed study samples exactly what an uninterrupted one would.
         self.study.sampler = regularization_sampler(self.plan, len(self.asked))
-        return self._adopt(self.study.ask(self.distributions))
+        trial = self.study.ask()
+        crash_point("trial.asked")  # (a test hook: a kill here leaves a RUNNING trial without parameters, see __init__)
+        for r in self.plan.regularizers:  # what study.ask(self.distributions) samples, in the same order
+            trial.suggest_float(r.name, r.low, r.high, log=r.log)
+        return self._adopt(trial)
 
     def on_epoch(self, request: TrialRequest, record: EpochRecord) -> bool:
         trial = self.asked.get(request.candidate)
@@ -159,6 +169,7 @@ class RegularizationStage(Stage):
             else:
                 self.study.tell(trial, mean_score(group))
             self.told.add(name)
+            crash_point("trial.told")  # (a test hook: searcher/crash.py)
 
     def conclude(self, done: list[TrialOutcome]) -> StageResult:
         entries = []
