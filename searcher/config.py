@@ -439,3 +439,11 @@ def check_ranges(c: SearcherConfig) -> None:
 
 def data_dir(config: SearcherConfig) -> Path:
     return Path(config.data_dir).expanduser()
+
+
+def beside_tracking_store(config: SearcherConfig, file_name: str) -> Path:
+    """A path next to a SQLite tracking database (or in the working directory for a server store): where the Optuna
+    storage, the checkpoints and submitit's folders go by default."""
+    uri = config.tracking.uri
+    folder = Path(uri.removeprefix("sqlite:///")).parent if uri.startswith("sqlite:///") else Path(".")
+    return folder / file_name
