@@ -1,7 +1,8 @@
 """Structured-config schemas and validation: a bad setting fails before anything trains.
 
-The YAML under conf/ holds values; these dataclasses hold their types and
-defaults. `validate` merges a composed config into the schema (wrong types and
+The YAML under conf/ is where defaults live; these dataclasses hold their types
+and mirror the YAML's defaults (tests/test_defaults.py fails when the two differ,
+and when what the search builds from them does not hold them). `validate` merges a composed config into the schema (wrong types and
 unknown keys fail there) and then checks ranges, raising ConfigError with one
 sentence that names the setting and what it accepts.
 """
@@ -112,7 +113,7 @@ class TransferConfig:
 @dataclass
 class SearchConfig:
     preset: str = "default"
-    name: Optional[str] = None  # names the search in MLflow; default: <dataset>-<date>-<time>
+    name: Optional[str] = None  # names the search in MLflow; null: <dataset>-<preset>-seed<N>-<hash of the settings but where it runs and records>
     repeats: int = 1  # seeds every candidate starts with (score = mean)
     max_repeats: int = 3  # an inconclusive comparison trains more seeds of both candidates, up to this many
     significance: float = 0.05  # a paired comparison's p-value below this counts as a real difference
@@ -168,7 +169,7 @@ class ModelConfig:
 class TrackingConfig:
     uri: str = "sqlite:///mlflow.db"
     experiment: str = "searcher"
-    optuna_storage: Optional[str] = None  # default: optuna.db beside a SQLite tracking store
+    optuna_storage: Optional[str] = None  # null: optuna.db beside a SQLite tracking store (required with a postgresql:// one)
     checkpoint_dir: Optional[str] = None  # within-trial checkpoints; default: checkpoints/ beside a SQLite store
     lease_seconds: float = 60.0  # a search's owner is taken for dead after this long without a heartbeat (tracking/lease.py)
 
@@ -184,13 +185,13 @@ class ExecutionConfig:
     """Where trials run (conf/execution/): never changes a decision, only how many run at once."""
 
     kind: str = "auto"  # auto (serial on a CPU, processes sharing each GPU on CUDA) | serial | processes | submitit
-    workers: Optional[int] = None  # trials at once; null: GPUs x trials_per_gpu on CUDA, else CPU cores (processes), 4 (submitit)
+    workers: Optional[int] = None  # trials at once; null: GPUs x trials_per_gpu on CUDA, else CPU cores / threads_per_trial (processes), 4 (submitit)
     trials_per_gpu: int = 1  # processes on CUDA: workers share GPUs round-robin, this many per GPU by default
     max_trials_per_gpu: int = 4  # auto on CUDA: trials per GPU as fit in memory, at most this many
     speculate: Any = AUTO  # true | false | auto: idle slots train the stage's likeliest next trials (execution/runner.py)
     threads_per_trial: Optional[int] = None  # torch threads a trial trains with; null: 1 on the CPU, cores / workers on CUDA
     cluster: Optional[str] = None  # submitit: slurm | local; null: slurm where sbatch exists, else local
-    folder: Optional[str] = None  # submitit: job scripts and logs; null: submitit/ beside the checkpoints
+    folder: Optional[str] = None  # submitit: job scripts and logs; null: submitit/<search name>/ beside a SQLite tracking store
     timeout_min: int = 240  # submitit: time limit of one trial's job
     partition: Optional[str] = None  # submitit on SLURM
     gpus_per_node: int = 1  # submitit on SLURM (0 on a CPU partition)

@@ -1,7 +1,7 @@
 """The search's plan, built from the config's `search`, `train` and `model` sections (and the data it searches).
 
-Every value comes from the config, whose defaults are conf/'s YAML (tests/test_defaults.py holds the two equal):
-the plan and the trainer's settings carry none of their own.
+Every value comes from the config, whose defaults are conf/'s YAML: the plan carries no defaults of its own, and
+the trainer's settings and stability rule only the YAML's (tests/test_defaults.py holds them equal).
 """
 
 from __future__ import annotations
