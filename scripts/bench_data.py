@@ -65,7 +65,7 @@ def bench_pipeline(device: torch.device, rounds: int) -> dict:
     generate_s = time.perf_counter() - started
     data = DeviceData(dataset, device)
     spec = LayoutPolicy(input_size=32).baseline(2, 16)
-    settings = TrainSettings(batch_size=BATCH, augment=1.0, stability=StabilityRule(min_epochs=1, max_epochs=1))
+    settings = TrainSettings(optimizer="adamw", lr=3e-3, batch_size=BATCH, augment=1.0, stability=StabilityRule(min_epochs=1, max_epochs=1))
     pipeline_images_per_second(data, 1, seed=1)  # warm-up (allocator, kernels)
     pipeline, trainer = [], []
     for round_ in range(rounds):  # interleaved, so both see the same competition for the cores

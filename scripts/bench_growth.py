@@ -162,11 +162,12 @@ def main() -> None:
     import optuna
     import torch
 
-    from searcher.app import dataset_options, make_plan
     from searcher.config import data_dir
     from searcher.data import DeviceData, load_dataset
     from searcher.execution import serial_runner
+    from searcher.execution.setup import dataset_options
     from searcher.search import run_stage
+    from searcher.search.setup import make_plan
     from searcher.search.stages import BaselineStage
     from searcher.tracking import open_recorder
 

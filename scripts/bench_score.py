@@ -133,9 +133,9 @@ def compose(args: argparse.Namespace) -> Any:
 
 
 def load(config: Any) -> Any:
-    from searcher.app import dataset_options
     from searcher.config import data_dir
     from searcher.data import load_dataset
+    from searcher.execution.setup import dataset_options
 
     return load_dataset(dataset_options(config.dataset, data_dir(config)))
 
@@ -426,7 +426,7 @@ def main() -> None:
     else:
         import torch
 
-        from searcher.app import make_plan
+        from searcher.search.setup import make_plan
 
         torch.set_num_threads(1)
         started = time.perf_counter()

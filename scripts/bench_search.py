@@ -92,9 +92,10 @@ def compose(args: argparse.Namespace, seed: int, folder: str) -> Any:
 
 
 def setup(config: Any) -> Setup:
-    from searcher.app import dataset_options, make_plan
     from searcher.config import data_dir
     from searcher.data import DeviceData, load_dataset
+    from searcher.execution.setup import dataset_options
+    from searcher.search.setup import make_plan
     from searcher.train import resolve_device
 
     dataset = load_dataset(dataset_options(config.dataset, data_dir(config)))  # every dataset setting, as the search reads them

@@ -96,9 +96,10 @@ def main() -> None:
     import torch
 
     torch.set_num_threads(args.threads)
-    from searcher.app import dataset_options, make_plan
     from searcher.config import data_dir
     from searcher.data import DeviceData, load_dataset
+    from searcher.execution.setup import dataset_options
+    from searcher.search.setup import make_plan
     from searcher.train import train_trial
 
     config = compose(args)

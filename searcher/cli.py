@@ -92,7 +92,7 @@ class CheckSettings(Callback):
         try:
             checked = validate(OmegaConf.to_container(config, resolve=False))  # type: ignore[arg-type]
             if checked.device.startswith("cuda"):  # only then is torch (2 s) imported here; the search imports it anyway
-                from searcher.app import check_device
+                from searcher.execution.setup import check_device
 
                 check_device(checked.device)
             for setting, uri in (("tracking.uri", checked.tracking.uri), ("tracking.optuna_storage", checked.tracking.optuna_storage)):

@@ -1,9 +1,14 @@
 """Structured-config schemas and validation: a bad setting fails before anything trains.
 
-The YAML under conf/ holds values; these dataclasses hold their types and
-defaults. `validate` merges a composed config into the schema (wrong types and
-unknown keys fail there) and then checks ranges, raising ConfigError with one
-sentence that names the setting and what it accepts.
+The YAML under conf/ is where defaults live; these dataclasses hold their types and mirror
+the YAML's defaults (tests/test_defaults.py fails when the two differ, and when what the
+search builds from them does not hold them). `validate` merges a composed config into the
+schema (wrong types and unknown keys fail there) and then checks ranges, section by section
+(`check_dataset`, `check_search`, ...), raising ConfigError with one sentence that names
+the setting and what it accepts.
+
+Longer than the ~300 lines a module is held to: each section's schema and its range checks
+are read together when a setting is added, and both are a line per setting.
 """
 
 from __future__ import annotations
@@ -112,7 +117,7 @@ class TransferConfig:
 @dataclass
 class SearchConfig:
     preset: str = "default"
-    name: Optional[str] = None  # names the search in MLflow; default: <dataset>-<date>-<time>
+    name: Optional[str] = None  # names the search in MLflow; null: <dataset>-<preset>-seed<N>-<hash of the settings but where it runs and records>
     repeats: int = 1  # seeds every candidate starts with (score = mean)
     max_repeats: int = 3  # an inconclusive comparison trains more seeds of both candidates, up to this many
     significance: float = 0.05  # a paired comparison's p-value below this counts as a real difference
@@ -168,7 +173,7 @@ class ModelConfig:
 class TrackingConfig:
     uri: str = "sqlite:///mlflow.db"
     experiment: str = "searcher"
-    optuna_storage: Optional[str] = None  # default: optuna.db beside a SQLite tracking store
+    optuna_storage: Optional[str] = None  # null: optuna.db beside a SQLite tracking store (required with a postgresql:// one)
     checkpoint_dir: Optional[str] = None  # within-trial checkpoints; default: checkpoints/ beside a SQLite store
     lease_seconds: float = 60.0  # a search's owner is taken for dead after this long without a heartbeat (tracking/lease.py)
 
@@ -184,13 +189,13 @@ class ExecutionConfig:
     """Where trials run (conf/execution/): never changes a decision, only how many run at once."""
 
     kind: str = "auto"  # auto (serial on a CPU, processes sharing each GPU on CUDA) | serial | processes | submitit
-    workers: Optional[int] = None  # trials at once; null: GPUs x trials_per_gpu on CUDA, else CPU cores (processes), 4 (submitit)
+    workers: Optional[int] = None  # trials at once; null: GPUs x trials_per_gpu on CUDA, else CPU cores / threads_per_trial (processes), 4 (submitit)
     trials_per_gpu: int = 1  # processes on CUDA: workers share GPUs round-robin, this many per GPU by default
     max_trials_per_gpu: int = 4  # auto on CUDA: trials per GPU as fit in memory, at most this many
     speculate: Any = AUTO  # true | false | auto: idle slots train the stage's likeliest next trials (execution/runner.py)
     threads_per_trial: Optional[int] = None  # torch threads a trial trains with; null: 1 on the CPU, cores / workers on CUDA
     cluster: Optional[str] = None  # submitit: slurm | local; null: slurm where sbatch exists, else local
-    folder: Optional[str] = None  # submitit: job scripts and logs; null: submitit/ beside the checkpoints
+    folder: Optional[str] = None  # submitit: job scripts and logs; null: submitit/<search name>/ beside a SQLite tracking store
     timeout_min: int = 240  # submitit: time limit of one trial's job
     partition: Optional[str] = None  # submitit on SLURM
     gpus_per_node: int = 1  # submitit on SLURM (0 on a CPU partition)
@@ -312,10 +317,19 @@ def _finite_everywhere(node: Any, key: str = "") -> None:
 
 
 def check_ranges(c: SearcherConfig) -> None:
+    """Every value in its range, section by section, in this order (the first one out of range is the one reported)."""
     _finite_everywhere(c)
     _require(0 <= c.seed <= MAX_SEED, "seed", c.seed, f"an integer in [0, {MAX_SEED}]")
     _require(c.device in ("auto", "cpu", "cuda") or (c.device.startswith("cuda:") and c.device[5:].isdigit()), "device", c.device, "auto, cpu, cuda or cuda:N")
-    d = c.dataset
+    check_dataset(c.dataset)
+    check_search(c.search)
+    check_train(c.train)
+    check_model(c.model)
+    check_tracking(c.tracking)
+    check_execution(c.execution)
+
+
+def check_dataset(d: DatasetConfig) -> None:
     _require(0 < d.val_fraction < 1, "dataset.val_fraction", d.val_fraction, "a fraction between 0 and 1")
     if d.classes is not None:
         _require(len(d.classes) >= 2 and len(set(d.classes)) == len(d.classes), "dataset.classes", d.classes, "two or more distinct class indices")
@@ -343,7 +357,9 @@ def check_ranges(c: SearcherConfig) -> None:
     _require(d.difficulty == 0 or d.name in ("synthetic", "synthetic_hard"), "dataset.difficulty", d.difficulty, "0 except for synthetic")
     _require(d.flip is None or d.name == "imagefolder", "dataset.flip", d.flip, "null except for imagefolder (published datasets fix it)")
     _require(not d.extra or d.name == "svhn", "dataset.extra", d.extra, "false except for svhn")
-    s = c.search
+
+
+def check_search(s: SearchConfig) -> None:
     _require(s.preset in ("default", "quick"), "search.preset", s.preset, "default or quick (set it with search=quick)")
     _require(1 <= s.repeats <= 100, "search.repeats", s.repeats, "an integer in [1, 100]")
     _require(s.repeats <= s.max_repeats <= 100, "search.max_repeats", s.max_repeats, f"an integer in [search.repeats ({s.repeats}), 100]")
@@ -368,7 +384,12 @@ def check_ranges(c: SearcherConfig) -> None:
     _require(s.depth.min_improvement >= 0, "search.depth.min_improvement", s.depth.min_improvement, "a number >= 0")
     factors = s.depth.new_layer_factors
     _require(bool(factors) and all(f > 0 for f in factors), "search.depth.new_layer_factors", factors, "a non-empty list of numbers > 0")
-    r = s.regularization
+    check_regularization(s.regularization)
+    _require(1 <= s.final.seeds <= 100, "search.final.seeds", s.final.seeds, "an integer in [1, 100]")
+    check_transfer(s.transfer)
+
+
+def check_regularization(r: RegularizationConfig) -> None:
     _require(r.trials >= 0, "search.regularization.trials", r.trials, "an integer >= 0")
     _require(r.trials_in_flight >= 1, "search.regularization.trials_in_flight", r.trials_in_flight, "an integer >= 1")
     _require(0 <= r.min_improvement < 1, "search.regularization.min_improvement", r.min_improvement, "a number in [0, 1)")
@@ -379,8 +400,9 @@ def check_ranges(c: SearcherConfig) -> None:
         _require(name in REGULARIZERS, key, name, ", ".join(REGULARIZERS))
         _require(0 <= span.low <= span.high <= upper[name], key, f"[{span.low}, {span.high}]", f"0 <= low <= high <= {upper[name]}")
         _require(not span.log or span.low > 0, f"{key}.low", span.low, "a number > 0 when log is true")
-    _require(1 <= s.final.seeds <= 100, "search.final.seeds", s.final.seeds, "an integer in [1, 100]")
-    x = s.transfer
+
+
+def check_transfer(x: TransferConfig) -> None:
     if x.enabled and x.dataset is None:
         raise ConfigError(
             "search.transfer.enabled=true needs a target: set search.transfer.dataset, "
@@ -393,7 +415,9 @@ def check_ranges(c: SearcherConfig) -> None:
         _require(len(classes) >= 2 and len(set(classes)) == len(classes) and min(classes) >= 0, "search.transfer.dataset.classes", classes, "two or more distinct class indices >= 0")
     if x.dataset is not None:
         _require(0 < x.dataset.val_fraction < 1, "search.transfer.dataset.val_fraction", x.dataset.val_fraction, "a fraction between 0 and 1")
-    t = c.train
+
+
+def check_train(t: TrainConfig) -> None:
     _require(t.optimizer in ("adamw", "sgd"), "train.optimizer", t.optimizer, "adamw or sgd")
     _require(t.lr == AUTO or t.lr > 0, "train.lr", t.lr, "auto or a number > 0")
     _require(0 < t.warm_lr_factor <= 1, "train.warm_lr_factor", t.warm_lr_factor, "a number in (0, 1]")
@@ -409,22 +433,29 @@ def check_ranges(c: SearcherConfig) -> None:
     for name in ("loss_tolerance", "loss_floor", "metric_tolerance", "overfit_margin"):
         _require(getattr(st, name) >= 0, f"train.stability.{name}", getattr(st, name), "a number >= 0")
     _require(st.explode_factor > 1, "train.stability.explode_factor", st.explode_factor, "a number > 1")
-    m = c.model
+
+
+def check_model(m: ModelConfig) -> None:
     _require(m.block in ("plain", "residual"), "model.block", m.block, "plain or residual")
     _require(m.kernel_policy in ("large_to_small", "uniform"), "model.kernel_policy", m.kernel_policy, "large_to_small or uniform")
     _require(m.large_kernel >= 1 and m.large_kernel % 2 == 1, "model.large_kernel", m.large_kernel, "an odd integer >= 1")
     _require(m.large_layers >= 0, "model.large_layers", m.large_layers, "an integer >= 0")
     _require(m.min_resolution >= 1, "model.min_resolution", m.min_resolution, "an integer >= 1")
-    _require(bool(c.tracking.experiment), "tracking.experiment", c.tracking.experiment, "a non-empty name")
-    _require(1 <= c.tracking.lease_seconds <= 86400, "tracking.lease_seconds", c.tracking.lease_seconds, "a number of seconds from 1 to 86400")
-    storage = c.tracking.optuna_storage
+
+
+def check_tracking(t: TrackingConfig) -> None:
+    _require(bool(t.experiment), "tracking.experiment", t.experiment, "a non-empty name")
+    _require(1 <= t.lease_seconds <= 86400, "tracking.lease_seconds", t.lease_seconds, "a number of seconds from 1 to 86400")
+    storage = t.optuna_storage
     _require(
         storage is None or storage.startswith(("sqlite:///", "postgresql", "mysql", "journal:///")),
         "tracking.optuna_storage",
         storage,
         "null, sqlite:///path.db, postgresql://user@host/db or journal:///path/to/journal.log (NFS without a database server)",
     )
-    e = c.execution
+
+
+def check_execution(e: ExecutionConfig) -> None:
     _require(e.kind in (AUTO, "serial", "processes", "submitit"), "execution.kind", e.kind, "auto, serial, processes or submitit (set it with execution=NAME)")
     _require(e.workers is None or e.workers >= 1, "execution.workers", e.workers, "null or an integer >= 1")
     _require(e.trials_per_gpu >= 1, "execution.trials_per_gpu", e.trials_per_gpu, "an integer >= 1")
@@ -439,3 +470,11 @@ def check_ranges(c: SearcherConfig) -> None:
 
 def data_dir(config: SearcherConfig) -> Path:
     return Path(config.data_dir).expanduser()
+
+
+def beside_tracking_store(config: SearcherConfig, file_name: str) -> Path:
+    """A path next to a SQLite tracking database (or in the working directory for a server store): where the Optuna
+    storage, the checkpoints and submitit's folders go by default."""
+    uri = config.tracking.uri
+    folder = Path(uri.removeprefix("sqlite:///")).parent if uri.startswith("sqlite:///") else Path(".")
+    return folder / file_name

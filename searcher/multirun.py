@@ -57,9 +57,9 @@ class PrepareStores(Callback):
 
         try:
             settings = validate(OmegaConf.to_container(config, resolve=False))  # type: ignore[arg-type]
-            from searcher.app import optuna_storage
             from searcher.search.studies import open_storage
             from searcher.tracking import TrackingError, open_recorder
+            from searcher.tracking.setup import optuna_storage
 
             open_recorder(settings.tracking.uri, settings.tracking.experiment)
             open_storage(optuna_storage(settings))

@@ -27,19 +27,39 @@ optuna.logging.set_verbosity(optuna.logging.WARNING)
 
 
 def make_plan(**overrides) -> SearchPlan:
+    """A plan for the fake runner: small and strict (one seed, no cross-validation, one trial in flight), not the
+    config's defaults (tests/test_defaults.py checks those against conf/)."""
     values = dict(
         seed=0,
         data_identity="fake",
         layout=LayoutPolicy(input_size=8),
-        train=TrainSettings(stability=StabilityRule()),
-        baseline_depth=2,
-        baseline_width=16,
-        width_cap=128,
-        regularization_trials=3,
-        regularizers=(RegularizerRange("weight_decay", 0.0, 0.1), RegularizerRange("dropout", 0.0, 0.5)),
-        final_seeds=2,
+        train=TrainSettings(optimizer="adamw", lr=3e-3, batch_size=64, stability=StabilityRule()),
+        block="plain",
+        repeats=1,
+        max_repeats=1,
+        folds=1,
+        significance=0.05,
         width_ties="keep_smaller",  # the strict rule: what a test of "better beyond noise" needs (ties=grow is tested where named)
         depth_ties="keep_smaller",
+        depth_select="shallowest",
+        baseline_depth=2,
+        baseline_width=16,
+        width_factor=2.0,
+        width_cap=128,
+        width_tolerance=0.005,
+        width_patience=2,
+        depth_cap=6,
+        depth_min_improvement=0.002,
+        new_layer_factors=(0.5, 1.0, 2.0),
+        regularization_min_improvement=0.002,
+        regularization_trials=3,
+        regularization_in_flight=1,
+        regularizers=(RegularizerRange("weight_decay", 0.0, 0.1, log=False), RegularizerRange("dropout", 0.0, 0.5, log=False)),
+        pruner_warmup_epochs=8,
+        final_seeds=2,
+        max_consecutive_failures=5,
+        transfer=None,
+        warm_start=False,
     )
     values.update(overrides)
     return SearchPlan(**values)

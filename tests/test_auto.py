@@ -8,9 +8,9 @@ from conftest import REPO
 from hydra import compose, initialize_config_dir
 from omegaconf import OmegaConf
 
-from searcher.app import make_plan, speculates, with_auto_execution, with_auto_training
 from searcher.config import validate
 from searcher.data import DatasetOptions, load_dataset
+from searcher.execution.setup import speculates, with_auto_execution
 from searcher.execution.sizing import (
     CONTEXT_BYTES,
     HEADROOM,
@@ -21,6 +21,7 @@ from searcher.execution.sizing import (
     share_gpu,
     trials_per_gpu,
 )
+from searcher.search.setup import make_plan, with_auto_training
 from searcher.train.auto import auto_batch_size, auto_lr, choose_training, steps_per_epoch
 
 

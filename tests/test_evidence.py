@@ -25,7 +25,7 @@ def test_mcnemar_exact_p_values_match_the_binomial_test():
 
 
 def outcome(candidate: str, repeat: int, correct: list[bool], losses: list[float] | None = None, smoothing: float = 0.0) -> TrialOutcome:
-    train = TrainSettings(label_smoothing=smoothing)
+    train = TrainSettings(optimizer="adamw", lr=3e-3, batch_size=64, label_smoothing=smoothing)
     request = TrialRequest("width", candidate, arch=None, train=train, seed=repeat, data_identity="d", repeat=repeat)  # type: ignore[arg-type]
     bits = torch.tensor(correct)
     per_image = pack_losses(torch.tensor(losses)) if losses is not None else None

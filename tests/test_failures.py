@@ -28,7 +28,7 @@ def test_a_raising_and_a_diverging_trial_are_recorded_and_the_search_completes(t
         if arch.depth == 3 and arch.widths[-1] == 32:
             raise RuntimeError("injected fault")
         if arch.depth == 3 and arch.widths[-1] == 16:
-            return real(arch, data, TrainSettings(optimizer="sgd", lr=math.inf, stability=settings.stability), seed, **kwargs)
+            return real(arch, data, TrainSettings(optimizer="sgd", lr=math.inf, batch_size=64, stability=settings.stability), seed, **kwargs)
         return real(arch, data, settings, seed, **kwargs)
 
     monkeypatch.setattr(trial_work, "train_trial", faulty)
@@ -69,7 +69,7 @@ def test_an_interrupted_trial_resumes_from_its_checkpoint_and_ends_as_if_uninter
 
     data = DeviceData(load_dataset(DatasetOptions("digits")), __import__("torch").device("cpu"))
     spec = LayoutPolicy(input_size=8).baseline(2, 8)
-    settings = TrainSettings(augment=1.0, stability=StabilityRule(window=3, min_epochs=6, max_epochs=6))
+    settings = TrainSettings(optimizer="adamw", lr=3e-3, batch_size=64, augment=1.0, stability=StabilityRule(window=3, min_epochs=6, max_epochs=6))
     uninterrupted = train_trial(spec, data, settings, seed=1)
 
     checkpoint = Checkpointing(tmp_path / "trial.pt", every_seconds=0)

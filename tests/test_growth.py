@@ -91,7 +91,7 @@ def test_growth_preserves_the_function_on_real_digits(block, digits):
     layout = LayoutPolicy(input_size=8)
     parent_spec = layout.baseline(2, 16, block)
     parent = build_model(parent_spec, 1, CLASSES)
-    parent.load_state_dict(train_trial(parent_spec, digits, TrainSettings(stability=StabilityRule(2, 3, 3)), seed=0).state)
+    parent.load_state_dict(train_trial(parent_spec, digits, TrainSettings(optimizer="adamw", lr=3e-3, batch_size=64, stability=StabilityRule(2, 3, 3)), seed=0).state)
     parent.eval()
     calibration, val = digits_batch(digits, "train"), digits_batch(digits, "val")
     children = [parent_spec.with_width(32), *(layout.deepen(parent_spec, w) for w in (10, 16, 32)), layout.deepen(parent_spec.with_width(24), 48)]
@@ -193,7 +193,7 @@ def test_gradients_reach_new_units_and_noise_breaks_the_copies_apart(digits):
 
 def test_a_warm_started_trial_starts_at_its_parents_accuracy(digits):
     layout = LayoutPolicy(input_size=8)
-    settings = TrainSettings(optimizer="sgd", lr=0.05, stability=StabilityRule(window=2, min_epochs=3, max_epochs=4))
+    settings = TrainSettings(optimizer="sgd", lr=0.05, batch_size=64, stability=StabilityRule(window=2, min_epochs=3, max_epochs=4))
     parent_spec = layout.baseline(2, 16)
     parent = train_trial(parent_spec, digits, settings, seed=0)
     calibration = digits_batch(digits, count=512)
@@ -302,10 +302,10 @@ def test_a_warm_child_that_collapses_is_a_failed_trial_not_a_rejected_one(digits
     assert not collapsed([0.2, 0.19, 0.2], start=None, chance=0.1, window=3)  # a cold trial is merely bad
     layout = LayoutPolicy(input_size=8)
     parent_spec = layout.baseline(2, 16)
-    parent = train_trial(parent_spec, digits, TrainSettings(optimizer="sgd", lr=0.05, stability=StabilityRule(2, 3, 4)), seed=0)
+    parent = train_trial(parent_spec, digits, TrainSettings(optimizer="sgd", lr=0.05, batch_size=64, stability=StabilityRule(2, 3, 4)), seed=0)
     child_spec = layout.deepen(parent_spec, 32)
     state = grow(parent_spec, parent.state, child_spec, 1, CLASSES, inputs=digits_batch(digits, count=512))
-    reckless = TrainSettings(optimizer="adamw", lr=20.0, warm_up_epochs=0, stability=StabilityRule(window=3, min_epochs=4, max_epochs=8))
+    reckless = TrainSettings(optimizer="adamw", lr=20.0, batch_size=64, warm_up_epochs=0, stability=StabilityRule(window=3, min_epochs=4, max_epochs=8))
     result = train_trial(child_spec, digits, reckless, seed=0, initial_state=state)
     assert result.behavior == "diverged" and result.initial_val_acc > 0.9
     request = TrialRequest("depth", "d3 +w32", child_spec, reckless, 0, "digits", parent="p")

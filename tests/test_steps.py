@@ -20,7 +20,7 @@ def step_on_cuda(optimizer: str, dropout: float = 0.0, seed: int = 0) -> EagerSt
     torch.manual_seed(seed)
     spec = LayoutPolicy(input_size=16).baseline(2, 16).with_dropout(dropout)
     model = build_model(spec, 3, 10).to("cuda", memory_format=torch.channels_last)
-    settings = TrainSettings(optimizer=optimizer, lr=0.05 if optimizer == "sgd" else 3e-3, weight_decay=5e-4)  # type: ignore[arg-type]
+    settings = TrainSettings(optimizer=optimizer, lr=0.05 if optimizer == "sgd" else 3e-3, batch_size=64, weight_decay=5e-4)  # type: ignore[arg-type]
     autocast = torch.autocast("cuda", dtype=torch.bfloat16, cache_enabled=False)
     return EagerStep(model.train(), make_optimizer(model, settings, graphed=True), autocast, label_smoothing=0.1)
 

@@ -62,8 +62,7 @@ def test_an_unreachable_store_is_one_sentence_and_exit_2_before_anything_is_crea
 
 
 def test_passwords_in_uris_are_masked_in_params_config_and_commands():
-    from searcher.app import search_settings, shown_config, ui_command
-    from searcher.tracking.recorder import flatten
+    from searcher.tracking.setup import search_settings, shown_config, ui_command
     from searcher.uris import redact, redact_text
 
     assert redact(URI) == "postgresql://searcher:***@db.cluster:5432/mlflow"
@@ -72,7 +71,7 @@ def test_passwords_in_uris_are_masked_in_params_config_and_commands():
         "could not connect to postgresql://searcher:***@db.cluster:5432/mlflow with password ***"
     )
     c = config(f"tracking.uri={URI}", f"tracking.optuna_storage={URI.replace('mlflow', 'optuna')}")
-    settings = search_settings(c, flatten)
+    settings = search_settings(c)
     assert settings["tracking.uri"] == redact(URI) and "***" in settings["tracking.optuna_storage"]
     for text in (*settings.values(), shown_config(c), ui_command(URI)):
         assert SECRET not in text and "s3cr@t" not in text
@@ -87,7 +86,7 @@ def test_a_postgresql_uri_names_the_installed_driver():
 
 
 def test_mlflow_and_optuna_cannot_share_one_postgresql_database():
-    from searcher.app import optuna_storage
+    from searcher.tracking.setup import optuna_storage
 
     with pytest.raises(ConfigError, match="tracking.optuna_storage"):
         optuna_storage(config(f"tracking.uri={URI}"))

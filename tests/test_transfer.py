@@ -20,7 +20,7 @@ WEIGHTS = {"w": torch.zeros(1)}  # selection only needs to know the weights exis
 
 
 def outcome(width: int, depth: int, score: float, best_epoch: int, seed: int = 0, stage: str = "depth", status: str = "ok") -> TrialOutcome:
-    request = TrialRequest(stage, f"w{width} d{depth}", LAYOUT.baseline(depth, width), TrainSettings(), seed, "fake")
+    request = TrialRequest(stage, f"w{width} d{depth}", LAYOUT.baseline(depth, width), TrainSettings(optimizer="adamw", lr=3e-3, batch_size=64), seed, "fake")
     result = fake_result(score, epochs=best_epoch + 3)
     result.best_epoch = best_epoch
     result.state = WEIGHTS
@@ -95,7 +95,7 @@ def test_the_controller_runs_transfer_last_and_ranks_the_probes():
 
 
 def test_transfer_stage_with_nothing_in_memory_skips_instead_of_failing():
-    plan = make_plan(transfer=TransferPlan("target"))
+    plan = make_plan(transfer=TransferPlan("target", top_k=3, longest=1))
     stage = TransferStage(plan, memory_studies(plan).open("transfer"), [])
     assert stage.next_trials([]) == []
     result = stage.conclude([])
@@ -114,7 +114,7 @@ def test_a_linear_probe_on_frozen_features_transfers_to_unseen_digit_classes(spl
     source, target = split_digits
     torch.set_num_threads(1)
     arch = LAYOUT.baseline(2, 16)
-    trained = train_trial(arch, source, TrainSettings(optimizer="sgd", lr=0.05), seed=0)
+    trained = train_trial(arch, source, TrainSettings(optimizer="sgd", lr=0.05, batch_size=64), seed=0)
     probe = probe_trial(arch, trained.state, target, ProbeSettings(), seed=0)
     assert probe.best_val_acc > 0.75  # chance is 0.2: features learnt on 0-4 separate 5-9
     again = probe_trial(arch, trained.state, target, ProbeSettings(), seed=0)

@@ -1,4 +1,7 @@
-"""The knobs of the staged procedure, as one frozen value the stages read."""
+"""The knobs of the staged procedure, as one frozen value the stages read.
+
+The plan takes values and holds no defaults of its own (but `concurrency`, which no setting names): the search builds it from the config (search/setup.py),
+whose defaults are conf/'s YAML, and tests build it with the values they test."""
 
 from __future__ import annotations
 
@@ -15,7 +18,7 @@ class RegularizerRange:
     name: str  # weight_decay | dropout | label_smoothing | augment
     low: float
     high: float
-    log: bool = False
+    log: bool  # sampled on a log scale (then low > 0)
 
 
 @dataclass(frozen=True)
@@ -23,40 +26,40 @@ class TransferPlan:
     """Stage 5: probe the search's best (and longest-trained) networks on a target dataset."""
 
     target_identity: str  # the target dataset, as trial keys hash it
-    top_k: int = 3  # distinct candidates with the best validation accuracy
-    longest: int = 1  # plus this many others whose kept weights trained the most epochs
+    top_k: int  # distinct candidates with the best validation accuracy
+    longest: int  # plus this many others whose kept weights trained the most epochs
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class SearchPlan:
     seed: int
     data_identity: str
     layout: LayoutPolicy
     train: TrainSettings  # the unregularized settings every stage before regularization uses
-    block: BlockType = "plain"
-    repeats: int = 1  # seeds every candidate starts with; a candidate's score is the mean over its seeds
-    max_repeats: int = 1  # an inconclusive paired comparison adds seeds of both candidates, up to this many
-    folds: int = 1  # cross-validated comparisons: seed r trains without fold r of this many and is judged on it (1: the fixed split)
-    significance: float = 0.05  # p-value below which a paired comparison counts as a real difference
-    width_ties: str = "grow"  # a width comparison that is not significant: grow when the wider scores no lower, or keep_smaller
-    depth_ties: str = "grow"  # the same for a new layer
-    depth_select: str = "shallowest"  # after growth: the shallowest network the deepest is not better than (or: deepest)
-    baseline_depth: int = 2
-    baseline_width: int = 16
-    width_factor: float = 2.0  # geometric width candidates: baseline * factor^k
-    width_cap: int = 128
-    width_tolerance: float = 0.005  # effect-size floor of width comparisons (searcher.search.evidence)
-    width_patience: int = 2  # stop widening after this many candidates that do not take the best's place
-    depth_cap: int = 6
-    depth_min_improvement: float = 0.002  # effect-size floor of depth comparisons
-    new_layer_factors: tuple[float, ...] = (0.5, 1.0, 2.0)  # new layer's width candidates x previous layer's
-    regularization_min_improvement: float = 0.002  # a regularized network must beat the unregularized one by more than this
-    regularization_trials: int = 8  # Optuna trials after the enqueued unregularized one
-    regularization_in_flight: int = 1  # trials asked per batch before any is told (decides what TPE sees)
-    regularizers: tuple[RegularizerRange, ...] = ()
-    pruner_warmup_epochs: int = 8
-    final_seeds: int = 3
-    max_consecutive_failures: int = 5  # 0: never stop for failures
-    transfer: TransferPlan | None = None  # None: no stage 5
-    concurrency: int = 1  # trials the runner trains at once: only how eagerly a stage asks, never what it decides
-    warm_start: bool = False  # width and depth trials grow from their parent's trained weights (Net2Net)
+    block: BlockType
+    repeats: int  # seeds every candidate starts with; a candidate's score is the mean over its seeds
+    max_repeats: int  # an inconclusive paired comparison adds seeds of both candidates, up to this many
+    folds: int  # cross-validated comparisons: seed r trains without fold r of this many and is judged on it (1: the fixed split)
+    significance: float  # p-value below which a paired comparison counts as a real difference
+    width_ties: str  # a width comparison that is not significant: grow when the wider scores no lower, or keep_smaller
+    depth_ties: str  # the same for a new layer
+    depth_select: str  # after growth: the shallowest network the deepest is not better than (or: deepest)
+    baseline_depth: int
+    baseline_width: int
+    width_factor: float  # geometric width candidates: baseline * factor^k
+    width_cap: int
+    width_tolerance: float  # effect-size floor of width comparisons (searcher.search.evidence)
+    width_patience: int  # stop widening after this many candidates that do not take the best's place
+    depth_cap: int
+    depth_min_improvement: float  # effect-size floor of depth comparisons
+    new_layer_factors: tuple[float, ...]  # new layer's width candidates x previous layer's
+    regularization_min_improvement: float  # a regularized network must beat the unregularized one by more than this
+    regularization_trials: int  # Optuna trials after the enqueued unregularized one
+    regularization_in_flight: int  # trials asked per batch before any is told (decides what TPE sees)
+    regularizers: tuple[RegularizerRange, ...]
+    pruner_warmup_epochs: int
+    final_seeds: int
+    max_consecutive_failures: int  # 0: never stop for failures
+    transfer: TransferPlan | None  # None: no stage 5
+    concurrency: int = 1  # trials the runner trains at once (the app sets it from the Runner): only how eagerly a stage asks, never what it decides
+    warm_start: bool  # width and depth trials grow from their parent's trained weights (Net2Net)

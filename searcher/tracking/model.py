@@ -15,11 +15,28 @@ from __future__ import annotations
 
 import tempfile
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from searcher.model.classifier import DESCRIPTION_FILE, WEIGHTS_FILE, Classifier, load_classifier, save_classifier
 
+if TYPE_CHECKING:
+    import numpy as np
+
+    from searcher.data import ImageDataset
+    from searcher.search import SearchResult
+
 EXTRA_FILES = "extra_files"  # where mlflow.pytorch keeps `extra_files` inside a model
+
+
+def final_model(result: SearchResult, dataset: ImageDataset, classes: list[int] | None) -> tuple[Classifier, np.ndarray]:
+    """The final stage's best-validation model as users get it (uint8 images in, model/classifier.py), with two
+    validation images as the input example from which MLflow infers the signature."""
+    (best,) = result.final.winner_outcomes
+    assert best.result is not None and best.result.state is not None  # (the final stage keeps its winner's weights)
+    labels = classes or range(dataset.num_classes)
+    model = Classifier(best.request.arch, dataset.channels, dataset.size, dataset.mean, dataset.std, labels)
+    model.network.load_state_dict(best.result.state)
+    return model.eval(), dataset.val.images[:2].numpy()
 
 
 class ModelNotLoadable(Exception):

@@ -16,6 +16,8 @@ Behavior = Literal["stable", "overfitting", "capped", "diverged"]
 
 @dataclass(frozen=True)
 class StabilityRule:
+    """The defaults are conf/train/default.yaml's `stability` (tests/test_defaults.py fails when one drifts)."""
+
     window: int = 5  # epochs over which "stopped moving" and "stayed down" are judged
     min_epochs: int = 8  # never judge before this many epochs
     max_epochs: int = 60  # "capped" when reached while still moving

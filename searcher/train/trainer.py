@@ -27,12 +27,16 @@ from searcher.train.stability import Behavior, StabilityRule, judge
 from searcher.train.steps import EagerStep, GraphedStep
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class TrainSettings:
-    optimizer: Literal["adamw", "sgd"] = "adamw"
-    lr: float = 3e-3
+    """How a trial trains. The optimizer, rate and batch are always given (the search takes them from `train`, its
+    `auto` ones made concrete for the device); every other default is conf/train/default.yaml's, and
+    tests/test_defaults.py fails when one drifts from it."""
+
+    optimizer: Literal["adamw", "sgd"]
+    lr: float
     momentum: float = 0.9  # SGD only (Nesterov)
-    batch_size: int = 64
+    batch_size: int
     weight_decay: float = 0.0  # decoupled (AdamW); SGD adds it to the gradient
     label_smoothing: float = 0.0
     augment: float = 0.0  # 0..1: random-crop padding of augment * size / 8 pixels, plus flips where allowed

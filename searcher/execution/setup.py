@@ -1,0 +1,168 @@
+"""Where trials run, built from the config's `execution` section: the Runner `execution.kind` asks for, its workers,
+and what `auto` becomes on this machine.
+
+Every Runner records the same way (runner.py); only where trials train differs.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import replace
+from pathlib import Path
+from typing import TYPE_CHECKING, cast
+
+import torch
+
+from searcher.config import AUTO, ConfigError, DatasetConfig, SearcherConfig, beside_tracking_store, data_dir
+from searcher.data import DatasetOptions, DeviceData, ImageDataset
+from searcher.execution.runner import Backend, Progress, Runner, TrialRecorder
+from searcher.train.trainer import resolve_device
+
+if TYPE_CHECKING:
+    from searcher.execution.processes import ProcessBackend
+    from searcher.execution.submitit import SubmititBackend
+
+
+def dataset_options(section: DatasetConfig, folder: Path) -> DatasetOptions:
+    """DatasetOptions from a dataset config section (the searched one or the transfer target): every shared field."""
+    values = {f.name: getattr(section, f.name) for f in dataclasses.fields(DatasetOptions) if hasattr(section, f.name)}
+    values = {k: tuple(v) if isinstance(v, list) else v for k, v in values.items()}
+    if values.get("path"):
+        values["path"] = Path(values["path"]).expanduser()
+    return DatasetOptions(**values, data_dir=folder)
+
+
+def check_device(name: str) -> None:
+    """`device` names a device torch can use here, checked before anything is created."""
+    if not name.startswith("cuda"):
+        return
+    count = torch.cuda.device_count() if torch.cuda.is_available() else 0
+    index = int(name.split(":", 1)[1]) if ":" in name else 0
+    if index >= count:
+        found = f"{count} CUDA device(s)" if count else "no CUDA device torch can use"
+        raise ConfigError(f"device={name} but this machine has {found}; use device=auto (a GPU when there is one) or device=cpu.")
+
+
+def with_auto_execution(config: SearcherConfig, dataset: ImageDataset) -> tuple[SearcherConfig, str | None]:
+    """`execution=auto` made concrete, with the line that says what it became (None when execution was set).
+
+    On a CPU it is serial (exactly execution=serial). On CUDA it is worker processes sharing each GPU, as many per
+    GPU as fit in the memory one trial of the largest network the search can build was measured to take
+    (searcher/execution/sizing.py); serial where that leaves a single worker."""
+    e = config.execution
+    if e.kind != AUTO:
+        return config, None
+    device = str(resolve_device(config.device))
+    if not device.startswith("cuda"):
+        return replace(config, execution=replace(e, kind="serial")), f"execution: auto → serial ({device})"
+    from searcher.execution.processes import default_workers
+    from searcher.execution.sizing import Probe, share_gpu
+    from searcher.search.setup import make_plan
+
+    plan = make_plan(config, dataset)
+    largest = plan.layout.baseline(plan.depth_cap, plan.width_cap, plan.block)
+    share = share_gpu(Probe(device, largest, dataset.channels, dataset.size, dataset.num_classes, plan.train, dataset.nbytes * plan.folds), e.max_trials_per_gpu)
+    workers = e.workers or default_workers(device, share.trials_per_gpu, e.threads_per_trial)
+    if workers == 1:
+        return replace(config, execution=replace(e, kind="serial")), f"execution: auto → serial on {device} (a single worker: {share.trials_per_gpu} per GPU, {share.describe()})"
+    chosen = replace(e, kind="processes", workers=workers, trials_per_gpu=share.trials_per_gpu)
+    return replace(config, execution=chosen), f"execution: auto → {workers} worker processes on {device} ({share.trials_per_gpu} per GPU, {share.describe()})"
+
+
+def checkpoint_dir(config: SearcherConfig, name: str) -> Path:
+    return Path(config.tracking.checkpoint_dir or beside_tracking_store(config, "checkpoints")) / name
+
+
+def start_workers(config: SearcherConfig, dataset: ImageDataset) -> ProcessBackend | None:
+    """execution=processes: the worker pool, started as early as possible (None for other executions)."""
+    if config.execution.kind != "processes":
+        return None
+    return process_backend(config, dataset)
+
+
+def process_backend(config: SearcherConfig, dataset: ImageDataset) -> ProcessBackend:
+    from searcher.execution.processes import ProcessBackend, default_workers
+    from searcher.execution.worker import DataSpec
+
+    e = config.execution
+    device = str(resolve_device(config.device))
+    workers = e.workers or default_workers(device, e.trials_per_gpu, e.threads_per_trial)
+    return ProcessBackend(DataSpec(dataset_options(config.dataset, data_dir(config)), dataset.identity, device), workers, e.threads_per_trial)
+
+
+def submitit_backend(config: SearcherConfig, dataset: ImageDataset, name: str) -> SubmititBackend:
+    from searcher.execution.submitit import SubmititBackend
+    from searcher.execution.worker import DataSpec
+
+    e = config.execution
+    folder = Path(e.folder) if e.folder else beside_tracking_store(config, "submitit") / name
+    return SubmititBackend(
+        DataSpec(dataset_options(config.dataset, data_dir(config)), dataset.identity, config.device),  # resolved on the job's node
+        folder.resolve() / "%j",
+        e.workers or 4,
+        cluster=e.cluster,
+        timeout_min=e.timeout_min,
+        gpus_per_node=e.gpus_per_node,
+        cpus_per_task=e.cpus_per_task,
+        mem_gb=e.mem_gb,
+        partition=e.partition,
+        slurm_additional=dict(e.slurm_additional),
+    )
+
+
+def make_runner(
+    config: SearcherConfig,
+    dataset: ImageDataset,
+    device: torch.device,
+    recorder: TrialRecorder,
+    progress: Progress,
+    name: str,
+    storage: str,
+    workers: Backend | None = None,
+) -> Runner:
+    """The Runner `execution.kind` asks for; every one records the same way, only where trials train differs."""
+    checkpoints = checkpoint_dir(config, name)
+    if config.execution.kind == "serial":
+        from searcher.execution.in_process import serial_runner
+
+        return serial_runner(DeviceData(dataset, device), recorder, progress, checkpoints, config.train.checkpoint_seconds)
+    backend: Backend
+    if config.execution.kind == "processes":
+        backend = workers or process_backend(config, dataset)
+    else:
+        backend = submitit_backend(config, dataset, name)
+    from searcher.execution.warm import WarmStarts
+
+    warm = WarmStarts(DeviceData(dataset, torch.device("cpu"))) if config.search.warm_start else None  # grown here, trained there
+    return Runner(backend, recorder, progress, checkpoints, config.train.checkpoint_seconds, storage, warm, speculates(config, backend.capacity))
+
+
+def speculates(config: SearcherConfig, slots: int) -> bool:
+    """`execution.speculate`, made concrete. auto: guesses where each slot computes on its own (CPU worker processes,
+    one trial per GPU, submitit jobs); not where several trials share a GPU, which runs one process's kernels at a
+    time (no MPS): a guess there is not free, it takes GPU time from the trials the search asked for (docs/BENCHMARKS.md
+    §5: 4 graphed trials on one H200 gave 0.98x one trial's throughput, and a quarter of the slot time went to
+    guesses never used)."""
+    e = config.execution
+    if e.speculate != AUTO:
+        return bool(e.speculate)
+    device = str(resolve_device(config.device))
+    if e.kind != "processes" or not device.startswith("cuda"):
+        return True
+    gpus = 1 if ":" in device else max(1, torch.cuda.device_count())
+    return slots <= gpus
+
+
+def describe_execution(config: SearcherConfig, runner: Runner) -> str:
+    """The line that says where trials run (execution set, not auto: auto says what it chose when it chooses)."""
+    if config.execution.kind == "serial":
+        return "serial"
+    if config.execution.kind == "processes":
+        processes = cast("ProcessBackend", runner.backend)
+        threads = f"{processes.threads} thread{'s' if processes.threads > 1 else ''} each"
+        return f"{processes.capacity} worker processes ({', '.join(sorted(set(processes.devices)))}, {threads})"
+    from searcher.execution.submitit import NO_ACCOUNTING
+
+    jobs = cast("SubmititBackend", runner.backend)
+    note = f"; note: {NO_ACCOUNTING}" if jobs.without_accounting else ""
+    return f"up to {jobs.capacity} submitit jobs ({jobs.cluster}){note}"
