@@ -14,6 +14,8 @@ will ask next (`Stage.speculate`: a tie's extra seeds, the leading child's own
 children). A guess is a trial like any other, keyed the same way; when the stage
 asks for that key, the speculative outcome is its answer, so decisions are exactly a
 serial run's. Guesses the search never asked for are recorded as `discarded`.
+Over 300 lines because it is one path: replay, speculation, retries and recording
+split apart would scatter the rules that keep decisions identical to a serial run.
 """
 
 from __future__ import annotations

@@ -6,6 +6,7 @@ drawn as the candidates it compared, each the mean over its seeds (the number it
 decision quotes) with the seeds beside it; only the chosen ones are named on the figure,
 the report's tables name the rest. Each PNG carries its title in the PNG `Title` text
 chunk, so a test (or a person with `identify -verbose`) can tell which figure a file holds.
+Over 300 lines because each stage's figure is its own short function here, beside the helpers they share.
 """
 
 from __future__ import annotations

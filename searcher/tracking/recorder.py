@@ -2,7 +2,7 @@
 
 Runs are created through MlflowClient with explicit parent ids, so no global
 "active run" state leaks between stages; metrics go in batches (one call per
-trial), never one call per value. One module of ~310 lines on purpose: every
+trial), never one call per value. One module of ~340 lines on purpose: every
 write of the record contract in one place, so none happens anywhere else.
 """
 

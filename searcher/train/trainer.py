@@ -1,9 +1,12 @@
 """The training loop: one trial, trained until its learning behaviour is stable.
 
-Reads top to bottom: settings, result, then `train_trial` (build, optimise,
-evaluate each epoch, judge stability). Every speed trick is here in plain sight:
+Reads top to bottom: settings, result, then `train_trial` (the loop: an epoch, a
+verdict, a checkpoint) over a `Trial` (build, train an epoch, evaluate, save,
+restore, sum up). Every speed trick is here or one import away in plain sight:
 data resident on the device, batched augmentation, bf16 autocast and
-channels_last on CUDA, and one host synchronisation per epoch (not per step).
+channels_last on CUDA, each step replayed from a CUDA graph (steps.py), and one
+host synchronisation per epoch (not per step). Over 300 lines because a trial's
+whole life is here, so no rule of it hides in another module.
 """
 
 from __future__ import annotations
