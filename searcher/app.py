@@ -365,7 +365,7 @@ def train_and_record(s: Opened, name: str, plan: SearchPlan, device: torch.devic
     # Trials here (serial), and warm starts grown here, compute with the threads a trial gets anywhere: same sums, same decisions.
     threads = trial_threads(str(device), 1, config.execution.threads_per_trial)
     with torch_threads(threads), RichProgress(s.console) as progress:
-        runner = make_runner(config, s.dataset, device, recorder, progress, name, s.storage, s.workers)
+        runner = make_runner(config, s.dataset, device, recorder, progress, name, s.storage, s.workers, warm_start=plan.warm_start)
         s.runners.append(runner)
         if config.execution.kind != "serial":
             if not (s.chosen and s.chosen.execution):  # (execution=auto said what it chose in the first lines)

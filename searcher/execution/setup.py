@@ -119,8 +119,11 @@ def make_runner(
     name: str,
     storage: str,
     workers: Backend | None = None,
+    *,
+    warm_start: bool,
 ) -> Runner:
-    """The Runner `execution.kind` asks for; every one records the same way, only where trials train differs."""
+    """The Runner `execution.kind` asks for; every one records the same way, only where trials train differs.
+    `warm_start`: the plan's (its trials name parents whose weights this process keeps and grows)."""
     checkpoints = checkpoint_dir(config, name)
     if config.execution.kind == "serial":
         from searcher.execution.in_process import serial_runner
@@ -133,7 +136,7 @@ def make_runner(
         backend = submitit_backend(config, dataset, name)
     from searcher.execution.warm import WarmStarts
 
-    warm = WarmStarts(DeviceData(dataset, torch.device("cpu"))) if config.search.warm_start else None  # grown here, trained there
+    warm = WarmStarts(DeviceData(dataset, torch.device("cpu"))) if warm_start else None  # grown here, trained there
     return Runner(backend, recorder, progress, checkpoints, config.train.checkpoint_seconds, storage, warm, speculates(config, backend.capacity))
 
 
