@@ -230,11 +230,15 @@ def test_an_owner_stopped_past_its_lease_is_taken_over_and_stops_without_touchin
     uri = f"sqlite:///{tmp_path / 'm.db'}"
     args = ("search=quick", f"tracking.uri={uri}", "search.name=stopped", "tracking.lease_seconds=3")
     first = start_cli(*args, cwd=tmp_path)
-    wait_for(lambda: training(uri, first) and len(trial_keys(uri)) >= 2, every=0.2)
-    assert first.poll() is None, first.stdout.read()[-3000:]
-    first.send_signal(signal.SIGSTOP)
-    try:
+    for _ in range(20):  # stopped with a trial in flight (between two trials, none is RUNNING: let it go on a little)
+        wait_for(lambda: training(uri, first) and len(trial_keys(uri)) >= 2, every=0.2)
+        assert first.poll() is None, first.stdout.read()[-3000:]
+        first.send_signal(signal.SIGSTOP)
         left_running = {r.info.run_id for r in search_runs(uri, "tags.`searcher.role` = 'trial'") if r.info.status == "RUNNING"}
+        if left_running:
+            break
+        first.send_signal(signal.SIGCONT)
+    try:
         time.sleep(4)  # past the stopped owner's lease
         second = start_cli(*args, cwd=tmp_path)
         resumed = second.communicate(timeout=600)[0]
