@@ -21,7 +21,7 @@ split apart would scatter the rules that keep decisions identical to a serial ru
 from __future__ import annotations
 
 import traceback
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -113,6 +113,7 @@ class Flight:
     handle: Any
     run_id: str
     speculative: bool
+    initial_state: dict | None = field(default=None, repr=False)  # a warm start's grown weights (a retry trains from them again)
     retried: bool = False  # already retried once with no neighbours after running out of memory
 
 
@@ -228,7 +229,8 @@ class Runner:
         if not speculative:
             self.run_ids[request.key] = run_id
         crash_point("trial.started")  # (a test hook: searcher/crash.py)
-        self.flights[request.key] = Flight(request, self.submit(stage, request, warm.state if warm else None), run_id, speculative)
+        state = warm.state if warm else None
+        self.flights[request.key] = Flight(request, self.submit(stage, request, state), run_id, speculative, state)
 
     def submit(self, stage: Stage, request: TrialRequest, initial_state: dict | None) -> Any:
         task = TrialTask(
@@ -251,8 +253,8 @@ class Runner:
         """Record the trials that are done (`block`: wait for at least one first)."""
         if self.retry is not None and not self.flights:  # the GPU is the retried trial's alone now
             retry, self.retry = self.retry, None
-            warm = self.warm.for_request(retry.request) if self.warm else None
-            self.flights[retry.request.key] = Flight(retry.request, self.submit(stage, retry.request, warm.state if warm else None), retry.run_id, retry.speculative, True)
+            retry.handle, retry.retried = self.submit(stage, retry.request, retry.initial_state), True
+            self.flights[retry.request.key] = retry
         if block and self.flights:
             self.backend.wait([flight.handle for flight in self.flights.values()])
         for key in [key for key, flight in self.flights.items() if self.backend.done(flight.handle)]:

@@ -37,6 +37,11 @@ class DepthWalk:
         return self.chain[-1]
 
 
+def best_of(scored: tuple[tuple[Candidate, float], ...]) -> Candidate:
+    """The best-scoring child of a round; of equals the first, the narrower (children come narrowest first)."""
+    return max(scored, key=lambda pair: pair[1])[0]
+
+
 class DepthStage(Stage):
     """Stage 2: add one layer at a time, its width found by experiment, while it helps beyond noise."""
 
@@ -81,8 +86,8 @@ class DepthStage(Stage):
             pending = [request for child in children for request in self.missing(child, done)]
             if pending:
                 return rounds, current, pending, ""
-            scored = tuple((child, mean_score(self.outcomes_for(child, done))) for child in children)
-            best_child = max(scored, key=lambda pair: pair[1])[0]
+            scored = self.scored(children, done)
+            best_child = best_of(scored)
             comparison, pending = self.contest(best_child, current, done, self.plan.depth_min_improvement, self.plan.significance / len(children))
             if pending:
                 return rounds, current, pending, ""
@@ -106,20 +111,24 @@ class DepthStage(Stage):
     def next_trials(self, done: list[TrialOutcome]) -> list[TrialRequest]:
         return self.walk(done).pending
 
+    def scored(self, children: list[Candidate], done: list[TrialOutcome]) -> tuple[tuple[Candidate, float], ...]:
+        """Each child with its mean score over the seeds it has (a round compares them once their first seeds are in)."""
+        return tuple((child, mean_score(self.outcomes_for(child, done))) for child in children)
+
     def speculate(self, done: list[TrialOutcome]) -> list[TrialRequest]:
         """While a round trains: every seed of its parent (a tie reads them all); once every child has its first
         seeds, every seed of the best child and then its own children (the next round, if it is accepted). Once
         growth has stopped: every seed of the chain, deepest first (parsimony compares the deepest with each
         shallower network on all of them)."""
-        _, current, pending, _ = self.grow(done)
-        if not pending:
-            return self.every_seed(list(reversed(self.walk(done).chain)), done)
+        walk = self.walk(done)
+        if walk.why:  # growth has stopped (what is pending, if anything, is parsimony's)
+            return self.every_seed(list(reversed(walk.chain)), done)
+        current = walk.deepest
         guesses = self.every_seed([current], done)
         children = self.children(current, self.outcomes_for(current, done))
-        scored = [(score, child) for child in children if (score := self.score_of(child, done)) is not None]
-        if len(scored) < len(children):  # the best child is not known yet: guessing it wastes the slot as often as not
+        if any(self.missing(child, done) for child in children):  # the best child is not known yet: guessing it wastes the slot as often as not
             return guesses
-        best = max(scored, key=lambda pair: pair[0])[1]  # (the first of equals: the narrower, as `grow` picks)
+        best = best_of(self.scored(children, done))
         guesses += self.every_seed([best], done)
         if best.arch.depth < self.plan.depth_cap:
             guesses += [request for child in self.children(best, self.outcomes_for(best, done)) for request in self.missing(child, done)]
