@@ -39,7 +39,7 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO / "scripts"))
 
-from benchlib import cpu_model, slot_seconds  # noqa: E402
+from benchlib import cpu_model, search_slots, stage_window  # noqa: E402
 
 SAMPLE_COMMAND = ["nvidia-smi", "--query-gpu=index,utilization.gpu,memory.used", "--format=csv,noheader,nounits", "-l", "1"]
 CHOICE_PARAMS = ("train.batch_size", "train.lr", "execution.kind", "execution.workers", "execution.trials_per_gpu", "device")
@@ -123,15 +123,14 @@ def read_record(uri: str) -> dict:
     stages = client.search_runs([experiment.experiment_id], "tags.`searcher.role` = 'stage'", order_by=["attributes.start_time ASC"])
     trials = client.search_runs([experiment.experiment_id], "tags.`searcher.role` = 'trial'", max_results=5000)
     finished = [run for run in stages if run.info.end_time]
-    window = (min(r.info.start_time for r in finished) / 1000, max(r.info.end_time for r in finished) / 1000) if finished else None
     return {
         "search_seconds": search.data.metrics.get("search_seconds"),
         "stage_seconds": {run.info.run_name: (run.info.end_time - run.info.start_time) / 1000 for run in finished},
         "trials": len(trials),
         "test_acc": search.data.metrics.get("test_acc"),
         "resolved": {key: search.data.params.get(key) for key in CHOICE_PARAMS} | {"device_used": search.data.tags.get("searcher.device")},
-        "window": window,
-        "slots": slot_seconds(trials, int(search.data.params.get("execution.workers") or 1) if search.data.params.get("execution.kind") != "serial" else 1, window),
+        "window": stage_window(stages),
+        "slots": search_slots(search, stages, trials),
     }
 
 

@@ -45,7 +45,7 @@ REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
 import numpy as np  # noqa: E402
-from benchlib import slot_seconds  # noqa: E402  (scripts/benchlib.py, beside this script)
+from benchlib import search_slots  # noqa: E402  (scripts/benchlib.py, beside this script)
 
 os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")  # this script reads decisions.json back
 
@@ -99,9 +99,6 @@ def run_search(label: str, folder: Path, args: list[str]) -> dict:
     (search,) = client.search_runs([experiment.experiment_id], "tags.`searcher.role` = 'search'")
     trials = client.search_runs([experiment.experiment_id], "tags.`searcher.role` = 'trial'", max_results=5000)
     stages = client.search_runs([experiment.experiment_id], "tags.`searcher.role` = 'stage'", order_by=["attributes.start_time ASC"])
-    finished = [run for run in stages if run.info.end_time]
-    window = (min(r.info.start_time for r in finished) / 1000, max(r.info.end_time for r in finished) / 1000) if finished else None
-    workers = int(search.data.params["execution.workers"]) if search.data.params.get("execution.kind") == "processes" else 1
     asked = [run for run in trials if run.data.tags.get("searcher.decision") != "discarded"]  # (guesses never used: execution.speculate)
     decisions = json.loads(Path(client.download_artifacts(search.info.run_id, "decisions.json", str(folder / label))).read_text())
     search_seconds = search.data.metrics["search_seconds"]
@@ -112,7 +109,7 @@ def run_search(label: str, folder: Path, args: list[str]) -> dict:
         "stage_seconds": {run.info.run_name: (run.info.end_time - run.info.start_time) / 1000 for run in stages},
         "trial_seconds_sum": sum((run.info.end_time - run.info.start_time) / 1000 for run in trials),
         "trials": len(asked),
-        "slots": slot_seconds(trials, workers, window),
+        "slots": search_slots(search, stages, trials),
         "test_acc": search.data.metrics.get("test_acc"),
         "decisions": decisions,
         "trial_keys": sorted(t.data.tags["searcher.trial_key"] for t in asked),

@@ -33,3 +33,18 @@ def slot_seconds(trials: list, capacity: int, window: tuple[float, float] | None
         "idle_seconds": idle, "useful": seconds["useful"] / total if total else None, "discarded": seconds["discarded"] / total if total else None,
         "idle": idle / total if total else None, "guesses_used": used_guesses, "guesses_discarded": discarded_guesses,
     }
+
+
+def stage_window(stages: list) -> tuple[float, float] | None:
+    """The search's own span (seconds since the epoch): its first stage run's start to its last finished one's end."""
+    finished = [run for run in stages if run.info.end_time]
+    if not finished:
+        return None
+    return min(run.info.start_time for run in finished) / 1000, max(run.info.end_time for run in finished) / 1000
+
+
+def search_slots(search: object, stages: list, trials: list) -> dict | None:
+    """`slot_seconds` of a recorded search: its trial slots (the resolved `execution.workers`; one when serial) over its span."""
+    params = search.data.params  # type: ignore[attr-defined]
+    capacity = int(params["execution.workers"]) if params.get("execution.kind") in ("processes", "submitit") else 1
+    return slot_seconds(trials, capacity, stage_window(stages))
