@@ -3,7 +3,8 @@
     python scripts/bench_data.py --out bench_data.json [--device auto|cpu|cuda] [--work DIR] [--rounds 2] [--threads N]
 
 (a) Synthetic CIFAR-shaped data (50k train + 10k test, 32x32x3, seed 0; 10% validation):
-    images/s of DeviceSplit.shuffled_batches alone (batch 512, crop padding 4 + flips),
+    images/s of DeviceSplit.shuffled_batches alone (batch 512, crop padding 4 + flips), and the torch calls
+    it makes per step at batch 256 (what a small network on a GPU waits on; counted with torch.profiler),
     against images/s of searcher.train.train_trial on the same data for the baseline network
     LayoutPolicy(32).baseline(2, 16) (batch 512, augment 1.0, one epoch, seed 0).
 (b) A CIFAR-10-format archive the script writes itself (cifar-10-python.tar.gz with
@@ -56,6 +57,17 @@ def pipeline_images_per_second(data: DeviceData, epochs: int, seed: int) -> floa
     return seen / (time.perf_counter() - started)
 
 
+def calls_per_step(data: DeviceData, batch: int = 256) -> float:
+    """torch calls the pipeline makes per training step (top-level aten ops, torch.profiler): each is a dispatch from
+    Python, and on CUDA most launch a kernel, which a small network's step waits on. Counted, not timed."""
+    from torch.profiler import ProfilerActivity, profile
+
+    with profile(activities=[ProfilerActivity.CPU]) as profiler:
+        steps = sum(1 for _ in data.train.shuffled_batches(batch, torch.Generator().manual_seed(0), crop_padding=4, flip=True))
+    calls = [event for event in profiler.events() if event.name.startswith("aten::") and event.cpu_parent is None]
+    return round(len(calls) / steps, 1)
+
+
 def bench_pipeline(device: torch.device, rounds: int) -> dict:
     options = DatasetOptions(
         name="synthetic", image_size=32, channels=3, num_classes=10, train_size=50_000, test_size=10_000, val_fraction=0.1
@@ -82,6 +94,7 @@ def bench_pipeline(device: torch.device, rounds: int) -> dict:
         "ratio_per_round": [round(x, 1) for x in ratios],
         "ratio_min": round(min(ratios), 1),
         "target_ratio": 10,
+        "torch_calls_per_step_at_batch_256": calls_per_step(data),  # (gathered and augmented in chunks: batches.CHUNK_BYTES)
     }
 
 

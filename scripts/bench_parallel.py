@@ -4,7 +4,7 @@
     python scripts/bench_parallel.py --device cuda --out gpu_sharing.json [--concurrent 4] [--trial-seconds 10] [--quick]
 
 Search mode (default, CPU): runs `python -m searcher search=quick` (--preset) serially and with
-`execution=processes execution.workers=N`, alternating which goes first, each in a fresh
+`execution=processes execution.workers=N` (`--backend threads`: `execution=threads`), alternating which goes first, each in a fresh
 process against its own SQLite store, and reports the process wall times, the search's own
 `search_seconds`, their ratios (parallel / serial; median over pairs), and whether the two
 made the same decisions (decisions.json equal) and the same trials (trial keys equal).
@@ -16,7 +16,8 @@ perfect N-fold speed-up of the whole serial search would give with the measured 
 Sharing mode (`--device cuda`, or `--sharing` on any device): trains the same small plain
 CNN (depth 4, width 64) on synthetic CIFAR-shaped data resident on the device, first one
 trial alone, then `--concurrent` trials at once in worker processes that share the device
-(execution=processes with trials_per_gpu), and reports the aggregate training images/s of
+(execution=processes with trials_per_gpu; `--backend threads`: in threads of this process, a
+CUDA stream each, as execution=threads), and reports the aggregate training images/s of
 each (total images trained / wall time of the batch; also the sum of per-trial rates).
 A trial trains `--epochs` epochs of `--images` images, or, with `--trial-seconds S`, as many
 epochs as make one trial alone last at least S seconds (timed from a 1- and a 2-epoch trial:
@@ -121,7 +122,8 @@ def search_mode(options: argparse.Namespace) -> dict:
     base = [f"search={options.preset}", f"seed={options.seed}", *options.overrides]
     if options.quick:
         base += ["search.width.cap=16", "search.depth.cap=3", "search.final.seeds=2"]
-    parallel_args = [*base, "execution=processes", f"execution.workers={options.workers}"]
+    parallel_args = [*base, f"execution={options.backend}", f"execution.workers={options.workers}"]
+    base = [*base, "execution=serial"]  # (not auto: on a multi-core CPU auto runs trials in threads)
     pairs = []
     with tempfile.TemporaryDirectory() as tmp:
         for pair in range(options.pairs):
@@ -145,6 +147,7 @@ def search_mode(options: argparse.Namespace) -> dict:
         "mode": "search",
         "quick": options.quick,
         "workers": options.workers,
+        "backend": options.backend,
         "preset": options.preset,
         "serial_command": pairs[0]["serial"]["command"],
         "parallel_command": pairs[0]["parallel"]["command"],
@@ -165,6 +168,7 @@ def search_mode(options: argparse.Namespace) -> dict:
 def sharing_mode(options: argparse.Namespace) -> dict:
 
     from searcher.data import load_dataset
+    from searcher.execution.in_threads import ThreadBackend
     from searcher.execution.processes import ProcessBackend
     from searcher.execution.work import TrialTask
     from searcher.execution.worker import DataSpec
@@ -188,7 +192,7 @@ def sharing_mode(options: argparse.Namespace) -> dict:
         settings = TrainSettings(optimizer="sgd", lr=0.05, batch_size=options.batch_size, stability=rule, cuda_graphs=options.cuda_graphs)
         return TrialRequest("bench", f"d4 w{width} s{seed}", arch, settings, seed, dataset.identity)
 
-    def batch(backend: ProcessBackend, count: int, epochs: int) -> dict:
+    def batch(backend: ProcessBackend | ThreadBackend, count: int, epochs: int) -> dict:
         started = time.perf_counter()
         futures = [backend.submit(TrialTask(request(seed, epochs))) for seed in range(count)]
         results = [backend.result(future) for future in futures]
@@ -206,7 +210,11 @@ def sharing_mode(options: argparse.Namespace) -> dict:
         }
 
     threads = max(1, (os.cpu_count() or 1) // options.concurrent)
-    backend = ProcessBackend(spec, options.concurrent, threads)
+    backend: ProcessBackend | ThreadBackend
+    if options.backend == "threads":  # execution=threads: one process, a CUDA stream per trial
+        backend = ThreadBackend(dataset, [device] * options.concurrent)
+    else:
+        backend = ProcessBackend(spec, options.concurrent, threads)
     calibration = None
     try:
         batch(backend, options.concurrent, 1)  # warm-up: every worker's CUDA context, cuDNN autotuning, allocator
@@ -231,12 +239,13 @@ def sharing_mode(options: argparse.Namespace) -> dict:
         "device": device,
         "model": f"plain CNN depth 4 width {width}",
         "cuda_graphs": options.cuda_graphs,
+        "backend": options.backend,
         "data": f"synthetic 3x32x32 uint8, {len(dataset.train)} train images resident on the device, batch {options.batch_size}",
         "epochs_per_trial": epochs,
         "calibration": calibration,
         "one_trial_seconds": one["wall_seconds"],
         "worker_devices": backend.devices,
-        "threads_per_worker": threads,
+        "threads_per_worker": threads if options.backend == "processes" else None,
         "one": one,
         "concurrent": many,
         "speedup": speedup,
@@ -261,6 +270,7 @@ def main() -> None:
     parser.add_argument("--trial-seconds", type=float, default=0, help="sharing mode: epochs enough for a trial alone to last this long (e.g. 10)")
     parser.add_argument("--batch-size", type=int, default=256, help="sharing mode (256: train.batch_size=auto's choice on CUDA for 40k images)")
     parser.add_argument("--cuda-graphs", action=argparse.BooleanOptionalAction, default=True, help="sharing mode: train.cuda_graphs of the trials")
+    parser.add_argument("--backend", choices=["processes", "threads"], default="processes", help="where the parallel trials run: worker processes (execution=processes) or threads of one process (execution=threads)")
     parser.add_argument("overrides", nargs="*", help="search mode: extra Hydra overrides for both runs")
     options = parser.parse_args()
     if options.quick and options.pairs == 3:

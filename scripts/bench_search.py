@@ -83,6 +83,7 @@ def compose(args: argparse.Namespace, seed: int, folder: str) -> Any:
         f"+dataset={args.dataset}",
         f"seed={seed}",
         f"device={args.device}",
+        "execution=serial",  # the method's compute: no speculative guesses (decisions are the same under any execution)
         f"tracking.uri=sqlite:///{folder}/mlflow.db",
         f"search.name=bench-seed{seed}",
         *args.overrides,

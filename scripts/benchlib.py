@@ -46,5 +46,5 @@ def stage_window(stages: list) -> tuple[float, float] | None:
 def search_slots(search: object, stages: list, trials: list) -> dict | None:
     """`slot_seconds` of a recorded search: its trial slots (the resolved `execution.workers`; one when serial) over its span."""
     params = search.data.params  # type: ignore[attr-defined]
-    capacity = int(params["execution.workers"]) if params.get("execution.kind") in ("processes", "submitit") else 1
+    capacity = int(params["execution.workers"]) if params.get("execution.kind") in ("processes", "threads", "submitit") else 1
     return slot_seconds(trials, capacity, stage_window(stages))

@@ -25,6 +25,7 @@ postgres_start
 slurm_start
 status=0
 # Two test processes (pytest-xdist): the end-to-end tests wait on subprocesses and stores as much as they compute, so
-# the suite takes ~10 min on 2 cores instead of ~15; the slowest tests are listed at the end.
-.venv/bin/python -m pytest -q -n 2 --durations=15 "$@" || status=$?
+# the suite takes ~11 min on 2 cores instead of ~15; the tests reading one shared search run on one process
+# (loadgroup: tests/conftest.py), so that search runs once; the slowest tests are listed at the end.
+.venv/bin/python -m pytest -q -n 2 --dist loadgroup --durations=15 "$@" || status=$?
 exit $status

@@ -74,7 +74,7 @@ class Chosen:
     """What this search's `auto` settings became, said in its first lines."""
 
     training: str  # e.g. "training: batch 256, lr 0.2 (auto for cuda: 157 steps/epoch)"
-    execution: str | None  # e.g. "execution: auto → serial (cpu)"; None when execution was set
+    execution: str | None  # e.g. "execution: auto → 2 trial threads (cpu, 2 cores, ...)"; None when execution was set
 
 
 @dataclass(frozen=True)
@@ -162,13 +162,15 @@ def run(
         check_device(config.device)
         from searcher.tracking import import_in_background
 
-        with timed("dataset loaded"):
-            importing = import_in_background()  # MLflow's store modules load while the data does
-            try:
+        importing = import_in_background()  # MLflow's store modules load while the data does
+        try:
+            with timed("dataset loaded"):
                 dataset = load_dataset(dataset_options(config.dataset, data_dir(config)))
                 target = load_target(config, dataset)
-            finally:
-                importing.join()
+        finally:
+            waited = time.perf_counter()
+            importing.join()
+        log.info("MLflow imported (beside the data), waited: %.1f s", time.perf_counter() - waited)
         storage = optuna_storage(config)
         if error := unreachable_database("tracking.optuna_storage", storage) or unwritable_store("tracking.optuna_storage", storage):
             raise ConfigError(error)
@@ -370,7 +372,8 @@ def train_and_record(s: Opened, name: str, plan: SearchPlan, device: torch.devic
         if config.execution.kind != "serial":
             if not (s.chosen and s.chosen.execution):  # (execution=auto said what it chose in the first lines)
                 s.console.print(f"execution: {describe_execution(config, runner)}")
-            warming_up = prepare_finish_in_background()  # this process idles while trials train elsewhere
+            if config.execution.kind != "threads":  # (threads train in this process: imports would take the GIL from them)
+                warming_up = prepare_finish_in_background()  # this process idles while trials train elsewhere
         plan = replace(plan, concurrency=runner.concurrency)
         transfer_runner = None
         if s.target is not None:
@@ -483,8 +486,10 @@ def close_runs(recorder: Recorder) -> bool:
 
 
 def prepare_finish_in_background() -> threading.Thread:
-    """Warm up what the end of the search needs (the model's export, the report's imports) in a thread;
-    join it before logging the model."""
+    """Warm up what the end of the search needs (the model's export, the report's imports) in a thread; join it
+    before logging the model. Only where trials train in other processes: while it runs, torch.export turns cuDNN and
+    oneDNN off for the whole process (torch.backends.cudnn/mkldnn.enabled), so trials in this process's threads would
+    compute their convolutions another way, and its imports hold the GIL those threads launch their steps with."""
 
     def prepare() -> None:
         from searcher.tracking.recorder import warm_up_model_logging

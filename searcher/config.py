@@ -181,17 +181,18 @@ class TrackingConfig:
 @dataclass
 class ReportConfig:
     enabled: bool = True  # figures and report.html/report.md at the end of the search
-    trial_plots: Optional[bool] = None  # a learning-curve figure per trial; None: only when trials average >= 3 s
+    trial_plots: Optional[bool] = None  # a learning-curve figure per trial; None: only when the search took >= 3 s a trial
 
 
 @dataclass
 class ExecutionConfig:
     """Where trials run (conf/execution/): never changes a decision, only how many run at once."""
 
-    kind: str = "auto"  # auto (serial on a CPU, processes sharing each GPU on CUDA) | serial | processes | submitit
-    workers: Optional[int] = None  # trials at once; null: GPUs x trials_per_gpu on CUDA, else CPU cores / threads_per_trial (processes), 4 (submitit)
-    trials_per_gpu: int = 1  # processes on CUDA: workers share GPUs round-robin, this many per GPU by default
+    kind: str = "auto"  # auto (trials in threads on a multi-core CPU, processes sharing each GPU on CUDA) | serial | processes | threads | submitit
+    workers: Optional[int] = None  # trials at once; null: GPUs x trials_per_gpu on CUDA, else CPU cores / threads_per_trial (processes, threads), 4 (submitit)
+    trials_per_gpu: int = 1  # processes or threads on CUDA: trials share GPUs round-robin, this many per GPU by default
     max_trials_per_gpu: int = 4  # auto on CUDA: trials per GPU as fit in memory, at most this many
+    max_trials_on_cpu: int = 4  # auto on a CPU: trials at once in threads, one per core, at most this many
     speculate: Any = AUTO  # true | false | auto: idle slots train the stage's likeliest next trials (execution/runner.py)
     threads_per_trial: Optional[int] = None  # torch threads a trial trains with; null: 1 on the CPU, cores / workers on CUDA
     cluster: Optional[str] = None  # submitit: slurm | local; null: slurm where sbatch exists, else local
@@ -456,10 +457,13 @@ def check_tracking(t: TrackingConfig) -> None:
 
 
 def check_execution(e: ExecutionConfig) -> None:
-    _require(e.kind in (AUTO, "serial", "processes", "submitit"), "execution.kind", e.kind, "auto, serial, processes or submitit (set it with execution=NAME)")
+    _require(
+        e.kind in (AUTO, "serial", "processes", "threads", "submitit"), "execution.kind", e.kind, "auto, serial, processes, threads or submitit (set it with execution=NAME)"
+    )
     _require(e.workers is None or e.workers >= 1, "execution.workers", e.workers, "null or an integer >= 1")
     _require(e.trials_per_gpu >= 1, "execution.trials_per_gpu", e.trials_per_gpu, "an integer >= 1")
     _require(e.max_trials_per_gpu >= 1, "execution.max_trials_per_gpu", e.max_trials_per_gpu, "an integer >= 1")
+    _require(e.max_trials_on_cpu >= 1, "execution.max_trials_on_cpu", e.max_trials_on_cpu, "an integer >= 1")
     _require(e.threads_per_trial is None or e.threads_per_trial >= 1, "execution.threads_per_trial", e.threads_per_trial, "null or an integer >= 1")
     _require(e.cluster in (None, "slurm", "local"), "execution.cluster", e.cluster, "null, slurm or local")
     _require(e.timeout_min >= 1, "execution.timeout_min", e.timeout_min, "an integer >= 1 (minutes)")

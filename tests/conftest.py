@@ -24,6 +24,17 @@ from searcher.train.trainer import EpochRecord, TrainResult, TrainSettings, pack
 
 REPO = Path(__file__).resolve().parent.parent
 optuna.logging.set_verbosity(optuna.logging.WARNING)
+SHARED_SEARCHES = ("quick_search", "transfer_search")  # session fixtures that each run a whole search
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """The tests that read one shared search run on one test process (scripts/test.sh: `--dist loadgroup`):
+    spread over two, each process ran that search for itself (30-40 s each on 2 cores)."""
+    for item in items:
+        shared = [name for name in SHARED_SEARCHES if name in getattr(item, "fixturenames", ())]
+        assert len(shared) <= 1, f"{item.nodeid} reads two shared searches: they could not share one test process"
+        if shared:
+            item.add_marker(pytest.mark.xdist_group(shared[0]))
 
 
 def make_plan(**overrides) -> SearchPlan:
@@ -136,18 +147,19 @@ def tracking_uri(tmp_path: Path) -> str:
 
 @pytest.fixture(scope="session")
 def quick_search(tmp_path_factory):
-    """ONE uninterrupted quick search (seed 0, name "check"), shared by every test that reads a finished search."""
+    """ONE uninterrupted quick search (seed 0, name "check"), shared by every test that reads a finished search.
+    Serial: the reference other executions and interrupted runs must decide as (and no guesses among its trials)."""
     folder = tmp_path_factory.mktemp("quick")
     uri = f"sqlite:///{folder / 'm.db'}"
-    result = run_cli("search=quick", f"tracking.uri={uri}", "search.name=check", cwd=folder, timeout=600)
+    result = run_cli("search=quick", "execution=serial", f"tracking.uri={uri}", "search.name=check", cwd=folder, timeout=600)
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     return folder, uri, result.stdout
 
 
 def search_runs(uri: str, query: str = "") -> list:
-    from mlflow.tracking import MlflowClient
+    from searcher.tracking.store import client_for
 
-    client = MlflowClient(tracking_uri=uri)
+    client = client_for(uri)  # (under the store's lock: polling a search that is creating the store is safe)
     experiment = client.get_experiment_by_name("searcher")
     return client.search_runs([experiment.experiment_id], query, max_results=5000) if experiment else []
 

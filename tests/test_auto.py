@@ -1,4 +1,4 @@
-"""`auto` settings: the batch, learning rate and execution chosen from the device; on a CPU exactly what they always were."""
+"""`auto` settings: the batch, learning rate and execution chosen from the device (on a CPU: batch 64, lr 0.05, a trial thread a core)."""
 
 from dataclasses import replace
 
@@ -21,6 +21,7 @@ from searcher.execution.sizing import (
     share_gpu,
     trials_per_gpu,
 )
+from searcher.execution.threads import cpu_cores
 from searcher.search.setup import make_plan, with_auto_training
 from searcher.train.auto import auto_batch_size, auto_lr, choose_training, steps_per_epoch
 
@@ -76,12 +77,38 @@ def test_auto_training_is_resolved_before_the_plan_so_trial_keys_hold_numbers():
     assert make_plan(resolved, digits) == make_plan(explicit, digits) == make_plan(config("device=cpu"), digits)
 
 
-def test_execution_auto_on_a_cpu_is_serial_and_a_set_execution_is_kept():
+def test_execution_auto_on_a_cpu_runs_a_trial_a_core_in_threads_and_a_set_execution_is_kept():
+    from searcher.execution.threads import torch_threads
+
     digits = load_dataset(DatasetOptions("digits"))
-    chosen, line = with_auto_execution(config("device=cpu"), digits)
-    assert chosen.execution.kind == "serial" and line == "execution: auto → serial (cpu)"
+    with torch_threads(3):  # this process may use 3 threads (as OMP_NUM_THREADS=3 says), one trial on each
+        chosen, line = with_auto_execution(config("device=cpu"), digits)
+        cores = min(3, cpu_cores())
+        if cores > 1:
+            assert (chosen.execution.kind, chosen.execution.workers) == ("threads", cores)
+            assert line == f"execution: auto → {cores} trial threads (cpu, {cores} cores, 1 torch thread a trial)"
+        capped, _ = with_auto_execution(config("device=cpu", "execution.max_trials_on_cpu=1"), digits)
+        assert capped.execution.kind == "serial"
+        asked, _ = with_auto_execution(config("device=cpu", "execution.workers=5"), digits)
+        assert (asked.execution.kind, asked.execution.workers) == ("threads", 5)
+        _, line = with_auto_execution(config("device=cpu", "execution.workers=2", "execution.threads_per_trial=2"), digits)
+        assert line.endswith("2 torch threads a trial)")  # the line says what each trial trains with
+    with torch_threads(1):  # OMP_NUM_THREADS=1, or one core: serial, exactly execution=serial
+        chosen, line = with_auto_execution(config("device=cpu"), digits)
+        assert chosen.execution.kind == "serial" and line == "execution: auto → serial (cpu, 1 core)"
     kept, line = with_auto_execution(config("device=cpu", "execution=processes", "execution.workers=2"), digits)
     assert kept.execution.kind == "processes" and kept.execution.workers == 2 and line is None
+
+
+def test_a_slurm_job_counts_the_cores_it_was_given_not_the_nodes(monkeypatch):
+    """A cluster that does not bind tasks to cores shows a job every core of its node: SLURM_CPUS_PER_TASK counts."""
+    from searcher.execution.threads import torch_threads
+
+    monkeypatch.setenv("SLURM_CPUS_PER_TASK", "1")
+    assert cpu_cores() == 1
+    with torch_threads(4):
+        chosen, _ = with_auto_execution(config("device=cpu"), load_dataset(DatasetOptions("digits")))
+    assert chosen.execution.kind == "serial"
 
 
 @pytest.mark.parametrize(

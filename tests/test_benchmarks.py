@@ -171,7 +171,8 @@ def test_bench_gpu_search_runs_labelled_searches_and_writes_their_json(tmp_path)
     out = tmp_path / "gpu_search.json"
     tiny = ["search=quick", "search.width.cap=16", "search.depth.cap=2", "search.regularization.trials=0", "search.final.seeds=1", "report.enabled=false"]
     command = [sys.executable, str(REPO / "scripts" / "bench_gpu_search.py"), "--out", str(out), *tiny, "--run", "auto", "--run", "set", "train.batch_size=32", "train.lr=0.1"]
-    env = dict(os.environ, PATH=f"{tools}{os.pathsep}{os.environ['PATH']}")
+    # OMP_NUM_THREADS=1: auto is serial on any machine (else a trial thread a core), so the slots below are one slot's
+    env = dict(os.environ, PATH=f"{tools}{os.pathsep}{os.environ['PATH']}", OMP_NUM_THREADS="1")
     result = subprocess.run(command, capture_output=True, text=True, timeout=300, cwd=tmp_path, env=env)
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     report = json.loads(out.read_text())
@@ -188,11 +189,13 @@ def test_bench_gpu_search_runs_labelled_searches_and_writes_their_json(tmp_path)
         phases = run["phases"]  # consecutive: they add up to the wall time
         assert list(phases) == ["start->announced", "announced->first_stage", "first_stage->last_stage_end", "last_stage_end->model_logged", "model_logged->end"]
         assert sum(phases.values()) == pytest.approx(run["wall_seconds"], abs=0.1) and all(value >= -0.5 for value in phases.values())
-        assert [message.split(":")[0] for _, message in run["start_timeline"]] == ["dataset loaded", "execution chosen (auto)", "tracking store open"]
+        assert [message.split(":")[0] for _, message in run["start_timeline"]] == [
+            "dataset loaded", "MLflow imported (beside the data), waited", "execution chosen (auto)", "tracking store open"
+        ]
         slots = run["slots"]  # serial: one slot, busy while its two trials trained
         assert slots["capacity"] == 1 and slots["discarded_seconds"] == 0 and slots["guesses_used"] == slots["guesses_discarded"] == 0
         assert slots["useful"] + slots["idle"] == pytest.approx(1.0) and 0.3 < slots["useful"] <= 1.0
-    assert auto["auto_lines"] == ["training: batch 64, lr 0.05 (auto for cpu: 18 steps/epoch)", "execution: auto → serial (cpu)"]
+    assert auto["auto_lines"] == ["training: batch 64, lr 0.05 (auto for cpu: 18 steps/epoch)", "execution: auto → serial (cpu, 1 core)"]
     assert auto["warning_lines"] == []  # e.g. no failed check of the logged model's input example
     assert auto["resolved"] | {"device": None} == {
         "train.batch_size": "64", "train.lr": "0.05", "execution.kind": "serial", "execution.workers": "None",

@@ -170,3 +170,20 @@ def test_a_data_dir_that_cannot_hold_files_is_a_clear_error(tmp_path):
     blocker.write_text("a file where data_dir should be")
     with pytest.raises(DatasetError, match="set data_dir"):
         load_dataset(DatasetOptions(name="cifar10", data_dir=blocker, mirror=UNREACHABLE, progress=False))
+
+
+def test_digits_are_scikit_learns_own_read_without_importing_it():
+    """The built-in dataset is scikit-learn's load_digits, pixel for pixel, read from the file it ships: importing
+    scikit-learn cost ~1 s of every start on digits."""
+    import subprocess
+    import sys
+
+    from sklearn.datasets import load_digits
+
+    from searcher.data.registry import sklearn_digits
+
+    pixels, targets = sklearn_digits()
+    expected_pixels, expected_targets = load_digits(return_X_y=True)
+    assert np.array_equal(pixels, expected_pixels) and np.array_equal(targets, expected_targets)
+    script = "import sys; from searcher.data import DatasetOptions, load_dataset; load_dataset(DatasetOptions('digits')); print('sklearn' in sys.modules)"
+    assert subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, check=True).stdout.strip() == "False"

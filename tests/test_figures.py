@@ -158,3 +158,16 @@ def test_failed_trials_are_drawn_around_not_through(tmp_path):
     for part in record.stages:
         check_layout(plots.stage_plot(part, record), tmp_path)
     check_layout(plots.overview_plot(record), tmp_path)
+
+
+def test_trial_figures_by_default_only_where_the_search_took_seconds_a_trial():
+    """The figures are drawn after the search, one by one: what counts is its wall per trial, not the trials' own."""
+    from dataclasses import replace
+
+    from searcher.report.build import wants_trial_plots
+
+    trials = [replace(trial(f"w{n}", "width", 0.9), metrics={"best_val_acc": 0.9, "train_seconds": 4.0}) for n in range(8)]
+    one_by_one = replace(search(stage("width", trials)), metrics={"search_seconds": 8 * 4.0})
+    side_by_side = replace(one_by_one, metrics={"search_seconds": 8 * 4.0 / 4})  # four at once: 1 s of search a trial
+    assert wants_trial_plots(one_by_one, None) and not wants_trial_plots(side_by_side, None)
+    assert wants_trial_plots(side_by_side, True) and not wants_trial_plots(one_by_one, False)

@@ -79,3 +79,80 @@ def test_a_stop_python_swallows_in_a_weakref_callback_is_delivered_again_unprint
         interrupts.restore()
     printed = capfd.readouterr()
     assert "Exception ignored" not in printed.err + printed.out and "Traceback" not in printed.err + printed.out
+
+
+def test_a_stop_that_comes_inside_a_store_write_is_raised_once_the_write_is_done(tmp_path):
+    """Raised inside SQLAlchemy, a stop could leave a transaction open and the database locked by this very process
+    (a threads search stopped by Ctrl-C hung closing its runs): it is raised after the call instead, and the write is whole."""
+    import sqlite3
+    import time
+
+    from sqlalchemy import create_engine, event, text
+
+    engine = create_engine(f"sqlite:///{tmp_path / 'store.db'}")
+    with engine.begin() as connection:
+        connection.execute(text("CREATE TABLE runs (status TEXT)"))
+
+    @event.listens_for(engine, "commit")
+    def signal_mid_commit(connection):  # SQLAlchemy is committing: the signal arrives, the handler runs right here
+        os.kill(os.getpid(), signal.SIGINT)
+        time.sleep(0.05)
+
+    written = False
+    interrupts.install()
+    try:
+        with pytest.raises(interrupts.Interrupted) as stopped:
+            with engine.begin() as connection:
+                connection.execute(text("INSERT INTO runs VALUES ('FINISHED')"))
+            written = True  # the write returned whole; the stop comes moments later
+            time.sleep(5)
+        assert stopped.value.exit_code == 130 and written
+    finally:
+        interrupts.restore()
+        event.remove(engine, "commit", signal_mid_commit)
+    other = sqlite3.connect(tmp_path / "store.db", timeout=1)  # another connection writes: nothing holds the lock
+    other.execute("INSERT INTO runs VALUES ('KILLED')")
+    other.commit()
+    assert other.execute("SELECT status FROM runs").fetchall() == [("FINISHED",), ("KILLED",)]
+
+
+@pytest.mark.parametrize("stop", [signal.SIGINT, signal.SIGUSR2], ids=["sigint", "requeue"])
+def test_a_stop_between_two_writes_of_a_trials_record_comes_once_the_trial_is_recorded_whole(tmp_path, stop):
+    """A finished trial is several store calls (metrics and tags, its evidence, FINISHED). A stop between two of them
+    left it KILLED without its evidence, and the re-run trained it again (CI: a submitit job requeued by SIGUSR2 in the
+    middle of a guess's record). Now the stop, or the scheduler's requeue, comes once the record is whole."""
+    import time
+
+    from conftest import fake_result, make_plan, memory_studies, search_runs
+
+    from searcher.execution import InProcessBackend, Runner
+    from searcher.search import run_search
+    from searcher.tracking import open_recorder
+    from searcher.tracking.recorder import Recorder
+
+    class SignalledMidRecord(Recorder):
+        def _log_evidence(self, run_id, result):  # the trial's metrics and tags are written; its evidence is next
+            os.kill(os.getpid(), stop)
+            time.sleep(0.05)  # the handler runs here, inside the record
+            super()._log_evidence(run_id, result)
+
+    def requeue(signum, frame):  # submitit's handler: requeue the job, then exit
+        raise SystemExit(-1)
+
+    signal.signal(signal.SIGUSR2, requeue)
+    uri = f"sqlite:///{tmp_path / 'm.db'}"
+    opened = open_recorder(uri, "searcher")
+    recorder = SignalledMidRecord(opened.client, opened.experiment_id, opened.tracking_uri)
+    recorder.start_search("stopped", params={}, tags={})
+    plan = make_plan()
+    interrupts.install()
+    try:
+        with pytest.raises(interrupts.Interrupted if stop == signal.SIGINT else SystemExit):
+            run_search(plan, memory_studies(plan), Runner(InProcessBackend(None, lambda *a, **k: fake_result(0.9)), recorder))
+    finally:
+        interrupts.restore()
+    recorded = [t for t in search_runs(uri, "tags.`searcher.role` = 'trial'") if "searcher.status" in t.data.tags]
+    assert recorded  # (instant trials: a few more may have been recorded before the stop came)
+    for trial in recorded:
+        assert trial.info.status == "FINISHED" and trial.data.tags["searcher.status"] == "ok"
+        assert "val_correct.txt" in [a.path for a in recorder.client.list_artifacts(trial.info.run_id)]

@@ -3,6 +3,7 @@
 import os
 import re
 import signal
+import sqlite3
 import subprocess
 import sys
 import time
@@ -113,13 +114,15 @@ def test_a_killed_owner_on_this_machine_is_known_dead_at_once(storage):
 
 
 def test_a_stopped_owner_keeps_the_lease_until_it_expires_then_learns_it_lost_it(storage):
-    process = holder(storage, seconds=2)
+    process = holder(storage, seconds=6)  # (not shorter: on a loaded machine opening the store takes seconds)
     held(process)
     process.send_signal(signal.SIGSTOP)  # alive, but no heartbeat
+    stopped = time.monotonic()
     try:
         with pytest.raises(LeaseTaken, match=f"in use by pid {process.pid} "):
             acquire(storage, "x", 60)
-        time.sleep(3)
+        assert time.monotonic() - stopped < 5, "the lease may have expired before it was tried: the test says nothing"
+        time.sleep(max(0.0, stopped + 7 - time.monotonic()))
         lease = acquire(storage, "x", 60)
         assert lease.previous is not None and lease.previous.owner.pid == process.pid
         assert lease.previous.why.startswith("no heartbeat for ")
@@ -223,6 +226,22 @@ def test_two_simultaneous_starts_on_an_empty_sqlite_store_one_runs_the_other_exi
     assert "Traceback" not in said
 
 
+def unlocked(database: Path) -> bool:
+    """No process holds a lock on the SQLite file (one stopped inside a read or a write would hold it until continued,
+    and a write elsewhere would wait on it). EXCLUSIVE, not IMMEDIATE: a reader's lock blocks another's commit too."""
+    if not database.exists():
+        return True
+    connection = sqlite3.connect(database, timeout=0.5)
+    try:
+        connection.execute("BEGIN EXCLUSIVE")
+        connection.rollback()
+        return True
+    except sqlite3.OperationalError:
+        return False
+    finally:
+        connection.close()
+
+
 @pytest.mark.slow
 def test_an_owner_stopped_past_its_lease_is_taken_over_and_stops_without_touching_the_runs(start_cli, tmp_path):
     """SIGSTOP: the owner lives but sends no heartbeat. After tracking.lease_seconds a re-run takes the search over,
@@ -230,11 +249,16 @@ def test_an_owner_stopped_past_its_lease_is_taken_over_and_stops_without_touchin
     uri = f"sqlite:///{tmp_path / 'm.db'}"
     args = ("search=quick", f"tracking.uri={uri}", "search.name=stopped", "tracking.lease_seconds=3")
     first = start_cli(*args, cwd=tmp_path)
-    for _ in range(20):  # stopped with a trial in flight (between two trials, none is RUNNING: let it go on a little)
+    # Stopped with a trial in flight (between two trials, none is RUNNING: let it go on a little), and not in the middle
+    # of a write to the store: a process frozen there holds SQLite's lock, which no lease can take from it.
+    for _ in range(20):
         wait_for(lambda: training(uri, first) and len(trial_keys(uri)) >= 2, every=0.2)
         assert first.poll() is None, first.stdout.read()[-3000:]
         first.send_signal(signal.SIGSTOP)
-        left_running = {r.info.run_id for r in search_runs(uri, "tags.`searcher.role` = 'trial'") if r.info.status == "RUNNING"}
+        left_running = set()
+        # (checked first: reading a store in the middle of a commit would wait on it; both stores, MLflow's and Optuna's)
+        if unlocked(tmp_path / "m.db") and unlocked(tmp_path / "optuna.db"):
+            left_running = {r.info.run_id for r in search_runs(uri, "tags.`searcher.role` = 'trial'") if r.info.status == "RUNNING"}
         if left_running:
             break
         first.send_signal(signal.SIGCONT)

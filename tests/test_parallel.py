@@ -32,7 +32,7 @@ class ReverseBackend:
         self.submit_order: list[str] = []
         self.finish_order: list[str] = []
 
-    def submit(self, task, on_epoch=None):
+    def submit(self, task, on_epoch=None, show=None):
         self.submit_order.append(task.request.label)
         handle = {"task": task, "done": False}
         self.in_flight.append(handle)
@@ -80,7 +80,7 @@ def test_regularization_trials_are_asked_in_fixed_batches_by_any_runner():
     assert len(result.stages[3].decisions) == 6  # five trials and the selection
 
 
-def fake_work(data, request, on_epoch, checkpoint=None, initial_state=None):
+def fake_work(data, request, on_epoch, checkpoint=None, initial_state=None, stop=None):
     """A Work that trains instantly (InProcessBackend's `work`), calling the stage's per-epoch callback like training does."""
     s = score(request)
     result = fake_result(s, s - 0.01 if request.evaluate_test else None)
@@ -125,14 +125,21 @@ def decisions_of(uri: str) -> list:
 
 
 @pytest.mark.slow
-def test_processes_make_the_same_decisions_as_serial(quick_search, tmp_path):
+@pytest.mark.parametrize(
+    "execution, said",
+    [
+        ("processes", "execution: 2 worker processes (cpu, 1 thread each)"),
+        ("threads", "execution: 2 trial threads in this process (cpu, 1 torch thread each)"),  # (threads of the search's process)
+    ],
+)
+def test_parallel_trials_make_the_same_decisions_as_serial(quick_search, tmp_path, execution, said):
     _, serial_uri, _ = quick_search
     uri = f"sqlite:///{tmp_path / 'm.db'}"
     # Both with the settings' defaults: a CPU trial trains with one thread wherever it runs, so the sums are the same.
-    args = ("search=quick", f"tracking.uri={uri}", "search.name=check", "execution=processes", "execution.workers=2")
+    args = ("search=quick", f"tracking.uri={uri}", "search.name=check", f"execution={execution}", "execution.workers=2")
     result = run_cli(*args, cwd=tmp_path)
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
-    assert "execution: 2 worker processes (cpu, 1 thread each)" in result.stdout
+    assert said in result.stdout
     assert decisions_of(uri) == decisions_of(serial_uri)
     runs = search_runs(uri, "tags.`searcher.role` = 'trial'")
     asked = {r.data.tags["searcher.trial_key"] for r in runs if r.data.tags.get("searcher.decision") != "discarded"}
@@ -202,7 +209,7 @@ def test_a_trial_out_of_memory_beside_others_is_retried_alone(tmp_path):
     class CrowdedBackend(ReverseBackend):
         """The widest network runs out of memory when it starts beside another trial."""
 
-        def submit(self, task, on_epoch=None):
+        def submit(self, task, on_epoch=None, show=None):
             handle = super().submit(task, on_epoch)
             handle["crowded"] = len(self.in_flight) > 1
             return handle
@@ -225,3 +232,58 @@ def test_a_trial_out_of_memory_beside_others_is_retried_alone(tmp_path):
     assert backend.submit_order.count(wide.request.label) == 2  # crowded out once, then alone
     (run,) = [t for t in search_runs(uri, "tags.`searcher.role` = 'trial'") if t.data.tags["searcher.trial_key"] == wide.request.key]
     assert run.info.status == "FINISHED" and run.data.tags["searcher.status"] == "ok"
+
+
+@pytest.mark.parametrize("asked_later", [True, False], ids=["asked-for-later", "never-asked-for"])
+def test_a_guess_an_interrupted_attempt_finished_is_used_if_the_resumed_search_asks_for_it_else_discarded(tmp_path, asked_later):
+    """A stop while a finished guess waits to be asked for: the re-run replays it when its stage asks, recorded as a
+    guess of that attempt would have been (`used`, under the asking stage), or records it `discarded` at the end
+    if it never asks; and it decides as a serial run."""
+    from searcher.tracking import open_recorder
+    from searcher.tracking.history import load_prior
+    from searcher.tracking.lease import acquire
+
+    uri = f"sqlite:///{tmp_path / 'm.db'}"
+    settings = dict(width_patience=2, depth_cap=5, max_repeats=3, width_ties="grow", depth_ties="grow", regularization_trials=2)
+    plan = make_plan(concurrency=4, **settings)
+    serial = run_search(make_plan(**settings), memory_studies(make_plan(**settings)), FakeRunner(noisy_score))
+    serial_keys = {o.request.key for o in serial.outcomes}
+
+    class StopWithAGuessWaiting(ReverseBackend):
+        def wait(self, handles):
+            if any((key in serial_keys) == asked_later for key in first.guessed):  # a finished guess waits: stopped here
+                raise KeyboardInterrupt
+            super().wait(handles)
+
+    recorder = open_recorder(uri, "searcher")
+    recorder.start_search("resumed", params={}, tags={})
+    first = Runner(StopWithAGuessWaiting(capacity=4, score_of=noisy_score), recorder, speculate=True)
+    with pytest.raises(KeyboardInterrupt):
+        run_search(plan, memory_studies(plan), first)
+    waiting = {key for key in first.guessed if (key in serial_keys) == asked_later}
+    assert waiting
+
+    lease = acquire(f"sqlite:///{tmp_path / 'optuna.db'}", "resumed", 60, on_lost=lambda: None)
+    try:
+        again = open_recorder(uri, "searcher")
+        (search,) = search_runs(uri, "tags.`searcher.role` = 'search'")
+        again.attach_search(load_prior(again.client, again.experiment_id, search, lease))
+        runner = Runner(ReverseBackend(capacity=4, score_of=noisy_score), again, speculate=True)
+        resumed = run_search(plan, memory_studies(plan), runner)
+        runner.end_search()
+    finally:
+        lease.release()
+    assert [e.to_dict() for e in resumed.decisions] == [e.to_dict() for e in serial.decisions]
+
+    asked = {o.request.key: o.request.stage for o in resumed.outcomes}
+    assert set(asked) == serial_keys
+    stage_runs = {r.info.run_id: r.data.tags["searcher.stage"] for r in search_runs(uri, "tags.`searcher.role` = 'stage'")}
+    trials = {t.data.tags["searcher.trial_key"]: t for t in search_runs(uri, "tags.`searcher.role` = 'trial'") if t.info.status == "FINISHED"}
+    for key in waiting:
+        tags = trials[key].data.tags
+        if asked_later:
+            assert (tags["searcher.speculative"], tags["searcher.stage"], stage_runs[tags["mlflow.parentRunId"]]) == ("used", asked[key], asked[key])
+        else:
+            assert tags["searcher.decision"] == "discarded" and tags["searcher.speculative"] == "true"
+    for key, run in trials.items():  # every guess of either attempt ends used or discarded, never left undecided
+        assert (key in asked) != (run.data.tags.get("searcher.decision") == "discarded"), key

@@ -165,3 +165,30 @@ def test_the_live_display_keeps_its_columns_and_says_where_the_search_is():
     progress.stage_expected, progress.stage_trials = 8, 2  # a stage with a fixed number of trials says what is left
     assert "trial 3/8, ~" in progress.overall() and "left in the stage" in progress.overall()
     assert [clock(s) for s in (5, 65, 3723)] == ["0:05", "1:05", "1:02:03"]
+
+
+def test_the_live_line_shows_each_running_trial_and_its_last_epoch():
+    """Trials side by side (threads, processes): a line each under the overall one, guesses marked, gone once done."""
+    from conftest import fake_result, make_plan, memory_studies
+    from rich.console import Console
+
+    from searcher.report.terminal import RichProgress
+    from searcher.search.stages import BaselineStage
+    from searcher.search.trials import TrialOutcome
+    from searcher.train.trainer import EpochRecord
+
+    plan = make_plan()
+    stage = BaselineStage(plan, memory_studies(plan).open("baseline"))
+    progress = RichProgress(Console(width=160, force_terminal=False))
+    progress.stage(stage)
+    (first,) = stage.next_trials([])
+    second = replace(first, seed=first.seed + 1, repeat=1)
+    progress.trial(first)
+    progress.epoch(first, EpochRecord(3, 0.5, 0.5, 0.9712, 0.01, 1.0))
+    assert progress.status.status.endswith(f"{first.label} epoch 3 val_acc 0.9712")  # one trial: on the line itself
+    progress.trial(second, speculative=True)
+    lines = progress.status.status.splitlines()
+    assert "2 trials running" in lines[0]
+    assert lines[1:] == [f"  {first.label} epoch 3 val_acc 0.9712", f"  {second.label} (guess) training"]
+    progress.trial_done(TrialOutcome(first, "ok", fake_result(0.97)))
+    assert progress.status.status.endswith(f"{second.label} (guess) training · best 0.9700")

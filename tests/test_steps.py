@@ -16,10 +16,11 @@ pytestmark = pytest.mark.skipif(not torch.cuda.is_available(), reason="CUDA grap
 BATCH = 64
 
 
-def step_on_cuda(optimizer: str, dropout: float = 0.0, seed: int = 0) -> EagerStep:
-    torch.manual_seed(seed)
+def step_on_cuda(optimizer: str, dropout: float = 0.0, seed: int = 0, own_generator: bool = False) -> EagerStep:
     spec = LayoutPolicy(input_size=16).baseline(2, 16).with_dropout(dropout)
-    model = build_model(spec, 3, 10).to("cuda", memory_format=torch.channels_last)
+    model = build_model(spec, 3, 10, seed=seed).to("cuda", memory_format=torch.channels_last)
+    if own_generator:  # as the trainer gives every trial (model/build.py)
+        model.dropout.generator = torch.Generator("cuda").manual_seed(seed)
     settings = TrainSettings(optimizer=optimizer, lr=0.05 if optimizer == "sgd" else 3e-3, batch_size=64, weight_decay=5e-4)  # type: ignore[arg-type]
     autocast = torch.autocast("cuda", dtype=torch.bfloat16, cache_enabled=False)
     return EagerStep(model.train(), make_optimizer(model, settings, graphed=True), autocast, label_smoothing=0.1)
@@ -55,9 +56,11 @@ def test_replayed_steps_compute_what_eager_steps_compute(optimizer):
         torch.testing.assert_close(graphed_eager.model.state_dict()[name].float(), tensor.float(), rtol=2e-2, atol=2e-3, msg=name)
 
 
-def test_dropout_draws_new_masks_on_every_replay():
-    """A graph replays its kernels, not their random numbers: dropout masks differ from replay to replay."""
-    step = step_on_cuda("sgd", dropout=0.5)
+@pytest.mark.parametrize("own_generator", [False, True])
+def test_dropout_draws_new_masks_on_every_replay(own_generator):
+    """A graph replays its kernels, not their random numbers: dropout masks differ from replay to replay, drawn
+    from the device's generator or from the trial's own (registered with the graph)."""
+    step = step_on_cuda("sgd", dropout=0.5, own_generator=own_generator)
     graphed = GraphedStep(step, BATCH)
     (images, labels), = batches(1)
     for group in step.optimizer.param_groups:

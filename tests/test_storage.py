@@ -96,7 +96,7 @@ def test_mlflow_and_optuna_cannot_share_one_postgresql_database():
 @pytest.mark.parametrize(
     "override, setting",
     [
-        ("execution.kind=threads", "execution.kind"),
+        ("execution.kind=mpi", "execution.kind"),
         ("execution=processes execution.workers=0", "execution.workers"),
         ("search.regularization.trials_in_flight=0", "search.regularization.trials_in_flight"),
         ("tracking.optuna_storage=redis://x", "tracking.optuna_storage"),
@@ -210,3 +210,22 @@ def test_a_failing_store_is_retried_for_a_bounded_time_then_named_and_other_erro
             study.tell(trial, 0.5)
         assert failed_store(told.value) == "optuna"
     assert failed_store(ValueError("Cannot tell a COMPLETE trial.")) is None
+
+
+def test_a_reader_of_a_new_sqlite_store_waits_for_the_process_creating_it(tmp_path):
+    """A reader (the report, the UI, a test polling a search) opening a store while a search makes its tables used
+    to see a half-migrated schema ("no such column"): readers take the same lock as the search that creates it."""
+    import threading
+
+    from searcher.tracking.locks import creating
+    from searcher.tracking.store import client_for
+
+    uri = f"sqlite:///{tmp_path / 'm.db'}"
+    opened = threading.Event()
+    with creating(uri):  # a search is creating the store
+        reader = threading.Thread(target=lambda: (client_for(uri), opened.set()))
+        reader.start()
+        assert not opened.wait(1.0)  # the reader waits for the lock
+    reader.join(60)
+    assert opened.is_set()
+    assert [e.name for e in client_for(uri).search_experiments()] == ["Default"]

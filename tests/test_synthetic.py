@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
+import pytest
 import torch
 
 from searcher.data import DatasetOptions, load_dataset
@@ -129,3 +130,14 @@ def test_difficulty_setting_is_validated_and_reaches_the_identity():
         not in load_dataset(DatasetOptions(name="synthetic", image_size=16, num_classes=4, train_size=80, test_size=20)).identity
     )
     assert torch.equal(dataset.train.images, load_dataset(DatasetOptions(**{**vars(options), "name": "synthetic"})).train.images)
+
+
+@pytest.mark.parametrize("difficulty", [0.0, 1.0])
+def test_the_images_do_not_depend_on_how_many_threads_paint_them(monkeypatch, difficulty):
+    """Chunks are painted in parallel from random numbers drawn in order: one painter or several, the same images."""
+    from searcher.data import synthetic
+
+    many = generate(16, 3, 10, 2 * synthetic.CHUNK + 100, 50, seed=2, difficulty=difficulty)
+    monkeypatch.setattr(synthetic, "MAX_PAINTERS", 1)
+    one = generate(16, 3, 10, 2 * synthetic.CHUNK + 100, 50, seed=2, difficulty=difficulty)
+    assert all(np.array_equal(x, y) for x, y in zip(many, one, strict=True))

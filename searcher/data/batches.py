@@ -8,11 +8,14 @@ dataset.
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Iterator
 
 import torch
 
 from searcher.data.dataset import ImageDataset, Split
+
+CHUNK_BYTES = 64 * 2**20  # images gathered and augmented at once (uint8): ~21,000 CIFAR images, a batch or more of any
 
 
 class DeviceSplit:
@@ -23,6 +26,8 @@ class DeviceSplit:
         self.labels = split.labels.to(device)  # (N,) int64
         self.scale = (1 / (255 * torch.tensor(std, device=device))).view(1, -1, 1, 1)
         self.shift = (torch.tensor(mean, device=device) / torch.tensor(std, device=device)).view(1, -1, 1, 1)
+        if device.type == "cuda":  # made on this thread's stream, read on other threads' (execution=threads): finished first
+            torch.cuda.current_stream(device).synchronize()
 
     def __len__(self) -> int:
         return int(self.labels.shape[0])
@@ -50,13 +55,17 @@ class DeviceSplit:
             draws = [draw_crops(min(batch_size, len(self) - start), crop_padding, flip, generator) for start in starts]
             offsets = torch.cat([offset for offset, _ in draws], 1).to(self.labels.device)
             mirrored = torch.cat([mirror for _, mirror in draws]).to(self.labels.device)
-        for start in starts:
-            index = order[start : start + batch_size]
-            images = self.images.index_select(0, index)
+        # Gathered and augmented a chunk of batches at a time: a handful of kernels per chunk instead of per step,
+        # which a small network on a GPU otherwise waits on (each image is cropped and flipped alone: same images).
+        chunk = batch_size * max(1, CHUNK_BYTES // (batch_size * self.images[0].numel()))
+        for chunk_start in range(0, len(self), chunk):
+            index = order[chunk_start : chunk_start + chunk]
+            images, labels = self.images.index_select(0, index), self.labels.index_select(0, index)
             if augment:
-                end = start + len(index)
-                images = crop_and_flip(images, crop_padding, offsets[:, start:end], mirrored[start:end])
-            yield self.normalise(images), self.labels.index_select(0, index)
+                end = chunk_start + len(index)
+                images = crop_and_flip(images, crop_padding, offsets[:, chunk_start:end], mirrored[chunk_start:end])
+            for start in range(0, len(index), batch_size):
+                yield self.normalise(images[start : start + batch_size]), labels[start : start + batch_size]
 
 
 def draw_crops(n: int, padding: int, flip: bool, generator: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
@@ -94,17 +103,20 @@ class DeviceData:
         self.val = DeviceSplit(dataset.val, dataset.mean, dataset.std, device)
         self._test: DeviceSplit | None = None
         self._folds: dict[tuple[int, int], DeviceData] = {}
+        self._making = threading.Lock()
 
     def fold(self, index: int, folds: int) -> DeviceData:
         """The data a trial of cross-validation fold `index` trains and validates on (`ImageDataset.fold`); kept for reuse."""
         if index % folds == 0:
             return self
         key = (index % folds, folds)
-        if key not in self._folds:
-            self._folds[key] = DeviceData(self.dataset.fold(index, folds), self.device)
-        return self._folds[key]
+        with self._making:  # (trials in threads ask at once: one copy)
+            if key not in self._folds:
+                self._folds[key] = DeviceData(self.dataset.fold(index, folds), self.device)
+            return self._folds[key]
 
     def test(self) -> DeviceSplit:
-        if self._test is None:
-            self._test = DeviceSplit(self.dataset.test(), self.dataset.mean, self.dataset.std, self.device)
-        return self._test
+        with self._making:
+            if self._test is None:
+                self._test = DeviceSplit(self.dataset.test(), self.dataset.mean, self.dataset.std, self.device)
+            return self._test

@@ -33,13 +33,19 @@ from __future__ import annotations
 
 import itertools
 import math
+import os
+from collections import deque
+from collections.abc import Callable
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
 CHUNK = 4096  # images rendered per vectorised step (about 50 MB of float32 at 32x32x3)
 MAX_DISTRACTORS = 7  # distractor parts per image at difficulty 1
 PART_VOCABULARY = 10  # relational classes: up to this many parts, more only where they cannot make enough pairs
+MAX_PAINTERS = 8  # threads painting chunks; drawing the random numbers, one stream in order, bounds what more would add
 
 
 @dataclass(frozen=True)
@@ -73,30 +79,61 @@ def render(recipe: Recipe, labels: np.ndarray, image_size: int, rng: np.random.G
     """(N, C, S, S) uint8 images of the given classes."""
     size, channels = image_size, recipe.colour.shape[1]
     axis = np.arange(size, dtype=np.float32)
-    out = np.empty((len(labels), channels, size, size), dtype=np.uint8)
     margin = min(recipe.sigma, size / 4)
-    for start in range(0, len(labels), CHUNK):
-        chunk = labels[start : start + CHUNK]
+
+    def draw(chunk: np.ndarray) -> tuple:
+        """The chunk's random numbers, drawn in the order the images were always drawn in."""
         n = len(chunk)
-        picture = np.zeros((n, channels, size, size), dtype=np.float32)
+        sides = []
         for side, (low, high) in enumerate(((margin, size / 2), (size / 2, size - margin))):
-            part = recipe.pairs[chunk, side]
-            theta = recipe.orientation[part] + rng.normal(0, np.pi / 36, n)  # +-5 degrees of jitter
-            centre = (rng.uniform(low, high, n), rng.uniform(margin, size - margin, n))
-            pattern = grating(axis, theta, recipe.wavelength[part], rng) * envelope(axis, *centre, recipe.sigma)
-            pattern *= rng.uniform(0.6, 1.0, (n, 1, 1)).astype(np.float32)
+            jitter = rng.normal(0, np.pi / 36, n)  # +-5 degrees
+            centre_x, centre_y = rng.uniform(low, high, n), rng.uniform(margin, size - margin, n)
+            phase = rng.uniform(0, 2 * np.pi, n)
+            sides.append((recipe.pairs[chunk, side], jitter, centre_x, centre_y, phase, rng.uniform(0.6, 1.0, (n, 1, 1))))
+        clutter = (rng.uniform(0, np.pi, n), rng.uniform(size / 10, size / 2.5, n), rng.uniform(0, 2 * np.pi, n))
+        weights = rng.uniform(-1, 1, (n, channels, 1, 1))
+        return sides, clutter, weights, rng.standard_normal((n, channels, size, size), dtype=np.float32)
+
+    def paint(drawn: tuple) -> np.ndarray:
+        sides, clutter, weights, noise = drawn
+        picture = np.zeros(noise.shape, dtype=np.float32)
+        for part, jitter, centre_x, centre_y, phase, contrast in sides:
+            pattern = grating(axis, recipe.orientation[part] + jitter, recipe.wavelength[part], phase)
+            pattern *= envelope(axis, centre_x, centre_y, recipe.sigma)
+            pattern *= contrast.astype(np.float32)
             picture += pattern[:, None] * recipe.colour[part][:, :, None, None].astype(np.float32)
-        clutter = grating(axis, rng.uniform(0, np.pi, n), rng.uniform(size / 10, size / 2.5, n), rng)
-        picture += 0.2 * clutter[:, None] * rng.uniform(-1, 1, (n, channels, 1, 1)).astype(np.float32)
+        picture += 0.2 * grating(axis, *clutter)[:, None] * weights.astype(np.float32)
         picture *= 0.35
-        picture += 0.5 + rng.standard_normal(picture.shape, dtype=np.float32) * 0.06
-        out[start : start + n] = np.rint(np.clip(picture, 0, 1, out=picture) * 255)
+        picture += 0.5 + noise * 0.06
+        return np.rint(np.clip(picture, 0, 1, out=picture) * 255)
+
+    return in_parallel(labels, (channels, size, size), draw, paint)
+
+
+def in_parallel(labels: np.ndarray, shape: tuple[int, int, int], draw: Callable[[np.ndarray], Any], paint: Callable[[Any], np.ndarray]) -> np.ndarray:
+    """(N, *shape) uint8 images, CHUNK at a time: each chunk's random numbers drawn here, in order (one stream:
+    the images do not depend on how many threads paint them), and painted by a pool of threads (numpy's array
+    arithmetic leaves the interpreter's lock), a few chunks ahead at most (each holds ~50 MB of noise)."""
+    out = np.empty((len(labels), *shape), dtype=np.uint8)
+    painters = max(1, min(MAX_PAINTERS, len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1))
+
+    def paint_into(start: int, drawn: Any) -> None:
+        out[start : start + CHUNK] = paint(drawn)
+
+    with ThreadPoolExecutor(painters) as pool:
+        pending: deque[Future] = deque()
+        for start in range(0, len(labels), CHUNK):
+            drawn = draw(labels[start : start + CHUNK])
+            pending.append(pool.submit(paint_into, start, drawn))
+            if len(pending) > painters:
+                pending.popleft().result()
+        for future in pending:
+            future.result()
     return out
 
 
-def grating(axis: np.ndarray, theta: np.ndarray, wavelength: np.ndarray, rng: np.random.Generator) -> np.ndarray:
-    """(N, S, S) cos(k . (x, y) + phase) with random phase, built from 1-D factors: cos(a + b) = cos a cos b - sin a sin b."""
-    phase = rng.uniform(0, 2 * np.pi, len(theta))
+def grating(axis: np.ndarray, theta: np.ndarray, wavelength: np.ndarray, phase: np.ndarray) -> np.ndarray:
+    """(N, S, S) cos(k . (x, y) + phase), built from 1-D factors: cos(a + b) = cos a cos b - sin a sin b."""
     k = (2 * np.pi / wavelength)[:, None]
     along_x = (k * np.cos(theta)[:, None] * axis).astype(np.float32)  # (N, S)
     along_y = (k * np.sin(theta)[:, None] * axis + phase[:, None]).astype(np.float32)
@@ -173,54 +210,66 @@ def render_relational(recipe: RelationalRecipe, labels: np.ndarray, image_size: 
     size, channels = image_size, recipe.colour.shape[1]
     parts = len(recipe.orientation)
     axis = np.arange(size, dtype=np.float64)
-    out = np.empty((len(labels), channels, size, size), dtype=np.uint8)
-    for start in range(0, len(labels), CHUNK):
-        chunk = labels[start : start + CHUNK]
+
+    def draw(chunk: np.ndarray) -> tuple:
+        """The chunk's random numbers, drawn in the order the images were always drawn in."""
+        n = len(chunk)
+        swap = rng.random(n) < 0.5  # which of the pair sits at the anchor: the class is the unordered pair
+        anchor = (rng.uniform(0, size, n), rng.uniform(0, size, n))
+        distractors = []
+        for _ in range(recipe.distractors):
+            looks = (rng.integers(0, parts, n), rng.integers(0, parts, n), rng.normal(size=(n, channels)))
+            distractors.append((*looks, rng.uniform(0, size, n), rng.uniform(0, size, n)))
+        patterns = [(rng.normal(0, np.pi / 36, n), rng.uniform(0, 2 * np.pi, n), rng.uniform(0.6, 1.0, (n, 1))) for _ in range(2 + recipe.distractors)]
+        background = (rng.uniform(0, np.pi, n), rng.uniform(size / 10, size / 2.5, n), rng.uniform(0, 2 * np.pi, n), rng.uniform(-1, 1, (n, channels)))
+        noise = rng.standard_normal((n, channels, size, size), dtype=np.float32)
+        return chunk, swap, anchor, distractors, patterns, background, noise
+
+    def paint(drawn: tuple) -> np.ndarray:
+        chunk, swap, (x, y), distractors, patterns, background, noise = drawn
         n = len(chunk)
         a, b, arrangement = recipe.classes[chunk].T
-        swap = rng.random(n) < 0.5  # which of the pair sits at the anchor: the class is the unordered pair
         a, b = np.where(swap, b, a), np.where(swap, a, b)
-        x, y = rng.uniform(0, size, n), rng.uniform(0, size, n)
         centres_x = [x, (x + np.where(arrangement == 0, size / 2, 0)) % size]
         centres_y = [y, (y + np.where(arrangement == 1, size / 2, 0)) % size]
         theta = [recipe.orientation[a], recipe.orientation[b]]
         wavelength = [recipe.wavelength[a], recipe.wavelength[b]]
         colour = [recipe.colour[a], recipe.colour[b]]
-        for _ in range(recipe.distractors):
-            theta.append(recipe.orientation[rng.integers(0, parts, n)] + np.pi / (2 * parts))
-            wavelength.append(recipe.wavelength[rng.integers(0, parts, n)])
-            random_colour = rng.normal(size=(n, channels))
+        for which_orientation, which_wavelength, random_colour, centre_x, centre_y in distractors:  # half-way orientations, any colour
+            theta.append(recipe.orientation[which_orientation] + np.pi / (2 * parts))
+            wavelength.append(recipe.wavelength[which_wavelength])
             colour.append(random_colour / np.abs(random_colour).max(1, keepdims=True))
-            centres_x.append(rng.uniform(0, size, n))
-            centres_y.append(rng.uniform(0, size, n))
+            centres_x.append(centre_x)
+            centres_y.append(centre_y)
         rows, columns, colours = [], [], []
-        for k in range(len(theta)):
-            angle = theta[k] + rng.normal(0, np.pi / 36, n)  # +-5 degrees of jitter
+        for k, (jitter, phase, contrast) in enumerate(patterns):
+            angle = theta[k] + jitter  # +-5 degrees of jitter
             frequency = (2 * np.pi / wavelength[k])[:, None]
             dx, dy = wrapped(axis, centres_x[k], size), wrapped(axis, centres_y[k], size)
-            phase_x = frequency * np.cos(angle)[:, None] * dx + rng.uniform(0, 2 * np.pi, n)[:, None]
+            phase_x = frequency * np.cos(angle)[:, None] * dx + phase[:, None]
             phase_y = frequency * np.sin(angle)[:, None] * dy
             gx, gy = np.exp(-(dx**2) / (2 * recipe.sigma**2)), np.exp(-(dy**2) / (2 * recipe.sigma**2))
             columns += [np.cos(phase_x) * gx, np.sin(phase_x) * gx]
             rows += [np.cos(phase_y) * gy, -np.sin(phase_y) * gy]
-            contrast = rng.uniform(0.6, 1.0, (n, 1))
             colours += [colour[k] * contrast] * 2
         # the background grating, as in difficulty 0: cos(kx x + ky y + phase), one random weight per channel
-        angle, frequency = rng.uniform(0, np.pi, n), 2 * np.pi / rng.uniform(size / 10, size / 2.5, n)
-        phase_x = frequency[:, None] * np.cos(angle)[:, None] * axis + rng.uniform(0, 2 * np.pi, n)[:, None]
+        angle, background_wavelength, phase, weights = background
+        frequency = 2 * np.pi / background_wavelength
+        phase_x = frequency[:, None] * np.cos(angle)[:, None] * axis + phase[:, None]
         phase_y = frequency[:, None] * np.sin(angle)[:, None] * axis
         columns += [np.cos(phase_x), np.sin(phase_x)]
         rows += [np.cos(phase_y), -np.sin(phase_y)]
-        colours += [0.2 * rng.uniform(-1, 1, (n, channels))] * 2
+        colours += [0.2 * weights] * 2
         left = (
             np.stack(colours, 2).astype(np.float32)[:, :, None, :] * np.stack(rows, 2).astype(np.float32)[:, None, :, :]
         )  # (N, C, S, T)
         picture = np.matmul(left.reshape(n, channels * size, -1), np.stack(columns, 1).astype(np.float32))
         picture = picture.reshape(n, channels, size, size)
         picture *= 0.35
-        picture += 0.5 + rng.standard_normal(picture.shape, dtype=np.float32) * 0.06
-        out[start : start + n] = np.rint(np.clip(picture, 0, 1, out=picture) * 255)
-    return out
+        picture += 0.5 + noise * 0.06
+        return np.rint(np.clip(picture, 0, 1, out=picture) * 255)
+
+    return in_parallel(labels, (channels, size, size), draw, paint)
 
 
 def wrapped(axis: np.ndarray, centre: np.ndarray, size: int) -> np.ndarray:

@@ -1,7 +1,7 @@
 """`execution=serial`: each trial trains in the search's own process, one at a time, as soon as it is dispatched.
 
-Only here does a trial call its stage's per-epoch callback directly (pruning,
-the live status line, a stop signal checked after every epoch); the transfer
+Only here does a trial call its stage's per-epoch callback directly (pruning and
+a stop signal checked after every epoch); the transfer
 stage's probes always run here, on the target's data.
 """
 
@@ -14,7 +14,7 @@ from searcher.execution.runner import Progress, Runner, TrialRecorder
 from searcher.execution.warm import WarmStarts
 from searcher.execution.work import TrialTask, Work, run_task, train_request
 from searcher.search.trials import TrialOutcome
-from searcher.train.trainer import EpochCallback
+from searcher.train.trainer import EpochCallback, ShowEpoch
 
 Done = tuple[TrialOutcome, "str | None"]  # a handle here is the finished trial's outcome and traceback text
 
@@ -28,8 +28,8 @@ class InProcessBackend:
         self.data = data
         self.work = work  # training, or a transfer probe
 
-    def submit(self, task: TrialTask, on_epoch: EpochCallback) -> Done:
-        return run_task(self.data, task, on_epoch, self.work)
+    def submit(self, task: TrialTask, on_epoch: EpochCallback, show: ShowEpoch | None = None) -> Done:
+        return run_task(self.data, task, on_epoch, self.work, show=show)
 
     def wait(self, handles: list[Done]) -> None:
         """Nothing to wait for: `submit` trained the trial."""

@@ -17,36 +17,14 @@ import threading
 from dataclasses import replace
 from typing import Any
 
-from searcher.execution.threads import cpu_cores, trial_threads
+from searcher.execution.threads import trial_threads, worker_devices
 from searcher.execution.work import TrialTask, run_task
 from searcher.execution.worker import DataSpec, load_data, packed, unpacked, warm_up
 from searcher.search.trials import TrialOutcome
-from searcher.train.trainer import EpochCallback
+from searcher.train.trainer import EpochCallback, ShowEpoch
 
 _data: Any = None  # this worker's DeviceData, loaded once by `_start_worker`
 _load_error: str | None = None
-
-
-def worker_devices(device: str, workers: int) -> list[str]:
-    """One device per worker: CPU, one named GPU, or all GPUs round-robin."""
-    if not device.startswith("cuda"):
-        return ["cpu"] * workers
-    if ":" in device:
-        return [device] * workers
-    import torch
-
-    count = max(1, torch.cuda.device_count())
-    return [f"cuda:{index % count}" for index in range(workers)]
-
-
-def default_workers(device: str, trials_per_gpu: int, threads_per_trial: int | None = None) -> int:
-    if device == "cuda":
-        import torch
-
-        return max(1, torch.cuda.device_count()) * trials_per_gpu
-    if device.startswith("cuda:"):
-        return trials_per_gpu
-    return max(1, cpu_cores() // (threads_per_trial or 1))
 
 
 def worker_context() -> Any:
@@ -108,8 +86,8 @@ class ProcessBackend:
         self.starter.start()
         return executor
 
-    def submit(self, task: TrialTask, on_epoch: EpochCallback | None = None) -> cf.Future:
-        """(`on_epoch` stays here: the worker reports epochs to `task.remote`.)"""
+    def submit(self, task: TrialTask, on_epoch: EpochCallback | None = None, show: ShowEpoch | None = None) -> cf.Future:
+        """(`on_epoch` and `show` stay here: the worker reports epochs to `task.remote`; the live line shows no epochs of a trial in another process.)"""
         try:
             return self.executor.submit(_train, task)
         except cf.process.BrokenProcessPool:  # a worker was killed (out of memory?): start a fresh pool

@@ -32,17 +32,18 @@ from searcher.execution.work import TrialTask
 from searcher.search.stages import Stage, StageResult
 from searcher.search.studies import StudyStorageLost
 from searcher.search.trials import TrialOutcome, TrialRequest
-from searcher.train.trainer import EpochCallback, EpochRecord
+from searcher.train.trainer import EpochCallback, EpochRecord, ShowEpoch
 
 OUT_OF_MEMORY = "out_of_memory"  # how work.attempt words a CUDA out-of-memory failure
 
 
 class Progress(Protocol):
-    """What the user is shown as trials start, train and finish (report/terminal.py's RichProgress)."""
+    """What the user is shown as trials start, train and finish (report/terminal.py's RichProgress). `epoch` may be
+    called from a trial's own thread (execution=threads)."""
 
     def stage(self, stage: Stage) -> None: ...
 
-    def trial(self, request: TrialRequest) -> None: ...
+    def trial(self, request: TrialRequest, speculative: bool = False) -> None: ...
 
     def epoch(self, request: TrialRequest, record: EpochRecord) -> None: ...
 
@@ -52,7 +53,7 @@ class Progress(Protocol):
 class QuietProgress:
     def stage(self, stage: Stage) -> None: ...
 
-    def trial(self, request: TrialRequest) -> None: ...
+    def trial(self, request: TrialRequest, speculative: bool = False) -> None: ...
 
     def epoch(self, request: TrialRequest, record: EpochRecord) -> None: ...
 
@@ -81,6 +82,9 @@ class TrialRecorder(Protocol):
     def discard_trial(self, run_id: str, finished: bool) -> None:
         """A speculative trial the search never asked for (`finished`: else it was stopped in flight)."""
 
+    def unasked_earlier_guesses(self) -> list[str]:
+        """Run ids of guesses an earlier attempt of the search finished and this one never asked for (a resume)."""
+
     def finish_stage(self, result: StageResult, outcomes: list[TrialOutcome], run_ids: dict[str, str]) -> None: ...
 
 
@@ -89,9 +93,10 @@ class Backend(Protocol):
 
     capacity: int
 
-    def submit(self, task: TrialTask, on_epoch: EpochCallback) -> Any:
+    def submit(self, task: TrialTask, on_epoch: EpochCallback, show: ShowEpoch | None = None) -> Any:
         """Start the trial; returns a handle. `on_epoch` is the stage's per-epoch callback, for a backend that
-        trains in this process; the others report epochs to `task.remote` through the shared Optuna storage."""
+        trains in this process's main thread; the others report epochs to `task.remote` through the shared Optuna
+        storage. `show`: the user's live line, for a backend whose trials train in this process (any thread)."""
 
     def wait(self, handles: list[Any]) -> None:
         """Return once at least one of `handles` is done."""
@@ -223,7 +228,7 @@ class Runner:
 
     def dispatch(self, stage: Stage, request: TrialRequest, speculative: bool = False) -> None:
         """Open the trial's run, grow its warm start and hand it to the backend."""
-        self.progress.trial(request)
+        self.progress.trial(request, speculative)
         warm = self.warm.for_request(request) if self.warm else None
         run_id = self.recorder.start_trial(request, warm=warm is not None, growth_note=warm.note if warm else "", speculative=speculative)
         if not speculative:
@@ -244,10 +249,12 @@ class Runner:
 
         def on_epoch(record: EpochRecord) -> bool:
             interrupts.check()  # a stop signal whose exception was swallowed still stops the trial here
-            self.progress.epoch(request, record)
             return stage.on_epoch(request, record)
 
-        return self.backend.submit(task, on_epoch)
+        def show(record: EpochRecord) -> None:
+            self.progress.epoch(request, record)
+
+        return self.backend.submit(task, on_epoch, show)
 
     def collect(self, stage: Stage, wanted: dict[str, int], outcomes: dict[int, TrialOutcome], block: bool) -> None:
         """Record the trials that are done (`block`: wait for at least one first)."""
@@ -302,7 +309,7 @@ class Runner:
             for flight in self.flights.values():
                 self.recorder.discard_trial(flight.run_id, finished=False)
             self.flights.clear()
-        for run_id, _ in self.guessed.values():
+        for run_id in [run_id for run_id, _ in self.guessed.values()] + self.recorder.unasked_earlier_guesses():
             self.recorder.discard_trial(run_id, finished=True)
         self.guessed.clear()
 

@@ -16,9 +16,11 @@ import torch
 from searcher.config import AUTO, ConfigError, DatasetConfig, SearcherConfig, beside_tracking_store, data_dir
 from searcher.data import DatasetOptions, DeviceData, ImageDataset
 from searcher.execution.runner import Backend, Progress, Runner, TrialRecorder
+from searcher.execution.threads import cpu_cores, default_workers, worker_devices
 from searcher.train.trainer import resolve_device
 
 if TYPE_CHECKING:
+    from searcher.execution.in_threads import ThreadBackend
     from searcher.execution.processes import ProcessBackend
     from searcher.execution.submitit import SubmititBackend
 
@@ -46,16 +48,25 @@ def check_device(name: str) -> None:
 def with_auto_execution(config: SearcherConfig, dataset: ImageDataset) -> tuple[SearcherConfig, str | None]:
     """`execution=auto` made concrete, with the line that says what it became (None when execution was set).
 
-    On a CPU it is serial (exactly execution=serial). On CUDA it is worker processes sharing each GPU, as many per
-    GPU as fit in the memory one trial of the largest network the search can build was measured to take
-    (searcher/execution/sizing.py); serial where that leaves a single worker."""
+    On a CPU, trials in threads of this process, one per core it may use (its affinity, and OMP_NUM_THREADS or
+    joblib's limit when set), at most `execution.max_trials_on_cpu`: each trial trains with one torch thread as a
+    serial run's does, so the decisions are a serial run's, and the cores a serial run leaves idle train the
+    round's other trials (docs/BENCHMARKS.md §3: 0.70 of the serial wall on the default digits search, 2 cores).
+    Serial where that is one. On CUDA, worker processes sharing each GPU, as many per GPU as fit in the memory one
+    trial of the largest network the search can build was measured to take (searcher/execution/sizing.py); serial
+    where that leaves a single worker."""
     e = config.execution
     if e.kind != AUTO:
         return config, None
     device = str(resolve_device(config.device))
     if not device.startswith("cuda"):
-        return replace(config, execution=replace(e, kind="serial")), f"execution: auto → serial ({device})"
-    from searcher.execution.processes import default_workers
+        cores, threads = min(cpu_cores(), torch.get_num_threads()), e.threads_per_trial or 1
+        workers = e.workers or min(e.max_trials_on_cpu, max(1, cores // threads))
+        if workers == 1:
+            return replace(config, execution=replace(e, kind="serial")), f"execution: auto → serial ({device}, {cores} core{'s' if cores != 1 else ''})"
+        chosen = replace(e, kind="threads", workers=workers)
+        each = f"{threads} torch thread{'s' if threads > 1 else ''} a trial"
+        return replace(config, execution=chosen), f"execution: auto → {workers} trial threads ({device}, {cores} cores, {each})"
     from searcher.execution.sizing import Probe, share_gpu
     from searcher.search.setup import make_plan
 
@@ -80,14 +91,28 @@ def start_workers(config: SearcherConfig, dataset: ImageDataset) -> ProcessBacke
     return process_backend(config, dataset)
 
 
-def process_backend(config: SearcherConfig, dataset: ImageDataset) -> ProcessBackend:
-    from searcher.execution.processes import ProcessBackend, default_workers
-    from searcher.execution.worker import DataSpec
+def local_workers(config: SearcherConfig) -> tuple[str, int]:
+    """The device trials train on here, and how many train at once: `execution.workers`, else GPUs x trials per GPU
+    on CUDA, CPU cores / threads per trial on a CPU."""
 
     e = config.execution
     device = str(resolve_device(config.device))
-    workers = e.workers or default_workers(device, e.trials_per_gpu, e.threads_per_trial)
-    return ProcessBackend(DataSpec(dataset_options(config.dataset, data_dir(config)), dataset.identity, device), workers, e.threads_per_trial)
+    return device, e.workers or default_workers(device, e.trials_per_gpu, e.threads_per_trial)
+
+
+def process_backend(config: SearcherConfig, dataset: ImageDataset) -> ProcessBackend:
+    from searcher.execution.processes import ProcessBackend
+    from searcher.execution.worker import DataSpec
+
+    device, workers = local_workers(config)
+    spec = DataSpec(dataset_options(config.dataset, data_dir(config)), dataset.identity, device)
+    return ProcessBackend(spec, workers, config.execution.threads_per_trial)
+
+
+def thread_backend(config: SearcherConfig, dataset: ImageDataset) -> ThreadBackend:
+    from searcher.execution.in_threads import ThreadBackend
+
+    return ThreadBackend(dataset, worker_devices(*local_workers(config)))
 
 
 def submitit_backend(config: SearcherConfig, dataset: ImageDataset, name: str) -> SubmititBackend:
@@ -132,6 +157,8 @@ def make_runner(
     backend: Backend
     if config.execution.kind == "processes":
         backend = workers or process_backend(config, dataset)
+    elif config.execution.kind == "threads":
+        backend = thread_backend(config, dataset)
     else:
         backend = submitit_backend(config, dataset, name)
     from searcher.execution.warm import WarmStarts
@@ -145,12 +172,12 @@ def speculates(config: SearcherConfig, slots: int) -> bool:
     one trial per GPU, submitit jobs); not where several trials share a GPU, which runs one process's kernels at a
     time (no MPS): a guess there is not free, it takes GPU time from the trials the search asked for (docs/BENCHMARKS.md
     §5: 4 graphed trials on one H200 gave 0.98x one trial's throughput, and a quarter of the slot time went to
-    guesses never used)."""
+    guesses never used). Trials in threads sharing a GPU (execution=threads) are treated alike until they are measured."""
     e = config.execution
     if e.speculate != AUTO:
         return bool(e.speculate)
     device = str(resolve_device(config.device))
-    if e.kind != "processes" or not device.startswith("cuda"):
+    if e.kind not in ("processes", "threads") or not device.startswith("cuda"):
         return True
     gpus = 1 if ":" in device else max(1, torch.cuda.device_count())
     return slots <= gpus
@@ -164,6 +191,11 @@ def describe_execution(config: SearcherConfig, runner: Runner) -> str:
         processes = cast("ProcessBackend", runner.backend)
         threads = f"{processes.threads} thread{'s' if processes.threads > 1 else ''} each"
         return f"{processes.capacity} worker processes ({', '.join(sorted(set(processes.devices)))}, {threads})"
+    if config.execution.kind == "threads":
+        in_threads = cast("ThreadBackend", runner.backend)
+        count = torch.get_num_threads()
+        each = "a CUDA stream each" if in_threads.devices[0].startswith("cuda") else f"{count} torch thread{'s' if count > 1 else ''} each"
+        return f"{in_threads.capacity} trial threads in this process ({', '.join(sorted(set(in_threads.devices)))}, {each})"
     from searcher.execution.submitit import NO_ACCOUNTING
 
     jobs = cast("SubmititBackend", runner.backend)

@@ -18,7 +18,7 @@ from typing import Any
 from searcher.execution.work import TrialTask
 from searcher.execution.worker import DataSpec, run_in_job, unpacked
 from searcher.search.trials import TrialOutcome
-from searcher.train.trainer import EpochCallback
+from searcher.train.trainer import EpochCallback, ShowEpoch
 
 POLL_SECONDS = (0.5, 10.0)  # from quick checks for short local jobs to a gentle pace for the SLURM controller
 
@@ -87,8 +87,8 @@ class SubmititBackend:
         self.without_accounting = self.cluster == "slurm" and skip_sacct_without_accounting()
         self.jobs: list[Any] = []
 
-    def submit(self, task: TrialTask, on_epoch: EpochCallback | None = None) -> Any:
-        """(`on_epoch` stays here: the job reports epochs to `task.remote`.)"""
+    def submit(self, task: TrialTask, on_epoch: EpochCallback | None = None, show: ShowEpoch | None = None) -> Any:
+        """(`on_epoch` and `show` stay here: the job reports epochs to `task.remote`; the live line shows no epochs of a trial in another process.)"""
         job = self.executor.submit(run_in_job, self.spec, task)
         self.jobs.append(job)
         return job

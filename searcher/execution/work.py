@@ -13,6 +13,7 @@ what a failure means.
 from __future__ import annotations
 
 import gc
+import threading
 import traceback
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -26,10 +27,10 @@ from searcher.search.studies import RemoteTrial, StudyStorageLost
 from searcher.search.trials import TrialOutcome, TrialRequest
 from searcher.train.checkpoint import Checkpointing
 from searcher.train.linear_probe import ProbeSettings, probe_trial
-from searcher.train.trainer import EpochCallback, TrainResult, train_trial
+from searcher.train.trainer import EpochCallback, EpochRecord, ShowEpoch, TrainResult, TrialStopped, train_trial
 
-# What running a trial means: (data, request, per-epoch callback, checkpointing, warm-start weights) -> result.
-Work = Callable[[DeviceData, TrialRequest, EpochCallback | None, "Checkpointing | None", "dict[str, Any] | None"], TrainResult]
+# What running a trial means: (data, request, per-epoch callback, checkpointing, warm-start weights, stop) -> result.
+Work = Callable[[DeviceData, TrialRequest, EpochCallback | None, "Checkpointing | None", "dict[str, Any] | None", "threading.Event | None"], TrainResult]
 
 
 @dataclass(frozen=True)
@@ -48,6 +49,7 @@ def train_request(
     on_epoch: EpochCallback | None,
     checkpoint: Checkpointing | None = None,
     initial_state: dict[str, Any] | None = None,
+    stop: threading.Event | None = None,
 ) -> TrainResult:
     """The ordinary trial: train the requested network until stable (from `initial_state` when warm-started)."""
     return train_trial(
@@ -59,6 +61,7 @@ def train_request(
         on_epoch=on_epoch,
         checkpoint=checkpoint,
         initial_state=initial_state,
+        stop=stop,
     )
 
 
@@ -66,8 +69,10 @@ def probe_request(settings: ProbeSettings | None = None) -> Work:
     """The transfer stage's work: probe the features of the trained trial each request carries, on the target's data."""
     settings = settings or ProbeSettings()
 
-    def probe(data: DeviceData, request: TrialRequest, on_epoch: EpochCallback | None, checkpoint: object = None, initial_state: object = None) -> TrainResult:
-        # probes are short (no checkpoints) and start from the probed trial's weights (request.source_state)
+    def probe(
+        data: DeviceData, request: TrialRequest, on_epoch: EpochCallback | None, checkpoint: object = None, initial_state: object = None, stop: object = None
+    ) -> TrainResult:
+        # probes are short (no checkpoints, always in the search's own thread) and start from the probed trial's weights
         if request.source_state is None:
             raise ValueError(f"{request.label}: the source trial's weights are not in memory; nothing to probe")
         return probe_trial(request.arch, request.source_state, data, settings, request.seed, on_epoch=on_epoch)
@@ -88,11 +93,12 @@ def attempt(
     checkpoint: Checkpointing | None,
     work: Work = train_request,
     initial_state: dict[str, Any] | None = None,
+    stop: threading.Event | None = None,
 ) -> tuple[TrialOutcome, str | None]:
     """Run `work` on one trial; any exception becomes a failed outcome plus its traceback."""
     try:
-        result = work(data, request, on_epoch, checkpoint, initial_state)
-    except StudyStorageLost:  # not the trial's fault: the search stops, a re-run trains the trial again
+        result = work(data, request, on_epoch, checkpoint, initial_state, stop)
+    except (StudyStorageLost, TrialStopped):  # not the trial's fault: the search stops, a re-run trains the trial again
         raise
     except Exception as error:  # a broken trial must not end the search
         gc.collect()
@@ -103,9 +109,17 @@ def attempt(
     return outcome_of(request, result), None
 
 
-def run_task(data: DeviceData, task: TrialTask, on_epoch: EpochCallback | None = None, work: Work = train_request) -> tuple[TrialOutcome, str | None]:
+def run_task(
+    data: DeviceData,
+    task: TrialTask,
+    on_epoch: EpochCallback | None = None,
+    work: Work = train_request,
+    stop: threading.Event | None = None,
+    show: ShowEpoch | None = None,
+) -> tuple[TrialOutcome, str | None]:
     """Run a task on `data`. `on_epoch`: the stage's callback, where the trial trains in the search's process;
-    elsewhere the task's remote trial takes the epochs (through the shared Optuna storage)."""
+    elsewhere the task's remote trial takes the epochs (through the shared Optuna storage). `stop`: once set, the
+    trial ends at its next step (a trial in a thread can be stopped no other way). `show`: each epoch, to the user."""
     if task.remote is not None and task.storage is not None:
         try:
             on_epoch = task.remote.reporter(task.storage)
@@ -114,5 +128,17 @@ def run_task(data: DeviceData, task: TrialTask, on_epoch: EpochCallback | None =
         except Exception as error:  # the trial cannot be pruned like a serial one would: fail it, loudly
             message = f"cannot reach the Optuna storage to report epochs: {type(error).__name__}: {error}"
             return TrialOutcome(task.request, "failed", None, error=message), traceback.format_exc()
+    if show is not None:
+        on_epoch = shown(on_epoch, show)
     checkpoint = Checkpointing(task.checkpoint_path, task.checkpoint_seconds) if task.checkpoint_path else None
-    return attempt(data, task.request, on_epoch, checkpoint, work, task.initial_state)
+    return attempt(data, task.request, on_epoch, checkpoint, work, task.initial_state, stop)
+
+
+def shown(on_epoch: EpochCallback | None, show: ShowEpoch) -> EpochCallback:
+    """`on_epoch`, with each epoch shown first."""
+
+    def both(record: EpochRecord) -> bool:
+        show(record)
+        return on_epoch(record) if on_epoch is not None else False
+
+    return both

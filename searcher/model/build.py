@@ -1,6 +1,16 @@
-"""Builds the nn.Module that an ArchSpec describes, for any input channels and classes."""
+"""Builds the nn.Module that an ArchSpec describes, for any input channels and classes.
+
+Randomness is the trial's own, so that trials training side by side in one process
+(execution=threads) draw what each would draw alone: initial weights come from a seed,
+drawn under one lock from the process's generator (torch's layers initialise from it),
+and dropout masks from a generator the trainer gives the network.
+"""
 
 from __future__ import annotations
+
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
 
 import torch
 from torch import nn
@@ -44,6 +54,24 @@ class ResidualBlock(nn.Module):
         return self.pool(torch.relu(self.body(x) + self.shortcut(x)))
 
 
+class SeededDropout(nn.Module):
+    """Dropout whose masks come from `generator` (the trial's), not from the process's shared generator."""
+
+    def __init__(self, p: float):
+        super().__init__()
+        self.p = p
+        self.generator: torch.Generator | None = None  # None: the process's (a loaded model in eval mode draws nothing)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if not self.training or self.p == 0:
+            return x
+        keep = torch.rand(x.shape, device=x.device, generator=self.generator) >= self.p
+        return x * keep / (1 - self.p)
+
+    def extra_repr(self) -> str:
+        return f"p={self.p}"
+
+
 class Network(nn.Module):
     """Blocks -> global average pool -> dropout -> linear."""
 
@@ -56,7 +84,7 @@ class Network(nn.Module):
             blocks.append(block_type(channels, layer))
             channels = layer.width
         self.blocks = nn.Sequential(*blocks)
-        self.dropout = nn.Dropout(spec.dropout)
+        self.dropout = SeededDropout(spec.dropout)
         self.head = nn.Linear(channels, num_classes)
 
     def features(self, x: torch.Tensor) -> torch.Tensor:
@@ -67,8 +95,25 @@ class Network(nn.Module):
         return self.head(self.dropout(self.features(x)))
 
 
-def build_model(spec: ArchSpec, in_channels: int, num_classes: int) -> Network:
-    return Network(spec, in_channels, num_classes)
+_INITIALISING = threading.Lock()  # torch's layers draw their initial weights from the process's one generator
+
+
+@contextmanager
+def seeded(seed: int) -> Iterator[None]:
+    """The process's random generator, seeded and this thread's alone until the block ends (then as it was).
+    Everything that initialises layers in a process where trials train in threads does it in here."""
+    with _INITIALISING, torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        yield
+
+
+def build_model(spec: ArchSpec, in_channels: int, num_classes: int, seed: int | None = None) -> Network:
+    """The network, its initial weights drawn from `seed` (None: from wherever the process's generator stands)."""
+    if seed is None:
+        with _INITIALISING:  # not while another thread draws a seeded network's weights
+            return Network(spec, in_channels, num_classes)
+    with seeded(seed):
+        return Network(spec, in_channels, num_classes)
 
 
 def count_parameters(model: nn.Module) -> int:

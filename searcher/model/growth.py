@@ -302,9 +302,7 @@ def centre_kernel(matrix: torch.Tensor, kernel: int) -> torch.Tensor:
 
 def seeded_template(spec: ArchSpec, in_channels: int, num_classes: int, generator: torch.Generator) -> State:
     """Default-initialised weights of `spec`, drawn reproducibly from `generator`."""
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(int(torch.randint(0, 2**62, (1,), generator=generator)))
-        return build_model(spec, in_channels, num_classes).state_dict()
+    return build_model(spec, in_channels, num_classes, seed=int(torch.randint(0, 2**62, (1,), generator=generator))).state_dict()
 
 
 def deepen(

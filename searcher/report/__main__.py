@@ -22,7 +22,7 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--out", type=Path, default=None, help="folder for report.html, report.md and figures/ (default: ./report-NAME)")
     parser.add_argument("--log", action="store_true", help="also attach the rebuilt files to the search's MLflow runs")
     parser.add_argument(
-        "--trial-plots", action=argparse.BooleanOptionalAction, default=None, help="per-trial learning-curve figures (default: when trials average >= 3 s)"
+        "--trial-plots", action=argparse.BooleanOptionalAction, default=None, help="per-trial learning-curve figures (default: when the search took >= 3 s of its wall time a trial)"
     )
     return parser.parse_args(argv)
 

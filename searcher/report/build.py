@@ -20,7 +20,7 @@ from searcher.report.content import description_blocks, report_blocks
 from searcher.report.document import to_html, to_markdown
 from searcher.tracking.records import SearchRecord
 
-TRIAL_PLOT_MIN_SECONDS = 3.0  # auto: a learning-curve figure costs ~20-55 ms, 1-2% of a trial this long
+TRIAL_PLOT_MIN_SECONDS = 3.0  # auto: a learning-curve figure costs ~20-65 ms, 1-2% of this much of the search's wall
 
 
 @dataclass
@@ -94,11 +94,15 @@ class Published:
 
 
 def wants_trial_plots(search: SearchRecord, setting: bool | None) -> bool:
-    """report.trial_plots: true/false as set; null (auto) only when trials are long enough for a figure not to matter."""
+    """report.trial_plots: true/false as set; null (auto) only where the search took enough of its wall time per
+    trial for a figure not to matter. Its wall, not its trials' own seconds: the figures are drawn one after another
+    once the search is over, however many trials trained side by side (4 trials of 4 s at once on a GPU leave 1 s of
+    search per figure)."""
     if setting is not None:
         return setting
     trials = [t for t in search.trials if t.stage != "transfer"]
-    return bool(trials) and sum(t.seconds for t in trials) / len(trials) >= TRIAL_PLOT_MIN_SECONDS
+    seconds = search.seconds
+    return bool(trials) and seconds is not None and seconds / len(trials) >= TRIAL_PLOT_MIN_SECONDS
 
 
 def publish(

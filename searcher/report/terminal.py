@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import threading
 import time
 
 from rich.console import Console
@@ -18,12 +19,14 @@ from searcher.train.trainer import EpochRecord
 
 
 class RichProgress:
-    """One live status line (where the search is, overall and in the running trial); one printed line per finished trial.
+    """A live status line (where the search is, overall and in each running trial); one printed line per finished trial.
 
     Finished-trial lines put the fixed-width columns first and the trial's name last, so long
     regularization names cannot push the columns out of line. How much is left is only known
     where a stage's trial count is fixed (regularization, final); the chain stages end when the
-    evidence says so, and the line does not pretend otherwise.
+    evidence says so, and the line does not pretend otherwise. Several trials at once get a
+    line each under it; trials in threads report their epochs from their own threads (hence
+    the lock), trials in other processes show no epochs.
     """
 
     def __init__(self, console: Console):
@@ -36,6 +39,8 @@ class RichProgress:
         self.stage_started = self.started
         self.stage_trials = 0
         self.stage_expected: int | None = None  # trials this stage trains, where that is fixed
+        self.running: dict[str, tuple[str, str]] = {}  # trial key -> (label, where it is), in the order they started
+        self.lock = threading.Lock()
 
     def __enter__(self) -> RichProgress:
         self.status.start()
@@ -63,19 +68,38 @@ class RichProgress:
             parts.append(here)
         return " · ".join(parts)
 
-    def trial(self, request: TrialRequest) -> None:
-        self.status.update(f"{self.overall()} · {request.label} starting")
+    def trial(self, request: TrialRequest, speculative: bool = False) -> None:
+        with self.lock:
+            self.running[request.key] = (request.label + (" (guess)" if speculative else ""), "training")
+            self.show()
 
     def epoch(self, request: TrialRequest, record: EpochRecord) -> None:
-        best = f"{self.best:.4f}" if math.isfinite(self.best) else "-"
-        self.status.update(f"{self.overall()} · {request.label} epoch {record.epoch} val_acc {record.val_acc:.4f} · best {best}")
+        with self.lock:
+            if request.key in self.running:
+                self.running[request.key] = (self.running[request.key][0], f"epoch {record.epoch} val_acc {record.val_acc:.4f}")
+                self.show()
+
+    def show(self) -> None:
+        """The status line: overall, then the running trial on it, or several trials a line each."""
+        best = [f"best {self.best:.4f}"] if math.isfinite(self.best) else []
+        trials = [f"{label} {where}" for label, where in self.running.values()]
+        if not trials:
+            self.status.update(self.overall())
+        elif len(trials) == 1:
+            self.status.update(" · ".join([self.overall(), trials[0], *best]))
+        else:
+            header = " · ".join([self.overall(), f"{len(trials)} trials running", *best])
+            self.status.update("\n".join([header, *(f"  {trial}" for trial in trials)]))
 
     def trial_done(self, outcome: TrialOutcome, reused: bool = False, speculative: bool = False) -> None:
-        self.trials += 1
-        self.stage_trials += 1
         result = outcome.result
-        if outcome.status == "ok" and result is not None:
-            self.best = max(self.best, result.best_val_acc)
+        with self.lock:
+            self.running.pop(outcome.request.key, None)
+            self.trials += 1
+            self.stage_trials += 1
+            if outcome.status == "ok" and result is not None:
+                self.best = max(self.best, result.best_val_acc)
+            self.show()
         detail = (
             f"val_acc {result.best_val_acc:.4f} at {result.best_epoch:>2}/{len(result.history):<2} {result.behavior:<11} {result.train_seconds:5.1f}s"
             if result

@@ -15,15 +15,13 @@ import fcntl
 from collections.abc import Iterator
 from pathlib import Path
 
+from searcher.uris import local_file
+
 
 def sqlite_file(uri: str) -> Path | None:
     """The database file of a `sqlite:///` URI (relative or absolute); None for other stores and in-memory ones."""
-    if not uri.startswith("sqlite:///"):
-        return None
-    path = uri.removeprefix("sqlite:///").split("?", 1)[0]
-    if not path or path == ":memory:":
-        return None
-    return Path(path).expanduser()
+    path = local_file(uri) if uri.startswith("sqlite:///") else None
+    return Path(path).expanduser() if path else None
 
 
 @contextlib.contextmanager

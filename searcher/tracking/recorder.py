@@ -72,6 +72,7 @@ class Recorder:
         self.stage_run_id: str | None = None
         self.open_runs: list[str] = []  # innermost last: what `abort` must close
         self.prior: PriorSearch | None = None  # when resuming
+        self.earlier_guesses: dict[str, str] = {}  # trial key -> run id: guesses an earlier attempt finished, not yet asked for
         self.owner = ""  # Tags.OWNER of the runs this process creates or reopens: its lease (lease.py Owner.tag)
 
     @property
@@ -137,6 +138,11 @@ class Recorder:
         from searcher.tracking.views import view_key
 
         self.prior = prior
+        self.earlier_guesses = {
+            key: run.info.run_id
+            for key, run in prior.completed.items()
+            if run.data.tags.get(Tags.SPECULATIVE) == "true" and Tags.DECISION not in run.data.tags
+        }
         self.search_run_id = prior.run.info.run_id
         self.search_name = prior.run.data.tags.get(Tags.SEARCH_NAME, "")  # every run the resumed process creates carries it too
         self.view_key = view_key(self.search_name)
@@ -146,10 +152,13 @@ class Recorder:
         self._log(self._search_run, tags=tags)
 
     def reusable(self, request: TrialRequest) -> tuple[str, TrialOutcome] | None:
-        """(run id, outcome) of this trial if an earlier attempt of the search completed it."""
+        """(run id, outcome) of this trial if an earlier attempt of the search completed it. The trial is asked for
+        now, so one that attempt trained as a guess is used, as a guess of this attempt would be (adopt_trial)."""
         run = self.prior.completed.get(request.key) if self.prior else None
         if run is None:
             return None
+        if self.earlier_guesses.pop(request.key, None):
+            self._adopt(run.info.run_id, request.stage)
         return run.info.run_id, load_outcome(self.client, request, run)
 
     def start_stage(self, stage: Stage) -> None:
@@ -225,7 +234,14 @@ class Recorder:
 
     def adopt_trial(self, run_id: str, stage: Stage) -> None:
         """A guess the search asked for: moved under the stage that asked (it may have been guessed in the one before)."""
-        self._log(run_id, tags={MLFLOW_PARENT_RUN_ID: self._stage_run, Tags.STAGE: stage.name, Tags.SPECULATIVE: "used"})
+        self._adopt(run_id, stage.name)
+
+    def _adopt(self, run_id: str, stage: str) -> None:
+        self._log(run_id, tags={MLFLOW_PARENT_RUN_ID: self._stage_run, Tags.STAGE: stage, Tags.SPECULATIVE: "used"})
+
+    def unasked_earlier_guesses(self) -> list[str]:
+        """Run ids of the guesses an earlier attempt of this search finished and this one never asked for."""
+        return list(self.earlier_guesses.values())
 
     def discard_trial(self, run_id: str, finished: bool) -> None:
         """A guess the search never asked for: kept as a record of the compute it took, decided `discarded`."""

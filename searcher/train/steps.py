@@ -13,14 +13,50 @@ would be wrong, and captures again where that is cheap:
   few times a trial) is captured again; a warm start's per-step warm-up ramp runs eagerly;
 - the first steps run eagerly on a side stream, as CUDA requires before a capture
   (lazy initialisation of cuDNN and cuBLAS must not happen inside one).
+
+Trials in threads of one process (execution=threads) capture one at a time, each
+thread on a side stream of its own, in CUDA's thread-local capture mode (other
+threads go on launching and allocating meanwhile); a trial's own dropout generator
+is registered with its graph, so each replay draws new masks from it.
 """
 
 from __future__ import annotations
 
+import threading
+
 import torch
 from torch import nn
 
+from searcher.model.build import SeededDropout
+
 WARM_UP_CALLS = 3  # eager steps on a side stream before the first capture (PyTorch's CUDA-graph recipe)
+_CAPTURING = threading.Lock()  # one capture at a time in a process: torch.cuda.graph synchronizes the whole device first
+_THREAD = threading.local()
+
+
+def side_stream(device: torch.device) -> torch.cuda.Stream:
+    """This thread's side stream on `device`, drawn once. torch hands streams out round-robin from a pool of 32 per
+    device, so a fresh one for every capture would sooner or later be another thread's own stream (execution=threads),
+    and that thread's kernels would be captured into this graph."""
+    streams: dict[torch.device, torch.cuda.Stream] = _THREAD.__dict__.setdefault("side_streams", {})
+    if device not in streams:
+        streams[device] = torch.cuda.Stream(device)
+    return streams[device]
+
+
+def graph_generators(model: nn.Module) -> list[torch.Generator]:
+    """The CUDA generators of the model's own that a captured step draws from (a trial's dropout masks)."""
+    return [
+        module.generator
+        for module in model.modules()
+        if isinstance(module, SeededDropout) and module.p > 0 and module.generator is not None and module.generator.device.type == "cuda"
+    ]
+
+
+def graphs_take_own_generators() -> bool:
+    """Can a graph's replays draw from a generator other than the device's default? (Recent torch can; with an
+    older one a dropout trial's steps run eagerly.)"""
+    return hasattr(torch.cuda.CUDAGraph, "register_generator_state")
 
 
 class EagerStep:
@@ -73,7 +109,7 @@ class GraphedStep:
         return self.loss
 
     def on_side_stream(self, images: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
-        side = torch.cuda.Stream(images.device)
+        side = side_stream(images.device)
         side.wait_stream(torch.cuda.current_stream(images.device))
         with torch.cuda.stream(side):
             loss = self.eager(images, labels)
@@ -86,7 +122,9 @@ class GraphedStep:
         self.images, self.labels = torch.empty_like(images), torch.empty_like(labels)
         self.eager.optimizer.zero_grad(set_to_none=True)  # so the gradients are allocated inside the graph's memory
         graph = torch.cuda.CUDAGraph()
-        with torch.cuda.graph(graph):
+        for generator in graph_generators(self.eager.model):
+            graph.register_generator_state(generator)
+        with _CAPTURING, torch.cuda.graph(graph, stream=side_stream(images.device), capture_error_mode="thread_local"):
             self.loss = self.eager(self.images, self.labels)
         self.graph, self.rates = graph, rates
         self.captures += 1

@@ -12,6 +12,7 @@ whole life is here, so no rule of it hides in another module.
 from __future__ import annotations
 
 import math
+import threading
 import time
 from collections.abc import Callable
 from dataclasses import astuple, dataclass, field
@@ -27,7 +28,7 @@ from searcher.model.spec import ArchSpec
 from searcher.train.checkpoint import Checkpointing
 from searcher.train.score import trial_score
 from searcher.train.stability import Behavior, StabilityRule, judge
-from searcher.train.steps import EagerStep, GraphedStep
+from searcher.train.steps import EagerStep, GraphedStep, graphs_take_own_generators
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -87,6 +88,11 @@ class TrainResult:
 
 
 EpochCallback = Callable[[EpochRecord], bool]  # returns True to stop the trial now
+ShowEpoch = Callable[[EpochRecord], None]  # shows the epoch to the user, nothing more
+
+
+class TrialStopped(Exception):
+    """The search stopped while the trial trained beside it (execution=threads): it ends at the step it is at."""
 
 
 def resolve_device(name: str) -> torch.device:
@@ -157,9 +163,11 @@ def train_trial(
     on_epoch: EpochCallback | None = None,
     initial_state: dict[str, torch.Tensor] | None = None,
     checkpoint: Checkpointing | None = None,
+    stop: threading.Event | None = None,
 ) -> TrainResult:
-    """Train `spec` from `seed` (or from `initial_state`, a warm start) until its learning behaviour is stable."""
-    trial = Trial(spec, data, settings, seed, initial_state)
+    """Train `spec` from `seed` (or from `initial_state`, a warm start) until its learning behaviour is stable.
+    `stop`: once set, the trial raises TrialStopped at its next step (a trial in a thread can be stopped no other way)."""
+    trial = Trial(spec, data, settings, seed, initial_state, stop)
     saved = checkpoint.load() if checkpoint else None
     if saved is not None:  # an interrupted attempt of this very trial got this far
         trial.restore(saved)
@@ -181,18 +189,28 @@ def train_trial(
 class Trial:
     """One trial's model, optimizer and progress: built, trained epoch by epoch, saved and restored, summed up."""
 
-    def __init__(self, spec: ArchSpec, data: DeviceData, settings: TrainSettings, seed: int, initial_state: dict[str, torch.Tensor] | None):
+    def __init__(
+        self,
+        spec: ArchSpec,
+        data: DeviceData,
+        settings: TrainSettings,
+        seed: int,
+        initial_state: dict[str, torch.Tensor] | None,
+        stop: threading.Event | None = None,
+    ):
         self.started = time.perf_counter()
-        self.data, self.settings = data, settings
+        self.data, self.settings, self.stop = data, settings, stop
         self.device = data.device
-        torch.manual_seed(seed)
         self.generator = torch.Generator().manual_seed(seed)  # shuffling and augmentation: CPU generator, same on any device
-        model = build_model(spec, data.dataset.channels, data.dataset.num_classes)
+        model = build_model(spec, data.dataset.channels, data.dataset.num_classes, seed=seed)
         if initial_state is not None:
             model.load_state_dict(initial_state)
         self.on_cuda = self.device.type == "cuda"
+        self.dropout_generator = torch.Generator(self.device).manual_seed(seed)  # the trial's own masks (model/build.py)
+        model.dropout.generator = self.dropout_generator
         self.model = model.to(self.device, memory_format=torch.channels_last if self.on_cuda else torch.contiguous_format)  # type: ignore[call-overload]  # (torch's stubs omit memory_format)
-        graphed = self.on_cuda and settings.cuda_graphs and not settings.compile
+        own_generators = spec.dropout == 0 or graphs_take_own_generators()  # (else a dropout trial's steps run eagerly)
+        graphed = self.on_cuda and settings.cuda_graphs and not settings.compile and own_generators
         self.autocast = torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.on_cuda, cache_enabled=not graphed)
         self.optimizer = make_optimizer(self.model, settings, graphed)
         step_model: nn.Module = torch.compile(self.model) if settings.compile else self.model  # type: ignore[assignment]  # (a compiled module is called like one)
@@ -230,6 +248,8 @@ class Trial:
         epoch_started = time.perf_counter()
         loss_sum = torch.zeros((), device=device)
         for images, labels in self.data.train.shuffled_batches(settings.batch_size, self.generator, self.crop_padding, self.flip):
+            if self.stop is not None and self.stop.is_set():
+                raise TrialStopped("the search stopped")
             if self.on_cuda:
                 images = images.contiguous(memory_format=torch.channels_last)
             ramping = self.steps < self.warm_up_steps
@@ -274,8 +294,7 @@ class Trial:
             "optimizer": self.optimizer.state_dict(),
             "scheduler": self.scheduler.state_dict(),
             "generator": self.generator.get_state(),
-            "torch_rng": torch.get_rng_state(),
-            "cuda_rng": torch.cuda.get_rng_state(self.device) if self.on_cuda else None,
+            "dropout_rng": self.dropout_generator.get_state(),
             "history": [astuple(record) for record in self.history],
             "best_val_acc": self.best_val_acc,
             "best_epoch": self.best_epoch,
@@ -292,9 +311,8 @@ class Trial:
         self.optimizer.load_state_dict(saved["optimizer"])
         self.scheduler.load_state_dict(saved["scheduler"])
         self.generator.set_state(saved["generator"])
-        torch.set_rng_state(saved["torch_rng"])
-        if self.on_cuda and saved["cuda_rng"] is not None:
-            torch.cuda.set_rng_state(saved["cuda_rng"], self.device)
+        if "dropout_rng" in saved:  # (checkpoints of earlier versions drew dropout masks from the process's generator)
+            self.dropout_generator.set_state(saved["dropout_rng"])
         self.history = [EpochRecord(*record) for record in saved["history"]]
         self.best_val_acc, self.best_epoch, self.best_state = saved["best_val_acc"], saved["best_epoch"], saved["best_state"]
         self.best_correct, self.best_losses = (saved.get(k) for k in ("best_correct", "best_losses"))
