@@ -47,14 +47,22 @@ def check_uri(uri: str) -> None:
 
 
 def client_for(uri: str) -> Any:
-    """A plain MlflowClient on `uri`, for reading a search back (and attaching its report)."""
+    """A plain MlflowClient on `uri`, for reading a search back (and attaching its report). Its store is opened
+    now, under the same lock as a search's, so a reader never sees a new SQLite store's half-made schema."""
     from mlflow.tracking import MlflowClient
 
-    return MlflowClient(tracking_uri=uri)
+    from searcher.tracking.locks import creating
+
+    with creating(uri):
+        return MlflowClient(tracking_uri=uri)  # (its constructor opens the store: creates or migrates a new one)
 
 
 # Several processes opening one new store at once (a multirun's jobs) race to create its tables or experiment.
-RACE_MARKERS = ("alembic", "already exists", "unique constraint", "duplicate key", "duplicate column", "no such table", "database is locked")
+# A process outside searcher (`mlflow ui`, a notebook) takes no lock and can leave a half-migrated schema in view.
+RACE_MARKERS = (
+    "alembic", "already exists", "unique constraint", "duplicate key", "duplicate column", "no such table", "no such column",
+    "database is locked",
+)
 
 
 def import_in_background() -> threading.Thread:
