@@ -6,7 +6,11 @@
 # installed quietly when missing and this runs as root; the daemons run as root (SlurmUser=root), so
 # anywhere else it exports nothing and the SLURM tests skip, saying why. Everything lives in a temp
 # dir: its own munge key and socket, free ports, and no accounting storage (as on many small clusters:
-# sacct fails there, and searcher skips submitit's sacct polls).
+# sacct fails there, and searcher skips submitit's sacct polls), in a folder the munge account can
+# reach (service_tmp.sh). A cluster that cannot start never fails the caller (test.sh runs under
+# set -euo pipefail): it says why and returns 0, and the SLURM tests skip.
+
+source "$(dirname "${BASH_SOURCE[0]}")/service_tmp.sh"
 
 slurm_start() {
     if [ -n "${SEARCHER_TEST_SLURM_PARTITION:-}" ]; then return 0; fi  # a cluster given from outside
@@ -28,8 +32,7 @@ slurm_start() {
         fi
     fi
 
-    SLURM_TMP=$(mktemp -d)
-    chmod 755 "$SLURM_TMP"
+    SLURM_TMP=$(service_tmp munge) || { echo "note: no temp folder for SLURM; the SLURM tests will skip"; return 0; }
     local host cpus memory ports
     host=$(hostname -s)
     cpus=$(nproc)
@@ -47,7 +50,7 @@ print(*[s.getsockname()[1] for s in sockets])")
         --pid-file="$SLURM_TMP/munge/munged.pid" --log-file="$SLURM_TMP/munge/munged.log" --seed-file="$SLURM_TMP/munge/seed" \
         >>"$SLURM_TMP/munged.out" 2>&1; then
         echo "note: munged did not start (see below); the SLURM tests will skip"
-        cat "$SLURM_TMP/munged.out" "$SLURM_TMP/munge/munged.log" 2>/dev/null | tail -n 5
+        cat "$SLURM_TMP/munged.out" "$SLURM_TMP/munge/munged.log" 2>/dev/null | tail -n 5 || true
         slurm_stop
         return 0
     fi
@@ -88,7 +91,7 @@ EOF
     export SLURM_CONF="$SLURM_TMP/slurm.conf"
     if ! slurmctld -f "$SLURM_CONF" >/dev/null 2>&1 || ! slurmd -f "$SLURM_CONF" >/dev/null 2>&1; then
         echo "note: slurmctld or slurmd did not start (see below); the SLURM tests will skip"
-        tail -n 5 "$SLURM_TMP"/*.log 2>/dev/null
+        tail -n 5 "$SLURM_TMP"/*.log 2>/dev/null || true
         slurm_stop
         return 0
     fi
@@ -96,7 +99,7 @@ EOF
     until [ "$(sinfo -h -n "$host" -o %t 2>/dev/null)" = idle ]; do
         if [ $waited -ge 60 ]; then
             echo "note: the SLURM node is not idle after 60 s (see below); the SLURM tests will skip"
-            sinfo 2>&1 | tail -n 3
+            sinfo 2>&1 | tail -n 3 || true
             tail -n 5 "$SLURM_TMP"/*.log 2>/dev/null
             slurm_stop
             return 0
