@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+import sys
+import types
+from typing import TYPE_CHECKING, Any
+
+from searcher.api import Searched, SearchError, search
 
 if TYPE_CHECKING:
     from searcher.model.classifier import Classifier
 
 __version__ = "0.1.0"
-__all__ = ["load_model"]
+__all__ = ["SearchError", "Searched", "load_model", "search"]
 
 
 def load_model(model_uri: str, tracking_uri: str | None = None) -> Classifier:
@@ -20,3 +24,18 @@ def load_model(model_uri: str, tracking_uri: str | None = None) -> Classifier:
     from searcher.tracking.model import load_model as load
 
     return load(model_uri, tracking_uri)
+
+
+class _Package(types.ModuleType):
+    """`searcher.search` is the function above, also once the subpackage of the same name (the search layer,
+    searcher/search/) is imported: Python binds a subpackage to its parent's attribute on first import, which made
+    the function a module after the first search. The subpackage is still what `from searcher.search import ...`
+    and `import searcher.search.stages` reach (they go through sys.modules)."""
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        if name == "search" and isinstance(value, types.ModuleType):
+            return
+        super().__setattr__(name, value)
+
+
+sys.modules[__name__].__class__ = _Package

@@ -302,11 +302,14 @@ def already_finished(s: Opened, name: str, earlier: Run) -> Outcome:
     stored = read_search(s.recorder.client, earlier.info.run_id)
     print_stored_summary(s.console, stored, ui_command(s.config.tracking.uri), s.recorder.runs_url("http://127.0.0.1:5000"))
     test_acc = earlier.data.metrics.get("test_acc")
+    model_uri = stored.model.uri if stored.model else None
+    if model_uri:
+        s.console.print(f"model:      {model_uri}  (searcher.load_model: uint8 images in, logits out)", highlight=False, soft_wrap=True)
     if report_missing(s.config, earlier):
         s.console.print(f"the report of search {name} is missing (its building was stopped): rebuilding it", highlight=False)
         if stopped := publish_report(s.console, s.config, name, earlier.info.run_id, s.output_dir):
-            return Outcome(stopped, name, earlier.info.run_id, test_acc, error="interrupted while reporting")
-    return Outcome(EXIT_OK, name, earlier.info.run_id, test_acc)
+            return Outcome(stopped, name, earlier.info.run_id, test_acc, model_uri=model_uri, error="interrupted while reporting")
+    return Outcome(EXIT_OK, name, earlier.info.run_id, test_acc, model_uri=model_uri)
 
 
 def run_and_record(s: Opened, name: str, lease: Lease, plan: SearchPlan, device: torch.device) -> Finished | Outcome:

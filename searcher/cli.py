@@ -52,13 +52,13 @@ def task(composed: DictConfig) -> None:
     global _task_started
     _task_started = True
     from hydra.core.hydra_config import HydraConfig
-    from rich.console import Console
 
     from searcher.app import run
     from searcher.config import ConfigError, validate
     from searcher.multirun import job_tags, shown_override
+    from searcher.report.terminal import search_console
 
-    console = Console()
+    console = search_console()
     dataset_chosen = "dataset" in composed
     tags = job_tags()
     hydra_config = HydraConfig.get()

@@ -18,6 +18,13 @@ from searcher.tracking.schema import Metrics
 from searcher.train.trainer import EpochRecord
 
 
+def search_console() -> Console:
+    """The console a search prints to. Without a terminal (a pipe, a file, a job's log) lines are not wrapped at 80
+    columns, so each finished trial stays one line a script can read; a terminal and a notebook wrap as usual."""
+    console = Console()
+    return console if console.is_terminal or console.is_jupyter else Console(soft_wrap=True)
+
+
 class RichProgress:
     """A live status line (where the search is, overall and in each running trial); one printed line per finished trial.
 

@@ -1,0 +1,118 @@
+"""`searcher.search(...)`: the staged search from Python (a script, a notebook), with the command line's settings.
+
+The same settings (conf/, composed by Hydra from the same overrides), the same lifecycle (searcher.app.run), the
+same record in MLflow and the same resume: a call with the settings of an earlier command or call reuses what it
+finished. What differs from the command line: the decision log and report go to `output_dir` (by default a new
+outputs/DATE/TIME-MICROSECONDS folder, as the command line's), no cli.log is written, and a search that does not
+finish raises SearchError with the sentence the command line would print, instead of exiting.
+"""
+
+from __future__ import annotations
+
+import datetime
+from dataclasses import dataclass, field
+from functools import cached_property
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from rich.console import Console
+
+    from searcher.config import SearcherConfig
+    from searcher.model.classifier import Classifier
+
+
+class SearchError(Exception):
+    """A search that did not start or did not finish; `exit_code` is the command line's for the same case
+    (2 bad settings or input, 75 a store lost mid-search, 130/143 interrupted, 1 a failed search)."""
+
+    def __init__(self, message: str, exit_code: int):
+        super().__init__(message)
+        self.exit_code = exit_code
+
+
+@dataclass(frozen=True)
+class Searched:
+    """A finished search as recorded: its MLflow search run, test accuracy, decision log and final model."""
+
+    run_id: str  # the MLflow search run (stage and trial runs are nested under it)
+    search_name: str
+    tracking_uri: str
+    test_acc: float  # the final model's accuracy on the test split (mean over the final stage's seeds)
+    model_uri: str | None  # what searcher.load_model takes (models:/NAME/VERSION); None if no model was logged
+    decisions: tuple[dict, ...] = field(repr=False)  # every stage's decisions.json entries: stage, decision, reason, numbers
+    output_dir: Path | None = None  # decisions.md and the report, when written
+
+    @cached_property
+    def model(self) -> Classifier:
+        """The final model as an nn.Module in eval mode on the CPU (uint8 images in, logits out), read from the store."""
+        from searcher.tracking.model import load_model
+
+        if self.model_uri is None:
+            raise SearchError(f"search {self.search_name} logged no model (run {self.run_id}); nothing to load.", 1)
+        return load_model(self.model_uri, self.tracking_uri)
+
+
+def compose(*overrides: str) -> tuple[SearcherConfig, bool]:
+    """The settings the command line would run with these overrides, checked; and whether a dataset was chosen."""
+    from hydra import compose as hydra_compose
+    from hydra import initialize_config_dir
+    from hydra.core.global_hydra import GlobalHydra
+    from hydra.errors import HydraException
+    from omegaconf import OmegaConf
+    from omegaconf.errors import OmegaConfBaseException
+
+    from searcher.cli import CONF_DIR, misplaced_dataset
+    from searcher.config import ConfigError, validate
+
+    if hint := misplaced_dataset(list(overrides)):
+        raise SearchError(hint, 2)
+    if GlobalHydra.instance().is_initialized():  # (a notebook that used Hydra's compose API itself)
+        GlobalHydra.instance().clear()
+    try:
+        with initialize_config_dir(config_dir=CONF_DIR, version_base="1.3"):
+            composed = hydra_compose(config_name="config", overrides=list(overrides))
+        return validate(OmegaConf.to_container(composed, resolve=False)), "dataset" in composed  # type: ignore[arg-type]
+    except (HydraException, OmegaConfBaseException) as error:
+        first_line = next(iter(str(error).strip().splitlines()), type(error).__name__)
+        raise SearchError(f"{first_line} (overrides: {' '.join(overrides) or 'none'}); see python -m searcher --help.", 2) from None
+    except ConfigError as error:
+        raise SearchError(str(error), 2) from None
+
+
+def search(*overrides: str, output_dir: str | Path | None = None, console: Console | None = None) -> Searched:
+    """Run (or resume) one staged search with command-line overrides, e.g.
+    `searcher.search("search=quick", "seed=3", "tracking.uri=sqlite:///runs.db")`, and return what it found.
+
+    Prints what the command line prints (rich renders it in a notebook; without a terminal, plain lines with no
+    control characters). `output_dir`: where decisions.md and the report go (default: a new folder under ./outputs)."""
+    from searcher.app import run
+    from searcher.report.terminal import search_console
+
+    config, dataset_chosen = compose(*overrides)
+    folder = Path(output_dir) if output_dir is not None else Path("outputs") / datetime.datetime.now().strftime("%Y-%m-%d/%H-%M-%S-%f")
+    folder.mkdir(parents=True, exist_ok=True)
+    outcome = run(config, dataset_chosen, folder, console or search_console())
+    if outcome.exit_code == 2 and outcome.error:  # a bad setting or input: the sentence that names it
+        raise SearchError(outcome.error, 2)
+    if outcome.exit_code != 0 or outcome.search_run_id is None:
+        said = outcome.error or "see the lines above"
+        raise SearchError(f"search {outcome.search_name} ended with exit {outcome.exit_code}: {said}", outcome.exit_code)
+    return searched(config.tracking.uri, outcome.search_run_id, outcome.model_uri, folder)
+
+
+def searched(tracking_uri: str, run_id: str, model_uri: str | None, output_dir: Path | None) -> Searched:
+    """A finished search read back from its store: the record is the one source of its numbers and decisions."""
+    from searcher.tracking.reader import read_search
+    from searcher.tracking.store import client_for
+
+    record = read_search(client_for(tracking_uri), run_id)
+    return Searched(
+        run_id=run_id,
+        search_name=record.name,
+        tracking_uri=tracking_uri,
+        test_acc=record.metrics["test_acc"],
+        model_uri=model_uri or (record.model.uri if record.model else None),
+        decisions=tuple(entry for stage in record.stages for entry in stage.decisions),
+        output_dir=output_dir,
+    )
