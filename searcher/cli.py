@@ -45,6 +45,9 @@ def find_conf_dir() -> str:
 
 
 CONF_DIR = find_conf_dir()
+# conf/config.yaml's output folders end with the process id: each command gets its own, even two started in the same
+# second. Cached, as Hydra's ${now:}: a launcher's jobs (another process, SLURM's included) get the sweep folder it made.
+OmegaConf.register_new_resolver("searcher.pid", os.getpid, use_cache=True)
 _task_started = False
 _folder_existed = True  # whether the output folder was there before Hydra made it for this single run (CheckSettings)
 _masked_uris: set[str] = set()  # store URIs whose passwords every log record masks (MaskSecrets)

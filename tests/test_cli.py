@@ -102,6 +102,38 @@ def test_an_output_folder_that_was_there_before_is_left_alone(tmp_path: Path):
     assert (folder / "cli.log").read_text().startswith("an earlier command\n")
 
 
+def test_two_commands_started_at_once_get_a_folder_each(tmp_path: Path):
+    """Output folders were named by the second: two commands started in the same one shared it, and one's cli.log
+    held both commands' lines."""
+    import signal
+
+    from conftest import wait_for
+
+    work = tmp_path / "work"
+    work.mkdir()
+    env = dict(os.environ, PYTHONUNBUFFERED="1")
+    processes = [
+        subprocess.Popen(
+            [sys.executable, "-m", "searcher", "search=quick", f"search.name=s{i}", f"tracking.uri=sqlite:///{tmp_path / f'm{i}.db'}"],
+            cwd=work, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        )
+        for i in range(2)
+    ]
+
+    def commands() -> list[str]:
+        return [line for log in work.glob("outputs/*/*/cli.log") for line in log.read_text().splitlines() if "command: searcher" in line]
+
+    try:
+        wait_for(lambda: len(commands()) == 2, timeout=120, every=0.2)
+    finally:
+        for process in processes:
+            process.send_signal(signal.SIGTERM)
+            process.wait(timeout=60)
+    logs = sorted(work.glob("outputs/*/*/cli.log"))
+    assert len(logs) == 2, logs
+    assert [sum("command: searcher" in line for line in log.read_text().splitlines()) for log in logs] == [1, 1]
+
+
 def complete(line: str) -> list[str]:
     """What pressing TAB at the end of `line` offers, from the installed bash completion, in a real bash."""
     python = shlex.quote(sys.executable)
