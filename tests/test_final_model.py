@@ -157,5 +157,5 @@ def test_load_model_on_a_store_that_does_not_exist_creates_nothing_and_names_the
     monkeypatch.chdir(tmp_path)
     with pytest.raises(ModelNotLoadable) as raised:
         searcher.load_model("models:/searcher-digits/1", tracking_uri="sqlite:///mlflow.db")
-    assert f"there is no store at {tmp_path / 'mlflow.db'}; run from the folder the search ran in" in str(raised.value)
+    assert f"the tracking store sqlite:///mlflow.db does not exist (there is no file {tmp_path / 'mlflow.db'}); run from the folder" in str(raised.value)
     assert list(tmp_path.iterdir()) == []

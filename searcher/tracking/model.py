@@ -99,7 +99,7 @@ def load_model(model_uri: str, tracking_uri: str | None = None) -> Classifier:
     from searcher.uris import redact
 
     store = tracking_uri or mlflow.get_tracking_uri()
-    missing_store(store)
+    missing_store(model_uri, store)
     with tempfile.TemporaryDirectory() as folder:
         try:
             location = model_location(model_uri, store)
@@ -116,7 +116,7 @@ def load_model(model_uri: str, tracking_uri: str | None = None) -> Classifier:
         return load_classifier(Path(folder))
 
 
-def missing_store(tracking_uri: str) -> None:
+def missing_store(model_uri: str, tracking_uri: str) -> None:
     """Raises ModelNotLoadable when `tracking_uri` is a SQLite store whose file does not exist: MLflow would create an
     empty one (a read must not) and then report the model as missing. A relative path is relative to this directory."""
     from searcher.uris import local_file
@@ -124,8 +124,8 @@ def missing_store(tracking_uri: str) -> None:
     path = local_file(tracking_uri) if tracking_uri.startswith("sqlite:") else None
     if path is not None and not (file := Path(path).expanduser().absolute()).is_file():
         raise ModelNotLoadable(
-            f"tracking_uri={tracking_uri!r}: there is no store at {file}; run from the folder the search ran in, "
-            f"or give the store's absolute path (sqlite:///{file.name} becomes sqlite:////path/to/{file.name})."
+            f"{model_uri}: the tracking store {tracking_uri} does not exist (there is no file {file}); run from the folder "
+            f"the search ran in, or pass the store's absolute path: tracking_uri='sqlite:////path/to/{file.name}'."
         )
 
 
