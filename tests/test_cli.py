@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 import torch
 from conftest import REPO, run_cli
+from PIL import Image
 
 
 def test_help_describes_the_tool_and_lists_every_dataset_preset_and_common_setting(tmp_path: Path):
@@ -57,6 +58,7 @@ REFUSED_LATE = {  # refused once the search opens its data and stores, after Hyd
     "missing folder": ["+dataset=imagefolder", "dataset.path={tmp}/no-such-folder"],
     "a file": ["+dataset=imagefolder", "dataset.path={tmp}/file.txt"],
     "one class": ["+dataset=imagefolder", "dataset.path={tmp}/one-class"],
+    "an empty class": ["+dataset=imagefolder", "dataset.path={tmp}/empty-class"],
     "a class not there": ["+dataset=digits", "dataset.classes=[0,42]"],
     "no scheme": ["tracking.uri=notascheme"],
     "file store": ["tracking.uri=file:///x"],
@@ -71,6 +73,9 @@ def test_a_command_refused_after_its_folder_was_made_leaves_no_folder_and_no_sto
     work.mkdir()
     (data / "one-class" / "cat").mkdir(parents=True)
     (data / "file.txt").write_text("not a folder")
+    (data / "empty-class" / "dog").mkdir(parents=True)
+    (data / "empty-class" / "cat").mkdir()
+    Image.new("RGB", (4, 4)).save(data / "empty-class" / "cat" / "a.png")
     result = run_cli(*(arg.format(tmp=data) for arg in REFUSED_LATE[case]), "search=quick", cwd=work, timeout=120)
     assert result.returncode == 2, result.stdout + result.stderr
     assert "error:" in result.stdout and "Traceback" not in result.stdout + result.stderr
