@@ -7,9 +7,11 @@ mistakes Hydra explains badly are caught before it sees them: a dataset chosen
 without the `+`, and a dataset setting given with no dataset chosen.
 
 A single run's settings are checked in `CheckSettings`, before Hydra creates the
-output folder, so a rejected command leaves no folder behind. In a run that got
-that far, cli.log records what happened: the command and how it ended (the
-terminal shows the rest; the decision log and report sit beside it).
+output folder; what only the search can check (its data, a store's server, its
+lease) refuses the command later, and the folder is removed then: a rejected
+command leaves no folder behind. In a run that started, cli.log records what
+happened: the command and how it ended (the terminal shows the rest; the
+decision log and report sit beside it).
 
 In a multirun a job that fails raises instead of exiting, so Hydra records it as
 failed and the other jobs run on (Hydra then ends the multirun with an error).
@@ -43,7 +45,11 @@ def find_conf_dir() -> str:
 
 
 CONF_DIR = find_conf_dir()
+# conf/config.yaml's output folders end with the process id: each command gets its own, even two started in the same
+# second. Cached, as Hydra's ${now:}: a launcher's jobs (another process, SLURM's included) get the sweep folder it made.
+OmegaConf.register_new_resolver("searcher.pid", os.getpid, use_cache=True)
 _task_started = False
+_folder_existed = True  # whether the output folder was there before Hydra made it for this single run (CheckSettings)
 _masked_uris: set[str] = set()  # store URIs whose passwords every log record masks (MaskSecrets)
 
 
@@ -75,8 +81,29 @@ def task(composed: DictConfig) -> None:
         log.error("stopped: %s: %s", type(error).__name__, error)
         raise
     log.info("%s", outcome.story())
+    if outcome.exit_code == EXIT_BAD_INPUT and not tags:
+        remove_refused_folder(Path(hydra_config.runtime.output_dir), {hydra_config.output_subdir, f"{hydra_config.job.name}.log"})
     if outcome.exit_code != 0:
         leave(outcome.exit_code, tags, outcome.search_name)
+
+
+def remove_refused_folder(folder: Path, written: set[str | None]) -> None:
+    """A refused command (exit 2: its data, a store or the search's lease) leaves no output folder: the one Hydra made
+    for it goes, if it was made by this command and holds only what Hydra and the log wrote there (`written`), and so
+    do the folders above it up to the working directory (outputs/DATE/) that are left empty."""
+    if _folder_existed or {path.name for path in folder.iterdir()} - written:
+        return
+    import shutil
+
+    shutil.rmtree(folder)  # (cli.log stays open, unlinked: a late record goes nowhere rather than recreating it)
+    cwd = Path.cwd()
+    for parent in folder.parents:
+        if cwd not in parent.parents:
+            break
+        try:
+            parent.rmdir()
+        except OSError:  # not empty: another command's folder is in it
+            break
 
 
 class CheckSettings(Callback):
@@ -101,6 +128,8 @@ class CheckSettings(Callback):
         except ConfigError as error:
             show_error(Console(), str(error))
             sys.exit(EXIT_BAD_INPUT)
+        global _folder_existed
+        _folder_existed = Path(str(config.hydra.run.dir)).exists()  # (a refused command removes only a folder it made)
 
 
 class MaskSecrets(Callback):
@@ -172,6 +201,35 @@ class MaskSecrets(Callback):
         return [uri for uri in (tracking.get("uri"), tracking.get("optuna_storage")) if isinstance(uri, str) and password_of(uri)]
 
 
+class MaskedStream:
+    """stdout or stderr with store passwords masked in everything written: those of the command line's URIs (as written,
+    wherever they show) and of any URI in the text. Hydra prints settings itself (`--cfg`, `--info`, `--help`'s
+    current values, its errors), as given."""
+
+    def __init__(self, stream: Any, uris: list[str]) -> None:
+        self.stream, self.uris = stream, uris
+
+    def write(self, text: str) -> int:
+        from searcher.uris import redact_text, redact_uris
+
+        self.stream.write(redact_uris(redact_text(text, *self.uris)))
+        return len(text)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.stream, name)
+
+
+def secret_uris(args: list[str]) -> list[str]:
+    """The URIs with a password among the command line's arguments (an override's value, or an argument itself)."""
+    from searcher.uris import password_of
+
+    values = (arg.split("=", 1)[1].strip("'\"") if "=" in arg.split("://", 1)[0] else arg for arg in args)
+    return [value for value in values if password_of(value)]
+
+
+PRINTING = ("--cfg", "-c", "--info", "-i", "--help", "-h", "--hydra-help", "--resolve")  # Hydra prints the settings
+
+
 def show_error(console: Any, message: str) -> None:
     from rich.markup import escape
 
@@ -217,6 +275,9 @@ def main() -> None:
         sys.exit(importlib.import_module(SUBCOMMANDS[args[0]]).main(args[1:]))
     from searcher import completion
 
+    uris = secret_uris(args)
+    if uris or any(arg.split("=")[0] in PRINTING for arg in args):
+        sys.stdout, sys.stderr = MaskedStream(sys.stdout, uris), MaskedStream(sys.stderr, uris)
     completing = completion.request(args)
     hint = None if completing else misplaced_dataset(args)
     if hint:

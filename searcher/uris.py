@@ -51,6 +51,11 @@ def redact_text(text: str, *uris: str | None) -> str:
     return text
 
 
+def redact_uris(text: str) -> str:
+    """`text` with the password of every URI in it masked (`scheme://user:secret@host` → `scheme://user:***@host`)."""
+    return re.sub(r"[A-Za-z][A-Za-z0-9+.-]*://[^\s'\"]+", lambda found: redact(found.group()), text)
+
+
 def with_driver(uri: str) -> str:
     """`postgresql://` with the installed driver named: SQLAlchemy 2.1 defaults to psycopg 3, searcher ships psycopg2."""
     if uri.startswith("postgresql://") and importlib.util.find_spec("psycopg") is None and importlib.util.find_spec("psycopg2"):

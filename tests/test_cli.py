@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 import torch
 from conftest import REPO, run_cli
+from PIL import Image
 
 
 def test_help_describes_the_tool_and_lists_every_dataset_preset_and_common_setting(tmp_path: Path):
@@ -53,14 +54,89 @@ def test_device_cuda_without_cuda_exits_2_before_any_folder_or_store_exists(tmp_
     assert list(tmp_path.iterdir()) == []  # no outputs/ folder, no mlflow.db, no optuna.db
 
 
-def test_a_command_stopped_after_its_folder_exists_logs_what_happened(tmp_path: Path):
-    missing = tmp_path / "no-such-folder"
-    result = run_cli("+dataset=imagefolder", f"dataset.path={missing}", f"tracking.uri=sqlite:///{tmp_path / 'm.db'}", cwd=tmp_path, timeout=120)
+REFUSED_LATE = {  # refused once the search opens its data and stores, after Hydra made the output folder
+    "missing folder": ["+dataset=imagefolder", "dataset.path={tmp}/no-such-folder"],
+    "a file": ["+dataset=imagefolder", "dataset.path={tmp}/file.txt"],
+    "one class": ["+dataset=imagefolder", "dataset.path={tmp}/one-class"],
+    "an empty class": ["+dataset=imagefolder", "dataset.path={tmp}/empty-class"],
+    "a class not there": ["+dataset=digits", "dataset.classes=[0,42]"],
+    "no scheme": ["tracking.uri=notascheme"],
+    "file store": ["tracking.uri=file:///x"],
+    "postgresql without optuna_storage": ["tracking.uri=postgresql://alice@127.0.0.1:1/db"],
+    "unusable data_dir": ["+dataset=mnist", "data_dir=/proc/nope"],
+}
+
+
+@pytest.mark.parametrize("case", REFUSED_LATE)
+def test_a_command_refused_after_its_folder_was_made_leaves_no_folder_and_no_store(tmp_path: Path, case):
+    work, data = tmp_path / "work", tmp_path / "data"
+    work.mkdir()
+    (data / "one-class" / "cat").mkdir(parents=True)
+    (data / "file.txt").write_text("not a folder")
+    (data / "empty-class" / "dog").mkdir(parents=True)
+    (data / "empty-class" / "cat").mkdir()
+    Image.new("RGB", (4, 4)).save(data / "empty-class" / "cat" / "a.png")
+    result = run_cli(*(arg.format(tmp=data) for arg in REFUSED_LATE[case]), "search=quick", cwd=work, timeout=120)
     assert result.returncode == 2, result.stdout + result.stderr
-    (log,) = tmp_path.glob("outputs/*/*/cli.log")
-    lines = log.read_text().splitlines()
-    assert f"command: searcher +dataset=imagefolder dataset.path={missing}" in lines[0]
-    assert "no search started (exit 2): dataset.path=" in lines[1] and "is not a folder" in lines[1]
+    assert "error:" in result.stdout and "Traceback" not in result.stdout + result.stderr
+    assert list(work.iterdir()) == []  # no outputs/, no mlflow.db
+
+
+def test_a_command_refused_for_a_search_another_process_holds_leaves_no_folder(tmp_path: Path):
+    from searcher.tracking.lease import acquire
+
+    work, stores = tmp_path / "work", tmp_path / "stores"
+    work.mkdir()
+    stores.mkdir()
+    lease = acquire(f"sqlite:///{stores / 'optuna.db'}", "held", 60)  # this process holds search "held"
+    try:
+        result = run_cli("search=quick", f"tracking.uri=sqlite:///{stores / 'm.db'}", "search.name=held", cwd=work, timeout=120)
+    finally:
+        lease.release()
+    assert result.returncode == 2, result.stdout + result.stderr
+    assert f"search.name=held is in use by pid {os.getpid()}" in result.stdout
+    assert list(work.iterdir()) == []  # no outputs/
+
+
+def test_an_output_folder_that_was_there_before_is_left_alone(tmp_path: Path):
+    folder = tmp_path / "out"
+    (folder / ".hydra").mkdir(parents=True)
+    (folder / "cli.log").write_text("an earlier command\n")
+    result = run_cli("+dataset=imagefolder", f"dataset.path={tmp_path / 'nope'}", f"hydra.run.dir={folder}", cwd=tmp_path, timeout=120)
+    assert result.returncode == 2, result.stdout + result.stderr
+    assert (folder / "cli.log").read_text().startswith("an earlier command\n")
+
+
+def test_two_commands_started_at_once_get_a_folder_each(tmp_path: Path):
+    """Output folders were named by the second: two commands started in the same one shared it, and one's cli.log
+    held both commands' lines."""
+    import signal
+
+    from conftest import wait_for
+
+    work = tmp_path / "work"
+    work.mkdir()
+    env = dict(os.environ, PYTHONUNBUFFERED="1")
+    processes = [
+        subprocess.Popen(
+            [sys.executable, "-m", "searcher", "search=quick", f"search.name=s{i}", f"tracking.uri=sqlite:///{tmp_path / f'm{i}.db'}"],
+            cwd=work, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        )
+        for i in range(2)
+    ]
+
+    def commands() -> list[str]:
+        return [line for log in work.glob("outputs/*/*/cli.log") for line in log.read_text().splitlines() if "command: searcher" in line]
+
+    try:
+        wait_for(lambda: len(commands()) == 2, timeout=120, every=0.2)
+    finally:
+        for process in processes:
+            process.send_signal(signal.SIGTERM)
+            process.wait(timeout=60)
+    logs = sorted(work.glob("outputs/*/*/cli.log"))
+    assert len(logs) == 2, logs
+    assert [sum("command: searcher" in line for line in log.read_text().splitlines()) for log in logs] == [1, 1]
 
 
 def complete(line: str) -> list[str]:

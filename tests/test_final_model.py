@@ -146,3 +146,16 @@ def test_a_uri_without_a_searcher_model_says_what_to_do(quick_search):
     _, uri, _ = quick_search
     with pytest.raises(ModelNotLoadable, match="models:/searcher-digits/99 in sqlite:///.* is not a model searcher can rebuild"):
         searcher.load_model("models:/searcher-digits/99", tracking_uri=uri)
+
+
+def test_load_model_on_a_store_that_does_not_exist_creates_nothing_and_names_the_path(tmp_path, monkeypatch):
+    """The relative URI a search prints, used from another folder: no empty mlflow.db is made there, and the error
+    names the absolute path that was looked at."""
+    import searcher
+    from searcher.tracking.model import ModelNotLoadable
+
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(ModelNotLoadable) as raised:
+        searcher.load_model("models:/searcher-digits/1", tracking_uri="sqlite:///mlflow.db")
+    assert f"the tracking store sqlite:///mlflow.db does not exist (there is no file {tmp_path / 'mlflow.db'}); run from the folder" in str(raised.value)
+    assert list(tmp_path.iterdir()) == []

@@ -58,7 +58,7 @@ def test_an_unreachable_store_is_one_sentence_and_exit_2_before_anything_is_crea
     assert result.returncode == 2 and time.monotonic() - started < 90
     assert f"error: {setting}='postgresql://searcher:***@/optuna" in " ".join(result.stdout.split())
     assert "is unreachable" in result.stdout and "start the database server or fix the URI" in " ".join(result.stdout.split())
-    assert "Traceback" not in result.stdout + result.stderr and not list(tmp_path.glob("*.db"))
+    assert "Traceback" not in result.stdout + result.stderr and not list(tmp_path.glob("*.db")) and not (tmp_path / "outputs").exists()
 
 
 def test_passwords_in_uris_are_masked_in_params_config_and_commands():
@@ -229,3 +229,26 @@ def test_a_reader_of_a_new_sqlite_store_waits_for_the_process_creating_it(tmp_pa
     reader.join(60)
     assert opened.is_set()
     assert [e.name for e in client_for(uri).search_experiments()] == ["Default"]
+
+
+@pytest.mark.parametrize(
+    "flags",
+    [["--cfg", "job"], ["--cfg", "all"], ["--cfg", "hydra"], ["--cfg", "job", "--resolve"], ["--info"], ["--info", "config"], ["--help"], []],
+)
+def test_no_way_of_printing_settings_shows_a_password(tmp_path, flags):
+    """Hydra prints settings as given (`--cfg`, `--info`, `--help`'s current values, its own errors): masked.
+    (Without flags: a mistyped key, which Hydra's error quotes; the output folder's files are checked by the multirun test above.)"""
+    import secrets
+
+    from conftest import run_cli
+
+    secret = secrets.token_hex(6)
+    uri = f"postgresql://alice:{secret}@127.0.0.1:1/db"
+    overrides = [f"tracking.uri={uri}", f"tracking.optuna_storage='postgresql://bob@127.0.0.1:1/o?password={secret}x'"]
+    if not flags:
+        overrides.append(f"tracking.urii={uri}")
+    result = run_cli(*overrides, *flags, cwd=tmp_path, timeout=60)
+    shown = result.stdout + result.stderr
+    assert (result.returncode == 0) == bool(flags), shown
+    assert secret not in shown and "alice:***@" in shown
+    assert list(tmp_path.iterdir()) == []

@@ -99,6 +99,7 @@ def load_model(model_uri: str, tracking_uri: str | None = None) -> Classifier:
     from searcher.uris import redact
 
     store = tracking_uri or mlflow.get_tracking_uri()
+    missing_store(model_uri, store)
     with tempfile.TemporaryDirectory() as folder:
         try:
             location = model_location(model_uri, store)
@@ -113,6 +114,19 @@ def load_model(model_uri: str, tracking_uri: str | None = None) -> Classifier:
                 "earlier searcher, without extra_files/classifier.json, loads only with mlflow.pytorch.load_model."
             ) from None
         return load_classifier(Path(folder))
+
+
+def missing_store(model_uri: str, tracking_uri: str) -> None:
+    """Raises ModelNotLoadable when `tracking_uri` is a SQLite store whose file does not exist: MLflow would create an
+    empty one (a read must not) and then report the model as missing. A relative path is relative to this directory."""
+    from searcher.uris import local_file
+
+    path = local_file(tracking_uri) if tracking_uri.startswith("sqlite:") else None
+    if path is not None and not (file := Path(path).expanduser().absolute()).is_file():
+        raise ModelNotLoadable(
+            f"{model_uri}: the tracking store {tracking_uri} does not exist (there is no file {file}); run from the folder "
+            f"the search ran in, or pass the store's absolute path: tracking_uri='sqlite:////path/to/{file.name}'."
+        )
 
 
 def model_location(model_uri: str, tracking_uri: str) -> str:
