@@ -286,7 +286,7 @@ def open_or_resume(s: Opened, name: str, lease: Lease, device: torch.device) -> 
         return already_finished(s, name, earlier)
     s.console.print(
         f"resuming search {name}: {len(prior.completed)} completed trials are reused, "
-        f"{prior.orphans} runs left RUNNING by a dead owner marked FAILED"
+        f"{prior.orphans} run{'s' if prior.orphans != 1 else ''} left RUNNING by a dead owner marked FAILED"
     )
     recorder.attach_search(prior)
     if s.tags:

@@ -47,6 +47,8 @@ def test_compare_counts_only_the_discordant_images_and_adds_them_over_paired_see
     assert one.effect == pytest.approx(2 / 16)
     assert one.p_value == pytest.approx(mcnemar_p_value(3, 1)) and one.verdict == "tie"
     assert "a vs b: right on 3 images the other missed, wrong on 1 (p = 0.62, 1 seed" in one.describe()
+    single = compare("b", [outcome("b", 0, b)], "a", [outcome("a", 0, a)], floor=0.0, alpha=0.05, seeds=1)
+    assert "b vs a: right on 1 image the other missed, wrong on 3 " in single.describe()
     two = compare("a", [outcome("a", 0, a), outcome("a", 1, a)], "b", [outcome("b", 0, b), outcome("b", 1, b)], 0.0, 0.05, seeds=2)
     assert (two.wins, two.losses, two.pairs) == (6, 2, 2)
 

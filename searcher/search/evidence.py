@@ -141,7 +141,7 @@ class Comparison:
         if not math.isnan(self.loss_p_value):
             loss = f"; validation loss {self.loss_effect:+.4f} per image (p = {self.loss_p_value:.2g})"
         return (
-            f"{head}: right on {self.wins} images the other missed, wrong on {self.losses} "
+            f"{head}: right on {self.wins} image{'s' if self.wins != 1 else ''} the other missed, wrong on {self.losses} "
             f"(p = {self.p_value:.2g}, {seeds}, {self.effect:+.4f}){loss}: {verdict}"
         )
 
