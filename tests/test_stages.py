@@ -34,6 +34,8 @@ def test_width_keeps_the_smallest_width_the_best_does_not_beat_beyond_its_floor(
     reasons = [e.reason for e in result.decisions]
     assert any("w32 d2 vs w16 d2: right on 50 images the other missed, wrong on 0" in r for r in reasons)
     assert any("w128 d2 vs w32 d2: right on 4 images the other missed, wrong on 0 (p = 0.12" in r for r in reasons)
+    compared = [r.split(":")[0] for r in reasons if " vs " in r.split(":")[0]]
+    assert len(compared) == len(set(compared)), f"one comparison logged twice: {reasons}"  # (w32 vs w16 was: better, then rejected)
 
 
 def test_width_stops_after_patience_candidates_without_improvement():
