@@ -111,7 +111,7 @@ class WidthStage(Stage):
             )
             for candidate, step in walk.steps
         ]
-        compared = {(step.challenger, step.incumbent, step.pairs) for _, step in walk.steps}
+        logged = {(step.challenger, step.incumbent, step.pairs) for _, step in walk.steps}
         entries += [
             self.entry(
                 "rejected" if self.grows(check) else "kept",
@@ -119,7 +119,7 @@ class WidthStage(Stage):
                 **check.numbers(),
             )
             for check in walk.checks
-            if (check.challenger, check.incumbent, check.pairs) not in compared  # (the same comparison is logged once, above)
+            if (check.challenger, check.incumbent, check.pairs) not in logged  # (the same comparison is logged once, above)
         ]
         score = scores[chosen.name]
         entries.append(
