@@ -49,7 +49,7 @@ def test_nan_loss_is_diverged(digits):
 def test_a_callback_can_stop_a_trial_early(digits):
     spec = LayoutPolicy(input_size=8).baseline(2, 8)
     result = train_trial(spec, digits, TrainSettings(optimizer="adamw", lr=3e-3, batch_size=64, stability=FAST), seed=0, on_epoch=lambda record: record.epoch == 2)
-    assert result.stopped_early and len(result.history) == 2
+    assert result.stopped_early and len(result.history) == 2 and result.behavior == "pruned"  # not "capped": the rule did not stop it
 
 
 def test_test_split_only_when_asked(digits):

@@ -103,7 +103,7 @@ def probe_trial(
             best_val_acc, best_epoch = val_acc, record.epoch
         behavior = judge(settings.stability, losses, scores)
         if behavior is None and on_epoch is not None and on_epoch(record):
-            behavior, stopped_early = "capped", True
+            behavior, stopped_early = "pruned", True
     return TrainResult(
         behavior=behavior,
         history=tuple(history),

@@ -11,7 +11,7 @@ import math
 from dataclasses import dataclass
 from typing import Literal
 
-Behavior = Literal["stable", "overfitting", "capped", "diverged"]
+Behavior = Literal["stable", "overfitting", "capped", "diverged", "pruned"]  # pruned: stopped from outside (a pruner)
 
 
 @dataclass(frozen=True)

@@ -177,7 +177,7 @@ def train_trial(
         record = trial.epoch()
         behavior = trial.verdict()
         if behavior is None and on_epoch is not None and on_epoch(record):
-            behavior, stopped_early = "capped", True  # stopped from outside while still moving
+            behavior, stopped_early = "pruned", True  # stopped from outside (the stage's pruner) while still moving
         if behavior is None and checkpoint is not None and checkpoint.due():
             checkpoint.save(trial.saved())
         crash_point("trial.epoch")  # (a test hook: searcher/crash.py)
