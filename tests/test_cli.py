@@ -168,3 +168,23 @@ def test_completion_works_for_python_dash_m_searcher_and_offers_datasets_with_th
 @pytest.mark.skipif(not (Path(sys.executable).parent / "searcher").exists(), reason="the searcher console script is not installed here")
 def test_completion_works_for_the_console_script():
     assert "search=quick" in complete("searcher search=")
+
+
+def test_library_messages_go_to_cli_log_and_only_their_warnings_to_the_terminal(tmp_path: Path):
+    """conf/hydra/job_logging/searcher.yaml as the command uses it: matplotlib's "generated new fontManager" (a first
+    run's report) and MLflow's table creation reached the terminal in the middle of the summary; they belong in cli.log."""
+    program = f"""
+import logging, logging.config, yaml
+config = yaml.safe_load(open({str(REPO / "conf/hydra/job_logging/searcher.yaml")!r}))
+config["handlers"]["file"]["filename"] = {str(tmp_path / "cli.log")!r}
+logging.config.dictConfig(config)
+logging.getLogger("matplotlib.font_manager").info("generated new fontManager")
+logging.getLogger("mlflow.store.db.utils").info("Creating initial MLflow database tables...")
+logging.getLogger("matplotlib.font_manager").warning("a font is missing")
+"""
+    result = subprocess.run([sys.executable, "-c", program], capture_output=True, text=True, timeout=60)
+    assert result.returncode == 0, result.stderr
+    assert "fontManager" not in result.stdout + result.stderr and "Creating initial" not in result.stdout + result.stderr
+    assert "a font is missing" in result.stdout
+    logged = (tmp_path / "cli.log").read_text()
+    assert "generated new fontManager" in logged and "Creating initial MLflow database tables" in logged
