@@ -333,7 +333,8 @@ def check_ranges(c: SearcherConfig) -> None:
 def check_dataset(d: DatasetConfig) -> None:
     _require(0 < d.val_fraction < 1, "dataset.val_fraction", d.val_fraction, "a fraction between 0 and 1")
     if d.classes is not None:
-        _require(len(d.classes) >= 2 and len(set(d.classes)) == len(d.classes), "dataset.classes", d.classes, "two or more distinct class indices")
+        # (two or more is checked with the data: a single class that does not exist is named as missing first)
+        _require(len(d.classes) >= 1 and len(set(d.classes)) == len(d.classes), "dataset.classes", d.classes, "two or more distinct class indices")
         _require(min(d.classes) >= 0, "dataset.classes", d.classes, "class indices >= 0")
     for key in ("mean", "std"):
         values = getattr(d, key)

@@ -187,3 +187,18 @@ def test_digits_are_scikit_learns_own_read_without_importing_it():
     assert np.array_equal(pixels, expected_pixels) and np.array_equal(targets, expected_targets)
     script = "import sys; from searcher.data import DatasetOptions, load_dataset; load_dataset(DatasetOptions('digits')); print('sklearn' in sys.modules)"
     assert subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, check=True).stdout.strip() == "False"
+
+
+@pytest.mark.parametrize(
+    ("classes", "said"),
+    [
+        ((42,), "dataset.classes names [42], which digits does not have; its classes are [0, 1, 2"),
+        ((0, 42), "dataset.classes names [42], which digits does not have"),
+        ((3,), "dataset.classes=[3] names one class; a classifier needs two or more, e.g. dataset.classes=[3,0]."),
+    ],
+)
+def test_a_class_subset_names_the_missing_class_before_counting_them(classes, said):
+    """[42] on digits was refused as "two or more distinct class indices", which hid that class 42 is not there."""
+    with pytest.raises(DatasetError) as raised:
+        load_dataset(DatasetOptions(name="digits", classes=classes))
+    assert said in str(raised.value)

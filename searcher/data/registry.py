@@ -166,6 +166,10 @@ def load_dataset(options: DatasetOptions) -> ImageDataset:
         missing = [c for c in classes if c not in present]
         if missing:
             raise DatasetError(f"dataset.classes names {missing}, which {options.name} does not have; its classes are {sorted(present)}.")
+        if len(classes) < 2:
+            other = min(present - set(classes), default=None)
+            example = f", e.g. dataset.classes=[{classes[0]},{other}]" if other is not None else ""
+            raise DatasetError(f"dataset.classes={classes} names one class; a classifier needs two or more{example}.")
     train_images, train_labels = restrict_classes(train_images, train_labels, classes)
     test_images, test_labels = restrict_classes(test_images, test_labels, classes)
     train, val = split_off_validation(train_images, train_labels, options.val_fraction, options.split_seed)
