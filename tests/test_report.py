@@ -158,7 +158,7 @@ def test_the_live_display_keeps_its_columns_and_says_where_the_search_is():
     long = replace(request, candidate="reg aug=0.073 do=0.0083 ls=0.069 wd=1.2e-05")
     for r in (request, long):
         progress.trial_done(TrialOutcome(r, "ok", fake_result(0.98)))
-    lines = [line for line in console.export_text().splitlines() if "val_acc" in line]
+    lines = [line for line in console.export_text().splitlines() if " score " in line]
     assert len(lines) == 2 and len({re.search(r"\d\.\ds ", line).end() for line in lines}) == 1  # the seconds column ends at the same place
     assert lines[1].rstrip().endswith("wd=1.2e-05")
     assert progress.overall().startswith("stage 0/4 baseline · 2 trials · 0:00 elapsed")
@@ -191,4 +191,4 @@ def test_the_live_line_shows_each_running_trial_and_its_last_epoch():
     assert "2 trials running" in lines[0]
     assert lines[1:] == [f"  {first.label} epoch 3 val_acc 0.9712", f"  {second.label} (guess) training"]
     progress.trial_done(TrialOutcome(first, "ok", fake_result(0.97)))
-    assert progress.status.status.endswith(f"{second.label} (guess) training · best 0.9700")
+    assert progress.status.status.endswith(f"{second.label} (guess) training · best score 0.9700")

@@ -188,7 +188,9 @@ def regularization_plot(stage: StageRecord, search: SearchRecord | None = None) 
     placed = [(float(number), c) for number, c in enumerate(tried, 1)]
     drawn = _draw_candidates(ax, placed)
     handles = _decision_handles(tried, {"selected": "selected", "rejected": "not better", "pruned": "pruned (median pruner)"})
-    unregularized = next((d["numbers"].get("unregularized_val_acc") for d in stage.decisions if d["decision"] == "selected"), None)
+    # (unregularized_val_acc: the same number, as a search recorded before the decision log said `score` named it)
+    selected = [d["numbers"] for d in stage.decisions if d["decision"] == "selected"]
+    unregularized = next((n.get("unregularized_score", n.get("unregularized_val_acc")) for n in selected), None)
     if isinstance(unregularized, (int, float)) and math.isfinite(unregularized):
         handles.insert(0, ax.axhline(unregularized, ls="--", color=GREY, label="unregularized (stage 2 winner)"))
     ax.xaxis.get_major_locator().set_params(integer=True)
@@ -218,7 +220,7 @@ def final_plot(stage: StageRecord, search: SearchRecord | None = None) -> Plot:
     figure, (ax,) = new_figure(3.6)
     trials = list(stage.trials)
     handles = []
-    for key, name, color, marker, shift in (("best_val_acc", "validation", OKABE_ITO["blue"], "o", -0.08), ("test_acc", "test", OKABE_ITO["orange"], "s", 0.08)):
+    for key, name, color, marker, shift in (("best_val_acc", "validation (best epoch)", OKABE_ITO["blue"], "o", -0.08), ("test_acc", "test", OKABE_ITO["orange"], "s", 0.08)):
         values = [t.metrics.get(key, math.nan) for t in trials]
         finite = [v for v in values if math.isfinite(v)]
         (points,) = ax.plot([i + shift for i in range(len(trials))], values, ls="", marker=marker, ms=9, color=color, label=name, zorder=3)
