@@ -136,7 +136,7 @@ def test_each_trial_shows_one_score_in_the_terminal_mlflow_and_the_decision_log(
 
     _, uri, stdout = finished_search
     client = MlflowClient(tracking_uri=uri)
-    printed = sorted((name, score) for score, name in re.findall(r"^  \w+\s+score (\d\.\d{4}) at .*?\d\.\ds  (.+)$", stdout, re.MULTILINE))
+    printed = sorted((name, score) for score, name in re.findall(r"^  \w+\s+score (\d\.\d{4}) at .*?\d\.\ds\s+(.+)$", stdout, re.MULTILINE))
     trials = [t for t in runs_by_role(client, "trial") if "score" in t.data.metrics]
     recorded = sorted((t.info.run_name.removesuffix(" (warm)"), f"{t.data.metrics['score']:.4f}") for t in trials)
     assert printed == recorded and len(printed) >= 5
