@@ -17,7 +17,7 @@ from rich.console import Console
 
 import searcher
 
-FINISHED_TRIAL = re.compile(r"^  \w+\s+val_acc \d\.\d{4} at ", re.MULTILINE)
+FINISHED_TRIAL = re.compile(r"^  \w+\s+score \d\.\d{4} at ", re.MULTILINE)
 
 
 def test_search_from_python_resumes_the_command_lines_search_and_returns_its_record(quick_search, tmp_path):

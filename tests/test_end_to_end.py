@@ -51,7 +51,7 @@ def test_run_tree_tags_metrics_and_artifacts(finished_search):
         assert tags["searcher.decision"] in {"selected", "rejected", "pruned", "failed"}
         assert tags["searcher.behavior"] in {"stable", "overfitting", "capped", "diverged", "pruned"}
         assert len(tags["searcher.trial_key"]) == 20
-        assert {"best_val_acc", "epochs", "train_seconds", "images_per_second"} <= set(trial.data.metrics)
+        assert {"score", "best_val_acc", "epochs", "train_seconds", "images_per_second"} <= set(trial.data.metrics)
         assert {"arch.depth", "arch.widths", "arch.kernels", "train.lr", "train.batch_size"} <= set(trial.data.params)
         history = client.get_metric_history(trial.info.run_id, "val_acc")
         assert len(history) == int(trial.data.metrics["epochs"]) and [m.step for m in history] == list(range(1, len(history) + 1))
@@ -127,3 +127,26 @@ def test_every_trial_keeps_its_paired_evidence_and_every_decision_names_it(finis
     decisions = json.loads(Path(client.download_artifacts(search.info.run_id, "decisions.json", tempfile.mkdtemp())).read_text())
     comparisons = [d for d in decisions if d["stage"] in ("width", "depth") and d["decision"] != "selected"]
     assert comparisons and all("p = " in d["reason"] and "wins" in d["numbers"] and "p_value" in d["numbers"] for d in comparisons)
+
+
+def test_each_trial_shows_one_score_in_the_terminal_mlflow_and_the_decision_log(finished_search):
+    """The finished-trial line, the trial run's `score` metric and the decision log quote the same number per trial."""
+    import json
+    import tempfile
+
+    _, uri, stdout = finished_search
+    client = MlflowClient(tracking_uri=uri)
+    printed = sorted((name, score) for score, name in re.findall(r"^  \w+\s+score (\d\.\d{4}) at .*?\d\.\ds\s+(.+)$", stdout, re.MULTILINE))
+    trials = [t for t in runs_by_role(client, "trial") if "score" in t.data.metrics]
+    recorded = sorted((t.info.run_name.removesuffix(" (warm)"), f"{t.data.metrics['score']:.4f}") for t in trials)
+    assert printed == recorded and len(printed) >= 5
+    assert any(t.data.metrics["score"] != t.data.metrics["best_val_acc"] for t in trials)  # two numbers: the lines show the score
+
+    (search,) = runs_by_role(client, "search")
+    decisions = json.loads(Path(client.download_artifacts(search.info.run_id, "decisions.json", tempfile.mkdtemp())).read_text())
+    stages = {s.data.tags["searcher.stage"]: s for s in runs_by_role(client, "stage")}
+    for name, stage in stages.items():
+        quoted = [d["numbers"]["score"] for d in decisions if d["stage"] == name and d["decision"] in ("baseline", "selected", "final")]
+        assert quoted == [pytest.approx(stage.data.metrics["score"], abs=1e-12)], name  # the stage table's number is the log's
+    baseline = [t.data.metrics["score"] for t in trials if t.data.tags["mlflow.parentRunId"] == stages["baseline"].info.run_id]
+    assert stages["baseline"].data.metrics["score"] == pytest.approx(sum(baseline) / len(baseline), abs=1e-12)  # its seeds' mean

@@ -65,7 +65,7 @@ def regularization(settings: int) -> SearchRecord:
     trials = [trial(f"reg do={i / 40:.3f}", "regularization", 0.9 + i / 400, dropout=i / 40, weight_decay=(i % 3) / 1000) for i in range(settings)]
     trials[-1] = trial(trials[-1].name, "regularization", 0.99, "selected", dropout=0.5, weight_decay=0.002)
     trials.insert(2, trial("reg pruned", "regularization", 0.5, "pruned", dropout=0.2, weight_decay=0.0))
-    return search(stage("regularization", trials, ({"decision": "selected", "reason": "", "numbers": {"unregularized_val_acc": 0.95}},)))
+    return search(stage("regularization", trials, ({"decision": "selected", "reason": "", "numbers": {"unregularized_score": 0.95}},)))
 
 
 def same_point_transfer() -> SearchRecord:

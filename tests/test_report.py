@@ -17,11 +17,11 @@ from searcher.tracking.records import TrialRecord
 STAGES = ["baseline", "width", "depth", "regularization", "final", "transfer"]
 STAGE_TITLES = {
     "baseline": "baseline: the small network trained until stable",
-    "width": "width: validation accuracy vs width",
-    "depth": "depth: validation accuracy vs depth (accepted and rejected layers)",
+    "width": "width: validation score vs width",
+    "depth": "depth: validation score vs depth (accepted and rejected layers)",
     "regularization": "regularization: trials over time and parameter importances",
     "final": "final: validation and test accuracy per seed",
-    "transfer": "transfer: validation accuracy vs transfer accuracy",
+    "transfer": "transfer: validation score vs transfer accuracy",
 }
 
 
@@ -47,7 +47,7 @@ def test_every_run_carries_its_figures_with_the_expected_titles(transfer_search,
     figures = {a.path for a in client.list_artifacts(search.info.run_id, "figures")}
     assert {f"figures/stage-{s}.png" for s in STAGES} | {"figures/overview.png"} <= figures
     overview = Path(client.download_artifacts(search.info.run_id, "figures/overview.png", str(tmp_path)))
-    assert png_title(overview) == f"search {name}: validation accuracy vs compute spent"
+    assert png_title(overview) == f"search {name}: validation score vs compute spent"
 
     for stage in runs(client, "stage"):
         kind = stage.data.tags["searcher.stage"]
@@ -158,7 +158,7 @@ def test_the_live_display_keeps_its_columns_and_says_where_the_search_is():
     long = replace(request, candidate="reg aug=0.073 do=0.0083 ls=0.069 wd=1.2e-05")
     for r in (request, long):
         progress.trial_done(TrialOutcome(r, "ok", fake_result(0.98)))
-    lines = [line for line in console.export_text().splitlines() if "val_acc" in line]
+    lines = [line for line in console.export_text().splitlines() if " score " in line]
     assert len(lines) == 2 and len({re.search(r"\d\.\ds ", line).end() for line in lines}) == 1  # the seconds column ends at the same place
     assert lines[1].rstrip().endswith("wd=1.2e-05")
     assert progress.overall().startswith("stage 0/4 baseline · 2 trials · 0:00 elapsed")
@@ -191,4 +191,20 @@ def test_the_live_line_shows_each_running_trial_and_its_last_epoch():
     assert "2 trials running" in lines[0]
     assert lines[1:] == [f"  {first.label} epoch 3 val_acc 0.9712", f"  {second.label} (guess) training"]
     progress.trial_done(TrialOutcome(first, "ok", fake_result(0.97)))
-    assert progress.status.status.endswith(f"{second.label} (guess) training · best 0.9700")
+    assert progress.status.status.endswith(f"{second.label} (guess) training · best score 0.9700")
+
+
+def test_stage_and_trial_scores_read_back_from_searches_recorded_before_score_was_logged_on_stage_runs():
+    """Stage runs once logged the winner's score as best_val_acc, and some trials carry no `score`: both read back
+    as their score; where `score` is recorded, it is what the tables show, never the best epoch."""
+    from searcher.report.candidates import trial_score
+    from searcher.report.content import stage_score
+    from searcher.tracking.records import StageRecord
+
+    def stage(metrics: dict[str, float]) -> StageRecord:
+        return StageRecord("s", "baseline", "0 baseline", "FINISHED", 0, "w16 d2", None, metrics, (), ())
+
+    assert stage_score(stage({"best_val_acc": 0.9837})) == "0.9837"  # recorded before this change
+    assert stage_score(stage({"score": 0.9837})) == "0.9837"
+    old, new = record(1), replace(record(2), metrics={"best_val_acc": 0.9895, "score": 0.9837})
+    assert trial_score(old) == old.score == 0.9 and trial_score(new) == new.score == 0.9837 and new.val_acc == 0.9895

@@ -22,7 +22,7 @@ def candidate_name(trial: TrialRecord) -> str:
 
 def trial_score(trial: TrialRecord) -> float:
     """What decisions compare: the best mean over consecutive epochs (`score`), else the best epoch."""
-    return trial.metrics.get("score", trial.val_acc)
+    return trial.score
 
 
 @dataclass(frozen=True)

@@ -21,7 +21,7 @@ def num(value: object, digits: int = 4) -> str:
 
 
 def stage_score(stage: StageRecord) -> str:
-    return num(stage.metrics.get(Metrics.BEST_VAL_ACC))
+    return num(stage.score)
 
 
 def stage_verdict(stage: StageRecord) -> str:
@@ -55,7 +55,7 @@ def result(search: SearchRecord) -> list[Block]:
         seeds = len(final.trials) if final else 0
         blocks.append(
             Paragraph(
-                f"**{search.tags.get(Tags.FINAL_ARCH, '')}**: validation accuracy {num(m.get('val_acc_mean'))} ± {num(m.get('val_acc_std'))}, "
+                f"**{search.tags.get(Tags.FINAL_ARCH, '')}**: best-epoch validation accuracy {num(m.get('val_acc_mean'))} ± {num(m.get('val_acc_std'))}, "
                 f"**test accuracy {num(m.get('test_acc'))} ± {num(m.get('test_acc_std'))}** (mean ± std over {seeds} seeds; "
                 "the test split was read only here)."
             )

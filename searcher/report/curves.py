@@ -20,7 +20,8 @@ MARGINS = {"left": 0.75, "right": 1.55, "bottom": 0.6, "top": 0.8, "between": 0.
 def stop_reason(trial: TrialRecord) -> str:
     epochs = int(trial.metrics.get("epochs", 0))
     best = trial.metrics.get("best_epoch")
-    detail = f", best {trial.val_acc:.4f} at epoch {int(best)}" if best is not None and math.isfinite(trial.val_acc) else ""
+    score = f", score {trial.score:.4f}" if math.isfinite(trial.score) else ""
+    detail = score + (f", best epoch {int(best)} (val_acc {trial.val_acc:.4f})" if best is not None and math.isfinite(trial.val_acc) else "")
     if trial.decision == "pruned":
         return f"pruned after {epochs} epochs{detail}"
     return f"{trial.behavior or trial.status.lower()} after {epochs} epochs{detail}"

@@ -26,7 +26,7 @@ def decisions_markdown(result: SearchResult, search_name: str) -> str:
         f"| {final.winner.arch.describe()} | {final.winner.arch.block} | {final.winner.arch.widths} | "
         f"{final.winner.arch.kernels} | {final.winner.arch.dropout:.3g} |",
         "",
-        f"Validation accuracy {final.metrics['val_acc_mean']:.4f} ± {final.metrics['val_acc_std']:.4f}, "
+        f"Best-epoch validation accuracy {final.metrics['val_acc_mean']:.4f} ± {final.metrics['val_acc_std']:.4f}, "
         f"test accuracy {final.metrics['test_acc']:.4f} ± {final.metrics['test_acc_std']:.4f} "
         f"over {len(final.trial_decisions)} seeds; {len(result.outcomes)} trials in {result.seconds:.1f} s.",
         "",

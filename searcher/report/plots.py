@@ -105,7 +105,7 @@ def baseline_plot(stage: StageRecord, search: SearchRecord | None = None) -> Plo
 @styled
 def width_plot(stage: StageRecord, search: SearchRecord | None = None) -> Plot:
     """Validation score vs width: every candidate compared (the baseline's first seed included), the kept one named."""
-    title = "width: validation accuracy vs width"
+    title = "width: validation score vs width"
     figure, (ax,) = new_figure(3.8)
     found = candidates(search.trials if search else stage.trials, "width")
     by_width = sorted(((c.first.widths[0] if c.first.widths else 0, c) for c in found), key=lambda p: p[0])
@@ -145,7 +145,7 @@ def _depth_positions(found: list[Candidate]) -> list[tuple[float, Candidate]]:
 @styled
 def depth_plot(stage: StageRecord, search: SearchRecord | None = None) -> Plot:
     """Validation score vs depth: the stage-1 winner it started from, each child, the accepted layers joined."""
-    title = "depth: validation accuracy vs depth (accepted and rejected layers)"
+    title = "depth: validation score vs depth (accepted and rejected layers)"
     figure, (ax,) = new_figure(3.8)
     trials = search.trials if search else list(stage.trials)
     found = candidates(trials, "depth")
@@ -188,7 +188,9 @@ def regularization_plot(stage: StageRecord, search: SearchRecord | None = None) 
     placed = [(float(number), c) for number, c in enumerate(tried, 1)]
     drawn = _draw_candidates(ax, placed)
     handles = _decision_handles(tried, {"selected": "selected", "rejected": "not better", "pruned": "pruned (median pruner)"})
-    unregularized = next((d["numbers"].get("unregularized_val_acc") for d in stage.decisions if d["decision"] == "selected"), None)
+    # (unregularized_val_acc: the same number, as a search recorded before the decision log said `score` named it)
+    selected = [d["numbers"] for d in stage.decisions if d["decision"] == "selected"]
+    unregularized = next((n.get("unregularized_score", n.get("unregularized_val_acc")) for n in selected), None)
     if isinstance(unregularized, (int, float)) and math.isfinite(unregularized):
         handles.insert(0, ax.axhline(unregularized, ls="--", color=GREY, label="unregularized (stage 2 winner)"))
     ax.xaxis.get_major_locator().set_params(integer=True)
@@ -218,7 +220,7 @@ def final_plot(stage: StageRecord, search: SearchRecord | None = None) -> Plot:
     figure, (ax,) = new_figure(3.6)
     trials = list(stage.trials)
     handles = []
-    for key, name, color, marker, shift in (("best_val_acc", "validation", OKABE_ITO["blue"], "o", -0.08), ("test_acc", "test", OKABE_ITO["orange"], "s", 0.08)):
+    for key, name, color, marker, shift in (("best_val_acc", "validation (best epoch)", OKABE_ITO["blue"], "o", -0.08), ("test_acc", "test", OKABE_ITO["orange"], "s", 0.08)):
         values = [t.metrics.get(key, math.nan) for t in trials]
         finite = [v for v in values if math.isfinite(v)]
         (points,) = ax.plot([i + shift for i in range(len(trials))], values, ls="", marker=marker, ms=9, color=color, label=name, zorder=3)
@@ -239,7 +241,7 @@ def final_plot(stage: StageRecord, search: SearchRecord | None = None) -> Plot:
 @styled
 def transfer_plot(stage: StageRecord, search: SearchRecord | None = None) -> Plot:
     """Validation accuracy (source) vs transfer accuracy (target) of every probed candidate; the two bests named."""
-    title = "transfer: validation accuracy vs transfer accuracy"
+    title = "transfer: validation score vs transfer accuracy"
     figure, (ax,) = new_figure(3.8)
     rows = [
         d["numbers"] for d in stage.decisions
@@ -256,7 +258,7 @@ def transfer_plot(stage: StageRecord, search: SearchRecord | None = None) -> Plo
             ax.scatter([row["val_acc"]], [row["transfer_acc"]], s=90, marker="D", facecolors="none", edgecolors=OKABE_ITO["black"], linewidths=1.5, zorder=4)
             labels.append(Label(row["val_acc"], row["transfer_acc"], f"best in validation: {row['source']}"))
     ax.margins(x=0.25, y=0.25)
-    ax.set_xlabel("validation accuracy (searched data)")
+    ax.set_xlabel("validation score (searched data)")
     ax.set_ylabel("transfer accuracy\n(target, linear probe)")
     from matplotlib.lines import Line2D
 
@@ -295,7 +297,7 @@ def stage_plot(stage: StageRecord, search: SearchRecord | None = None) -> Plot |
 @styled
 def overview_plot(search: SearchRecord) -> Plot:
     """Every trial's validation score against the training compute spent so far, stage by stage."""
-    title = f"search {search.name}: validation accuracy vs compute spent"
+    title = f"search {search.name}: validation score vs compute spent"
     figure, (ax,) = new_figure(4.2)
     spent, best = 0.0, -math.inf
     best_x, best_y = [], []

@@ -12,7 +12,7 @@ from rich.table import Table
 
 from searcher.search.controller import SearchResult
 from searcher.search.stages import Stage
-from searcher.search.trials import TrialOutcome, TrialRequest
+from searcher.search.trials import TrialOutcome, TrialRequest, result_score
 from searcher.tracking.records import SearchRecord
 from searcher.tracking.schema import Metrics
 from searcher.train.trainer import EpochRecord
@@ -88,7 +88,7 @@ class RichProgress:
 
     def show(self) -> None:
         """The status line: overall, then the running trial on it, or several trials a line each."""
-        best = [f"best {self.best:.4f}"] if math.isfinite(self.best) else []
+        best = [f"best score {self.best:.4f}"] if math.isfinite(self.best) else []
         trials = [f"{label} {where}" for label, where in self.running.values()]
         if not trials:
             self.status.update(self.overall())
@@ -105,10 +105,10 @@ class RichProgress:
             self.trials += 1
             self.stage_trials += 1
             if outcome.status == "ok" and result is not None:
-                self.best = max(self.best, result.best_val_acc)
+                self.best = max(self.best, outcome.score)  # the best score so far: the number the decisions compare
             self.show()
         detail = (
-            f"val_acc {result.best_val_acc:.4f} at {result.best_epoch:>2}/{len(result.history):<2} {result.behavior:<11} {result.train_seconds:5.1f}s"
+            f"score {result_score(result):.4f} at {result.best_epoch:>2}/{len(result.history):<2} {result.behavior:<11} {result.train_seconds:5.1f}s"
             if result
             else ""
         )
@@ -127,7 +127,7 @@ def clock(seconds: float) -> str:
 
 def summary_table(result: SearchResult) -> Table:
     table = Table(title="searcher: staged search summary")
-    for column in ("stage", "winner", "val_acc", "decision"):
+    for column in ("stage", "winner", "score", "decision"):
         table.add_column(column)
     for stage in result.stages:
         last = stage.decisions[-1]
@@ -139,7 +139,7 @@ def print_summary(console: Console, result: SearchResult, ui_command: str, runs_
     console.print(summary_table(result))
     m = result.final.metrics
     console.print(
-        f"[bold]final[/bold]: val_acc {m['val_acc_mean']:.4f} ± {m['val_acc_std']:.4f} · "
+        f"[bold]final[/bold]: best-epoch val_acc {m['val_acc_mean']:.4f} ± {m['val_acc_std']:.4f} · "
         f"test_acc {m['test_acc']:.4f} ± {m['test_acc_std']:.4f} · {len(result.outcomes)} trials · {result.seconds:.1f}s"
     )
     console.print(f"MLflow UI:  {ui_command}", soft_wrap=True, highlight=False)  # soft_wrap: commands and URLs stay copyable
@@ -150,15 +150,15 @@ def print_stored_summary(console: Console, search: SearchRecord, ui_command: str
     """A finished search re-run: its summary from the store, nothing trained."""
     console.print(f"search [bold]{search.name}[/bold] is already complete: nothing to train. Its recorded summary:")
     table = Table(title="searcher: staged search summary (from the tracking store)")
-    for column in ("stage", "winner", "val_acc", "decision"):
+    for column in ("stage", "winner", "score", "decision"):
         table.add_column(column)
     for stage in search.stages:
         decision = stage.decisions[-1]["reason"] if stage.decisions else ""
-        table.add_row(stage.stage, stage.winner, f"{stage.metrics.get(Metrics.BEST_VAL_ACC, math.nan):.4f}", decision)
+        table.add_row(stage.stage, stage.winner, f"{stage.score:.4f}", decision)
     console.print(table)
     m = search.metrics
     console.print(
-        f"[bold]final[/bold]: val_acc {m.get('val_acc_mean', math.nan):.4f} ± {m.get('val_acc_std', math.nan):.4f} · "
+        f"[bold]final[/bold]: best-epoch val_acc {m.get('val_acc_mean', math.nan):.4f} ± {m.get('val_acc_std', math.nan):.4f} · "
         f"test_acc {m.get(Metrics.TEST_ACC, math.nan):.4f} ± {m.get('test_acc_std', math.nan):.4f}"
     )
     console.print(f"MLflow UI:  {ui_command}", soft_wrap=True, highlight=False)

@@ -78,7 +78,12 @@ class TrialOutcome:
         """The trial's score (best 3-epoch mean of validation accuracy, searcher.train.score); -inf for a failed trial."""
         if self.status == "failed" or self.result is None:
             return -math.inf
-        return self.result.best_val_acc if self.result.score is None else self.result.score
+        return result_score(self.result)
+
+
+def result_score(result: TrainResult) -> float:
+    """A result's score, shown and recorded under one name: a result without a curve score (a probe) scores its best epoch."""
+    return result.best_val_acc if result.score is None else result.score
 
 
 @dataclass(frozen=True)

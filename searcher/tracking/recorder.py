@@ -23,7 +23,7 @@ from mlflow.entities import Metric, Param, RunTag
 from mlflow.utils.mlflow_tags import MLFLOW_PARENT_RUN_ID, MLFLOW_RUN_NAME
 
 from searcher.search.stages import Stage, StageResult
-from searcher.search.trials import TrialOutcome, TrialRequest
+from searcher.search.trials import TrialOutcome, TrialRequest, result_score
 from searcher.tracking.history import Client, PriorSearch, load_outcome
 from searcher.tracking.schema import EPOCH_METRICS, Files, Metrics, Roles, Tags
 
@@ -200,10 +200,10 @@ class Recorder:
         if result is not None:
             for record in result.history:  # NaN/inf too: MLflow stores them, and a resume reads them back
                 metrics += [Metric(key, getattr(record, key), now, record.epoch) for key in EPOCH_METRICS]
-            summary = {
+            summary: dict[str, float | None] = {
                 Metrics.BEST_VAL_ACC: result.best_val_acc,
                 Metrics.BEST_EPOCH: result.best_epoch,
-                Metrics.SCORE: result.score,
+                Metrics.SCORE: result_score(result),  # what the decisions compare (TrialOutcome.score)
                 Metrics.EPOCHS: len(result.history),
                 Metrics.TRAIN_SECONDS: result.train_seconds,
                 Metrics.IMAGES_PER_SECOND: result.images_per_second,
@@ -274,7 +274,7 @@ class Recorder:
         for key, note in result.trial_notes.items():
             if key in run_ids:
                 self.client.set_tag(run_ids[key], Tags.NOTE, note)
-        metrics = [Metric(Metrics.BEST_VAL_ACC, result.score, int(time.time() * 1000), 0)] if math.isfinite(result.score) else []
+        metrics = [Metric(Metrics.SCORE, result.score, int(time.time() * 1000), 0)] if math.isfinite(result.score) else []
         metrics += [Metric(k, v, int(time.time() * 1000), 0) for k, v in result.metrics.items()]
         winner = result.winner
         tags = {Tags.WINNER: winner.name, Tags.WINNER_ARCH: json.dumps(winner.arch.to_dict())}

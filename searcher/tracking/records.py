@@ -30,14 +30,20 @@ class TrialRecord:
     decision: str  # selected | rejected | pruned | failed | "" (not decided yet)
     behavior: str  # stable | overfitting | capped | diverged | pruned | "" (records before pruned existed say capped)
     started_ms: int
-    metrics: dict[str, float] = field(default_factory=dict)  # per-trial summaries: best_val_acc, epochs, train_seconds...
+    metrics: dict[str, float] = field(default_factory=dict)  # per-trial summaries: score, best_val_acc, epochs, train_seconds...
     params: dict[str, str] = field(default_factory=dict)
     tags: dict[str, str] = field(default_factory=dict)
     curves: dict[str, Curve] = field(default_factory=dict)  # per-epoch train_loss, val_loss, val_acc, lr
 
     @property
     def val_acc(self) -> float:
+        """The single best epoch's validation accuracy: label it "best epoch" wherever it is shown."""
         return self.metrics.get(Metrics.BEST_VAL_ACC, math.nan)
+
+    @property
+    def score(self) -> float:
+        """What the decisions compare (schema.Metrics.SCORE); a trial recorded without one scored its best epoch."""
+        return self.metrics.get(Metrics.SCORE, self.val_acc)
 
     @property
     def seconds(self) -> float:
@@ -77,6 +83,11 @@ class StageRecord:
     metrics: dict[str, float]
     decisions: tuple[dict, ...]  # the stage run's decisions.json: {stage, decision, reason, numbers}
     trials: tuple[TrialRecord, ...]  # in the order they started
+
+    @property
+    def score(self) -> float:
+        """The winner's score; a search recorded before stage runs had `score` logged it as best_val_acc."""
+        return self.metrics.get(Metrics.SCORE, self.metrics.get(Metrics.BEST_VAL_ACC, math.nan))
 
 
 @dataclass(frozen=True)

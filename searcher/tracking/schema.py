@@ -64,10 +64,10 @@ EPOCH_METRICS = ("train_loss", "val_loss", "val_acc", "lr")
 
 
 class Metrics:
-    # trial runs (best_val_acc also on stage runs: the winner's score)
-    BEST_VAL_ACC = "best_val_acc"
+    # trial runs (score also on stage runs: the winner's; a search recorded before that has it as best_val_acc there)
+    BEST_VAL_ACC = "best_val_acc"  # the single best epoch's validation accuracy (the kept weights')
     BEST_EPOCH = "best_epoch"
-    SCORE = "score"
+    SCORE = "score"  # the best 3-epoch mean of validation accuracy (searcher.train.score): what the decisions compare
     EPOCHS = "epochs"
     TRAIN_SECONDS = "train_seconds"
     IMAGES_PER_SECOND = "images_per_second"

@@ -21,6 +21,7 @@ from searcher.tracking.schema import Metrics, Params, Tags
 
 SHARED_VIEW_TAG = "mlflow.sharedViewState."  # the MLflow UI's prefix for shared runs-table views
 COLUMNS = (
+    f"metrics.`{Metrics.SCORE}`",
     f"metrics.`{Metrics.BEST_VAL_ACC}`",
     f"tags.`{Tags.DECISION}`",
     f"tags.`{Tags.BEHAVIOR}`",

@@ -20,7 +20,7 @@ from searcher.train.trainer import EpochRecord
 class StageResult:
     stage: str
     winner: Candidate
-    score: float  # the winner's mean validation accuracy
+    score: float  # the winner's mean score (what the decisions compare; transfer: the probe's accuracy on the target)
     decisions: tuple[DecisionEntry, ...]
     trial_decisions: dict[str, Decision]  # by trial key
     metrics: dict[str, float] = field(default_factory=dict)  # logged on the stage run

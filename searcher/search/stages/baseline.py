@@ -31,5 +31,5 @@ class BaselineStage(Stage):
             errors = "; ".join(o.error or o.status for o in done if o.status == "failed")
             raise SearchFailed(f"the baseline {self.candidate.name} failed ({errors}); nothing to grow from.")
         behaviors = ", ".join(sorted({o.result.behavior for o in done if o.result}))
-        entry = self.entry("baseline", f"{self.candidate.name} trained until {behaviors}: val_acc {fmt(score)}", val_acc=score)
+        entry = self.entry("baseline", f"{self.candidate.name} trained until {behaviors}: score {fmt(score)}", score=score)
         return StageResult(self.name, self.candidate, score, (entry,), self.trial_decisions(done, {self.candidate.name}), winner_outcomes=tuple(done))

@@ -147,8 +147,8 @@ class DepthStage(Stage):
                     f"layer {round_.parent.arch.depth + 1}: {comparison.describe()} (needs p < {comparison.alpha:.2g}, the best of {len(round_.children)}, and "
                     f"> +{self.plan.depth_min_improvement}); {'add it' if round_.accepted and comparison.verdict == 'better' else self.tie_note(comparison) + 'add it' if round_.accepted else 'keep the smaller'}; tried {tried}",
                     depth=round_.parent.arch.depth + 1,
-                    child_val_acc=mean_score(self.outcomes_for(round_.best, done)),
-                    parent_val_acc=mean_score(self.outcomes_for(round_.parent, done)),
+                    child_score=mean_score(self.outcomes_for(round_.best, done)),
+                    parent_score=mean_score(self.outcomes_for(round_.parent, done)),
                     **comparison.numbers(),
                 )
             )
@@ -165,7 +165,7 @@ class DepthStage(Stage):
         kept = walk.kept
         score = mean_score(self.outcomes_for(kept, done))
         trimmed = f", the shallowest within noise of {walk.deepest.name}" if kept != walk.deepest else ""
-        entries.append(self.entry("selected", f"{kept.name} at {fmt(score)}{trimmed}; stopped: {walk.why}", depth=kept.arch.depth, val_acc=score))
+        entries.append(self.entry("selected", f"{kept.name} at {fmt(score)}{trimmed}; stopped: {walk.why}", depth=kept.arch.depth, score=score))
         selected = {candidate.name for candidate in walk.chain[1 : walk.chain.index(kept) + 1]} | {kept.name}  # the layers kept
         return StageResult(
             self.name, kept, score, tuple(entries), self.trial_decisions(done, selected), winner_outcomes=tuple(self.outcomes_for(kept, done))

@@ -176,7 +176,7 @@ class RegularizationStage(Stage):
         for name in self.asked:
             candidate = self.candidates[name]
             status, score = self.status(candidate, done), mean_score(self.outcomes_for(candidate, done))
-            entries.append(self.entry(status if status != "ok" else "tried", f"{name}: val_acc {fmt(score)} ({status})", val_acc=score))
+            entries.append(self.entry(status if status != "ok" else "tried", f"{name}: score {fmt(score)} ({status})", score=score))
         winner, comparison, _ = self.verdict(done)
         score = mean_score(self.outcomes_for(winner, done))
         first_score = mean_score(self.outcomes_for(self.candidates[self.first_name], done))
@@ -189,8 +189,8 @@ class RegularizationStage(Stage):
             self.entry(
                 "selected",
                 f"{winner.name} at {fmt(score)}; {why} ({len(self.asked)} Optuna trials, TPE + median pruner)",
-                val_acc=score,
-                unregularized_val_acc=first_score,
+                score=score,
+                unregularized_score=first_score,
                 **(comparison.numbers() if comparison else {}),
             )
         )

@@ -94,12 +94,12 @@ def verdict(ranked: list[RankedSource]) -> tuple[str, dict[str, float | int | st
     }
     name_val, name_transfer = numbers["best_in_validation"], numbers["best_for_transfer"]
     if best_val is best_transfer:
-        text = f"the best in validation, {name_val} (val_acc {fmt(best_val.source.val_acc)}), is also the best for transfer (transfer_acc {fmt(best_val.transfer_acc)})"
+        text = f"the best in validation, {name_val} (score {fmt(best_val.source.val_acc)}), is also the best for transfer (transfer_acc {fmt(best_val.transfer_acc)})"
     else:
         text = (
-            f"the best in validation, {name_val} (val_acc {fmt(best_val.source.val_acc)}, transfer_acc {fmt(best_val.transfer_acc)}, "
+            f"the best in validation, {name_val} (score {fmt(best_val.source.val_acc)}, transfer_acc {fmt(best_val.transfer_acc)}, "
             f"{best_val.source.epochs} epochs), is NOT the best for transfer: {name_transfer} ({best_transfer.source.reason}) reaches "
-            f"transfer_acc {fmt(best_transfer.transfer_acc)} with val_acc {fmt(best_transfer.source.val_acc)} after {best_transfer.source.epochs} epochs"
+            f"transfer_acc {fmt(best_transfer.transfer_acc)} with score {fmt(best_transfer.source.val_acc)} after {best_transfer.source.epochs} epochs"
         )
     return text, numbers
 
@@ -166,7 +166,7 @@ class TransferStage(Stage):
             entries.append(
                 self.entry(
                     "probed",
-                    f"{trained.label} ({trained.stage}, {r.source.reason}): val_acc {fmt(r.source.val_acc)} (#{r.val_rank}), "
+                    f"{trained.label} ({trained.stage}, {r.source.reason}): score {fmt(r.source.val_acc)} (#{r.val_rank}), "
                     f"transfer_acc {fmt(r.transfer_acc)} (#{r.transfer_rank}), {r.source.epochs} epochs",
                     source=trained.label,
                     source_stage=trained.stage,

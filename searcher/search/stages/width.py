@@ -106,7 +106,7 @@ class WidthStage(Stage):
                 "better" if self.grows(step) else "not better",
                 f"{step.describe()}; {self.tie_note(step) + 'new best' if self.grows(step) else 'the best stays ' + step.incumbent}",
                 width=candidate.arch.widths[0],
-                val_acc=scores[candidate.name],
+                score=scores[candidate.name],
                 **step.numbers(),
             )
             for candidate, step in walk.steps
@@ -128,8 +128,8 @@ class WidthStage(Stage):
                 f"smallest width the best ({walk.best.name}, {fmt(scores[walk.best.name])}) does not beat beyond noise "
                 f"(p < {self.plan.significance} and more than {self.plan.width_tolerance}): {chosen.name} at {fmt(score)}",
                 width=chosen.arch.widths[0],
-                val_acc=score,
-                best_val_acc=scores[walk.best.name],
+                score=score,
+                best_score=scores[walk.best.name],
             )
         )
         compared = {candidate.name for candidate in walk.points}
