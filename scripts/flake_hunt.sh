@@ -26,6 +26,13 @@ TIMING_TESTS=(
     tests/test_services.py tests/test_postgres.py
 )
 [ -x .venv/bin/python ] || { echo "no .venv: run bash scripts/test.sh once first (it installs searcher and its test extras)"; exit 2; }
+# A snapshot of the last commit is what runs (with this venv, its package found first on PYTHONPATH): the tests
+# compare searches run minutes apart, so an edit to the checkout meanwhile would read as a race.
+snapshot=$(mktemp -d "${TMPDIR:-/tmp}/flake_hunt.XXXXXX")
+git clone -q . "$snapshot/searcher-head" && ln -s "$PWD/.venv" "$snapshot/searcher-head/.venv"
+[ -z "$(git status --porcelain --untracked-files=no)" ] || echo "note: uncommitted changes are not in the hunt (it runs $(git rev-parse --short HEAD))"
+cd "$snapshot/searcher-head"
+export PYTHONPATH="$PWD"
 source scripts/postgres.sh
 source scripts/slurm.sh
 burners=()
@@ -33,6 +40,7 @@ stop_all() {
     for pid in "${burners[@]:-}"; do [ -n "$pid" ] && kill "$pid" 2>/dev/null; done
     slurm_stop
     postgres_stop
+    rm -rf "$snapshot"
 }
 trap stop_all EXIT
 postgres_start
@@ -43,7 +51,7 @@ for _ in $(seq 1 "$load"); do
 done
 failed=0
 for run in $(seq 1 "$times"); do
-    log="${TMPDIR:-/tmp}/flake_hunt.$run.log"
+    log="${TMPDIR:-/tmp}/flake_hunt.$run.log"  # (outside the snapshot, which goes at exit)
     started=$(date +%s)
     code=0
     .venv/bin/python -m pytest -q -n 2 --dist loadgroup -p no:cacheprovider "${TIMING_TESTS[@]}" "$@" >"$log" 2>&1 || code=$?
