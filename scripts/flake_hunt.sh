@@ -5,7 +5,7 @@
 #
 # The tests: signals and interrupts, leases, kill -9 at every point of a trial's life, stores lost mid-search,
 # trials in threads and worker processes, Hydra multiruns with a requeue, SLURM time limits and scancel, the UI
-# server, the test services' scripts. Each repetition runs them as CI does (two pytest-xdist processes) while N
+# server, the test services' scripts, and the long variations CI leaves to this script (marker `hunt`). Each repetition runs them as CI does (two pytest-xdist processes) while N
 # CPU-bound processes keep the cores busy, with the PostgreSQL server and SLURM cluster of scripts/test.sh. It
 # prints one line per repetition, keeps each log in $TMPDIR/flake_hunt.N.log, and exits 1 if any failed. A failure
 # is a bug in the product or the test: fix its cause (wait on an event or a marker, never a longer sleep).

@@ -26,7 +26,9 @@ print("READY", flush=True)
 while go and not os.path.exists(go):
     pass
 try:
-    lease = acquire(storage, "x", seconds, on_lost=lambda: print("LOST", flush=True))
+    # (os.write, not print: on SIGCONT this runs in a signal handler, which may land while the main thread is inside
+    # print("HELD")'s flush; a print there raises "reentrant call inside <_io.BufferedWriter name='<stdout>'>")
+    lease = acquire(storage, "x", seconds, on_lost=lambda: os.write(1, b"LOST\\n"))
 except LeaseTaken as error:
     print("TAKEN", error, flush=True)
     sys.exit(2)
@@ -128,7 +130,10 @@ def test_a_stopped_owner_keeps_the_lease_until_it_expires_then_learns_it_lost_it
         assert lease.previous.why.startswith("no heartbeat for ")
     finally:
         process.send_signal(signal.SIGCONT)
-    assert process.stdout.readline().startswith("LOST")  # at its next heartbeat
+    line = process.stdout.readline()  # LOST, at its next heartbeat
+    if not line.startswith("LOST"):
+        process.kill()
+        pytest.fail(f"the stopped owner said {line!r} on SIGCONT, not LOST: {process.communicate()[0][-3000:]}")
     process.kill()
     process.wait()
     with pytest.raises(LeaseTaken):  # the lease stayed with its new owner

@@ -50,6 +50,7 @@ def test_submitit_local_runs_one_search_per_seed_and_a_requeued_job_resumes(tmp_
     assert {r.data.tags["searcher.multirun_job_id"] for r in searches.values()} == {p.name for p in sweep.glob(".submitit/[0-9]*")}
 
 
+@pytest.mark.hunt  # (CI: test_submitit_local_... runs the same multirun, and a requeue, through the other launcher)
 def test_joblib_runs_one_search_per_seed_in_one_experiment(tmp_path):
     uri = f"sqlite:///{tmp_path / 'm.db'}"
     sweep = tmp_path / "sweep"

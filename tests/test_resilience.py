@@ -41,6 +41,7 @@ def decisions(uri: str) -> list:
     return json.loads(Path(client.download_artifacts(search.info.run_id, "decisions.json")).read_text())
 
 
+@pytest.mark.hunt  # (CI: test_crash_points.py kills -9 at every point of a trial's life and re-runs)
 def test_kill_9_then_rerun_reuses_finished_trials_and_matches_an_uninterrupted_run(quick_search, tmp_path):
     """Ctrl-C in the second trial, a re-run killed -9 in a later one, a last re-run: every trial run's tags are the
     uninterrupted run's, and the decisions and test accuracy too."""
