@@ -156,14 +156,13 @@ def draw(rng: random.Random, plan: Any, unregularized_share: float) -> tuple[tup
 
 def build(plan: Any, layer_widths: tuple[int, ...], regularizers: dict[str, float]) -> tuple[Any, Any]:
     """The trial's ArchSpec and TrainSettings, made as the search makes them (next_layer, `regularized`)."""
-    from searcher.model import ArchSpec
     from searcher.search.stages import regularized
     from searcher.search.trials import Candidate
 
-    layers: tuple = ()
-    for width in layer_widths:
-        layers += (plan.layout.next_layer(layers, width),)
-    candidate = regularized(Candidate("score", ArchSpec(layers=layers, block=plan.block), plan.train), regularizers, "score")
+    arch = plan.family.baseline(1, layer_widths[0], plan.input_shape)
+    for width in layer_widths[1:]:
+        arch = plan.family.deepen(arch, width, plan.input_shape)
+    candidate = regularized(Candidate("score", arch, plan.train), regularizers, "score")
     return candidate.arch, candidate.train
 
 

@@ -178,18 +178,17 @@ def width_grid(plan: Any) -> list[int]:
 
 def sample(trial: Any, plan: Any) -> tuple[Any, Any]:
     """One point of the joint space: depth, each layer's width (an index into the grid), the regularizers."""
-    from searcher.model import ArchSpec
     from searcher.search.stages import regularized
     from searcher.search.trials import Candidate
 
     widths = width_grid(plan)
     depth = trial.suggest_int("depth", plan.baseline_depth, plan.depth_cap)
-    layers: tuple = ()
-    for index in range(depth):
-        width = widths[trial.suggest_int(f"width_step_{index}", 0, len(widths) - 1)]
-        layers += (plan.layout.next_layer(layers, width),)  # same kernels and halving as the staged search's specs
+    chosen = [widths[trial.suggest_int(f"width_step_{index}", 0, len(widths) - 1)] for index in range(depth)]
+    arch = plan.family.baseline(1, chosen[0], plan.input_shape)
+    for width in chosen[1:]:
+        arch = plan.family.deepen(arch, width, plan.input_shape)  # layer by layer, as the staged search's specs are made
     regularizers = {r.name: trial.suggest_float(r.name, r.low, r.high, log=r.log) for r in plan.regularizers}
-    candidate = regularized(Candidate("joint", ArchSpec(layers=layers, block=plan.block), plan.train), regularizers, "joint")
+    candidate = regularized(Candidate("joint", arch, plan.train), regularizers, "joint")
     return candidate.arch, candidate.train
 
 
@@ -235,7 +234,7 @@ def run_joint(method: str, setup_: Setup, budget: int, seed: int) -> dict:
                     return True
             return False
 
-        result = train_trial(arch, data, settings, plan.seed, on_epoch=on_epoch)
+        result = train_trial(arch, data, settings, plan.seed, family=plan.family, on_epoch=on_epoch)
         compute = len(result.history) * images
         spent += compute
         train_seconds += result.train_seconds
@@ -255,7 +254,7 @@ def run_joint(method: str, setup_: Setup, budget: int, seed: int) -> dict:
         raise SystemExit(f"{method}: no trial finished within the budget of {budget} images; raise --budget-factor.")
     search_seconds = time.perf_counter() - started
     _, arch, settings = best
-    finals = [train_trial(arch, data, settings, plan.seed + 1000 + i, evaluate_test=True) for i in range(plan.final_seeds)]
+    finals = [train_trial(arch, data, settings, plan.seed + 1000 + i, family=plan.family, evaluate_test=True) for i in range(plan.final_seeds)]
     tests = [r.test_acc for r in finals]
     return {
         "test_acc": statistics.fmean(tests),

@@ -119,7 +119,7 @@ def main() -> None:
     results = []
     for net in args.nets.split(","):
         depth, width, params = parse_net(net)
-        arch = plan.layout.baseline(depth, width, plan.block).with_dropout(params.get("dropout", 0.0))
+        arch = plan.family.baseline(depth, width, plan.input_shape).with_dropout(params.get("dropout", 0.0))
         settings = replace(plan.train, **{k: v for k, v in params.items() if k != "dropout"})
         runs = []
         for seed in seeds:

@@ -9,6 +9,7 @@ metrics, per-epoch curves and artifact names; run ids, times and seconds-based n
     git worktree add /tmp/base <commit>          # the code before the change
     python scripts/compare_searches.py /tmp/base . --out /tmp/compare
     python scripts/compare_searches.py /tmp/base . --out /tmp/compare --run head   # rerun the head only
+    python scripts/compare_searches.py /tmp/base . --out /tmp/compare --hard-seeds 0   # and the hard synthetic
 
 Exit code 0: every case alike; 1: a difference (printed).
 """
@@ -28,7 +29,7 @@ from pathlib import Path
 from typing import Any
 
 # Record fields that differ between two runs of the same code: ids, clocks, durations, the code's own commit.
-VOLATILE_TAGS = ("mlflow.parentRunId", "mlflow.user", "mlflow.source.", "mlflow.log-model.history", "searcher.search_run_id", "searcher.multirun_")
+VOLATILE_TAGS = ("mlflow.parentRunId", "mlflow.user", "mlflow.source.", "mlflow.log-model.history", "searcher.search_run_id", "searcher.multirun_", "searcher.owner")
 VOLATILE_METRICS = ("train_seconds", "images_per_second", "search_seconds", "report_seconds")
 CURVES = ("train_loss", "val_loss", "val_acc", "lr")
 MASKS = (
@@ -38,8 +39,9 @@ MASKS = (
 )
 
 
-def cases(seeds: list[int], parallel_seeds: list[int], workers: int) -> dict[str, list[str]]:
+def cases(seeds: list[int], parallel_seeds: list[int], workers: int, hard_seeds: list[int] | None = None) -> dict[str, list[str]]:
     found = {f"serial-seed{s}": [f"seed={s}", "execution=serial"] for s in seeds}
+    found |= {f"hard-seed{s}": ["+dataset=synthetic_hard", f"seed={s}", "execution=serial"] for s in hard_seeds or []}
     found |= {f"processes-seed{s}": [f"seed={s}", "execution=processes", f"execution.workers={workers}"] for s in parallel_seeds}
     return found
 
@@ -111,12 +113,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", type=Path, default=Path("compare-searches"), help="where the runs' stores and outputs go")
     parser.add_argument("--seeds", type=int, nargs="*", default=[0, 1, 2], help="seeds searched serially (default 0 1 2)")
     parser.add_argument("--parallel-seeds", type=int, nargs="*", default=[0], help="seeds searched in worker processes (default 0)")
+    parser.add_argument("--hard-seeds", type=int, nargs="*", default=[], help="seeds searched serially on +dataset=synthetic_hard (default none)")
     parser.add_argument("--workers", type=int, default=2, help="worker processes for the parallel cases (default 2)")
     parser.add_argument("--overrides", nargs="*", default=[], help="more settings for every case, e.g. search.warm_start=true")
     parser.add_argument("--run", choices=("both", "base", "head", "none"), default="both", help="which trees to run (the others' runs are reused)")
     args = parser.parse_args(argv)
     failed = False
-    for case, overrides in cases(args.seeds, args.parallel_seeds, args.workers).items():
+    for case, overrides in cases(args.seeds, args.parallel_seeds, args.workers, args.hard_seeds).items():
         folders = {label: args.out / label / case for label in ("base", "head")}
         for label, tree in (("base", args.base), ("head", args.head)):
             if args.run in ("both", label):

@@ -15,7 +15,7 @@ if ! command -v chromium >/dev/null 2>&1 && [ "$(id -u)" = 0 ] && command -v apt
     { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium; } >/dev/null 2>&1 \
         || echo "could not install chromium: the browser test will be skipped"
 fi
-.venv/bin/ruff check searcher scripts tests   # lint first: seconds, and a red CI names the line
+.venv/bin/ruff check searcher scripts tests examples   # lint first: seconds, and a red CI names the line
 .venv/bin/lint-imports   # the import rules of docs/design.md §6 (contracts in pyproject.toml)
 .venv/bin/mypy   # types ([tool.mypy] in pyproject.toml: searcher/)
 source scripts/postgres.sh

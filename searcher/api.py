@@ -10,16 +10,18 @@ finish raises SearchError with the sentence the command line would print, instea
 from __future__ import annotations
 
 import datetime
-from dataclasses import dataclass, field
+import os
+from dataclasses import dataclass, field, replace
 from functools import cached_property
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from rich.console import Console
 
     from searcher.config import SearcherConfig
     from searcher.model.classifier import Classifier
+    from searcher.model.family import Family
 
 
 class SearchError(Exception):
@@ -45,7 +47,8 @@ class Searched:
 
     @cached_property
     def model(self) -> Classifier:
-        """The final model as an nn.Module in eval mode on the CPU (uint8 images in, logits out), read from the store."""
+        """The final model as an nn.Module in eval mode on the CPU (images: uint8 in; tables: float32 feature rows in;
+        logits out), read from the store."""
         from searcher.tracking.model import load_model
 
         if self.model_uri is None:
@@ -80,16 +83,36 @@ def compose(*overrides: str) -> tuple[SearcherConfig, bool]:
         raise SearchError(str(error), 2) from None
 
 
-def search(*overrides: str, output_dir: str | Path | None = None, console: Console | None = None) -> Searched:
+def search(
+    *overrides: str,
+    family: Family | None = None,
+    data: Any = None,
+    target: str | None = None,
+    output_dir: str | Path | None = None,
+    console: Console | None = None,
+) -> Searched:
     """Run (or resume) one staged search with command-line overrides, e.g.
     `searcher.search("search=quick", "seed=3", "tracking.uri=sqlite:///runs.db")`, and return what it found.
+
+    `family`: a model family object (a searcher.Family) instead of `model=...`; it is rebuilt from its class path and
+    settings (`Family.identity()`), as every trial and `load_model` rebuild it. `data`: a table instead of
+    `+dataset=...`: a pandas DataFrame with the class in column `target`, or a (features, labels) pair of arrays or
+    tensors (features (N, F)); it is saved once as a Parquet file named by its content under `data_dir`/tables and
+    searched as `+dataset=table`, so the same data resumes the same search.
 
     Prints what the command line prints (rich renders it in a notebook; without a terminal, plain lines with no
     control characters). `output_dir`: where decisions.md and the report go (default: a new folder under ./outputs)."""
     from searcher.app import run
     from searcher.report.terminal import search_console
 
+    if data is not None:
+        if any(o.lstrip("+~").startswith("dataset") for o in overrides):
+            raise SearchError("data= and a dataset override were both given; pass one of them.", 2)
+        path, column = table_file(data, target, compose(*overrides)[0])
+        overrides = (*overrides, "+dataset=table", f"dataset.path={path}", f"dataset.target={column}")
     config, dataset_chosen = compose(*overrides)
+    if family is not None:
+        config = replace(config, model=family.identity())
     folder = Path(output_dir) if output_dir is not None else Path("outputs") / datetime.datetime.now().strftime("%Y-%m-%d/%H-%M-%S-%f")
     folder.mkdir(parents=True, exist_ok=True)
     outcome = run(config, dataset_chosen, folder, console or search_console())
@@ -99,6 +122,37 @@ def search(*overrides: str, output_dir: str | Path | None = None, console: Conso
         said = outcome.error or "see the lines above"
         raise SearchError(f"search {outcome.search_name} ended with exit {outcome.exit_code}: {said}", outcome.exit_code)
     return searched(config.tracking.uri, outcome.search_run_id, outcome.model_uri, folder)
+
+
+def table_file(data: Any, target: str | None, config: SearcherConfig) -> tuple[Path, str]:
+    """`data` as a Parquet file named by its content under `data_dir`/tables (written once), and its target column."""
+    import hashlib
+
+    import numpy as np
+    import pandas as pd
+
+    from searcher.config import data_dir
+
+    if isinstance(data, pd.DataFrame):
+        if target is None or target not in data.columns:
+            raise SearchError(f"target={target!r} is not a column of the DataFrame; name the column to predict, e.g. target='label'.", 2)
+        frame, column = data, target
+    elif isinstance(data, (tuple, list)) and len(data) == 2:
+        features, labels = (np.asarray(part.detach().cpu() if hasattr(part, "detach") else part) for part in data)
+        if features.ndim != 2 or len(features) != len(labels):
+            raise SearchError(f"data=(features, labels) takes features (N, F) and N labels; got {features.shape} and {labels.shape}.", 2)
+        column = target or "label"
+        frame = pd.DataFrame(features, columns=[f"x{i}" for i in range(features.shape[1])]).assign(**{column: labels})
+    else:
+        raise SearchError(f"data= takes a DataFrame (with target=COLUMN) or a (features, labels) pair; got {type(data).__name__}.", 2)
+    digest = hashlib.sha256(pd.util.hash_pandas_object(frame, index=False).to_numpy().tobytes() + str(list(frame.columns)).encode()).hexdigest()[:16]
+    path = data_dir(config) / "tables" / f"{digest}.parquet"
+    if not path.is_file():
+        path.parent.mkdir(parents=True, exist_ok=True)
+        partial = path.with_suffix(f".{os.getpid()}.part")
+        frame.to_parquet(partial, index=False)
+        partial.replace(path)  # (whole or absent: a second search reading it meanwhile never sees half a file)
+    return path, column
 
 
 def searched(tracking_uri: str, run_id: str, model_uri: str | None, output_dir: Path | None) -> Searched:

@@ -42,7 +42,7 @@ from searcher.execution.setup import (
 )
 from searcher.execution.threads import torch_threads, trial_threads
 from searcher.search.plan import SearchPlan
-from searcher.search.setup import make_plan, with_auto_training
+from searcher.search.setup import check_family, make_plan, model_family, with_auto_training
 from searcher.tracking.setup import (
     default_name,
     lost_store,
@@ -171,6 +171,7 @@ def run(
             waited = time.perf_counter()
             importing.join()
         log.info("MLflow imported (beside the data), waited: %.1f s", time.perf_counter() - waited)
+        check_family(model_family(config), config, dataset.input_shape)  # e.g. the cnn on a table: refused before anything opens
         storage = optuna_storage(config)
         if error := unreachable_database("tracking.optuna_storage", storage) or unwritable_store("tracking.optuna_storage", storage):
             raise ConfigError(error)
@@ -247,7 +248,8 @@ def announce(s: Opened, name: str, plan: SearchPlan, device: torch.device) -> No
     dataset = s.dataset
     s.console.print(
         f"search [bold]{name}[/bold] on {dataset.name} ({len(dataset.train)} train / {len(dataset.val)} val images, "
-        f"{dataset.num_classes} classes, {dataset.channels}x{dataset.size}x{dataset.size}) · preset {s.config.search.preset} · "
+        f"{dataset.num_classes} classes, {'x'.join(map(str, dataset.input_shape))}{'' if dataset.is_image else ' features'}) · "
+        f"model {plan.family.name} · preset {s.config.search.preset} · "
         f"device {device} · tracking {redact(s.config.tracking.uri)}"
     )
     pool = len(dataset.train) + len(dataset.val)
@@ -304,7 +306,7 @@ def already_finished(s: Opened, name: str, earlier: Run) -> Outcome:
     test_acc = earlier.data.metrics.get("test_acc")
     model_uri = stored.model.uri if stored.model else None
     if model_uri:
-        s.console.print(f"model:      {model_uri}  (searcher.load_model: uint8 images in, logits out)", highlight=False, soft_wrap=True)
+        s.console.print(f"model:      {model_uri}  (searcher.load_model: {'uint8 images' if s.dataset.is_image else 'float32 feature rows'} in, logits out)", highlight=False, soft_wrap=True)
     if report_missing(s.config, earlier):
         s.console.print(f"the report of search {name} is missing (its building was stopped): rebuilding it", highlight=False)
         if stopped := publish_report(s.console, s.config, name, earlier.info.run_id, s.output_dir):
@@ -408,7 +410,10 @@ def record_result(s: Opened, name: str, result: SearchResult, warming_up: thread
         dict(result.final.metrics) | {"search_seconds": result.seconds, "trials": len(result.outcomes)},
         {
             Tags.FINAL_ARCH: result.final.winner.arch.describe(),
-            Tags.INPUT: json.dumps({"channels": dataset.channels, "size": dataset.size, "mean": dataset.mean, "std": dataset.std, "classes": dataset.num_classes}),
+            Tags.INPUT: json.dumps(
+                {"channels": dataset.channels, "size": dataset.size, "input_shape": dataset.input_shape, "mean": dataset.mean, "std": dataset.std,
+                 "classes": dataset.num_classes, "family": result.final.winner_outcomes[0].request.family.identity()}
+            ),
         },
         model,
         example,
@@ -424,7 +429,7 @@ def report(s: Opened, name: str, finished: Finished) -> Outcome:
 
     def summary() -> None:
         print_summary(s.console, result, ui_command(s.config.tracking.uri), s.recorder.stage_view_url("http://127.0.0.1:5000"))
-        s.console.print(f"model:      {model_uri}  (searcher.load_model: uint8 images in, logits out)", highlight=False, soft_wrap=True)
+        s.console.print(f"model:      {model_uri}  (searcher.load_model: {'uint8 images' if s.dataset.is_image else 'float32 feature rows'} in, logits out)", highlight=False, soft_wrap=True)
 
     stopped = publish_report(s.console, s.config, name, run_id, s.output_dir, first=summary)
     test_acc = result.final.metrics["test_acc"]

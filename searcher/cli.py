@@ -118,6 +118,9 @@ class CheckSettings(Callback):
 
         try:
             checked = validate(OmegaConf.to_container(config, resolve=False))  # type: ignore[arg-type]
+            from searcher.search.setup import model_family
+
+            model_family(checked)  # the family's class can be had and takes its settings
             if checked.device.startswith("cuda"):  # only then is torch (2 s) imported here; the search imports it anyway
                 from searcher.execution.setup import check_device
 

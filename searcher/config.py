@@ -43,7 +43,8 @@ class DatasetConfig:
     std: Optional[list[float]] = None  # published per-channel std, 0..1 scale
     mirror: Optional[str] = None  # downloads: base URL replacing the official hosts (SEARCHER_DATASET_MIRROR)
     extra: bool = False  # svhn: add the 531k extra images to the training split
-    path: Optional[str] = None  # imagefolder: folder with one sub-folder of PNG/JPEG images per class
+    path: Optional[str] = None  # imagefolder: folder with one sub-folder of PNG/JPEG images per class; table: a CSV or Parquet file
+    target: Optional[str] = None  # table: the column to predict (the class)
     image_size: Optional[int] = None  # imagefolder, synthetic: square side in pixels
     channels: Optional[int] = None  # imagefolder: 1 (grey) or 3 (RGB); synthetic: any
     flip: Optional[bool] = None  # imagefolder: do mirror images keep their class?
@@ -161,15 +162,6 @@ class TrainConfig:
 
 
 @dataclass
-class ModelConfig:
-    block: str = "plain"  # plain | residual
-    kernel_policy: str = "large_to_small"  # large_to_small | uniform
-    large_kernel: int = 5
-    large_layers: int = 1
-    min_resolution: int = 4  # blocks halve the resolution while it stays at least this
-
-
-@dataclass
 class TrackingConfig:
     uri: str = "sqlite:///mlflow.db"
     experiment: str = "searcher"
@@ -213,7 +205,7 @@ class SearcherConfig:
     dataset: DatasetConfig = field(default_factory=DatasetConfig)
     search: SearchConfig = field(default_factory=SearchConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
-    model: ModelConfig = field(default_factory=ModelConfig)
+    model: dict[str, Any] = field(default_factory=dict)  # the family: _target_ (a searcher.Family class) and its settings; {}: the cnn
     tracking: TrackingConfig = field(default_factory=TrackingConfig)
     report: ReportConfig = field(default_factory=ReportConfig)
     execution: ExecutionConfig = field(default_factory=ExecutionConfig)
@@ -325,7 +317,6 @@ def check_ranges(c: SearcherConfig) -> None:
     check_dataset(c.dataset)
     check_search(c.search)
     check_train(c.train)
-    check_model(c.model)
     check_tracking(c.tracking)
     check_execution(c.execution)
 
@@ -359,6 +350,7 @@ def check_dataset(d: DatasetConfig) -> None:
     _require(d.difficulty == 0 or d.name in ("synthetic", "synthetic_hard"), "dataset.difficulty", d.difficulty, "0 except for synthetic")
     _require(d.flip is None or d.name == "imagefolder", "dataset.flip", d.flip, "null except for imagefolder (published datasets fix it)")
     _require(not d.extra or d.name == "svhn", "dataset.extra", d.extra, "false except for svhn")
+    _require(d.target is None or d.name == "table", "dataset.target", d.target, "null except for table (the column to predict)")
 
 
 def check_search(s: SearchConfig) -> None:
@@ -435,14 +427,6 @@ def check_train(t: TrainConfig) -> None:
     for name in ("loss_tolerance", "loss_floor", "metric_tolerance", "overfit_margin"):
         _require(getattr(st, name) >= 0, f"train.stability.{name}", getattr(st, name), "a number >= 0")
     _require(st.explode_factor > 1, "train.stability.explode_factor", st.explode_factor, "a number > 1")
-
-
-def check_model(m: ModelConfig) -> None:
-    _require(m.block in ("plain", "residual"), "model.block", m.block, "plain or residual")
-    _require(m.kernel_policy in ("large_to_small", "uniform"), "model.kernel_policy", m.kernel_policy, "large_to_small or uniform")
-    _require(m.large_kernel >= 1 and m.large_kernel % 2 == 1, "model.large_kernel", m.large_kernel, "an odd integer >= 1")
-    _require(m.large_layers >= 0, "model.large_layers", m.large_layers, "an integer >= 0")
-    _require(m.min_resolution >= 1, "model.min_resolution", m.min_resolution, "an integer >= 1")
 
 
 def check_tracking(t: TrackingConfig) -> None:

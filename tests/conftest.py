@@ -14,7 +14,8 @@ import optuna
 import pytest
 import torch
 
-from searcher.model.spec import ArchSpec, LayoutPolicy
+from searcher.model.cnn import CNN
+from searcher.model.spec import ArchSpec
 from searcher.search.plan import RegularizerRange, SearchPlan
 from searcher.search.stages import Stage, StageResult
 from searcher.search.studies import StudyBook
@@ -43,9 +44,9 @@ def make_plan(**overrides) -> SearchPlan:
     values = dict(
         seed=0,
         data_identity="fake",
-        layout=LayoutPolicy(input_size=8),
+        family=CNN(),
+        input_shape=(1, 8, 8),
         train=TrainSettings(optimizer="adamw", lr=3e-3, batch_size=64, stability=StabilityRule()),
-        block="plain",
         repeats=1,
         max_repeats=1,
         folds=1,

@@ -130,9 +130,9 @@ def test_the_memory_probe_trains_the_largest_network_as_the_trainer_does():
     """The probe's step (which measures memory only on CUDA) runs on the CPU too: the largest network of the quick preset."""
     digits = load_dataset(DatasetOptions("digits"))
     plan = make_plan(config("device=cpu", "search=quick"), digits)
-    largest = plan.layout.baseline(plan.depth_cap, plan.width_cap, plan.block)
+    largest = plan.family.baseline(plan.depth_cap, plan.width_cap, plan.input_shape)
     assert largest.widths == (plan.width_cap,) * plan.depth_cap
-    probe = Probe("cpu", largest, digits.channels, digits.size, digits.num_classes, plan.train, digits.nbytes * plan.folds)
+    probe = Probe("cpu", largest, plan.family, plan.input_shape, digits.num_classes, plan.train, digits.nbytes * plan.folds)
     data, model, _, _, best = peak_of_a_trial(probe, torch.device("cpu"))
     assert data.numel() == digits.nbytes * plan.folds and set(best) == set(model.state_dict())
     assert digits.nbytes == sum(s.images.nbytes + s.labels.nbytes for s in (digits.train, digits.val)) + 359 * (64 + 8)
@@ -143,8 +143,8 @@ def test_the_probe_process_answers_and_a_probe_that_fails_says_why_and_leaves_on
     """The probe's protocol (a worker-like process holds a trial's peak until measured) runs on a CPU too, measuring nothing."""
     digits = load_dataset(DatasetOptions("digits"))
     plan = make_plan(config("device=cpu", "search=quick"), digits)
-    largest = plan.layout.baseline(plan.depth_cap, plan.width_cap, plan.block)
-    probe = Probe("cpu", largest, digits.channels, digits.size, digits.num_classes, plan.train, digits.nbytes)
+    largest = plan.family.baseline(plan.depth_cap, plan.width_cap, plan.input_shape)
+    probe = Probe("cpu", largest, plan.family, plan.input_shape, digits.num_classes, plan.train, digits.nbytes)
     assert measure_trial_bytes(probe) == (0, 0)
     share = share_gpu(replace(probe, classes=0), cap=4)  # no labels to draw: the probe's step fails in its process
     assert (share.trials_per_gpu, share.trial_bytes) == (1, None) and share.why.startswith("RuntimeError: ")
@@ -154,8 +154,8 @@ def test_the_probe_process_answers_and_a_probe_that_fails_says_why_and_leaves_on
 def test_the_generous_bound_counts_context_data_weights_and_activations():
     digits = load_dataset(DatasetOptions("digits"))
     plan = make_plan(config("device=cpu", "search=quick"), digits)
-    largest = plan.layout.baseline(plan.depth_cap, plan.width_cap, plan.block)
-    probe = Probe("cpu", largest, digits.channels, digits.size, digits.num_classes, plan.train, digits.nbytes)
+    largest = plan.family.baseline(plan.depth_cap, plan.width_cap, plan.input_shape)
+    probe = Probe("cpu", largest, plan.family, plan.input_shape, digits.num_classes, plan.train, digits.nbytes)
     bound = generous_trial_bytes(probe)
     assert bound > CONTEXT_BYTES + digits.nbytes
     bigger_batch = generous_trial_bytes(replace(probe, settings=replace(plan.train, batch_size=4 * plan.train.batch_size)))
@@ -167,8 +167,8 @@ def test_on_a_gpu_the_generous_bound_is_above_what_the_probe_measures():
     """The bound may stand in for the probe only where it is an upper bound: the default search's largest network."""
     dataset = load_dataset(DatasetOptions("synthetic", train_size=20000, test_size=1000))
     plan = make_plan(config("device=cuda"), dataset)
-    largest = plan.layout.baseline(plan.depth_cap, plan.width_cap, plan.block)
-    probe = Probe("cuda", largest, dataset.channels, dataset.size, dataset.num_classes, plan.train, dataset.nbytes)
+    largest = plan.family.baseline(plan.depth_cap, plan.width_cap, plan.input_shape)
+    probe = Probe("cuda", largest, plan.family, plan.input_shape, dataset.num_classes, plan.train, dataset.nbytes)
     measured, free = measure_trial_bytes(probe)
     print(f"probe {measured / 2**30:.2f} GiB, bound {generous_trial_bytes(probe) / 2**30:.2f} GiB, free {free / 2**30:.0f} GiB")
     assert 0 < measured < generous_trial_bytes(probe)

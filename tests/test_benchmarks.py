@@ -51,7 +51,7 @@ def test_joint_space_uses_the_staged_layout_and_grid(tmp_path):
         depths.add(arch.depth)
         assert plan.baseline_depth <= arch.depth <= plan.depth_cap
         assert set(arch.widths) <= {16, 32, 64, 128}
-        same_layout = plan.layout.baseline(arch.depth, 16)  # kernels and halving depend on position only
+        same_layout = plan.family.baseline(arch.depth, 16, plan.input_shape)  # kernels and halving depend on position only
         assert arch.kernels == same_layout.kernels and [layer.halves for layer in arch.layers] == [
             layer.halves for layer in same_layout.layers
         ]

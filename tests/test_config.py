@@ -42,7 +42,6 @@ def test_dataset_is_appended_with_plus_and_quick_preset_overrides_default():
         ("search.baseline.width=0", "search.baseline.width"),
         ("search.width.tolerance=-0.1", "search.width.tolerance"),
         ("search.depth.cap=1", "search.depth.cap"),
-        ("model.block=dense", "model.block"),
         ("train.optimizer=lion", "train.optimizer"),
         ("train.stability.max_epochs=2", "train.stability.max_epochs"),
         ("+search.regularization.space.mixup={low:0,high:1}", "search.regularization.space.mixup"),

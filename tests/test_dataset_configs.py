@@ -10,6 +10,7 @@ from omegaconf import OmegaConf
 
 from searcher.config import ConfigError, validate
 from searcher.data import LOADERS
+from searcher.data.registry import TABLES
 
 CONF = Path(__file__).resolve().parent.parent / "conf"
 NAMES = sorted(p.stem for p in (CONF / "dataset").glob("*.yaml"))
@@ -21,7 +22,7 @@ def config(*overrides: str):
 
 
 def test_every_loader_has_a_config_and_every_config_a_loader():
-    assert NAMES == sorted(LOADERS)
+    assert NAMES == sorted(set(LOADERS) | TABLES)
 
 
 @pytest.mark.parametrize("name", NAMES)

@@ -11,7 +11,7 @@ from omegaconf import OmegaConf
 
 from searcher.config import DatasetConfig, SearcherConfig, validate
 from searcher.data import DatasetOptions, load_dataset
-from searcher.model.spec import LayoutPolicy
+from searcher.model.cnn import CNN
 from searcher.search.evidence import cross_validation_folds
 from searcher.search.plan import RegularizerRange, SearchPlan
 from searcher.search.setup import make_plan
@@ -22,7 +22,6 @@ from searcher.train.trainer import TrainSettings
 # SearchPlan field -> the setting it is built from
 PLAN_SETTINGS = {
     "seed": "seed",
-    "block": "model.block",
     "repeats": "search.repeats",
     "max_repeats": "search.max_repeats",
     "significance": "search.significance",
@@ -47,7 +46,7 @@ PLAN_SETTINGS = {
     "warm_start": "search.warm_start",
 }
 # built from more than one setting, or from none: checked one by one below
-PLAN_OTHERS = {"data_identity", "layout", "train", "folds", "regularizers", "transfer", "concurrency"}
+PLAN_OTHERS = {"data_identity", "family", "input_shape", "train", "folds", "regularizers", "transfer", "concurrency"}
 
 
 def composed(*overrides: str):
@@ -68,7 +67,8 @@ def digits():
 
 def test_the_structured_config_mirrors_the_yaml(monkeypatch):
     monkeypatch.delenv("SEARCHER_DATA_DIR", raising=False)  # (data_dir's YAML reads it)
-    assert validate(OmegaConf.to_container(composed(), resolve=False)) == SearcherConfig()
+    # `model` is the family's own section (free-form: any family's settings): the YAML's is the cnn at its defaults
+    assert validate(OmegaConf.to_container(composed(), resolve=False)) == dataclasses.replace(SearcherConfig(), model=CNN().identity())
     assert validate(OmegaConf.to_container(composed("+dataset=digits"), resolve=False)).dataset == DatasetConfig()
 
 
@@ -98,5 +98,6 @@ def test_the_trainer_stability_rule_and_layout_hold_the_yaml_values(digits):
     # the trainer's and the rule's own defaults (tests and scripts build them with them) are the YAML's too
     assert plan.train == TrainSettings(optimizer=t.optimizer, lr=choice.lr, batch_size=choice.batch_size)
     assert StabilityRule() == StabilityRule(**t.stability)
-    model = {key: value for key, value in yaml.model.items() if key != "block"}
-    assert plan.layout == LayoutPolicy(input_size=digits.size, **model) == LayoutPolicy(input_size=digits.size)
+    model = {key: value for key, value in yaml.model.items() if key != "_target_"}
+    assert yaml.model._target_ == "searcher.model.cnn.CNN" and plan.input_shape == digits.input_shape
+    assert plan.family == CNN(**model) == CNN()  # the family's own defaults are the YAML's too

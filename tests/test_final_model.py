@@ -25,7 +25,7 @@ def trained_like(digits) -> Classifier:
     """A Classifier whose network has non-trivial weights and BatchNorm statistics (no training needed)."""
     torch.manual_seed(0)
     spec = LayoutPolicy(input_size=8).baseline(2, 16)
-    model = Classifier(spec, digits.channels, digits.size, digits.mean, digits.std, range(10))
+    model = Classifier(spec, digits.input_shape, digits.mean, digits.std, range(10))
     network = build_model(spec, 1, 10).train()
     with torch.no_grad():
         network(DeviceData(digits, torch.device("cpu")).train.normalise(digits.train.images[:512]))  # BatchNorm statistics

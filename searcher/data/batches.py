@@ -22,10 +22,12 @@ class DeviceSplit:
     """One split on the device, normalised batch by batch."""
 
     def __init__(self, split: Split, mean: tuple[float, ...], std: tuple[float, ...], device: torch.device):
-        self.images = split.images.to(device)  # (N, C, H, W) uint8
+        self.images = split.images.to(device)  # (N, C, H, W) uint8 images, or (N, F) float32 table rows
         self.labels = split.labels.to(device)  # (N,) int64
-        self.scale = (1 / (255 * torch.tensor(std, device=device))).view(1, -1, 1, 1)
-        self.shift = (torch.tensor(mean, device=device) / torch.tensor(std, device=device)).view(1, -1, 1, 1)
+        scale = 255.0 if self.images.dtype == torch.uint8 else 1.0  # images' statistics are on the 0..1 scale
+        shape = (1, -1) + (1,) * (self.images.dim() - 2)  # per channel, or per feature
+        self.scale = (1 / (scale * torch.tensor(std, device=device))).view(shape)
+        self.shift = (torch.tensor(mean, device=device) / torch.tensor(std, device=device)).view(shape)
         if device.type == "cuda":  # made on this thread's stream, read on other threads' (execution=threads): finished first
             torch.cuda.current_stream(device).synchronize()
 
@@ -33,7 +35,7 @@ class DeviceSplit:
         return int(self.labels.shape[0])
 
     def normalise(self, images: torch.Tensor) -> torch.Tensor:
-        return images.float().mul_(self.scale).sub_(self.shift)  # (x / 255 - mean) / std, in place on the new float copy
+        return images.to(torch.float32, copy=True).mul_(self.scale).sub_(self.shift)  # (x / 255 - mean) / std, in place on a new copy
 
     def batches(self, batch_size: int) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
         """In order, unaugmented: for evaluation."""
@@ -57,7 +59,7 @@ class DeviceSplit:
             mirrored = torch.cat([mirror for _, mirror in draws]).to(self.labels.device)
         # Gathered and augmented a chunk of batches at a time: a handful of kernels per chunk instead of per step,
         # which a small network on a GPU otherwise waits on (each image is cropped and flipped alone: same images).
-        chunk = batch_size * max(1, CHUNK_BYTES // (batch_size * self.images[0].numel()))
+        chunk = batch_size * max(1, CHUNK_BYTES // (batch_size * self.images[0].nbytes))
         for chunk_start in range(0, len(self), chunk):
             index = order[chunk_start : chunk_start + chunk]
             images, labels = self.images.index_select(0, index), self.labels.index_select(0, index)

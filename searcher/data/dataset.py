@@ -1,4 +1,8 @@
-"""An image-classification dataset in memory: uint8 images, int64 labels, three splits.
+"""A classification dataset in memory: inputs, int64 labels, three splits.
+
+Images are uint8 (N, C, H, W), normalised on the device with per-channel statistics
+on the 0..1 scale; a table's rows are float32 (N, F) features, normalised with
+per-feature statistics in their own units (data/batches.py does both alike).
 
 The test split sits behind `test()` so that reading it is a deliberate act: only
 the final stage asks for it, and `test_reads` lets a test prove nothing else did.
@@ -15,7 +19,7 @@ import torch
 
 @dataclass(frozen=True)
 class Split:
-    images: torch.Tensor  # (N, C, H, W) uint8
+    images: torch.Tensor  # the inputs: (N, C, H, W) uint8 images, or (N, F) float32 table rows
     labels: torch.Tensor  # (N,) int64
 
     def __len__(self) -> int:
@@ -29,11 +33,28 @@ class ImageDataset:
     val: Split
     _test: Split = field(repr=False)
     num_classes: int
-    mean: tuple[float, ...]  # per channel, on the 0..1 scale
+    mean: tuple[float, ...]  # per channel, on the 0..1 scale (a table: per feature, in its units)
     std: tuple[float, ...]
     flip: bool  # horizontal flips keep labels (never for digits or letters)
     identity: str  # what the trial key hashes: name, classes, split seed, sizes
     test_reads: int = 0
+
+    feature_names: tuple[str, ...] = ()  # a table: each input column's name (after one-hot encoding)
+    class_names: tuple[str, ...] = ()  # a table: each class's value in the target column (class i is class_names[i])
+
+    @property
+    def input_shape(self) -> tuple[int, ...]:
+        """One example's shape: (channels, height, width), or (features,) for a table."""
+        return tuple(int(size) for size in self.train.images.shape[1:])
+
+    @property
+    def is_image(self) -> bool:
+        return self.train.images.dim() == 4
+
+    @property
+    def augmentable(self) -> bool:
+        """Random crops (and flips where `flip`) keep the label: images only."""
+        return self.is_image
 
     @property
     def channels(self) -> int:
@@ -41,7 +62,8 @@ class ImageDataset:
 
     @property
     def size(self) -> int:
-        return int(self.train.images.shape[2])
+        """Image side in pixels (0 for a table)."""
+        return int(self.train.images.shape[2]) if self.is_image else 0
 
     @property
     def nbytes(self) -> int:
@@ -102,7 +124,9 @@ def split_off_validation(images: np.ndarray, labels: np.ndarray, fraction: float
 
 
 def to_split(images: np.ndarray, labels: np.ndarray) -> Split:
-    return Split(torch.from_numpy(np.ascontiguousarray(images, dtype=np.uint8)), torch.from_numpy(labels.astype(np.int64)))
+    """Images as uint8; a table's float rows as float32."""
+    dtype = np.float32 if np.issubdtype(images.dtype, np.floating) else np.uint8
+    return Split(torch.from_numpy(np.ascontiguousarray(images, dtype=dtype)), torch.from_numpy(labels.astype(np.int64)))
 
 
 def restrict_classes(images: np.ndarray, labels: np.ndarray, classes: list[int] | None) -> tuple[np.ndarray, np.ndarray]:

@@ -13,6 +13,7 @@ from dataclasses import dataclass, fields
 from pathlib import Path
 
 import numpy as np
+import torch
 
 from searcher.data import published, synthetic
 from searcher.data.dataset import (
@@ -51,6 +52,7 @@ class DatasetOptions:
     flip: bool | None = None  # imagefolder: horizontal flips keep labels (your data, your call)
     mean: tuple[float, ...] | None = None  # published per-channel statistics (0..1 scale); None: from the training split
     std: tuple[float, ...] | None = None
+    target: str | None = None  # table: the column to predict
 
     def source(self) -> Source:
         return SOURCES[self.name].with_digests(dict(self.checksums))
@@ -156,10 +158,23 @@ def load_synthetic(options: DatasetOptions) -> tuple[Arrays, bool]:
     return arrays, False  # type: ignore[return-value]
 
 
+TABLES = {"table"}  # datasets of feature rows, not images: read by data/tables.py (arrays, feature names, class names)
+
+
 def load_dataset(options: DatasetOptions) -> ImageDataset:
-    if options.name not in LOADERS:
-        raise DatasetError(f"dataset.name={options.name!r} is unknown; choose one of {sorted(LOADERS)}.")
-    (train_images, train_labels, test_images, test_labels), flip = LOADERS[options.name](options)
+    if options.name not in LOADERS and options.name not in TABLES:
+        raise DatasetError(f"dataset.name={options.name!r} is unknown; choose one of {sorted(set(LOADERS) | TABLES)}.")
+    feature_names: tuple[str, ...] = ()
+    class_names: tuple[str, ...] = ()
+    if options.name in TABLES:
+        from searcher.data.tables import read_table  # pandas only when asked for
+
+        if options.path is None:
+            raise DatasetError("dataset.path is not set; table needs dataset.path=FILE, a CSV or Parquet file.")
+        arrays, feature_names, class_names = read_table(Path(options.path).expanduser(), options.target, options.split_seed)
+        (train_images, train_labels, test_images, test_labels), flip = arrays, False
+    else:
+        (train_images, train_labels, test_images, test_labels), flip = LOADERS[options.name](options)
     classes = list(options.classes) if options.classes else None
     if classes:
         present = set(np.unique(train_labels).tolist())
@@ -178,6 +193,7 @@ def load_dataset(options: DatasetOptions) -> ImageDataset:
     identity = (
         f"{options.name}|classes={classes}|val={options.val_fraction}|split_seed={options.split_seed}|n={len(train)},{len(val)}"
         + options.identity()
+        + (f"|rows={content_digest(train_images, train_labels)}" if feature_names else "")  # a table file edited in place is other data
     )
     return ImageDataset(
         name=options.name,
@@ -189,11 +205,26 @@ def load_dataset(options: DatasetOptions) -> ImageDataset:
         std=std,
         flip=flip,
         identity=identity,
+        feature_names=feature_names,
+        class_names=tuple(class_names[c] for c in classes) if classes and class_names else class_names,
     )
+
+
+def content_digest(*arrays: np.ndarray) -> str:
+    import hashlib
+
+    digest = hashlib.sha256()
+    for array in arrays:
+        digest.update(np.ascontiguousarray(array).tobytes())
+    return digest.hexdigest()[:16]
 
 
 def normalisation(options: DatasetOptions, train_images, classes: list[int] | None) -> tuple[tuple[float, ...], tuple[float, ...]]:
     """Published statistics when the config gives them for the whole dataset; otherwise the training split's own."""
+    if train_images.dtype != torch.uint8:  # a table's rows: per-feature statistics in their own units
+        from searcher.data.tables import feature_stats
+
+        return feature_stats(train_images)
     if options.mean is None or options.std is None or classes:
         return channel_stats(train_images)
     channels = int(train_images.shape[1])

@@ -71,8 +71,9 @@ def with_auto_execution(config: SearcherConfig, dataset: ImageDataset) -> tuple[
     from searcher.search.setup import make_plan
 
     plan = make_plan(config, dataset)
-    largest = plan.layout.baseline(plan.depth_cap, plan.width_cap, plan.block)
-    share = share_gpu(Probe(device, largest, dataset.channels, dataset.size, dataset.num_classes, plan.train, dataset.nbytes * plan.folds), e.max_trials_per_gpu)
+    largest = plan.family.baseline(plan.depth_cap, plan.width_cap, plan.input_shape)
+    probe = Probe(device, largest, plan.family, plan.input_shape, dataset.num_classes, plan.train, dataset.nbytes * plan.folds)
+    share = share_gpu(probe, e.max_trials_per_gpu)
     workers = e.workers or default_workers(device, share.trials_per_gpu, e.threads_per_trial)
     if workers == 1:
         return replace(config, execution=replace(e, kind="serial")), f"execution: auto → serial on {device} (a single worker: {share.trials_per_gpu} per GPU, {share.describe()})"

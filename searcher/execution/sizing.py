@@ -21,6 +21,7 @@ import math
 from dataclasses import dataclass
 from typing import Any
 
+from searcher.model.family import Family, InputShape, Spec
 from searcher.model.spec import ArchSpec
 from searcher.train.trainer import TrainSettings
 
@@ -63,9 +64,9 @@ class Probe:
     """What the probe process trains: the largest network, its data and its training settings."""
 
     device: str
-    spec: ArchSpec
-    channels: int
-    size: int
+    spec: Spec
+    family: Family
+    input_shape: InputShape
     classes: int
     settings: TrainSettings
     data_bytes: int  # the dataset as it lies on the device (uint8 images, int64 labels)
@@ -75,16 +76,46 @@ def generous_trial_bytes(probe: Probe) -> int:
     """More than one trial of `probe.spec` takes: context and libraries, the data, the weights with their gradients,
     optimizer state and best copy (20 bytes a parameter), and every layer's output at the batch size four times over
     in float32 (the step's saved activations, their gradients, a CUDA graph's copies), plus an evaluation batch's."""
-    from searcher.model.build import build_model
+    from searcher.model.family import build_network
 
-    model = build_model(probe.spec, probe.channels, probe.classes)
+    model = build_network(probe.family, probe.spec, probe.input_shape, probe.classes)
     parameters = sum(parameter.numel() for parameter in model.parameters())
-    size, per_image = probe.size, 0
-    for layer in probe.spec.layers:
-        per_image += layer.width * size * size
-        size = size // 2 if layer.halves else size
-    activations = 4 * 4 * per_image * (probe.settings.batch_size + EVALUATION_BATCH)
+    activations = 4 * 4 * per_example(probe, model) * (probe.settings.batch_size + EVALUATION_BATCH)
     return CONTEXT_BYTES + probe.data_bytes + 20 * parameters + activations
+
+
+def per_example(probe: Probe, model: Any) -> int:
+    """Values a network's layers output for one example: a CNN's block outputs (a block's width x its resolution), else
+    every leaf module's output, counted in one forward pass on the CPU."""
+    if isinstance(probe.spec, ArchSpec):
+        size, total = probe.input_shape[-1], 0
+        for layer in probe.spec.layers:
+            total += layer.width * size * size
+            size = size // 2 if layer.halves else size
+        return total
+    return outputs_per_example(model, probe.input_shape)
+
+
+def outputs_per_example(model: Any, input_shape: InputShape) -> int:
+    """Values every leaf module of `model` outputs for one example (one forward pass on the CPU)."""
+    import torch
+
+    total = 0
+
+    def count(module: Any, inputs: Any, output: Any) -> None:
+        nonlocal total
+        if isinstance(output, torch.Tensor) and not list(module.children()):
+            total += output.numel()
+
+    hooks = [module.register_forward_hook(count) for module in model.modules()]
+    try:
+        with torch.no_grad():
+            model.eval()(torch.zeros(1, *input_shape))
+    finally:
+        for hook in hooks:
+            hook.remove()
+    return total
+
 
 
 def share_gpu(probe: Probe, cap: int) -> GpuShare:
@@ -170,27 +201,29 @@ def peak_of_a_trial(probe: Probe, device: Any) -> list[Any]:
     the model, its gradients and optimizer state, a step's activations, an evaluation batch, the best weights' copy."""
     import torch
 
-    from searcher.model.build import build_model
+    from searcher.model.family import build_network
     from searcher.train.steps import WARM_UP_CALLS, EagerStep, GraphedStep
     from searcher.train.trainer import make_optimizer
 
     on_cuda = device.type == "cuda"
     graphed = on_cuda and probe.settings.cuda_graphs and not probe.settings.compile
     data = torch.empty(probe.data_bytes, dtype=torch.uint8, device=device)
-    model = build_model(probe.spec, probe.channels, probe.classes).to(device, memory_format=torch.channels_last)  # type: ignore[call-overload]
+    images_in = len(probe.input_shape) == 3
+    layout = torch.channels_last if images_in else torch.contiguous_format
+    model = build_network(probe.family, probe.spec, probe.input_shape, probe.classes).to(device, memory_format=layout)  # type: ignore[call-overload]
     optimizer = make_optimizer(model, probe.settings, graphed)
     autocast = torch.autocast(device.type, dtype=torch.bfloat16, enabled=on_cuda, cache_enabled=not graphed)
     eager = EagerStep(model, optimizer, autocast, 0.0)
     step = GraphedStep(eager, probe.settings.batch_size) if graphed else eager
     batch = probe.settings.batch_size
-    images = torch.randn(batch, probe.channels, probe.size, probe.size, device=device).contiguous(memory_format=torch.channels_last)
+    images = torch.randn(batch, *probe.input_shape, device=device).contiguous(memory_format=layout)
     labels = torch.randint(0, probe.classes, (batch,), device=device)
     model.train()
     for _ in range(WARM_UP_CALLS + 2 if graphed else 2):  # the second step has the optimizer's state; a graph its own memory
         step(images, labels)
     model.eval()
-    evaluation = torch.randn(EVALUATION_BATCH, probe.channels, probe.size, probe.size, device=device)
+    evaluation = torch.randn(EVALUATION_BATCH, *probe.input_shape, device=device)
     with torch.no_grad(), torch.autocast(device.type, dtype=torch.bfloat16, enabled=on_cuda):
-        model(evaluation.contiguous(memory_format=torch.channels_last))
+        model(evaluation.contiguous(memory_format=layout))
     best = {name: tensor.detach().clone() for name, tensor in model.state_dict().items()}
     return [data, model, optimizer, step, best]

@@ -18,7 +18,6 @@ from dataclasses import dataclass
 import torch
 
 from searcher.data.batches import DeviceData
-from searcher.model.growth import GrowthError, GrowthReport, grow_with_report
 from searcher.search.trials import TrialOutcome, TrialRequest
 
 CALIBRATION_IMAGES = 512  # training images whose statistics set a new layer's BatchNorm
@@ -28,11 +27,11 @@ log = logging.getLogger(__name__)
 @dataclass(frozen=True)
 class WarmStart:
     state: dict[str, torch.Tensor]
-    report: GrowthReport  # whether the growth preserved the function exactly, and why not
+    notes: tuple[str, ...]  # where the growth did not preserve the function exactly, and why (none: exact)
 
     @property
     def note(self) -> str:
-        return "exact" if self.report.exact else "; ".join(self.report.notes)
+        return "; ".join(self.notes) or "exact"
 
 
 class WarmStarts:
@@ -65,16 +64,16 @@ class WarmStarts:
             log.warning("%s: the weights of parent trial %s are not at hand; training from scratch", request.label, request.parent)
             return None
         try:
-            state, report = grow_with_report(
+            state, notes = request.family.grow(
                 parent.request.arch,
                 parent.result.state,
                 request.arch,
-                self.data.dataset.channels,
+                self.data.dataset.input_shape,
                 self.data.dataset.num_classes,
                 generator=torch.Generator().manual_seed(request.seed),
                 inputs=self.calibration_inputs(),
             )
-        except GrowthError as error:
+        except Exception as error:  # (GrowthError, or a family's own growth failing): the child still trains, from scratch
             log.warning("%s: cannot grow from parent trial %s (%s); training from scratch", request.label, request.parent, error)
             return None
-        return WarmStart(state, report)
+        return WarmStart(state, notes)

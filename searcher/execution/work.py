@@ -23,6 +23,7 @@ from typing import Any
 import torch
 
 from searcher.data.batches import DeviceData
+from searcher.model.spec import ArchSpec
 from searcher.search.studies import RemoteTrial, StudyStorageLost
 from searcher.search.trials import TrialOutcome, TrialRequest
 from searcher.train.checkpoint import Checkpointing
@@ -57,6 +58,7 @@ def train_request(
         data.fold(request.fold, request.folds),
         request.train,
         request.seed,
+        family=request.family,
         evaluate_test=request.evaluate_test,
         on_epoch=on_epoch,
         checkpoint=checkpoint,
@@ -73,6 +75,8 @@ def probe_request(settings: ProbeSettings | None = None) -> Work:
         data: DeviceData, request: TrialRequest, on_epoch: EpochCallback | None, checkpoint: object = None, initial_state: object = None, stop: object = None
     ) -> TrainResult:
         # probes are short (no checkpoints, always in the search's own thread) and start from the probed trial's weights
+        if not isinstance(request.arch, ArchSpec):
+            raise ValueError(f"{request.label}: the transfer stage probes conv features; this trial's network is not the cnn's")
         if request.source_state is None:
             raise ValueError(f"{request.label}: the source trial's weights are not in memory; nothing to probe")
         return probe_trial(request.arch, request.source_state, data, settings, request.seed, on_epoch=on_epoch)

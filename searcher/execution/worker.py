@@ -36,13 +36,17 @@ def warm_up(data: DeviceData) -> None:
     first-use costs (about a second on a CPU; the CUDA context and cuDNN on a GPU)."""
     import torch
 
-    from searcher.model.build import build_model
-    from searcher.model.spec import LayoutPolicy
+    from searcher.model.cnn import CNN
+    from searcher.model.family import build_network
+    from searcher.model.mlp import MLP
 
-    model = build_model(LayoutPolicy(input_size=data.dataset.size).baseline(1, 4), data.dataset.channels, data.dataset.num_classes)
+    shape = data.dataset.input_shape
+    family = CNN() if data.dataset.is_image else MLP()  # any small network pays the first-use costs
+    model = build_network(family, family.baseline(1, 4, shape), shape, data.dataset.num_classes)
     model = model.to(data.device)
     optimizer = torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.9, nesterov=True)
-    images, labels = next(data.train.shuffled_batches(64, torch.Generator().manual_seed(0), 1, data.dataset.flip))
+    augmentable = data.dataset.augmentable
+    images, labels = next(data.train.shuffled_batches(64, torch.Generator().manual_seed(0), int(augmentable), augmentable and data.dataset.flip))
     with torch.autocast(data.device.type, dtype=torch.bfloat16, enabled=data.device.type == "cuda"):
         loss = torch.nn.functional.cross_entropy(model(images).float(), labels, label_smoothing=0.1)
     loss.backward()

@@ -8,13 +8,10 @@ and dropout masks from a generator the trainer gives the network.
 
 from __future__ import annotations
 
-import threading
-from collections.abc import Iterator
-from contextlib import contextmanager
-
 import torch
 from torch import nn
 
+from searcher.model.family import _INITIALISING, SeededDropout, seeded
 from searcher.model.spec import ArchSpec, LayerSpec
 
 
@@ -54,24 +51,6 @@ class ResidualBlock(nn.Module):
         return self.pool(torch.relu(self.body(x) + self.shortcut(x)))
 
 
-class SeededDropout(nn.Module):
-    """Dropout whose masks come from `generator` (the trial's), not from the process's shared generator."""
-
-    def __init__(self, p: float):
-        super().__init__()
-        self.p = p
-        self.generator: torch.Generator | None = None  # None: the process's (a loaded model in eval mode draws nothing)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if not self.training or self.p == 0:
-            return x
-        keep = torch.rand(x.shape, device=x.device, generator=self.generator) >= self.p
-        return x * keep / (1 - self.p)
-
-    def extra_repr(self) -> str:
-        return f"p={self.p}"
-
-
 class Network(nn.Module):
     """Blocks -> global average pool -> dropout -> linear."""
 
@@ -93,18 +72,6 @@ class Network(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.head(self.dropout(self.features(x)))
-
-
-_INITIALISING = threading.Lock()  # torch's layers draw their initial weights from the process's one generator
-
-
-@contextmanager
-def seeded(seed: int) -> Iterator[None]:
-    """The process's random generator, seeded and this thread's alone until the block ends (then as it was).
-    Everything that initialises layers in a process where trials train in threads does it in here."""
-    with _INITIALISING, torch.random.fork_rng(devices=[]):
-        torch.manual_seed(seed)
-        yield
 
 
 def build_model(spec: ArchSpec, in_channels: int, num_classes: int, seed: int | None = None) -> Network:

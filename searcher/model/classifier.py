@@ -18,61 +18,83 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from searcher.model.build import build_model
-from searcher.model.spec import ArchSpec
+from searcher.model.cnn import CNN
+from searcher.model.family import Family, Spec, build_network, family_from
 
 DESCRIPTION_FILE = "classifier.json"  # the architecture spec and the input it takes
 WEIGHTS_FILE = "classifier_weights.pt"  # a state dict of tensors only (torch.load(weights_only=True))
 
 
 class Classifier(nn.Module):
-    """uint8 images (N, C, H, W), 0..255 -> (N, classes) logits; output i is original class `labels[i]`."""
+    """Inputs as searcher's datasets store them -> (N, classes) logits; output i is original class `labels[i]`.
+
+    Images: uint8 (N, C, H, W) on the 0..255 scale. Tables: float32 (N, F) features, one-hot columns included
+    (`feature_names` says which is which), in their own units: the model standardises them itself."""
 
     scale: torch.Tensor  # buffers (normalisation as x * scale - shift), declared for the type checker
     shift: torch.Tensor
 
     def __init__(
         self,
-        spec: ArchSpec,
-        channels: int,
-        size: int,
+        spec: Spec,
+        input_shape: Sequence[int],
         mean: Sequence[float],
         std: Sequence[float],
         labels: Sequence[int],
+        family: Family | None = None,
+        feature_names: Sequence[str] = (),
+        class_names: Sequence[str] = (),
     ):
         super().__init__()
-        self.spec, self.channels, self.size = spec, channels, size
-        self.mean, self.std, self.labels = tuple(mean), tuple(std), tuple(labels)
-        self.network = build_model(spec, channels, len(self.labels))
+        self.spec, self.family, self.input_shape = spec, family or CNN(), tuple(int(size) for size in input_shape)
+        self.mean, self.std, self.labels, self.feature_names = tuple(mean), tuple(std), tuple(labels), tuple(feature_names)
+        self.class_names = tuple(class_names)  # a table's: output i is the target column's value class_names[i]
+        self.images = len(self.input_shape) == 3
+        self.network = build_network(self.family, spec, self.input_shape, len(self.labels))
         # (x / 255 - mean) / std as x * scale - shift: the trainer's own arithmetic (data/batches.py), so logits match bit for bit
-        std_tensor = torch.tensor(self.std)
-        self.register_buffer("scale", (1 / (255 * std_tensor)).view(1, -1, 1, 1), persistent=False)
-        self.register_buffer("shift", (torch.tensor(self.mean) / std_tensor).view(1, -1, 1, 1), persistent=False)
+        std_tensor, shape = torch.tensor(self.std), (1, -1) + (1,) * (len(self.input_shape) - 1)
+        self.register_buffer("scale", (1 / ((255 if self.images else 1) * std_tensor)).view(shape), persistent=False)
+        self.register_buffer("shift", (torch.tensor(self.mean) / std_tensor).view(shape), persistent=False)
         self.eval()
 
-    def forward(self, images: torch.Tensor) -> torch.Tensor:
-        if images.dtype != torch.uint8:
-            raise TypeError(
-                f"the model takes uint8 images on the 0-255 scale, as searcher's datasets store them; got {images.dtype} "
-                "(convert with e.g. (x * 255).round().to(torch.uint8) for floats in 0..1)"
-            )
-        if images.dim() != 4 or tuple(images.shape[1:]) != (self.channels, self.size, self.size):
-            raise ValueError(f"the model takes images of shape (N, {self.channels}, {self.size}, {self.size}); got {tuple(images.shape)}")
-        return self.network(images.float() * self.scale - self.shift)
+    def forward(self, inputs: torch.Tensor) -> torch.Tensor:
+        expected = torch.uint8 if self.images else torch.float32
+        if inputs.dtype != expected:
+            hint = "(convert with e.g. (x * 255).round().to(torch.uint8) for floats in 0..1)" if self.images else "(convert with .float())"
+            what = "uint8 images on the 0-255 scale, as searcher's datasets store them" if self.images else "float32 feature rows"
+            raise TypeError(f"the model takes {what}; got {inputs.dtype} {hint}")
+        if tuple(inputs.shape[1:]) != self.input_shape or inputs.dim() != len(self.input_shape) + 1:
+            raise ValueError(f"the model takes inputs of shape (N, {', '.join(map(str, self.input_shape))}); got {tuple(inputs.shape)}")
+        return self.network(inputs.float() * self.scale - self.shift)
+
+    @property
+    def channels(self) -> int:
+        return self.input_shape[0]
+
+    @property
+    def size(self) -> int:
+        """Image side in pixels (0 for a table)."""
+        return self.input_shape[-1] if self.images else 0
 
     def description(self) -> dict:
         return {
             "arch": self.spec.to_dict(),
-            "channels": self.channels,
-            "size": self.size,
+            "family": self.family.identity(),
+            "input_shape": list(self.input_shape),
             "mean": list(self.mean),
             "std": list(self.std),
             "labels": list(self.labels),
+            "feature_names": list(self.feature_names),
+            "class_names": list(self.class_names),
         }
 
     @classmethod
     def from_description(cls, data: dict) -> Classifier:
-        return cls(ArchSpec.from_dict(data["arch"]), data["channels"], data["size"], data["mean"], data["std"], data["labels"])
+        """Rebuilds the model a description names; a family of your own is imported by its class path (installed, or on PYTHONPATH)."""
+        family = family_from(data["family"]) if "family" in data else CNN()  # (descriptions before families: the cnn)
+        shape = data.get("input_shape") or (data["channels"], data["size"], data["size"])
+        spec = family.spec_from_dict(data["arch"])
+        return cls(spec, shape, data["mean"], data["std"], data["labels"], family, data.get("feature_names", ()), data.get("class_names", ()))
 
 
 def save_classifier(model: Classifier, folder: Path) -> list[Path]:

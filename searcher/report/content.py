@@ -64,14 +64,19 @@ def result(search: SearchRecord) -> list[Block]:
         blocks.append(Paragraph("The search has no final metrics yet (it did not finish)."))
     arch = final.winner_arch if final and final.winner_arch else None
     if arch:
-        input_size = search.input.get("size")
-        rows = []
-        size = input_size
-        for index, layer in enumerate(arch["layers"], 1):
-            after = size // 2 if (size and layer["halves"]) else size
-            rows.append((str(index), arch["block"], str(layer["width"]), f"{layer['kernel']}x{layer['kernel']}", "yes" if layer["halves"] else "no", f"{after}x{after}" if after else "-"))
-            size = after
-        blocks.append(Table(("layer", "block", "width", "kernel", "halves resolution", "output size"), tuple(rows)))
+        if "layers" in arch:  # the cnn's blocks
+            input_size = search.input.get("size")
+            rows: list[tuple[str, ...]] = []
+            size = input_size
+            for index, layer in enumerate(arch["layers"], 1):
+                after = size // 2 if (size and layer["halves"]) else size
+                rows.append((str(index), arch["block"], str(layer["width"]), f"{layer['kernel']}x{layer['kernel']}", "yes" if layer["halves"] else "no", f"{after}x{after}" if after else "-"))
+                size = after
+            blocks.append(Table(("layer", "block", "width", "kernel", "halves resolution", "output size"), tuple(rows)))
+        else:  # a family of layers of a width each
+            family = str(search.input.get("family", {}).get("_target_", "")).rpartition(".")[2]
+            rows = [(str(index), family, str(width)) for index, width in enumerate(arch.get("widths", ()), 1)]
+            blocks.append(Table(("layer", "family", "width"), tuple(rows)))
         trial = final.trials[0] if final and final.trials else None
         settings = []
         if trial:
@@ -143,10 +148,9 @@ def reload(search: SearchRecord) -> list[Block]:
             "import searcher, torch\n"
             f'model = searcher.load_model("{search.model.uri}",\n'
             f'                            tracking_uri="{redact(search.tracking_uri)}")  # add your password back if the store needs one\n'
-            f"# images: uint8 tensor (N, {shape.get('channels', 'C')}, {shape.get('size', 'H')}, {shape.get('size', 'W')}) on the 0-255 scale, "
-            "as searcher's datasets store them; the model normalises them itself\n"
-            "with torch.no_grad():\n"
-            "    predictions = model(images).argmax(1)  # output i is the dataset's class model.labels[i]\n"
+            + input_comment(shape)
+            + "with torch.no_grad():\n"
+            f"    predictions = model({'images' if len(shape.get('input_shape') or (0, 0, 0)) == 3 else 'rows'}).argmax(1)  # output i is the dataset's class model.labels[i]\n"
         )
     )
     blocks.append(
@@ -203,4 +207,17 @@ def description_blocks(search: SearchRecord) -> list[Block]:
         + summary(search)
         + transfer(search)
         + [Paragraph("The full report, with the figures and the decision log: **report.html** under Artifacts.")]
+    )
+
+
+def input_comment(shape: dict) -> str:
+    """What the model takes, as a comment in the reload example: images, or a table's feature rows."""
+    if len(shape.get("input_shape") or (0, 0, 0)) != 3:
+        return (
+            f"# rows: float32 tensor (N, {shape['input_shape'][0]}) of the table's features in their own units (one-hot columns: "
+            "model.feature_names); the model standardises them itself\n"
+        )
+    return (
+        f"# images: uint8 tensor (N, {shape.get('channels', 'C')}, {shape.get('size', 'H')}, {shape.get('size', 'W')}) on the 0-255 scale, "
+        "as searcher's datasets store them; the model normalises them itself\n"
     )

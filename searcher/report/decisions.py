@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 
+from searcher.model.family import Spec
 from searcher.search.controller import SearchResult
 
 
@@ -21,10 +22,7 @@ def decisions_markdown(result: SearchResult, search_name: str) -> str:
     lines += [
         "## Result",
         "",
-        "| architecture | block | widths | kernels | dropout |",
-        "|---|---|---|---|---|",
-        f"| {final.winner.arch.describe()} | {final.winner.arch.block} | {final.winner.arch.widths} | "
-        f"{final.winner.arch.kernels} | {final.winner.arch.dropout:.3g} |",
+        *architecture_table(final.winner.arch),
         "",
         f"Best-epoch validation accuracy {final.metrics['val_acc_mean']:.4f} ± {final.metrics['val_acc_std']:.4f}, "
         f"test accuracy {final.metrics['test_acc']:.4f} ± {final.metrics['test_acc_std']:.4f} "
@@ -32,3 +30,15 @@ def decisions_markdown(result: SearchResult, search_name: str) -> str:
         "",
     ]
     return "\n".join(lines)
+
+
+def architecture_table(arch: Spec) -> list[str]:
+    """The winner's architecture as a Markdown table: the cnn's blocks and kernels where it has them."""
+    columns = {"architecture": arch.describe()}
+    if hasattr(arch, "block"):
+        columns["block"] = str(arch.block)
+    columns["widths"] = str(arch.widths)
+    if hasattr(arch, "kernels"):
+        columns["kernels"] = str(arch.kernels)
+    columns["dropout"] = f"{arch.dropout:.3g}"
+    return ["| " + " | ".join(columns) + " |", "|" + "---|" * len(columns), "| " + " | ".join(columns.values()) + " |"]

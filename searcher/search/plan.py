@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from searcher.model.spec import BlockType, LayoutPolicy
+from searcher.model.family import Family, InputShape
 from searcher.train.trainer import TrainSettings
 
 
@@ -34,9 +34,9 @@ class TransferPlan:
 class SearchPlan:
     seed: int
     data_identity: str
-    layout: LayoutPolicy
+    family: Family  # what the stages grow (model/family.py)
+    input_shape: InputShape  # one example's shape, as the family's networks take it
     train: TrainSettings  # the unregularized settings every stage before regularization uses
-    block: BlockType
     repeats: int  # seeds every candidate starts with; a candidate's score is the mean over its seeds
     max_repeats: int  # an inconclusive paired comparison adds seeds of both candidates, up to this many
     folds: int  # cross-validated comparisons: seed r trains without fold r of this many and is judged on it (1: the fixed split)

@@ -6,16 +6,21 @@ the trainer's settings and stability rule only the YAML's (tests/test_defaults.p
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import replace
 
-from searcher.config import SearcherConfig
+from searcher.config import ConfigError, SearcherConfig
 from searcher.data import ImageDataset
-from searcher.model.spec import LayoutPolicy
+from searcher.model.cnn import CNN
+from searcher.model.family import Family, FamilyError, InputShape, family_class, family_from
+from searcher.model.mlp import MLP
 from searcher.search.evidence import cross_validation_folds
 from searcher.search.plan import RegularizerRange, SearchPlan, TransferPlan
 from searcher.train.auto import TrainingChoice, choose_training
 from searcher.train.stability import StabilityRule
 from searcher.train.trainer import TrainSettings, resolve_device
+
+BUILT_IN = {family.identity()["_target_"]: family for family in (CNN(), MLP())}  # conf/model/*.yaml, at their defaults
 
 
 def with_auto_training(config: SearcherConfig, train_images: int) -> tuple[SearcherConfig, TrainingChoice]:
@@ -43,28 +48,53 @@ def train_settings(config: SearcherConfig) -> TrainSettings:
     )
 
 
-def layout_policy(config: SearcherConfig, dataset: ImageDataset) -> LayoutPolicy:
-    """The architecture family the search grows, from `model`, at the dataset's image size."""
-    m = config.model
-    return LayoutPolicy(
-        input_size=dataset.size,
-        kernel_policy=m.kernel_policy,  # type: ignore[arg-type]
-        large_kernel=m.large_kernel,
-        large_layers=m.large_layers,
-        min_resolution=m.min_resolution,
-    )
+def model_family(config: SearcherConfig) -> Family:
+    """The family the search grows, from `model` (its `_target_` class and settings; none: the cnn at its defaults).
+    Raises ConfigError naming the setting when the class cannot be had or refuses its settings."""
+    try:
+        return family_from(own_settings(config.model)) if config.model else CNN()
+    except FamilyError as error:
+        raise ConfigError(str(error)) from None
+
+
+def own_settings(model: dict) -> dict:
+    """`model` without a built-in family's default settings where `_target_` names another family: `model._target_=
+    pkg.Family` on the command line replaces the composed group's class (model=cnn, or mlp for a table) but keeps its
+    other keys, which are not the new family's. A setting the user changed is kept (and refused if not the family's)."""
+    target = model.get("_target_")
+    if target in BUILT_IN:
+        return model
+    found = family_class(target)
+    own: set[str] = {f.name for f in dataclasses.fields(found)} if dataclasses.is_dataclass(found) else set()
+    left_over = {key: value for family in BUILT_IN.values() for key, value in family.settings().items()}
+    return {key: value for key, value in model.items() if key == "_target_" or key in own or left_over.get(key, object()) != value}
+
+
+def check_family(family: Family, config: SearcherConfig, input_shape: InputShape) -> None:
+    """What a family cannot do with these data or settings, refused before anything trains."""
+    try:
+        family.baseline(config.search.baseline.depth, config.search.baseline.width, input_shape)
+    except ValueError as error:
+        raise ConfigError(f"model ({family.name}): {error}") from None
+    if config.search.transfer.enabled and not isinstance(family, CNN):
+        raise ConfigError(f"search.transfer.dataset probes conv features; it works with model=cnn only (this search grows {family.name}).")
 
 
 def make_plan(config: SearcherConfig, dataset: ImageDataset, target: ImageDataset | None = None) -> SearchPlan:
     """The plan the stages read: `search` for the procedure, `train` and `model` for its trials."""
     config = with_auto_training(config, len(dataset.train))[0]  # (a no-op once run() has made them concrete)
     s = config.search
+    family = model_family(config)
+    check_family(family, config, dataset.input_shape)
+    regularizers = tuple(RegularizerRange(name, r.low, r.high, r.log) for name, r in s.regularization.space.items())
+    if not (family.augments and dataset.augmentable):  # flips and crops belong to images (and to families that take them)
+        regularizers = tuple(r for r in regularizers if r.name != "augment")
     return SearchPlan(
         seed=config.seed,
         data_identity=dataset.identity,
-        layout=layout_policy(config, dataset),
+        family=family,
+        input_shape=dataset.input_shape,
         train=train_settings(config),
-        block=config.model.block,  # type: ignore[arg-type]
         repeats=s.repeats,
         max_repeats=s.max_repeats,
         folds=cross_validation_folds(s.folds, len(dataset.train), len(dataset.val), s.warm_start),
@@ -84,10 +114,10 @@ def make_plan(config: SearcherConfig, dataset: ImageDataset, target: ImageDatase
         regularization_min_improvement=s.regularization.min_improvement,
         regularization_trials=s.regularization.trials,
         regularization_in_flight=s.regularization.trials_in_flight,
-        regularizers=tuple(RegularizerRange(name, r.low, r.high, r.log) for name, r in s.regularization.space.items()),
+        regularizers=regularizers,
         pruner_warmup_epochs=s.regularization.pruner_warmup_epochs,
         final_seeds=s.final.seeds,
         max_consecutive_failures=s.max_consecutive_failures,
         transfer=TransferPlan(target.identity, s.transfer.top_k, s.transfer.longest) if target is not None else None,
-        warm_start=s.warm_start,
+        warm_start=s.warm_start and family.grows,  # a family that cannot grow weights trains every candidate from scratch
     )

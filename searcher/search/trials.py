@@ -13,7 +13,8 @@ import math
 from dataclasses import dataclass, field
 from typing import Literal
 
-from searcher.model.spec import ArchSpec
+from searcher.model.cnn import CNN
+from searcher.model.family import Family, Spec
 from searcher.train.trainer import TrainResult, TrainSettings
 
 Status = Literal["ok", "failed", "pruned"]
@@ -25,7 +26,7 @@ ParamValue = int | float | str
 class TrialRequest:
     stage: str
     candidate: str  # readable name shared by a candidate's repeats: "w64 d2", "d3 +w32", "reg wd=5e-4 do=0.1"
-    arch: ArchSpec
+    arch: Spec  # the family's spec
     train: TrainSettings
     seed: int
     data_identity: str
@@ -37,6 +38,7 @@ class TrialRequest:
     parent: str | None = None  # warm start: the trial key whose trained weights this trial grows from
     fold: int = 0  # cross-validation: trains without, and is judged on, this fold (0: the dataset's own validation split)
     folds: int = 1  # ...of this many (DeviceData.fold)
+    family: Family = field(default_factory=CNN, compare=False, repr=False)  # builds (and grows) `arch`
 
     @property
     def label(self) -> str:
@@ -57,6 +59,8 @@ class TrialRequest:
             "seed": self.seed,
             "test": self.evaluate_test,
         }
+        if (family := self.family.key_part()) is not None:
+            payload["family"] = family
         if self.source is not None:
             payload["source"] = self.source
         if self.parent is not None:  # a warm-started trial is a different trial from its cold twin
@@ -104,7 +108,7 @@ class Candidate:
     """A stage's unit of comparison: one architecture and settings, run over `repeats` seeds."""
 
     name: str
-    arch: ArchSpec
+    arch: Spec
     train: TrainSettings
     params: tuple[tuple[str, ParamValue], ...] = ()
     parents: tuple[tuple[int, str], ...] = ()  # warm starts: (repeat, parent trial key); empty: trained from scratch

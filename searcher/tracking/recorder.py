@@ -45,12 +45,14 @@ def flatten(prefix: str, value: Any) -> dict[str, str]:
 
 def arch_params(request: TrialRequest) -> dict[str, str]:
     arch = request.arch
+    layers = getattr(arch, "layers", None)  # the cnn's blocks: their kernels and halving, as params of their own
+    family = request.family.key_part()
     return {
         "arch.depth": str(arch.depth),
         "arch.widths": ",".join(map(str, arch.widths)),
-        "arch.kernels": ",".join(map(str, arch.kernels)),
-        "arch.halves": ",".join(str(int(layer.halves)) for layer in arch.layers),
-        "arch.block": arch.block,
+        **({"arch.kernels": ",".join(str(layer.kernel) for layer in layers), "arch.halves": ",".join(str(int(layer.halves)) for layer in layers)} if layers else {}),
+        **({"arch.block": str(arch.block)} if hasattr(arch, "block") else {}),
+        **({} if family is None else flatten("family", family)),
         "arch.dropout": str(arch.dropout),
         "arch.key": arch.key(),
         **flatten("train", request.train.to_dict()),

@@ -59,6 +59,8 @@ def default_name(config: SearcherConfig, settings: dict[str, str]) -> str:
     from searcher.tracking.history import NEUTRAL_SETTINGS
 
     defining = {k: v for k, v in settings.items() if not k.startswith(NEUTRAL_SETTINGS)}
+    if defining.get("model._target_") == "searcher.model.cnn.CNN":  # the default family: names stay what they were before families
+        del defining["model._target_"]
     digest = hashlib.sha256(json.dumps(defining, sort_keys=True).encode()).hexdigest()[:8]
     return f"{config.dataset.name}-{config.search.preset}-seed{config.seed}-{digest}"
 

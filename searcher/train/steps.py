@@ -27,7 +27,7 @@ import threading
 import torch
 from torch import nn
 
-from searcher.model.build import SeededDropout
+from searcher.model.family import SeededDropout
 
 WARM_UP_CALLS = 3  # eager steps on a side stream before the first capture (PyTorch's CUDA-graph recipe)
 _CAPTURING = threading.Lock()  # one capture at a time in a process: torch.cuda.graph synchronizes the whole device first

@@ -23,8 +23,8 @@ from torch import nn
 
 from searcher.crash import crash_point
 from searcher.data.batches import DeviceData, DeviceSplit
-from searcher.model.build import build_model
-from searcher.model.spec import ArchSpec
+from searcher.model.cnn import CNN
+from searcher.model.family import Family, SeededDropout, Spec, build_network
 from searcher.train.checkpoint import Checkpointing
 from searcher.train.score import trial_score
 from searcher.train.stability import Behavior, StabilityRule, judge
@@ -122,7 +122,7 @@ def evaluate(model: nn.Module, split: DeviceSplit, autocast: torch.autocast, cha
     model.eval()
     right, losses = [], []
     for images, labels in split.batches(1024):
-        if channels_last:
+        if channels_last and images.dim() == 4:
             images = images.contiguous(memory_format=torch.channels_last)
         with autocast:
             logits = model(images)
@@ -154,20 +154,22 @@ def collapsed(val_scores: list[float], start: float | None, chance: float, windo
 
 
 def train_trial(
-    spec: ArchSpec,
+    spec: Spec,
     data: DeviceData,
     settings: TrainSettings,
     seed: int,
     *,
+    family: Family | None = None,
     evaluate_test: bool = False,
     on_epoch: EpochCallback | None = None,
     initial_state: dict[str, torch.Tensor] | None = None,
     checkpoint: Checkpointing | None = None,
     stop: threading.Event | None = None,
 ) -> TrainResult:
-    """Train `spec` from `seed` (or from `initial_state`, a warm start) until its learning behaviour is stable.
-    `stop`: once set, the trial raises TrialStopped at its next step (a trial in a thread can be stopped no other way)."""
-    trial = Trial(spec, data, settings, seed, initial_state, stop)
+    """Train `spec` (built by `family`; None: the cnn) from `seed` (or from `initial_state`, a warm start) until its
+    learning behaviour is stable. `stop`: once set, the trial raises TrialStopped at its next step (a trial in a thread
+    can be stopped no other way)."""
+    trial = Trial(spec, data, settings, seed, initial_state, stop, family or CNN())
     saved = checkpoint.load() if checkpoint else None
     if saved is not None:  # an interrupted attempt of this very trial got this far
         trial.restore(saved)
@@ -191,24 +193,28 @@ class Trial:
 
     def __init__(
         self,
-        spec: ArchSpec,
+        spec: Spec,
         data: DeviceData,
         settings: TrainSettings,
         seed: int,
         initial_state: dict[str, torch.Tensor] | None,
         stop: threading.Event | None = None,
+        family: Family | None = None,
     ):
         self.started = time.perf_counter()
         self.data, self.settings, self.stop = data, settings, stop
         self.device = data.device
         self.generator = torch.Generator().manual_seed(seed)  # shuffling and augmentation: CPU generator, same on any device
-        model = build_model(spec, data.dataset.channels, data.dataset.num_classes, seed=seed)
+        model = build_network(family or CNN(), spec, data.dataset.input_shape, data.dataset.num_classes, seed=seed)
         if initial_state is not None:
             model.load_state_dict(initial_state)
         self.on_cuda = self.device.type == "cuda"
-        self.dropout_generator = torch.Generator(self.device).manual_seed(seed)  # the trial's own masks (model/build.py)
-        model.dropout.generator = self.dropout_generator
-        self.model = model.to(self.device, memory_format=torch.channels_last if self.on_cuda else torch.contiguous_format)  # type: ignore[call-overload]  # (torch's stubs omit memory_format)
+        self.channels_last = self.on_cuda and data.dataset.is_image
+        self.dropout_generator = torch.Generator(self.device).manual_seed(seed)  # the trial's own masks (model/family.py)
+        for module in model.modules():
+            if isinstance(module, SeededDropout):
+                module.generator = self.dropout_generator
+        self.model = model.to(self.device, memory_format=torch.channels_last if self.channels_last else torch.contiguous_format)  # type: ignore[call-overload]  # (torch's stubs omit memory_format)
         own_generators = spec.dropout == 0 or graphs_take_own_generators()  # (else a dropout trial's steps run eagerly)
         graphed = self.on_cuda and settings.cuda_graphs and not settings.compile and own_generators
         self.autocast = torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.on_cuda, cache_enabled=not graphed)
@@ -229,15 +235,16 @@ class Trial:
             self.warm_up_steps = math.ceil(settings.warm_up_epochs * math.ceil(len(data.train) / settings.batch_size))
             # Epoch 0: the grown network computes its parent's function, and it counts as a candidate for the kept weights,
             # so a child never scores below its parent merely because a fresh optimizer knocked it off the optimum.
-            _, self.initial_val_acc, self.best_correct, self.best_losses = evaluate(self.model, data.val, self.autocast, self.on_cuda)
+            _, self.initial_val_acc, self.best_correct, self.best_losses = evaluate(self.model, data.val, self.autocast, self.channels_last)
             self.best_val_acc = self.initial_val_acc
             self.best_state = {name: tensor.detach().clone() for name, tensor in self.model.state_dict().items()}
         self.chance = 1 / data.dataset.num_classes
         self.scheduler = torch.optim.lr_scheduler.ReduceLROnPlateau(
             self.optimizer, mode="max", factor=settings.plateau_factor, patience=settings.plateau_patience
         )
-        self.crop_padding = round(settings.augment * data.dataset.size / 8)
-        self.flip = settings.augment > 0 and data.dataset.flip
+        augments = settings.augment > 0 and data.dataset.augmentable
+        self.crop_padding = round(settings.augment * data.dataset.size / 8) if augments else 0
+        self.flip = augments and data.dataset.flip
         self.step_seconds, self.images_seen, self.steps = 0.0, 0, 0
         self.why = ""
 
@@ -250,7 +257,7 @@ class Trial:
         for images, labels in self.data.train.shuffled_batches(settings.batch_size, self.generator, self.crop_padding, self.flip):
             if self.stop is not None and self.stop.is_set():
                 raise TrialStopped("the search stopped")
-            if self.on_cuda:
+            if self.channels_last:
                 images = images.contiguous(memory_format=torch.channels_last)
             ramping = self.steps < self.warm_up_steps
             if ramping:  # linear warm-up of a warm start's fresh optimizer (the scheduler owns the rate after it)
@@ -263,7 +270,7 @@ class Trial:
         self.step_seconds += time.perf_counter() - epoch_started
         self.images_seen += len(self.data.train)
 
-        val_loss, val_acc, correct, losses = evaluate(self.model, self.data.val, self.autocast, self.on_cuda)
+        val_loss, val_acc, correct, losses = evaluate(self.model, self.data.val, self.autocast, self.channels_last)
         lr = self.optimizer.param_groups[0]["lr"]
         record = EpochRecord(len(self.history) + 1, train_loss, val_loss, val_acc, lr, time.perf_counter() - self.started)
         self.history.append(record)
@@ -325,7 +332,7 @@ class Trial:
             self.model.load_state_dict(self.best_state)
         test_loss = test_acc = None
         if evaluate_test:
-            test_loss, test_acc, _, _ = evaluate(self.model, self.data.test(), self.autocast, self.on_cuda)
+            test_loss, test_acc, _, _ = evaluate(self.model, self.data.test(), self.autocast, self.channels_last)
         return TrainResult(
             behavior=behavior,
             history=tuple(self.history),

@@ -99,6 +99,7 @@ class Stage:
                 parent=parents.get(repeat if repeat < self.plan.repeats else 0),
                 fold=repeat % self.plan.folds,
                 folds=self.plan.folds,
+                family=self.plan.family,
             )
             for repeat in range(self.plan.repeats if repeats is None else repeats)
         ]

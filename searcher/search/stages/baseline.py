@@ -18,7 +18,7 @@ class BaselineStage(Stage):
 
     def __init__(self, plan: SearchPlan, study: optuna.Study):
         super().__init__(plan, study)
-        arch = plan.layout.baseline(plan.baseline_depth, plan.baseline_width, plan.block)
+        arch = plan.family.baseline(plan.baseline_depth, plan.baseline_width, plan.input_shape)
         params = (("depth", plan.baseline_depth), ("width", plan.baseline_width))
         self.candidate = Candidate(f"w{plan.baseline_width} d{plan.baseline_depth}", arch, plan.train, params)
 

@@ -60,7 +60,7 @@ class DepthStage(Stage):
         widths = sorted({min(self.plan.width_cap, max(1, round(previous * f))) for f in self.plan.new_layer_factors})
         children = []
         for width in widths:
-            arch = self.plan.layout.deepen(parent.arch, width)
+            arch = self.plan.family.deepen(parent.arch, width, self.plan.input_shape)
             params = (("depth", arch.depth), ("new_width", width))
             children.append(Candidate(f"d{arch.depth} +w{width}", arch, parent.train, params, self.parents_from(parent_outcomes)))
         return children

@@ -35,6 +35,7 @@ class FinalStage(Stage):
             data_identity=self.plan.data_identity,
             params=candidate.params,
             evaluate_test=True,
+            family=self.plan.family,
         )
 
     def next_trials(self, done: list[TrialOutcome]) -> list[TrialRequest]:

@@ -134,6 +134,7 @@ class TransferStage(Stage):
             ),
             source=trained.key,
             source_state=source.outcome.result.state if source.outcome.result else None,
+            family=trained.family,
         )
 
     def next_trials(self, done: list[TrialOutcome]) -> list[TrialRequest]:
@@ -157,7 +158,7 @@ class TransferStage(Stage):
         scored = [(s, by_source[s.outcome.request.key].score) for s in self.sources if s.outcome.request.key in by_source]
         if not scored:
             entry = self.entry("skipped", "no trained candidate had its weights in memory (a resumed search keeps none); nothing probed")
-            start = Candidate("none", self.plan.layout.baseline(1, 1), self.plan.train)
+            start = Candidate("none", self.plan.family.baseline(1, 1, self.plan.input_shape), self.plan.train)
             return StageResult(self.name, start, -math.inf, (entry,), {})
         ranked = rank(scored)
         entries = []

@@ -44,7 +44,7 @@ class WidthStage(Stage):
         return self.plan.width_ties
 
     def candidate(self, width: int) -> Candidate:
-        arch = self.start.winner.arch.with_width(width)
+        arch = self.plan.family.widen(self.start.winner.arch, width)
         params = (("depth", arch.depth), ("width", width))
         return Candidate(f"w{width} d{arch.depth}", arch, self.start.winner.train, params, self.parents_from(self.start.winner_outcomes))
 

@@ -1,0 +1,198 @@
+"""Model families as plug-ins, tables as data: the interface, the built-in mlp, a family of your own (examples/), CSV and
+Parquet tables, from the command line and from Python."""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+from conftest import REPO, run_cli, search_runs
+
+import searcher
+from searcher.config import ConfigError
+from searcher.data import DatasetError, DatasetOptions, DeviceData, load_dataset
+from searcher.model.cnn import CNN
+from searcher.model.family import FamilyError, LayerStack, build_network, family_from
+from searcher.model.mlp import MLP
+from searcher.search.setup import model_family, own_settings
+from searcher.search.trials import TrialRequest
+from searcher.train.trainer import TrainSettings, train_trial
+
+sys.path.insert(0, str(REPO / "examples"))
+from residual_tower import ResidualTower, write_rings  # noqa: E402  (the example, as a user's module)
+
+SETTINGS = TrainSettings(optimizer="adamw", lr=3e-3, batch_size=64)
+TINY = ("search=quick", "search.width.cap=32", "search.depth.cap=3", "search.final.seeds=1", "search.regularization.trials=1")
+
+
+def small_table(path: Path, rows: int = 600, seed: int = 0) -> Path:
+    """Three classes from an interaction of two numbers and a category; a column with gaps, a constant one."""
+    rng = np.random.default_rng(seed)
+    x = rng.normal(size=(rows, 3))
+    colour = rng.choice(["red", "green", "blue"], size=rows)
+    label = (x[:, 0] * x[:, 1] > 0).astype(int) + (colour == "red")
+    frame = pd.DataFrame({"a": x[:, 0], "b": x[:, 1], "c": x[:, 2], "colour": colour, "constant": 1.0})
+    frame.loc[rng.random(rows) < 0.1, "c"] = np.nan
+    frame["kind"] = np.array(["low", "mid", "high"])[label]
+    if path.suffix == ".parquet":
+        frame.to_parquet(path, index=False)
+    else:
+        frame.to_csv(path, index=False)
+    return path
+
+
+# the interface
+
+
+def test_a_layer_stack_is_a_value_with_a_stable_key_and_grows_by_the_default_rules():
+    family = MLP()
+    base = family.baseline(2, 16, (10,))
+    assert base == LayerStack((16, 16)) and base.key() == LayerStack([16, 16]).key() and base.key() != LayerStack((16, 16), 0.1).key()
+    assert family.widen(base, 32).widths == (32, 32) and family.deepen(base, 8, (10,)).widths == (16, 16, 8)
+    assert LayerStack.from_dict(base.to_dict()) == base and base.with_dropout(0.2).dropout == 0.2
+
+
+def test_the_family_and_its_settings_are_part_of_every_trial_key_but_the_cnns_keys_are_as_before():
+    spec = LayerStack((16, 16))
+    keys = {TrialRequest("width", "w16 d2", spec, SETTINGS, 0, "data", family=family).key for family in (MLP(), MLP(norm="batch"), ResidualTower())}
+    assert len(keys) == 3
+    arch = CNN().baseline(2, 16, (1, 8, 8))
+    assert TrialRequest("width", "w16 d2", arch, SETTINGS, 0, "data", family=CNN()).key == TrialRequest("width", "w16 d2", arch, SETTINGS, 0, "data").key
+    assert "family" not in str(CNN().key_part())
+
+
+@pytest.mark.parametrize(
+    ("settings", "says"),
+    [
+        ({"_target_": "nope.Family"}, "model._target_=nope.Family cannot be imported (ModuleNotFoundError"),
+        ({"_target_": "searcher.data.DatasetOptions"}, "is not a searcher.Family subclass"),
+        ({"_target_": "searcher.model.mlp.MLP", "depth": 3}, "model.depth is not a setting of MLP (it has: activation, norm)"),
+        ({"_target_": "searcher.model.mlp.MLP", "activation": "relux"}, "activation='relux': one of relu, gelu, silu, tanh"),
+        ({"_target_": "searcher.model.cnn.CNN", "block": "dense"}, "block='dense': plain or residual"),
+        ({"activation": "relu"}, "model._target_=None is not a class path"),
+    ],
+)
+def test_a_family_that_cannot_be_had_is_one_sentence_naming_the_setting(settings, says):
+    with pytest.raises(FamilyError, match=None) as raised:
+        family_from(settings)
+    assert says in str(raised.value) and "\n" not in str(raised.value)
+
+
+def test_naming_another_family_on_the_command_line_drops_only_the_cnns_untouched_defaults():
+    composed = {**CNN().identity(), "_target_": "residual_tower.ResidualTower", "stem": 8}
+    assert own_settings(composed) == {"_target_": "residual_tower.ResidualTower", "stem": 8}
+    assert own_settings({**MLP().identity(), "_target_": "residual_tower.ResidualTower"}) == {"_target_": "residual_tower.ResidualTower"}
+    changed = {**composed, "block": "residual"}  # set by the user for a family that has no such setting: refused, not dropped
+    config = dataclasses.replace(searcher.api.compose()[0], model=changed)
+    with pytest.raises(ConfigError, match="model.block is not a setting of ResidualTower"):
+        model_family(config)
+
+
+def test_the_mlp_trains_on_images_and_tables_and_its_dropout_is_the_trials_own():
+    digits = load_dataset(DatasetOptions("digits", classes=(0, 1)))
+    spec = LayerStack((16,), dropout=0.3)
+    one = train_trial(spec, DeviceData(digits, torch.device("cpu")), SETTINGS, 5, family=MLP())
+    two = train_trial(spec, DeviceData(digits, torch.device("cpu")), SETTINGS, 5, family=MLP())
+    assert one.best_val_acc > 0.9 and [r.val_acc for r in one.history] == [r.val_acc for r in two.history]
+    network = build_network(MLP(norm="batch"), LayerStack((8, 4)), (3, 4, 4), 5, seed=0)
+    assert network(torch.zeros(2, 3, 4, 4)).shape == (2, 5)
+
+
+def test_the_example_familys_growth_keeps_the_parents_function():
+    family, shape = ResidualTower(stem=8), (6,)
+    parent = LayerStack((4, 4))
+    trained = build_network(family, parent, shape, 3, seed=1)
+    for tensor in trained.state_dict().values():
+        tensor.add_(torch.randn_like(tensor) * 0.1)  # weights unlike a fresh network's
+    inputs = torch.randn(32, 6)
+    for child in (family.widen(parent, 8), family.deepen(parent, 2, shape), family.deepen(family.widen(parent, 8), 16, shape)):
+        state, notes = family.grow(parent, trained.state_dict(), child, shape, 3, torch.Generator().manual_seed(0), inputs)
+        grown = family.build(child, shape, 3)
+        grown.load_state_dict(state)
+        assert notes == () and torch.allclose(grown.eval()(inputs), trained.eval()(inputs), atol=1e-5), child
+
+
+# tables
+
+
+@pytest.mark.parametrize("suffix", [".csv", ".parquet"])
+def test_a_table_is_read_as_standardised_feature_rows_with_one_hot_categories_and_a_stratified_test_split(tmp_path, suffix):
+    path = small_table(tmp_path / f"t{suffix}")
+    table = load_dataset(DatasetOptions("table", path=path, target="kind"))
+    assert table.feature_names == ("a", "b", "c", "colour=blue", "colour=green", "colour=red", "constant")
+    assert table.class_names == ("high", "low", "mid") and table.num_classes == 3 and table.input_shape == (7,)
+    assert table.train.images.dtype == torch.float32 and not torch.isnan(table.train.images).any()
+    assert len(table.train) + len(table.val) + len(table.test()) == 600 and len(table.test()) == 120
+    rows = DeviceData(table, torch.device("cpu")).train.normalise(table.train.images)
+    assert torch.allclose(rows[:, :6].mean(0), torch.zeros(6), atol=1e-5) and torch.allclose(rows[:, :6].std(0), torch.ones(6), atol=1e-4)
+    assert torch.equal(rows[:, 6], torch.zeros(len(rows)))  # a constant column: centred, not divided by zero
+    assert not table.augmentable and table.size == 0
+    again = load_dataset(DatasetOptions("table", path=path, target="kind"))
+    assert again.identity == table.identity
+    small_table(path, seed=1)  # the same file name, other rows: other data, other trial keys
+    assert load_dataset(DatasetOptions("table", path=path, target="kind")).identity != table.identity
+
+
+@pytest.mark.parametrize(
+    ("target", "says"),
+    [
+        (None, "dataset.target is not set"),
+        ("colours", "dataset.target=colours is not a column of t.csv; its columns are: a, b, c, colour, constant, kind"),
+        ("a", "dataset.target=a holds continuous values; searcher searches classifiers only so far"),
+        ("constant", "dataset.target=constant has a single value"),
+    ],
+)
+def test_a_table_that_cannot_be_searched_says_why(tmp_path, target, says):
+    path = small_table(tmp_path / "t.csv")
+    with pytest.raises(DatasetError) as raised:
+        load_dataset(DatasetOptions("table", path=path, target=target))
+    assert says in str(raised.value)
+
+
+def test_from_the_command_line_a_table_is_searched_with_the_mlp_and_the_cnn_is_refused(tmp_path):
+    small_table(tmp_path / "t.csv")
+    refused = run_cli("+dataset=table", "dataset.path=t.csv", "dataset.target=kind", "model=cnn", cwd=tmp_path)
+    assert refused.returncode == 2 and "the cnn family takes images" in refused.stdout and not (tmp_path / "outputs").exists()
+    uri = f"sqlite:///{tmp_path / 'm.db'}"
+    result = run_cli("+dataset=table", "dataset.path=t.csv", "dataset.target=kind", *TINY, "execution=serial", f"tracking.uri={uri}", cwd=tmp_path)
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    assert "7 features) · model mlp" in result.stdout and "float32 feature rows in" in result.stdout
+    trials = search_runs(uri, "tags.`searcher.role` = 'trial'")
+    assert trials and all(run.data.params["family._target_"] == "searcher.model.mlp.MLP" for run in trials)
+    assert not any("augment" in run.data.params.get("stage.augment", "") or "train.augment" in run.data.params and float(run.data.params["train.augment"]) > 0 for run in trials)
+    model = searcher.load_model("models:/searcher-table/1", uri)
+    table = load_dataset(DatasetOptions("table", path=tmp_path / "t.csv", target="kind"))
+    accuracy = (model(table.test().images).argmax(1) == table.test().labels).float().mean().item()
+    (search_run,) = search_runs(uri, "tags.`searcher.role` = 'search'")
+    assert abs(accuracy - search_run.data.metrics["test_acc"]) < 0.1 and model.feature_names == table.feature_names
+    assert model.class_names == ("high", "low", "mid")
+
+
+def test_your_own_family_from_python_and_from_the_command_line_reloads_with_load_model(tmp_path):
+    """The example family (examples/residual_tower.py) on the table it writes: searcher.search(family=, data=), then the
+    command line naming the class, then searcher.load_model in a new process that imports the family by its path."""
+    table = write_rings(tmp_path / "rings.csv", rows=800)
+    uri = f"sqlite:///{tmp_path / 'm.db'}"
+    found = searcher.search(
+        *TINY, "execution=serial", f"tracking.uri={uri}", "search.warm_start=true", family=ResidualTower(stem=16),
+        data=pd.read_csv(table), target="ring", output_dir=tmp_path / "api",
+    )
+    assert found.test_acc > 0.5 and type(found.model.network).__name__ == "Tower" and found.model.family == ResidualTower(stem=16)
+    trials = search_runs(uri, "tags.`searcher.role` = 'trial'")
+    assert any(run.data.tags.get("searcher.warm_start") == "true" for run in trials), "the family's own growth rule was used"
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(REPO / "examples"), os.environ.get("PYTHONPATH", "")]))
+    command = [sys.executable, "-m", "searcher", "+dataset=table", f"dataset.path={table}", "dataset.target=ring", "model._target_=residual_tower.ResidualTower",
+               "+model.stem=8", *TINY, "execution=serial", f"tracking.uri={uri}"]
+    result = subprocess.run(command, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=600, stdin=subprocess.DEVNULL)
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    assert "model residual_tower" in result.stdout
+    program = f"import searcher, torch; m = searcher.load_model('models:/searcher-table/2', '{uri}'); print(type(m.network).__name__, m.family.stem, m(torch.zeros(3, 6)).shape)"
+    loaded = subprocess.run([sys.executable, "-c", program], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300)
+    assert loaded.stdout.split() == ["Tower", "8", "torch.Size([3,", "4])"], loaded.stderr[-2000:]
