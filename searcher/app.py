@@ -248,7 +248,7 @@ def announce(s: Opened, name: str, plan: SearchPlan, device: torch.device) -> No
     dataset = s.dataset
     s.console.print(
         f"search [bold]{name}[/bold] on {dataset.name} ({len(dataset.train)} train / {len(dataset.val)} val images, "
-        f"{dataset.num_classes} classes, {'x'.join(map(str, dataset.input_shape))}{'' if dataset.is_image else ' features'}) · "
+        f"{dataset.num_classes} classes, {dataset.describe_input()}) · "
         f"model {plan.family.name} · preset {s.config.search.preset} · "
         f"device {device} · tracking {redact(s.config.tracking.uri)}"
     )
@@ -306,7 +306,7 @@ def already_finished(s: Opened, name: str, earlier: Run) -> Outcome:
     test_acc = earlier.data.metrics.get("test_acc")
     model_uri = stored.model.uri if stored.model else None
     if model_uri:
-        s.console.print(f"model:      {model_uri}  (searcher.load_model: {'uint8 images' if s.dataset.is_image else 'float32 feature rows'} in, logits out)", highlight=False, soft_wrap=True)
+        s.console.print(f"model:      {model_uri}  (searcher.load_model: {'uint8 images' if s.dataset.is_image else 'float32 rows'} in, logits out)", highlight=False, soft_wrap=True)
     if report_missing(s.config, earlier):
         s.console.print(f"the report of search {name} is missing (its building was stopped): rebuilding it", highlight=False)
         if stopped := publish_report(s.console, s.config, name, earlier.info.run_id, s.output_dir):
@@ -429,7 +429,7 @@ def report(s: Opened, name: str, finished: Finished) -> Outcome:
 
     def summary() -> None:
         print_summary(s.console, result, ui_command(s.config.tracking.uri), s.recorder.stage_view_url("http://127.0.0.1:5000"))
-        s.console.print(f"model:      {model_uri}  (searcher.load_model: {'uint8 images' if s.dataset.is_image else 'float32 feature rows'} in, logits out)", highlight=False, soft_wrap=True)
+        s.console.print(f"model:      {model_uri}  (searcher.load_model: {'uint8 images' if s.dataset.is_image else 'float32 rows'} in, logits out)", highlight=False, soft_wrap=True)
 
     stopped = publish_report(s.console, s.config, name, run_id, s.output_dir, first=summary)
     test_acc = result.final.metrics["test_acc"]

@@ -45,6 +45,8 @@ class DatasetConfig:
     extra: bool = False  # svhn: add the 531k extra images to the training split
     path: Optional[str] = None  # imagefolder: folder with one sub-folder of PNG/JPEG images per class; table: a CSV or Parquet file
     target: Optional[str] = None  # table: the column to predict (the class)
+    sequence_length: Optional[int] = None  # sequences: tokens per sequence
+    vocabulary: Optional[int] = None  # sequences: distinct tokens (the marker and the classes)
     image_size: Optional[int] = None  # imagefolder, synthetic: square side in pixels
     channels: Optional[int] = None  # imagefolder: 1 (grey) or 3 (RGB); synthetic: any
     flip: Optional[bool] = None  # imagefolder: do mirror images keep their class?
@@ -351,6 +353,10 @@ def check_dataset(d: DatasetConfig) -> None:
     _require(d.flip is None or d.name == "imagefolder", "dataset.flip", d.flip, "null except for imagefolder (published datasets fix it)")
     _require(not d.extra or d.name == "svhn", "dataset.extra", d.extra, "false except for svhn")
     _require(d.target is None or d.name == "table", "dataset.target", d.target, "null except for table (the column to predict)")
+    if d.sequence_length is not None:
+        _require(2 <= d.sequence_length <= 4096, "dataset.sequence_length", d.sequence_length, "an integer from 2 to 4096")
+    if d.vocabulary is not None:
+        _require(3 <= d.vocabulary <= 1024, "dataset.vocabulary", d.vocabulary, "an integer from 3 to 1024 (a marker and two or more classes)")
 
 
 def check_search(s: SearchConfig) -> None:

@@ -163,7 +163,7 @@ def test_from_the_command_line_a_table_is_searched_with_the_mlp_and_the_cnn_is_r
     uri = f"sqlite:///{tmp_path / 'm.db'}"
     result = run_cli("+dataset=table", "dataset.path=t.csv", "dataset.target=kind", *TINY, "execution=serial", f"tracking.uri={uri}", cwd=tmp_path)
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
-    assert "7 features) · model mlp" in result.stdout and "float32 feature rows in" in result.stdout
+    assert "7 features) · model mlp" in result.stdout and "float32 rows in" in result.stdout
     trials = search_runs(uri, "tags.`searcher.role` = 'trial'")
     assert trials and all(run.data.params["family._target_"] == "searcher.model.mlp.MLP" for run in trials)
     assert not any("augment" in run.data.params.get("stage.augment", "") or "train.augment" in run.data.params and float(run.data.params["train.augment"]) > 0 for run in trials)
@@ -196,3 +196,37 @@ def test_your_own_family_from_python_and_from_the_command_line_reloads_with_load
     program = f"import searcher, torch; m = searcher.load_model('models:/searcher-table/2', '{uri}'); print(type(m.network).__name__, m.family.stem, m(torch.zeros(3, 6)).shape)"
     loaded = subprocess.run([sys.executable, "-c", program], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300)
     assert loaded.stdout.split() == ["Tower", "8", "torch.Size([3,", "4])"], loaded.stderr[-2000:]
+
+
+# sequences
+
+
+def test_the_generated_sequences_label_each_with_the_token_after_its_one_marker():
+    from searcher.data.sequences import generate
+
+    train, labels, test, test_labels = generate(length=12, vocabulary=6, train_size=300, test_size=50, seed=3)
+    assert train.shape == (300, 12, 6) and test.shape == (50, 12, 6) and train.dtype == np.float32
+    tokens = train.argmax(2)
+    assert ((tokens == 0).sum(1) == 1).all()
+    marker = (tokens == 0).argmax(1)
+    assert np.array_equal(labels, tokens[np.arange(300), marker + 1] - 1) and set(labels.tolist()) == set(range(5))
+    assert np.array_equal(generate(12, 6, 300, 50, seed=3)[0], train)
+
+
+def test_a_transformer_reads_the_sequences_and_its_final_model_takes_one_hot_rows():
+    dataset = load_dataset(DatasetOptions("sequences", sequence_length=10, vocabulary=5, train_size=400, test_size=100))
+    assert dataset.input_shape == (10, 5) and dataset.describe_input() == "10 tokens of 5" and not dataset.augmentable
+    from searcher.model.classifier import Classifier
+    from searcher.model.transformer import Transformer
+
+    family = Transformer(heads=2)
+    spec = family.deepen(family.baseline(1, 8, dataset.input_shape), 16, dataset.input_shape)
+    model = Classifier(spec, dataset.input_shape, dataset.mean, dataset.std, range(4), family, input_dtype="float32")
+    rows = dataset.val.images[:3]
+    network = model.network.eval()
+    assert torch.equal(model(rows), network(rows))  # one-hot tokens go in as they are
+    assert Classifier.from_description(model.description()).family == family
+    with pytest.raises(ValueError, match="the transformer family takes one-hot token sequences"):
+        family.baseline(2, 16, (7,))
+    with pytest.raises(ValueError, match="the cnn family takes images"):
+        CNN().baseline(2, 16, dataset.input_shape)

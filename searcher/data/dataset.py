@@ -19,7 +19,7 @@ import torch
 
 @dataclass(frozen=True)
 class Split:
-    images: torch.Tensor  # the inputs: (N, C, H, W) uint8 images, or (N, F) float32 table rows
+    images: torch.Tensor  # the inputs: (N, C, H, W) uint8 images, (N, F) float32 table rows, or (N, L, V) one-hot float32 tokens
     labels: torch.Tensor  # (N,) int64
 
     def __len__(self) -> int:
@@ -49,7 +49,16 @@ class ImageDataset:
 
     @property
     def is_image(self) -> bool:
-        return self.train.images.dim() == 4
+        return self.train.images.dim() == 4 and self.train.images.dtype == torch.uint8
+
+    def describe_input(self) -> str:
+        """What one example is, in words: "1x8x8", "9 features", "24 tokens of 9"."""
+        shape = self.input_shape
+        if self.is_image:
+            return "x".join(map(str, shape))
+        if len(shape) == 1:
+            return f"{shape[0]} features"
+        return f"{shape[0]} tokens of {shape[1]}" if len(shape) == 2 else "x".join(map(str, shape))
 
     @property
     def augmentable(self) -> bool:

@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from searcher.data import published, synthetic
+from searcher.data import published, sequences, synthetic
 from searcher.data.dataset import (
     ImageDataset,
     channel_stats,
@@ -53,6 +53,8 @@ class DatasetOptions:
     mean: tuple[float, ...] | None = None  # published per-channel statistics (0..1 scale); None: from the training split
     std: tuple[float, ...] | None = None
     target: str | None = None  # table: the column to predict
+    sequence_length: int | None = None  # sequences
+    vocabulary: int | None = None  # sequences
 
     def source(self) -> Source:
         return SOURCES[self.name].with_digests(dict(self.checksums))
@@ -161,6 +163,15 @@ def load_synthetic(options: DatasetOptions) -> tuple[Arrays, bool]:
 TABLES = {"table"}  # datasets of feature rows, not images: read by data/tables.py (arrays, feature names, class names)
 
 
+@register("sequences")
+def load_sequences(options: DatasetOptions) -> tuple[Arrays, bool]:
+    """Generated token sequences, one-hot (data/sequences.py): nothing to flip."""
+    arrays = sequences.generate(
+        options.sequence_length or 24, options.vocabulary or 9, options.train_size or 8000, options.test_size or 2000, options.data_seed
+    )
+    return arrays, False
+
+
 def load_dataset(options: DatasetOptions) -> ImageDataset:
     if options.name not in LOADERS and options.name not in TABLES:
         raise DatasetError(f"dataset.name={options.name!r} is unknown; choose one of {sorted(set(LOADERS) | TABLES)}.")
@@ -221,6 +232,8 @@ def content_digest(*arrays: np.ndarray) -> str:
 
 def normalisation(options: DatasetOptions, train_images, classes: list[int] | None) -> tuple[tuple[float, ...], tuple[float, ...]]:
     """Published statistics when the config gives them for the whole dataset; otherwise the training split's own."""
+    if train_images.dtype != torch.uint8 and train_images.dim() == 3:  # one-hot tokens: fed as they are
+        return (0.0,) * train_images.shape[1], (1.0,) * train_images.shape[1]
     if train_images.dtype != torch.uint8:  # a table's rows: per-feature statistics in their own units
         from searcher.data.tables import feature_stats
 

@@ -44,12 +44,14 @@ class Classifier(nn.Module):
         family: Family | None = None,
         feature_names: Sequence[str] = (),
         class_names: Sequence[str] = (),
+        input_dtype: str | None = None,
     ):
         super().__init__()
         self.spec, self.family, self.input_shape = spec, family or CNN(), tuple(int(size) for size in input_shape)
         self.mean, self.std, self.labels, self.feature_names = tuple(mean), tuple(std), tuple(labels), tuple(feature_names)
         self.class_names = tuple(class_names)  # a table's: output i is the target column's value class_names[i]
-        self.images = len(self.input_shape) == 3
+        self.input_dtype = input_dtype or ("uint8" if len(self.input_shape) == 3 else "float32")  # (descriptions before tables: images)
+        self.images = self.input_dtype == "uint8"
         self.network = build_network(self.family, spec, self.input_shape, len(self.labels))
         # (x / 255 - mean) / std as x * scale - shift: the trainer's own arithmetic (data/batches.py), so logits match bit for bit
         std_tensor, shape = torch.tensor(self.std), (1, -1) + (1,) * (len(self.input_shape) - 1)
@@ -61,7 +63,7 @@ class Classifier(nn.Module):
         expected = torch.uint8 if self.images else torch.float32
         if inputs.dtype != expected:
             hint = "(convert with e.g. (x * 255).round().to(torch.uint8) for floats in 0..1)" if self.images else "(convert with .float())"
-            what = "uint8 images on the 0-255 scale, as searcher's datasets store them" if self.images else "float32 feature rows"
+            what = "uint8 images on the 0-255 scale, as searcher's datasets store them" if self.images else "float32 rows (table features, or one-hot tokens)"
             raise TypeError(f"the model takes {what}; got {inputs.dtype} {hint}")
         if tuple(inputs.shape[1:]) != self.input_shape or inputs.dim() != len(self.input_shape) + 1:
             raise ValueError(f"the model takes inputs of shape (N, {', '.join(map(str, self.input_shape))}); got {tuple(inputs.shape)}")
@@ -86,6 +88,7 @@ class Classifier(nn.Module):
             "labels": list(self.labels),
             "feature_names": list(self.feature_names),
             "class_names": list(self.class_names),
+            "input_dtype": self.input_dtype,
         }
 
     @classmethod
@@ -94,7 +97,7 @@ class Classifier(nn.Module):
         family = family_from(data["family"]) if "family" in data else CNN()  # (descriptions before families: the cnn)
         shape = data.get("input_shape") or (data["channels"], data["size"], data["size"])
         spec = family.spec_from_dict(data["arch"])
-        return cls(spec, shape, data["mean"], data["std"], data["labels"], family, data.get("feature_names", ()), data.get("class_names", ()))
+        return cls(spec, shape, data["mean"], data["std"], data["labels"], family, data.get("feature_names", ()), data.get("class_names", ()), data.get("input_dtype"))
 
 
 def save_classifier(model: Classifier, folder: Path) -> list[Path]:

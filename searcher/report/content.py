@@ -212,6 +212,9 @@ def description_blocks(search: SearchRecord) -> list[Block]:
 
 def input_comment(shape: dict) -> str:
     """What the model takes, as a comment in the reload example: images, or a table's feature rows."""
+    if len(shape.get("input_shape") or (0, 0, 0)) == 2:
+        length, vocabulary = shape["input_shape"]
+        return f"# rows: float32 tensor (N, {length}, {vocabulary}), each token one-hot, as searcher's sequences store them\n"
     if len(shape.get("input_shape") or (0, 0, 0)) != 3:
         return (
             f"# rows: float32 tensor (N, {shape['input_shape'][0]}) of the table's features in their own units (one-hot columns: "

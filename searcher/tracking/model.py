@@ -35,7 +35,9 @@ def final_model(result: SearchResult, dataset: ImageDataset, classes: list[int] 
     assert best.result is not None and best.result.state is not None  # (the final stage keeps its winner's weights)
     labels = classes or range(dataset.num_classes)
     request = best.request
-    model = Classifier(request.arch, dataset.input_shape, dataset.mean, dataset.std, labels, request.family, dataset.feature_names, dataset.class_names)
+    model = Classifier(request.arch, dataset.input_shape, dataset.mean, dataset.std, labels, request.family, dataset.feature_names, dataset.class_names,
+        str(dataset.train.images.dtype).removeprefix("torch."),
+    )
     model.network.load_state_dict(best.result.state)
     return model.eval(), dataset.val.images[:2].numpy()
 
