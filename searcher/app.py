@@ -164,21 +164,25 @@ def run(
 
         importing = import_in_background()  # MLflow's store modules load while the data does
         try:
-            with timed("dataset loaded"):
+            with timed("dataset loaded"):  # (no status line here: a download shows its own progress bar)
                 dataset = load_dataset(dataset_options(config.dataset, data_dir(config)))
                 target = load_target(config, dataset)
         finally:
             waited = time.perf_counter()
-            importing.join()
+            with console.status("starting: importing MLflow"):  # seconds on a busy machine: the user sees why
+                importing.join()
         log.info("MLflow imported (beside the data), waited: %.1f s", time.perf_counter() - waited)
-        storage = optuna_storage(config)
-        if error := unreachable_database("tracking.optuna_storage", storage) or unwritable_store("tracking.optuna_storage", storage):
-            raise ConfigError(error)
-        config, training = with_auto_training(config, len(dataset.train))
-        with timed(f"execution chosen ({config.execution.kind})"):
-            config, execution_note = with_auto_execution(config, dataset)
-        workers = start_workers(config, dataset)  # they import and load the data while the store opens
-        recorder = open_tracking_store(config)
+        with console.status("starting: checking the stores") as starting:
+            storage = optuna_storage(config)
+            if error := unreachable_database("tracking.optuna_storage", storage) or unwritable_store("tracking.optuna_storage", storage):
+                raise ConfigError(error)
+            config, training = with_auto_training(config, len(dataset.train))
+            starting.update(f"starting: choosing where trials run (execution={config.execution.kind})")
+            with timed(f"execution chosen ({config.execution.kind})"):
+                config, execution_note = with_auto_execution(config, dataset)
+            workers = start_workers(config, dataset)  # they import and load the data while the store opens
+            starting.update(f"starting: opening the tracking store {redact(config.tracking.uri)}")
+            recorder = open_tracking_store(config)
     except (ConfigError, DatasetError) as error:
         if workers is not None:
             workers.close()
@@ -370,6 +374,7 @@ def train_and_record(s: Opened, name: str, plan: SearchPlan, device: torch.devic
     # Trials here (serial), and warm starts grown here, compute with the threads a trial gets anywhere: same sums, same decisions.
     threads = trial_threads(str(device), 1, config.execution.threads_per_trial)
     with torch_threads(threads), RichProgress(s.console) as progress:
+        progress.phase(f"preparing the trials' execution ({config.execution.kind}) and the stages' Optuna studies")
         runner = make_runner(config, s.dataset, device, recorder, progress, name, s.storage, s.workers, warm_start=plan.warm_start)
         s.runners.append(runner)
         if config.execution.kind != "serial":
@@ -386,7 +391,8 @@ def train_and_record(s: Opened, name: str, plan: SearchPlan, device: torch.devic
             transfer_runner = serial_runner(DeviceData(s.target, device), recorder, progress, work=probe_request())
         result = run_search(plan, StudyBook(s.storage, name, plan), runner, transfer_runner)
         runner.end_search()
-    return Finished(result, record_result(s, name, result, warming_up))
+    with s.console.status("the search is decided: logging the decision log and the final model to MLflow"):
+        return Finished(result, record_result(s, name, result, warming_up))
 
 
 def record_result(s: Opened, name: str, result: SearchResult, warming_up: threading.Thread | None) -> str | None:
