@@ -302,13 +302,15 @@ def already_finished(s: Opened, name: str, earlier: Run) -> Outcome:
     """A search that an earlier process finished: its summary again, and its report if that was never completed."""
     from searcher.report.terminal import print_stored_summary
     from searcher.tracking.reader import read_search
+    from searcher.tracking.schema import Metrics
 
     stored = read_search(s.recorder.client, earlier.info.run_id)
-    print_stored_summary(s.console, stored, ui_command(s.config.tracking.uri), s.recorder.runs_url("http://127.0.0.1:5000"))
-    test_acc = earlier.data.metrics.get("test_acc")
     model_uri = stored.model.uri if stored.model else None
-    if model_uri:
-        s.console.print(f"model:      {model_uri}  (searcher.load_model: uint8 images in, logits out)", highlight=False, soft_wrap=True)
+    print_stored_summary(s.console, stored, ui_command(s.config.tracking.uri), s.recorder.stage_view_url_of(name, "http://127.0.0.1:5000"), model_uri)
+    if Metrics.REPORT_SECONDS in earlier.data.metrics:  # (logged last: the whole report is there)
+        report_html = redact(f"{earlier.info.artifact_uri}/report.html")
+        s.console.print(f"report:     {report_html} (recorded with the search)", highlight=False, soft_wrap=True)
+    test_acc = earlier.data.metrics.get("test_acc")
     if report_missing(s.config, earlier):
         s.console.print(f"the report of search {name} is missing (its building was stopped): rebuilding it", highlight=False)
         if stopped := publish_report(s.console, s.config, name, earlier.info.run_id, s.output_dir):
@@ -429,8 +431,7 @@ def report(s: Opened, name: str, finished: Finished) -> Outcome:
     result, model_uri, run_id = finished.result, finished.model_uri, s.recorder.search_run_id
 
     def summary() -> None:
-        print_summary(s.console, result, ui_command(s.config.tracking.uri), s.recorder.stage_view_url("http://127.0.0.1:5000"))
-        s.console.print(f"model:      {model_uri}  (searcher.load_model: uint8 images in, logits out)", highlight=False, soft_wrap=True)
+        print_summary(s.console, result, ui_command(s.config.tracking.uri), s.recorder.stage_view_url("http://127.0.0.1:5000"), model_uri)
 
     stopped = publish_report(s.console, s.config, name, run_id, s.output_dir, first=summary)
     test_acc = result.final.metrics["test_acc"]

@@ -205,18 +205,26 @@ def summary_table(result: SearchResult) -> Table:
     return table
 
 
-def print_summary(console: Console, result: SearchResult, ui_command: str, runs_url: str) -> None:
+def print_summary(console: Console, result: SearchResult, ui_command: str, view_url: str, model_uri: str | None) -> None:
     console.print(summary_table(result))
     m = result.final.metrics
     console.print(
         f"[bold]final[/bold]: best-epoch val_acc {m['val_acc_mean']:.4f} ± {m['val_acc_std']:.4f} · "
         f"test_acc {m['test_acc']:.4f} ± {m['test_acc_std']:.4f} · {len(result.outcomes)} trials · {result.seconds:.1f}s"
     )
-    console.print(f"MLflow UI:  {ui_command}", soft_wrap=True, highlight=False)  # soft_wrap: commands and URLs stay copyable
-    console.print(f"then open:  {runs_url}", soft_wrap=True, highlight=False)
+    print_links(console, ui_command, view_url, model_uri)
 
 
-def print_stored_summary(console: Console, search: SearchRecord, ui_command: str, runs_url: str) -> None:
+def print_links(console: Console, ui_command: str, view_url: str, model_uri: str | None) -> None:
+    """Where to look next, the same after a search and after a finished search's re-run: the MLflow UI command, the
+    search's stage-by-stage view and the final model's URI. Commands and URLs are not wrapped, so they stay copyable."""
+    console.print(f"MLflow UI:  {ui_command}", soft_wrap=True, highlight=False)
+    console.print(f"then open:  {view_url}", soft_wrap=True, highlight=False)
+    if model_uri:
+        console.print(f"model:      {model_uri}  (searcher.load_model: uint8 images in, logits out)", highlight=False, soft_wrap=True)
+
+
+def print_stored_summary(console: Console, search: SearchRecord, ui_command: str, view_url: str, model_uri: str | None) -> None:
     """A finished search re-run: its summary from the store, nothing trained."""
     console.print(f"search [bold]{search.name}[/bold] is already complete: nothing to train. Its recorded summary:")
     table = Table(title="searcher: staged search summary (from the tracking store)")
@@ -231,5 +239,4 @@ def print_stored_summary(console: Console, search: SearchRecord, ui_command: str
         f"[bold]final[/bold]: best-epoch val_acc {m.get('val_acc_mean', math.nan):.4f} ± {m.get('val_acc_std', math.nan):.4f} · "
         f"test_acc {m.get(Metrics.TEST_ACC, math.nan):.4f} ± {m.get('test_acc_std', math.nan):.4f}"
     )
-    console.print(f"MLflow UI:  {ui_command}", soft_wrap=True, highlight=False)
-    console.print(f"then open:  {runs_url}", soft_wrap=True, highlight=False)
+    print_links(console, ui_command, view_url, model_uri)
