@@ -230,6 +230,7 @@ def test_the_previous_stage_winners_extra_seeds_are_named_as_such_under_the_stag
     text = console.export_text()
     flat = " ".join(text.split())  # (the legend is one line, wrapped where the terminal is narrower)
     assert flat.count(LEGEND) == 1 and flat.index(LEGEND) < flat.index("stage 0 baseline")
+    assert LEGEND in (REPO / "README.md").read_text()  # the README's section on the output quotes it
     sections = re.split(r"─+ stage \d (\w+) ─+", text)
     stages = dict(zip(sections[1::2], sections[2::2], strict=True))
     assert "w16 d2 r1 (the width winner's extra seed, for the comparison)" in stages["depth"]
@@ -310,6 +311,12 @@ def test_the_live_line_shows_each_running_trial_and_its_last_epoch():
     assert lines[1:] == [f"  {first.label} epoch 3 val_acc 0.9712", f"  {second.label} (guess) training"]
     progress.trial_done(TrialOutcome(first, "ok", fake_result(0.97)))
     assert progress.status.status.endswith(f"{second.label} (guess) training · best score 0.9700")
+    console = Console(record=True, width=200, force_terminal=False)
+    later = RichProgress(console)
+    later.stage(stage)
+    later.stages_seen.append("width")  # the baseline stage has ended; its guess finishes under the next one
+    later.trial_done(TrialOutcome(second, "ok", fake_result(0.97)), speculative=True)
+    assert f"{second.label} (a guess of the baseline stage, which has ended: not used)" in console.export_text()
 
 
 def test_stage_and_trial_scores_read_back_from_searches_recorded_before_score_was_logged_on_stage_runs():

@@ -173,7 +173,10 @@ class RichProgress:
         )
         note = f" [red]{escape(outcome.error)}[/red]" if outcome.error else ""
         note += " [dim](reused from an earlier attempt)[/dim]" if reused else ""
-        note += " [dim](speculative: used if the search asks for it)[/dim]" if speculative else ""
+        if speculative and self.stages_seen and outcome.request.stage != self.stages_seen[-1]:  # finished after its stage ended
+            note += f" [dim](a guess of the {outcome.request.stage} stage, which has ended: not used)[/dim]"
+        elif speculative:
+            note += " [dim](speculative: used if the search asks for it)[/dim]"
         self.console.print(f"  {outcome.status:<7} {detail:<42} {escape(self.label(outcome.request))}{note}", highlight=False)
 
 
