@@ -317,6 +317,7 @@ def test_the_live_line_shows_each_running_trial_and_its_last_epoch():
     later.stages_seen.append("width")  # the baseline stage has ended; its guess finishes under the next one
     later.trial_done(TrialOutcome(second, "ok", fake_result(0.97)), speculative=True)
     assert f"{second.label} (a guess of the baseline stage, which has ended: not used)" in console.export_text()
+    assert later.position is not None and later.position.done == 0  # nor is its work counted as the running stage's
 
 
 def test_stage_and_trial_scores_read_back_from_searches_recorded_before_score_was_logged_on_stage_runs():

@@ -144,7 +144,7 @@ class RichProgress:
     def estimate(self, outcome: TrialOutcome, reused: bool) -> None:
         """After a trial: the stage's done work, the pace of this process's trials, and the range of the search's end."""
         now, cost = time.monotonic(), units(outcome.request.arch.widths)
-        if self.position is not None:
+        if self.position is not None and self.stages_seen and outcome.request.stage == self.stages_seen[-1]:  # (not an ended stage's guess)
             self.position = replace(self.position, done=self.position.done + cost)
         if not reused and self.paced_since is not None:
             self.paced_units += cost
