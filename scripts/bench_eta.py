@@ -30,12 +30,23 @@ def moment(text: str) -> float:
 
 def rows(log: str) -> tuple[list[dict], float]:
     """Each estimate with the real time left to the last trial's end and to the command's end; (rows, tail seconds)."""
-    found = [(moment(at), int(n), name, int(stage), float(low), float(high)) for at, n, name, stage, low, high in ESTIMATE.findall(log)]
+    found = [
+        (moment(at), int(n), name, int(stage), float(low), float(high)) for at, n, name, stage, low, high in ESTIMATE.findall(log)
+    ]
     if not found:
         raise SystemExit("no estimates in this log: a search run with searcher.report.terminal logging to cli.log writes them")
     last, done = found[-1][0], moment(DONE.findall(log)[-1])
     table = [
-        {"trials": n, "trial": name, "stage": stage, "shown": span(low, high), "low": low, "high": high, "real": last - at, "real_to_command_end": done - at}
+        {
+            "trials": n,
+            "trial": name,
+            "stage": stage,
+            "shown": span(low, high),
+            "low": low,
+            "high": high,
+            "real": last - at,
+            "real_to_command_end": done - at,
+        }
         for at, n, name, stage, low, high in found
     ]
     return table, done - last
