@@ -164,22 +164,26 @@ def run(
 
         importing = import_in_background()  # MLflow's store modules load while the data does
         try:
-            with timed("dataset loaded"):
+            with timed("dataset loaded"):  # (no status line here: a download shows its own progress bar)
                 dataset = load_dataset(dataset_options(config.dataset, data_dir(config)))
                 target = load_target(config, dataset)
         finally:
             waited = time.perf_counter()
-            importing.join()
+            with console.status("starting: importing MLflow"):  # seconds on a busy machine: the user sees why
+                importing.join()
         log.info("MLflow imported (beside the data), waited: %.1f s", time.perf_counter() - waited)
         check_family(model_family(config), config, dataset.input_shape)  # e.g. the cnn on a table: refused before anything opens
-        storage = optuna_storage(config)
-        if error := unreachable_database("tracking.optuna_storage", storage) or unwritable_store("tracking.optuna_storage", storage):
-            raise ConfigError(error)
-        config, training = with_auto_training(config, len(dataset.train))
-        with timed(f"execution chosen ({config.execution.kind})"):
-            config, execution_note = with_auto_execution(config, dataset)
-        workers = start_workers(config, dataset)  # they import and load the data while the store opens
-        recorder = open_tracking_store(config)
+        with console.status("starting: checking the stores") as starting:
+            storage = optuna_storage(config)
+            if error := unreachable_database("tracking.optuna_storage", storage) or unwritable_store("tracking.optuna_storage", storage):
+                raise ConfigError(error)
+            config, training = with_auto_training(config, len(dataset.train))
+            starting.update(f"starting: choosing where trials run (execution={config.execution.kind})")
+            with timed(f"execution chosen ({config.execution.kind})"):
+                config, execution_note = with_auto_execution(config, dataset)
+            workers = start_workers(config, dataset)  # they import and load the data while the store opens
+            starting.update(f"starting: opening the tracking store {redact(config.tracking.uri)}")
+            recorder = open_tracking_store(config)
     except (ConfigError, DatasetError) as error:
         if workers is not None:
             workers.close()
@@ -300,13 +304,16 @@ def already_finished(s: Opened, name: str, earlier: Run) -> Outcome:
     """A search that an earlier process finished: its summary again, and its report if that was never completed."""
     from searcher.report.terminal import print_stored_summary
     from searcher.tracking.reader import read_search
+    from searcher.tracking.schema import Metrics
 
     stored = read_search(s.recorder.client, earlier.info.run_id)
-    print_stored_summary(s.console, stored, ui_command(s.config.tracking.uri), s.recorder.runs_url("http://127.0.0.1:5000"))
-    test_acc = earlier.data.metrics.get("test_acc")
     model_uri = stored.model.uri if stored.model else None
-    if model_uri:
-        s.console.print(f"model:      {model_uri}  (searcher.load_model: {'uint8 images' if s.dataset.is_image else 'float32 rows'} in, logits out)", highlight=False, soft_wrap=True)
+    view = s.recorder.stage_view_url_of(name, "http://127.0.0.1:5000")
+    print_stored_summary(s.console, stored, ui_command(s.config.tracking.uri), view, model_uri, model_inputs(s.dataset))
+    if Metrics.REPORT_SECONDS in earlier.data.metrics:  # (logged last: the whole report is there)
+        report_html = redact(f"{earlier.info.artifact_uri}/report.html")
+        s.console.print(f"report:     {report_html} (recorded with the search)", highlight=False, soft_wrap=True)
+    test_acc = earlier.data.metrics.get("test_acc")
     if report_missing(s.config, earlier):
         s.console.print(f"the report of search {name} is missing (its building was stopped): rebuilding it", highlight=False)
         if stopped := publish_report(s.console, s.config, name, earlier.info.run_id, s.output_dir):
@@ -372,6 +379,7 @@ def train_and_record(s: Opened, name: str, plan: SearchPlan, device: torch.devic
     # Trials here (serial), and warm starts grown here, compute with the threads a trial gets anywhere: same sums, same decisions.
     threads = trial_threads(str(device), 1, config.execution.threads_per_trial)
     with torch_threads(threads), RichProgress(s.console) as progress:
+        progress.phase(f"preparing the trials' execution ({config.execution.kind}) and the stages' Optuna studies")
         runner = make_runner(config, s.dataset, device, recorder, progress, name, s.storage, s.workers, warm_start=plan.warm_start)
         s.runners.append(runner)
         if config.execution.kind != "serial":
@@ -388,7 +396,8 @@ def train_and_record(s: Opened, name: str, plan: SearchPlan, device: torch.devic
             transfer_runner = serial_runner(DeviceData(s.target, device), recorder, progress, work=probe_request())
         result = run_search(plan, StudyBook(s.storage, name, plan), runner, transfer_runner)
         runner.end_search()
-    return Finished(result, record_result(s, name, result, warming_up))
+    with s.console.status("the search is decided: logging the decision log and the final model to MLflow"):
+        return Finished(result, record_result(s, name, result, warming_up))
 
 
 def record_result(s: Opened, name: str, result: SearchResult, warming_up: threading.Thread | None) -> str | None:
@@ -428,8 +437,7 @@ def report(s: Opened, name: str, finished: Finished) -> Outcome:
     result, model_uri, run_id = finished.result, finished.model_uri, s.recorder.search_run_id
 
     def summary() -> None:
-        print_summary(s.console, result, ui_command(s.config.tracking.uri), s.recorder.stage_view_url("http://127.0.0.1:5000"))
-        s.console.print(f"model:      {model_uri}  (searcher.load_model: {'uint8 images' if s.dataset.is_image else 'float32 rows'} in, logits out)", highlight=False, soft_wrap=True)
+        print_summary(s.console, result, ui_command(s.config.tracking.uri), s.recorder.stage_view_url("http://127.0.0.1:5000"), model_uri, model_inputs(s.dataset))
 
     stopped = publish_report(s.console, s.config, name, run_id, s.output_dir, first=summary)
     test_acc = result.final.metrics["test_acc"]
@@ -508,3 +516,8 @@ def prepare_finish_in_background() -> threading.Thread:
     thread = threading.Thread(target=prepare, name="prepare-finish", daemon=True)
     thread.start()
     return thread
+
+
+def model_inputs(dataset: ImageDataset) -> str:
+    """What the final model takes, in the words the summary prints."""
+    return "uint8 images" if dataset.is_image else "float32 rows"

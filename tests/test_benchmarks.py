@@ -202,3 +202,20 @@ def test_bench_gpu_search_runs_labelled_searches_and_writes_their_json(tmp_path)
         "execution.trials_per_gpu": "1", "device": None, "device_used": "cpu",
     }
     assert (chosen["resolved"]["train.batch_size"], chosen["resolved"]["train.lr"]) == ("32", "0.1")
+
+
+def test_the_estimates_error_is_read_from_cli_log_against_the_last_trial_and_the_commands_end():
+    bench_eta = load_script("bench_eta")
+    log = "\n".join(
+        [
+            "[2026-12-03 08:58:19,317][searcher.cli][INFO] - command: searcher ",
+            "[2026-12-03 08:58:29,000][searcher.report.terminal][INFO] - after 1 trials (w16 d2, stage 0): 40.0-1300.0 s left at 0.06 s per width unit",
+            "[2026-12-03 08:59:59,000][searcher.report.terminal][INFO] - after 2 trials (w32 d2 r1, stage 1): 100.0-200.0 s left at 0.05 s per width unit",
+            "[2026-12-03 09:01:29,000][searcher.report.terminal][INFO] - after 3 trials (final seed 0, stage 4): 0.0-0.0 s left at 0.05 s per width unit",
+            "[2026-12-03 09:01:39,000][searcher.cli][INFO] - search x done (exit 0): test_acc 0.9861; model models:/searcher-digits/1",
+        ]
+    )
+    table, tail = bench_eta.rows(log)
+    assert [(row["real"], row["real_to_command_end"]) for row in table] == [(180.0, 190.0), (90.0, 100.0), (0.0, 10.0)]
+    assert [row["shown"] for row in table] == ["~40 s-22 min left", "~1-4 min left", "a few seconds left"] and tail == 10.0
+    assert [row["low"] <= row["real"] <= row["high"] for row in table] == [True, False, True]

@@ -1,6 +1,7 @@
 """The command line explains itself: --help, mistakes named with what to do, no folder for a rejected command, completion."""
 
 import os
+import re
 import shlex
 import subprocess
 import sys
@@ -27,6 +28,25 @@ def test_help_describes_the_tool_and_lists_every_dataset_preset_and_common_setti
     assert len([line for line in settings.splitlines() if line.startswith("  ") and "=" in line.split()[0]]) == 10
     assert "train.lr=0.1" in settings and "[auto]" in settings  # an example and the current value
     assert "[0.1]" in run_cli("train.lr=0.1", "--help", cwd=tmp_path, timeout=60).stdout.split("== Most used settings ==")[1]
+    claims = measured_claims()
+    assert f"default preset ({claims['default']})" in text and f"a short one ({claims['quick']})" in text
+    assert set(TIME_CLAIM.findall(text)) == set(claims.values()), "--help states a search time docs/BENCHMARKS.md §6 did not measure"
+
+
+TIME_CLAIM = re.compile(r"[\d.]+(?:-[\d.]+)? (?:s|min|minutes) on 2 (?:quiet )?CPU cores")
+
+
+def measured_claims() -> dict[str, str]:
+    """What docs/BENCHMARKS.md §6 measured, as --help and the README are to quote it: {'default': ..., 'quick': ...}."""
+    section = (REPO / "docs" / "BENCHMARKS.md").read_text().split("\n## 6.")[1].split("\n## ")[0]
+    return dict(re.findall(r'`(default|quick)`: "([^"]+)"', section))
+
+
+def test_the_readme_quotes_the_measured_search_times_and_no_others():
+    claims = measured_claims()
+    assert set(claims) == {"default", "quick"}
+    readme = (REPO / "README.md").read_text()
+    assert set(TIME_CLAIM.findall(readme)) == set(claims.values())
 
 
 @pytest.mark.parametrize(

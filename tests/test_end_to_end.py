@@ -26,6 +26,15 @@ def test_first_lines_say_digits_was_chosen(finished_search):
     assert "python -m searcher.ui --tracking-uri" in stdout
 
 
+def test_a_legend_says_once_what_the_trial_lines_columns_and_names_mean(finished_search):
+    from searcher.report.terminal import LEGEND
+
+    _, _, stdout = finished_search
+    lines = stdout.splitlines()
+    assert lines.count(LEGEND) == 1 and lines.index(LEGEND) < min(i for i, line in enumerate(lines) if line.startswith("  ok "))
+    assert "at 7/17 = best epoch 7 of 17 trained" in LEGEND and "r1 = " in LEGEND
+
+
 def test_run_tree_tags_metrics_and_artifacts(finished_search):
     folder, uri, _ = finished_search
     client = MlflowClient(tracking_uri=uri)
@@ -136,7 +145,8 @@ def test_each_trial_shows_one_score_in_the_terminal_mlflow_and_the_decision_log(
 
     _, uri, stdout = finished_search
     client = MlflowClient(tracking_uri=uri)
-    printed = sorted((name, score) for score, name in re.findall(r"^  \w+\s+score (\d\.\d{4}) at .*?\d\.\ds\s+(.+)$", stdout, re.MULTILINE))
+    trial_line = r"^  \w+\s+score (\d\.\d{4}) at .*?\d\.\ds\s+(.+?)(?: \(the [\w ]+'s extra seed, for the comparison\))?$"
+    printed = sorted((name, score) for score, name in re.findall(trial_line, stdout, re.MULTILINE))
     trials = [t for t in runs_by_role(client, "trial") if "score" in t.data.metrics]
     recorded = sorted((t.info.run_name.removesuffix(" (warm)"), f"{t.data.metrics['score']:.4f}") for t in trials)
     assert printed == recorded and len(printed) >= 5

@@ -12,6 +12,7 @@ from mlflow.tracking import MlflowClient
 from PIL import Image
 
 from searcher.report.importance import MIN_TRIALS, importances
+from searcher.search.plan import TransferPlan
 from searcher.tracking.records import TrialRecord
 
 STAGES = ["baseline", "width", "depth", "regularization", "final", "transfer"]
@@ -158,13 +159,131 @@ def test_the_live_display_keeps_its_columns_and_says_where_the_search_is():
     long = replace(request, candidate="reg aug=0.073 do=0.0083 ls=0.069 wd=1.2e-05")
     for r in (request, long):
         progress.trial_done(TrialOutcome(r, "ok", fake_result(0.98)))
-    lines = [line for line in console.export_text().splitlines() if " score " in line]
+    lines = [line for line in console.export_text().splitlines() if line.startswith("  ") and " score " in line]  # (not the legend)
     assert len(lines) == 2 and len({re.search(r"\d\.\ds ", line).end() for line in lines}) == 1  # the seconds column ends at the same place
     assert lines[1].rstrip().endswith("wd=1.2e-05")
-    assert progress.overall().startswith("stage 0/4 baseline · 2 trials · 0:00 elapsed")
-    progress.stage_expected, progress.stage_trials = 8, 2  # a stage with a fixed number of trials says what is left
-    assert "trial 3/8, ~" in progress.overall() and "left in the stage" in progress.overall()
+    assert progress.overall().startswith("stage 0 baseline (1 of 5) · 2 trials · 0:00 elapsed")  # stages 0-4: five of them
+    progress.stage_expected, progress.stage_trials = 8, 2  # a stage with a fixed number of trials says which trial it is on
+    assert "trial 3/8" in progress.overall()
     assert [clock(s) for s in (5, 65, 3723)] == ["0:05", "1:05", "1:02:03"]
+    transfer = RichProgress(Console(width=160, force_terminal=False))
+    transfer.stage(BaselineStage(replace(plan, transfer=TransferPlan("t", 1, 1)), memory_studies(plan).open("b")))
+    assert transfer.overall().startswith("stage 0 baseline (1 of 6)")  # stage 5 (transfer) on: six
+
+
+def test_before_the_first_stage_and_the_first_timed_trial_the_live_line_says_what_it_is_doing():
+    from conftest import fake_result, make_plan, memory_studies
+    from rich.console import Console
+
+    from searcher.report.terminal import RichProgress
+    from searcher.search.stages import BaselineStage
+    from searcher.search.trials import TrialOutcome
+
+    plan = make_plan()
+    progress = RichProgress(Console(width=160, force_terminal=False))
+    progress.phase("opening the stages' Optuna studies")
+    assert progress.status.status == "starting: opening the stages' Optuna studies"
+    stage = BaselineStage(plan, memory_studies(plan).open("baseline"))
+    progress.stage(stage)
+    (request,) = stage.next_trials([])
+    progress.trial(request)
+    assert "time left: known once the first trial is timed" in progress.status.status
+    progress.trial_done(TrialOutcome(request, "ok", fake_result(0.98)))
+    assert progress.finish is not None and " left" in progress.overall() and "known once" not in progress.overall()
+
+
+class ShownRunner:
+    """The fake runner, reporting to a live view what the real Runner reports: stage starts, trial starts and ends."""
+
+    def __init__(self, runner, progress):
+        self.runner, self.progress = runner, progress
+
+    def begin_stage(self, stage):
+        self.progress.stage(stage)
+
+    def run_trials(self, stage, requests):
+        for request in requests:
+            self.progress.trial(request)
+        outcomes = self.runner.run_trials(stage, requests)
+        for outcome in outcomes:
+            self.progress.trial_done(outcome)
+        return outcomes
+
+    def end_stage(self, stage, result, outcomes):
+        pass
+
+
+def test_the_previous_stage_winners_extra_seeds_are_named_as_such_under_the_stage_that_asks_for_them():
+    """The depth stage compares its children with the width winner, on more seeds while that is inconclusive: those
+    seeds are trained under the depth header, labelled as the width winner's, not as depth candidates."""
+    from conftest import FakeRunner, make_plan, memory_studies
+    from rich.console import Console
+
+    from searcher.report.terminal import LEGEND, RichProgress
+    from searcher.search import run_search
+
+    plan = make_plan(max_repeats=3, depth_cap=3)
+    scores = lambda request: 0.905 if request.arch.depth == 3 else 0.90  # noqa: E731  (a child +0.005: inconclusive on one seed)
+    console = Console(record=True, width=200, force_terminal=False)
+    progress = RichProgress(console)
+    run_search(plan, memory_studies(plan), ShownRunner(FakeRunner(scores), progress))
+    text = console.export_text()
+    flat = " ".join(text.split())  # (the legend is one line, wrapped where the terminal is narrower)
+    assert flat.count(LEGEND) == 1 and flat.index(LEGEND) < flat.index("stage 0 baseline")
+    assert LEGEND in (REPO / "README.md").read_text()  # the README's section on the output quotes it
+    sections = re.split(r"─+ stage \d (\w+) ─+", text)
+    stages = dict(zip(sections[1::2], sections[2::2], strict=True))
+    assert "w16 d2 r1 (the width winner's extra seed, for the comparison)" in stages["depth"]
+    seen: set[str] = set()
+    for name in ("baseline", "width", "depth", "regularization", "final"):  # a candidate an earlier stage trained says so
+        labels = re.findall(r"\d\.\ds\s+(.+)$", stages[name], re.MULTILINE)
+        candidates = [re.sub(r" r\d+$", "", label.split(" (")[0]) for label in labels]
+        for label, candidate in zip(labels, candidates, strict=True):
+            assert (candidate in seen) == ("extra seed, for the comparison" in label), (name, label)
+        seen |= set(candidates)
+
+
+def test_the_time_left_is_a_range_from_the_fewest_trials_to_the_caps():
+    """Width units (a network's layer widths summed) by hand, for a made-up plan: the fewest trials each stage can take
+    and what its caps allow, the widest choices winning."""
+    from conftest import make_plan
+
+    from searcher.report.eta import Position, seconds_left, units_left, width_grid
+
+    plan = make_plan(max_repeats=3, width_cap=64, depth_cap=4, regularization_trials=4, final_seeds=2)
+    assert width_grid(plan, 16) == [32, 64]
+    # fewest: baseline 32 + widths 32 and 64 on one seed (patience 2): 64 + 128 + one round of d3 children of w16
+    # (+w8, +w16, +w32): 40 + 48 + 64 + regularization 4 x 32 + final 2 x 32
+    # most: 32 + every width on 3 seeds and the baseline's 2 extra: 3 x 192 + 64 + rounds to d4 from w64 d2
+    # (extra seeds 256, children 352 and 480, winners' extra seeds 384 and 512) + 8 regularization trials of w64 d4
+    # (256 each) + 2 final seeds of it
+    assert units_left(plan, Position(0, (16, 16), 0)) == (32 + 192 + 152 + 128 + 64, 32 + 640 + 1984 + 2048 + 512)
+    # in the depth stage from w32 d2, 100 units done: its fewest (304) and most (1424) less what is done, then the rest
+    assert units_left(plan, Position(2, (32, 32), 100)) == (204 + 4 * 64 + 2 * 64, 1324 + 8 * 192 + 2 * 192)
+    assert units_left(plan, Position(4, (16, 16), 1000)) == (0, 0)  # never below nothing
+    probes = replace(plan, transfer=TransferPlan("t", top_k=2, longest=1))
+    assert units_left(probes, Position(4, (16, 16), 0)) == (64, 64 + 3 * 32)  # the transfer probes, at most
+    assert seconds_left(plan, Position(4, (16, 16), 0), 0.5) == (32.0, 32.0)
+    assert units_left(replace(plan, concurrency=2, width_patience=1), Position(1, (16, 16), 0))[0] == 192 + 152 + 128 + 64
+    assert units_left(plan, Position(2, (16, 16, 16, 16), 0))[1] == 4 * 64 * 2 + 2 * 64  # at the depth cap: no round
+
+
+@pytest.mark.parametrize(
+    ("low", "high", "said"),
+    [
+        (12, 40, "~10-40 s left"),
+        (40, 170, "~40 s-3 min left"),
+        (70, 170, "~1-3 min left"),
+        (120, 120, "~2 min left"),
+        (0, 3, "a few seconds left"),
+        (3 * 3600, 4.5 * 3600, "~3-5 h left"),
+        (-4, 30, "~0-30 s left"),
+    ],
+)
+def test_the_range_reads_as_a_user_reads_a_timer(low, high, said):
+    from searcher.report.eta import span
+
+    assert span(low, high) == said
 
 
 def test_the_live_line_shows_each_running_trial_and_its_last_epoch():
@@ -192,6 +311,13 @@ def test_the_live_line_shows_each_running_trial_and_its_last_epoch():
     assert lines[1:] == [f"  {first.label} epoch 3 val_acc 0.9712", f"  {second.label} (guess) training"]
     progress.trial_done(TrialOutcome(first, "ok", fake_result(0.97)))
     assert progress.status.status.endswith(f"{second.label} (guess) training · best score 0.9700")
+    console = Console(record=True, width=200, force_terminal=False)
+    later = RichProgress(console)
+    later.stage(stage)
+    later.stages_seen.append("width")  # the baseline stage has ended; its guess finishes under the next one
+    later.trial_done(TrialOutcome(second, "ok", fake_result(0.97)), speculative=True)
+    assert f"{second.label} (a guess of the baseline stage, which has ended: not used)" in console.export_text()
+    assert later.position is not None and later.position.done == 0  # nor is its work counted as the running stage's
 
 
 def test_stage_and_trial_scores_read_back_from_searches_recorded_before_score_was_logged_on_stage_runs():
@@ -208,3 +334,39 @@ def test_stage_and_trial_scores_read_back_from_searches_recorded_before_score_wa
     assert stage_score(stage({"score": 0.9837})) == "0.9837"
     old, new = record(1), replace(record(2), metrics={"best_val_acc": 0.9895, "score": 0.9837})
     assert trial_score(old) == old.score == 0.9 and trial_score(new) == new.score == 0.9837 and new.val_acc == 0.9895
+
+
+@pytest.mark.slow
+def test_from_the_command_to_the_first_trial_the_live_line_says_what_the_search_is_doing(tmp_path, monkeypatch):
+    """Loading MLflow, opening the stores, preparing the trials, the first trial, then the time left: a tiny search."""
+    from hydra import compose, initialize_config_dir
+    from omegaconf import OmegaConf
+    from rich.console import Console
+    from rich.status import Status
+
+    from searcher.app import run
+    from searcher.config import validate
+
+    shown: list[str] = []
+    real_start, real_update = Status.start, Status.update
+    monkeypatch.setattr(Status, "start", lambda self: (shown.append(str(self.status)), real_start(self))[1])
+    monkeypatch.setattr(Status, "update", lambda self, status=None, **kw: (shown.append(str(status)), real_update(self, status, **kw))[1])
+    tiny = ["search.width.cap=16", "search.depth.cap=2", "search.regularization.trials=1", "search.final.seeds=1", "report.enabled=false"]
+    epochs = ["train.stability.window=2", "train.stability.min_epochs=2", "train.stability.max_epochs=2"]
+    overrides = ["search=quick", f"tracking.uri=sqlite:///{tmp_path / 'm.db'}", "execution=serial", *tiny, *epochs]
+    with initialize_config_dir(config_dir=str(REPO / "conf"), version_base="1.3"):
+        config = validate(OmegaConf.to_container(compose(config_name="config", overrides=overrides), resolve=False))
+    assert run(config, dataset_chosen=True, console=Console(file=open(tmp_path / "said", "w"), force_terminal=True)).exit_code == 0
+    said = [text.split(" · ")[0] if text.startswith("stage") else text for text in shown]
+    order = [
+        "starting: importing MLflow",
+        f"starting: opening the tracking store sqlite:///{tmp_path / 'm.db'}",
+        "starting: preparing the trials' execution (serial) and the stages' Optuna studies",
+        "stage 0 baseline (1 of 5)",
+        "stage 1 width (2 of 5)",
+    ]
+    assert [said.index(text) for text in order] == sorted(said.index(text) for text in order)
+    first_trial = next(text for text in shown if "w16 d2" in text)
+    assert "time left: known once the first trial is timed" in first_trial
+    assert all(re.search(r" left$| left · ", text) for text in shown if text.startswith("stage 1 width"))  # a range from then on
+    assert any(text.startswith("the search is decided: logging") for text in shown)

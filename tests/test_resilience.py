@@ -130,11 +130,16 @@ def test_sigterm_stops_within_seconds_and_marks_runs_killed(tmp_path, execution)
 
 
 def test_completed_search_rerun_trains_nothing(quick_search):
-    folder, uri, _ = quick_search
+    """...and prints what the first run printed: the MLflow UI command, the stage-by-stage link, the model's URI."""
+    folder, uri, first = quick_search
     before = len(search_runs(uri))
     result = run_cli("search=quick", f"tracking.uri={uri}", "search.name=check", cwd=folder, timeout=120)
     assert result.returncode == 0 and "already complete" in result.stdout
     assert len(search_runs(uri)) == before
+    for start in ("MLflow UI:  ", "then open:  ", "model:      "):
+        (said,) = [line for line in first.splitlines() if line.startswith(start)]
+        assert said in result.stdout.splitlines(), start
+    assert "viewStateShareKey=" in result.stdout and "report:     " in result.stdout
 
 
 def test_changed_dataset_under_the_same_name_is_refused(quick_search):

@@ -334,13 +334,17 @@ class Recorder:
         for run_id in reversed(list(self.open_runs)):
             self._end(run_id, status)
 
-    def runs_url(self, base: str) -> str:
-        return f"{base}/#/experiments/{self.experiment_id}/runs"
-
     def stage_view_url(self, base: str) -> str:
         from searcher.tracking.views import runs_url
 
         return runs_url(base, self.experiment_id, self.view_key)
+
+    def stage_view_url_of(self, search_name: str, base: str) -> str:
+        """The stage-by-stage link of a search an earlier process ran (a finished search re-run prints what its first
+        run printed); its view is saved again, so a search recorded before views existed gets one too (idempotent)."""
+        from searcher.tracking.views import runs_url, save_stage_view
+
+        return runs_url(base, self.experiment_id, save_stage_view(self.client, self.experiment_id, search_name))
 
 
 def warm_up_model_logging() -> None:
