@@ -167,7 +167,7 @@ TABLES = {"table"}  # datasets of feature rows, not images: read by data/tables.
 def load_sequences(options: DatasetOptions) -> tuple[Arrays, bool]:
     """Generated token sequences, one-hot (data/sequences.py): nothing to flip."""
     arrays = sequences.generate(
-        options.sequence_length or 24, options.vocabulary or 9, options.train_size or 8000, options.test_size or 2000, options.data_seed
+        options.sequence_length or 16, options.vocabulary or 8, options.train_size or 8000, options.test_size or 2000, options.data_seed
     )
     return arrays, False
 
