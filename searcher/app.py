@@ -251,13 +251,13 @@ def announce(s: Opened, name: str, plan: SearchPlan, device: torch.device) -> No
 
     dataset = s.dataset
     s.console.print(
-        f"search [bold]{name}[/bold] on {dataset.name} ({len(dataset.train)} train / {len(dataset.val)} val images, "
+        f"search [bold]{name}[/bold] on {dataset.name} ({len(dataset.train)} train / {len(dataset.val)} val {plan.unit}s, "
         f"{dataset.num_classes} classes, {dataset.describe_input()}) · "
         f"model {plan.family.name} · preset {s.config.search.preset} · "
         f"device {device} · tracking {redact(s.config.tracking.uri)}"
     )
     pool = len(dataset.train) + len(dataset.val)
-    note = validation_note(round(pool / plan.folds) if plan.folds > 1 else len(dataset.val), plan.significance, plan.repeats, plan.max_repeats, plan.folds, pool)
+    note = validation_note(round(pool / plan.folds) if plan.folds > 1 else len(dataset.val), plan.significance, plan.repeats, plan.max_repeats, plan.folds, pool, plan.unit)
     s.console.print(note, highlight=False)
     for line in (s.chosen.training, s.chosen.execution) if s.chosen else ():
         if line:

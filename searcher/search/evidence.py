@@ -88,6 +88,7 @@ class Comparison:
     alpha: float  # significance level
     loss_effect: float = math.nan  # challenger's mean per-image validation loss - incumbent's (nan: not comparable)
     loss_p_value: float = math.nan  # paired t-test on the per-image losses, two-sided
+    unit: str = "image"  # what one validation example is called in the log: image, row, sequence
 
     @property
     def paired(self) -> bool:
@@ -128,7 +129,7 @@ class Comparison:
         if math.isinf(self.effect):
             return f"{head}: {'the incumbent' if self.effect > 0 else 'the challenger'} failed, no test needed"
         if not self.paired:
-            return f"{head}: {self.effect:+.4f} (no per-image record to pair, the floor {self.floor} alone decides)"
+            return f"{head}: {self.effect:+.4f} (no per-{self.unit} record to pair, the floor {self.floor} alone decides)"
         seeds = f"{self.pairs} seed{'s' if self.pairs != 1 else ''}"
         accuracy_decides = self.significant and abs(self.effect) > self.floor
         if self.verdict != "tie" and not accuracy_decides:
@@ -139,9 +140,9 @@ class Comparison:
             verdict = "not significant" if not self.significant else f"significant but within the floor {self.floor}"
         loss = ""
         if not math.isnan(self.loss_p_value):
-            loss = f"; validation loss {self.loss_effect:+.4f} per image (p = {self.loss_p_value:.2g})"
+            loss = f"; validation loss {self.loss_effect:+.4f} per {self.unit} (p = {self.loss_p_value:.2g})"
         return (
-            f"{head}: right on {self.wins} image{'s' if self.wins != 1 else ''} the other missed, wrong on {self.losses} "
+            f"{head}: right on {self.wins} {self.unit}{'s' if self.wins != 1 else ''} the other missed, wrong on {self.losses} "
             f"(p = {self.p_value:.2g}, {seeds}, {self.effect:+.4f}){loss}: {verdict}"
         )
 
@@ -161,8 +162,9 @@ def compare(
     floor: float,
     alpha: float,
     seeds: int,
+    unit: str = "image",
 ) -> Comparison:
-    """Pair the first `seeds` repeats of both candidates by repeat index and test them."""
+    """Pair the first `seeds` repeats of both candidates by repeat index and test them (`unit`: what the log calls an example)."""
     mine = {o.request.repeat: o for o in challenger_outcomes if o.request.repeat < seeds}
     theirs = {o.request.repeat: o for o in incumbent_outcomes if o.request.repeat < seeds}
     repeats = sorted(set(mine) & set(theirs))
@@ -172,7 +174,7 @@ def compare(
         effect = -math.inf if not mine_ok else math.inf
         if not mine_ok and not theirs_ok:
             effect = 0.0
-        return Comparison(challenger, incumbent, effect, 0, 0, 0, math.nan, floor, alpha)
+        return Comparison(challenger, incumbent, effect, 0, 0, 0, math.nan, floor, alpha, unit=unit)
     both = [r for r in mine_ok if r in theirs_ok]
     effect = float(np.mean([mine[r].score for r in both]) - np.mean([theirs[r].score for r in both])) if both else 0.0
     wins = losses = 0
@@ -180,7 +182,7 @@ def compare(
     for r in both:
         a, b = mine[r].result, theirs[r].result
         if a is None or b is None or a.val_correct is None or b.val_correct is None or len(a.val_correct) != len(b.val_correct):
-            return Comparison(challenger, incumbent, effect, 0, 0, len(both), math.nan, floor, alpha)
+            return Comparison(challenger, incumbent, effect, 0, 0, len(both), math.nan, floor, alpha, unit=unit)
         images = len(a.val_correct) * 8
         right_a, right_b = unpack(a.val_correct, images), unpack(b.val_correct, images)
         wins += int(np.count_nonzero(right_a & ~right_b))
@@ -196,7 +198,7 @@ def compare(
         differences = np.concatenate(loss_differences)
         loss_effect, loss_p = float(np.mean(differences)), paired_t_p_value(differences)
     return Comparison(
-        challenger, incumbent, effect, wins, losses, len(both), mcnemar_p_value(wins, losses), floor, alpha, loss_effect, loss_p
+        challenger, incumbent, effect, wins, losses, len(both), mcnemar_p_value(wins, losses), floor, alpha, loss_effect, loss_p, unit
     )
 
 
@@ -220,8 +222,13 @@ def cross_validation_folds(setting: str, train_images: int, val_images: int, war
     return max(2, round((train_images + val_images) / val_images))
 
 
-def validation_note(images: int, significance: float, repeats: int, max_repeats: int, folds: int = 1, pool: int = 0) -> str:
-    """The first lines' word on how decisions are made, and a warning when the validation split is small."""
+def validation_note(images: int, significance: float, repeats: int, max_repeats: int, folds: int = 1, pool: int = 0, unit: str = "image") -> str:
+    """The first lines' word on how decisions are made, and a warning when the validation split is small (`unit`: what
+    one example is called: image, row, sequence)."""
+    return _validation_note(images, significance, repeats, max_repeats, folds, pool).replace("image", unit)
+
+
+def _validation_note(images: int, significance: float, repeats: int, max_repeats: int, folds: int, pool: int) -> str:
     seeds = f"{repeats} seed{'s' if repeats != 1 else ''} per candidate, up to {max_repeats} while a comparison is inconclusive"
     tests = f"McNemar on accuracy, t-test on per-image losses, p < {significance}"
     if folds > 1:

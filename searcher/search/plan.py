@@ -61,5 +61,6 @@ class SearchPlan:
     final_seeds: int
     max_consecutive_failures: int  # 0: never stop for failures
     transfer: TransferPlan | None  # None: no stage 5
+    unit: str = "image"  # what the decision log calls one validation example: image, row (a table), sequence
     concurrency: int = 1  # trials the runner trains at once (the app sets it from the Runner): only how eagerly a stage asks, never what it decides
     warm_start: bool  # width and depth trials grow from their parent's trained weights (Net2Net)

@@ -150,7 +150,7 @@ class Stage:
         while True:
             result = compare(
                 challenger.name, self.outcomes_for(challenger, done), incumbent.name, self.outcomes_for(incumbent, done),
-                floor, self.plan.significance if alpha is None else alpha, seeds,
+                floor, self.plan.significance if alpha is None else alpha, seeds, self.plan.unit,
             )
             sign_decides = self.tie_rule == "grow" and result.paired and result.verdict == "tie"
             if not (result.inconclusive or sign_decides) or seeds >= self.plan.max_repeats:
