@@ -2,7 +2,7 @@
 
     python examples/residual_tower.py                 # writes examples_out/rings.csv, searches it from Python
     python -m searcher +dataset=table dataset.path=examples_out/rings.csv dataset.target=ring \\
-        model._target_=residual_tower.ResidualTower model.stem=32 search=quick     # the same from the command line
+        model._target_=residual_tower.ResidualTower +model.stem=32 search=quick    # the same from the command line
         (run from examples/, or with examples/ on PYTHONPATH, so that `residual_tower` imports)
 
 What searcher asks of a family (searcher/model/family.py): `build(spec, input_shape, outputs)`, the network of a
@@ -56,7 +56,7 @@ class ResidualTower(searcher.Family):
     name: ClassVar[str] = "residual_tower"
     grows: ClassVar[bool] = True
 
-    stem: int = 64  # the stream's width (a setting: model.stem=32)
+    stem: int = 64  # the stream's width (a setting: +model.stem=32)
 
     def build(self, spec: searcher.LayerStack, input_shape: tuple[int, ...], outputs: int) -> nn.Module:
         features = 1
