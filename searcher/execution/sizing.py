@@ -117,7 +117,6 @@ def outputs_per_example(model: Any, input_shape: InputShape) -> int:
     return total
 
 
-
 def share_gpu(probe: Probe, cap: int) -> GpuShare:
     """Trials per GPU: the cap where a generous bound fits with a clear margin, else from one trial's memory measured by
     a probe process (one if that fails: a measurement that went wrong must not stop the search, and one trial per GPU

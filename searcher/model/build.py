@@ -11,7 +11,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from searcher.model.family import _INITIALISING, SeededDropout, seeded
+from searcher.model.family import SeededDropout, initialising
 from searcher.model.spec import ArchSpec, LayerSpec
 
 
@@ -76,10 +76,7 @@ class Network(nn.Module):
 
 def build_model(spec: ArchSpec, in_channels: int, num_classes: int, seed: int | None = None) -> Network:
     """The network, its initial weights drawn from `seed` (None: from wherever the process's generator stands)."""
-    if seed is None:
-        with _INITIALISING:  # not while another thread draws a seeded network's weights
-            return Network(spec, in_channels, num_classes)
-    with seeded(seed):
+    with initialising(seed):
         return Network(spec, in_channels, num_classes)
 
 

@@ -28,7 +28,7 @@ import importlib
 import json
 import threading
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass, replace
 from typing import Any, ClassVar, Protocol, runtime_checkable
 
@@ -194,12 +194,15 @@ def seeded(seed: int) -> Iterator[None]:
         yield
 
 
+def initialising(seed: int | None) -> AbstractContextManager[Any]:
+    """Where a network's layers draw their initial weights: `seeded(seed)`, or (None) wherever the process's generator
+    stands, but not while another thread draws a seeded network's weights."""
+    return _INITIALISING if seed is None else seeded(seed)
+
+
 def build_network(family: Family, spec: Any, input_shape: InputShape, outputs: int, seed: int | None = None) -> nn.Module:
     """The family's network for `spec`, its initial weights drawn from `seed` (None: wherever the process's generator stands)."""
-    if seed is None:
-        with _INITIALISING:  # not while another thread draws a seeded network's weights
-            return family.build(spec, input_shape, outputs)
-    with seeded(seed):
+    with initialising(seed):
         return family.build(spec, input_shape, outputs)
 
 

@@ -119,6 +119,6 @@ def make_plan(config: SearcherConfig, dataset: ImageDataset, target: ImageDatase
         final_seeds=s.final.seeds,
         max_consecutive_failures=s.max_consecutive_failures,
         transfer=TransferPlan(target.identity, s.transfer.top_k, s.transfer.longest) if target is not None else None,
-        warm_start=s.warm_start and family.grows,
-        unit={3: "image", 1: "row"}.get(len(dataset.input_shape), "sequence"),  # a family that cannot grow weights trains every candidate from scratch
+        warm_start=s.warm_start and family.grows,  # a family that cannot grow weights trains every candidate from scratch
+        unit={3: "image", 1: "row"}.get(len(dataset.input_shape), "sequence"),
     )

@@ -122,7 +122,7 @@ def evaluate(model: nn.Module, split: DeviceSplit, autocast: torch.autocast, cha
     model.eval()
     right, losses = [], []
     for images, labels in split.batches(1024):
-        if channels_last and images.dim() == 4:
+        if channels_last:
             images = images.contiguous(memory_format=torch.channels_last)
         with autocast:
             logits = model(images)
