@@ -234,7 +234,7 @@ def run_joint(method: str, setup_: Setup, budget: int, seed: int) -> dict:
                     return True
             return False
 
-        result = train_trial(arch, data, settings, plan.seed, family=plan.family, on_epoch=on_epoch)
+        result = train_trial(arch, data, settings, plan.seed, family=plan.family, metric=plan.metric, on_epoch=on_epoch)
         compute = len(result.history) * images
         spent += compute
         train_seconds += result.train_seconds
@@ -254,7 +254,10 @@ def run_joint(method: str, setup_: Setup, budget: int, seed: int) -> dict:
         raise SystemExit(f"{method}: no trial finished within the budget of {budget} images; raise --budget-factor.")
     search_seconds = time.perf_counter() - started
     _, arch, settings = best
-    finals = [train_trial(arch, data, settings, plan.seed + 1000 + i, family=plan.family, evaluate_test=True) for i in range(plan.final_seeds)]
+    finals = [
+        train_trial(arch, data, settings, plan.seed + 1000 + i, family=plan.family, metric=plan.metric, evaluate_test=True)
+        for i in range(plan.final_seeds)
+    ]
     tests = [r.test_acc for r in finals]
     return {
         "test_acc": statistics.fmean(tests),
@@ -329,7 +332,21 @@ def targets(summary: dict) -> dict:
     return found | {"met": all(checks)}
 
 
-def table(summary: dict) -> str:
+def table(summary: dict, metric: dict | None = None) -> str:
+    """The summary as Markdown; a search judged by another metric than accuracy (`metric`: Metric.describe()) shows its
+    test figure in the target's units (e.g. RMSE, lower is better) beside the scores the rest of the table holds."""
+    if metric and metric["name"] != "accuracy":
+        from searcher.train.metrics import Metric
+
+        shown = Metric.from_description(metric)
+        lines = [f"| method | test {shown.label} (mean ± std over seeds) | test score (mean) | compute (M train rows) | trials | training seconds |", "|---|---|---|---|---|---|"]
+        for name, s in summary.items():
+            spread = abs(shown.shown(s["test_acc_std"]) - shown.shown(0.0))
+            lines.append(
+                f"| {name} | {shown.shown(s['test_acc_mean']):.4g} ± {spread:.2g} | {s['test_acc_mean']:.4f} | {s['compute_mean'] / 1e6:.3f} | "
+                f"{s['trials_mean']:.1f} | {s['train_seconds_mean']:.0f} |"
+            )
+        return "\n".join(lines)
     lines = [
         "| method | test acc (mean ± std over seeds) | compute (M train images) | best val acc | best val acc at staged compute | selection optimism (points) | trials | training seconds |",
         "|---|---|---|---|---|---|---|---|",
@@ -355,7 +372,7 @@ def merge(files: list[Path], out: Path) -> None:
     report["wall_seconds"] = max(part["wall_seconds"] for part in parts)
     report["command"] = " && ".join(part["command"] for part in parts) + " && " + " ".join(["python", *sys.argv])
     out.write_text(json.dumps(report, indent=2))
-    print(table(report["summary"]))
+    print(table(report["summary"], report.get("metric")))
     print(json.dumps(report["targets"], indent=2))
 
 
@@ -429,6 +446,7 @@ def main() -> None:
         "width_grid": width_grid(shared.plan),
         "depth_range": [shared.plan.baseline_depth, shared.plan.depth_cap],
         "regularizers": {r.name: [r.low, r.high] for r in shared.plan.regularizers},
+        "metric": shared.plan.metric.describe(),  # test_acc and the val figures are its scores (higher is better)
         "compute_unit": "training images processed: epochs x training-split size, summed over the search's trials (final retraining excluded)",
         "methods": methods,
         "summary": summary,
@@ -438,11 +456,11 @@ def main() -> None:
     }
     args.out.write_text(json.dumps(report, indent=2))
     print()
-    print(table(summary))
+    print(table(summary, report["metric"]))
     if report["targets"]:
         t = report["targets"]
         print(
-            f"\nstaged - tpe test accuracy: {t['staged_minus_tpe_test_acc_points']:+.2f} points (target >= -{TPE_MARGIN_POINTS}: "
+            f"\nstaged - tpe test {'accuracy' if report['metric']['name'] == 'accuracy' else 'score'}: {t['staged_minus_tpe_test_acc_points']:+.2f} points (target >= -{TPE_MARGIN_POINTS}: "
             f"{'met' if t['accuracy_target_met'] else 'NOT met'}); staged/tpe compute: {t['staged_over_tpe_compute']:.3f} "
             f"(target <= {COMPUTE_SHARE}: {'met' if t['compute_target_met'] else 'NOT met'}); seed-to-seed std "
             f"{'<=' if t['std_target_met'] else '>'} tpe's; selection optimism {'<=' if t['optimism_target_met'] else '>'} tpe's"

@@ -35,20 +35,22 @@ class SearchError(Exception):
 
 @dataclass(frozen=True)
 class Searched:
-    """A finished search as recorded: its MLflow search run, test accuracy, decision log and final model."""
+    """A finished search as recorded: its MLflow search run, test metric, decision log and final model."""
 
     run_id: str  # the MLflow search run (stage and trial runs are nested under it)
     search_name: str
     tracking_uri: str
-    test_acc: float  # the final model's accuracy on the test split (mean over the final stage's seeds)
+    test_acc: float  # the final model's accuracy on the test split (mean over the final stage's seeds); another metric's score
     model_uri: str | None  # what searcher.load_model takes (models:/NAME/VERSION); None if no model was logged
     decisions: tuple[dict, ...] = field(repr=False)  # every stage's decisions.json entries: stage, decision, reason, numbers
     output_dir: Path | None = None  # decisions.md and the report, when written
+    metric: str = "accuracy"  # what the stages optimised (search.metric): accuracy, rmse, mae, or your function's path
+    test_metric: float = float("nan")  # that metric on the test split, in the target's units (accuracy: test_acc)
 
     @cached_property
     def model(self) -> Classifier:
         """The final model as an nn.Module in eval mode on the CPU (images: uint8 in; tables: float32 feature rows in;
-        logits out), read from the store."""
+        logits out, or a regression's predictions in the target's units), read from the store."""
         from searcher.tracking.model import load_model
 
         if self.model_uri is None:
@@ -96,7 +98,7 @@ def search(
 
     `family`: a model family object (a searcher.Family) instead of `model=...`; it is rebuilt from its class path and
     settings (`Family.identity()`), as every trial and `load_model` rebuild it. `data`: a table instead of
-    `+dataset=...`: a pandas DataFrame with the class in column `target`, or a (features, labels) pair of arrays or
+    `+dataset=...`: a pandas DataFrame with the class (or value: regression) in column `target`, or a (features, labels) pair of arrays or
     tensors (features (N, F)); it is saved once as a Parquet file named by its content under `data_dir`/tables and
     searched as `+dataset=table`, so the same data resumes the same search.
 
@@ -166,6 +168,8 @@ def searched(tracking_uri: str, run_id: str, model_uri: str | None, output_dir: 
         search_name=record.name,
         tracking_uri=tracking_uri,
         test_acc=record.metrics["test_acc"],
+        metric=record.metric.name,
+        test_metric=record.metrics[f"test_{record.metric.short}"],
         model_uri=model_uri or (record.model.uri if record.model else None),
         decisions=tuple(entry for stage in record.stages for entry in stage.decisions),
         output_dir=output_dir,

@@ -42,7 +42,7 @@ from searcher.execution.setup import (
 )
 from searcher.execution.threads import torch_threads, trial_threads
 from searcher.search.plan import SearchPlan
-from searcher.search.setup import check_family, make_plan, model_family, with_auto_training
+from searcher.search.setup import check_family, make_plan, model_family, search_metric, with_auto_training
 from searcher.tracking.setup import (
     default_name,
     lost_store,
@@ -173,6 +173,7 @@ def run(
                 importing.join()
         log.info("MLflow imported (beside the data), waited: %.1f s", time.perf_counter() - waited)
         check_family(model_family(config), config, dataset.input_shape)  # e.g. the cnn on a table: refused before anything opens
+        search_metric(config, dataset)  # e.g. search.metric=accuracy on a regression table: refused as early
         with console.status("starting: checking the stores") as starting:
             storage = optuna_storage(config)
             if error := unreachable_database("tracking.optuna_storage", storage) or unwritable_store("tracking.optuna_storage", storage):
@@ -250,14 +251,15 @@ def announce(s: Opened, name: str, plan: SearchPlan, device: torch.device) -> No
     from searcher.search.evidence import validation_note
 
     dataset = s.dataset
+    task = f"{dataset.num_classes} classes" if dataset.task == "classification" else f"regression, {plan.metric.label} (target std {plan.metric.scale:.4g})"
     s.console.print(
         f"search [bold]{name}[/bold] on {dataset.name} ({len(dataset.train)} train / {len(dataset.val)} val {plan.unit}s, "
-        f"{dataset.num_classes} classes, {dataset.describe_input()}) · "
+        f"{task}, {dataset.describe_input()}) · "
         f"model {plan.family.name} · preset {s.config.search.preset} · "
         f"device {device} · tracking {redact(s.config.tracking.uri)}"
     )
     pool = len(dataset.train) + len(dataset.val)
-    note = validation_note(round(pool / plan.folds) if plan.folds > 1 else len(dataset.val), plan.significance, plan.repeats, plan.max_repeats, plan.folds, pool, plan.unit)
+    note = validation_note(round(pool / plan.folds) if plan.folds > 1 else len(dataset.val), plan.significance, plan.repeats, plan.max_repeats, plan.folds, pool, plan.unit, plan.metric)
     s.console.print(note, highlight=False)
     for line in (s.chosen.training, s.chosen.execution) if s.chosen else ():
         if line:
@@ -423,6 +425,7 @@ def record_result(s: Opened, name: str, result: SearchResult, warming_up: thread
                 {"channels": dataset.channels, "size": dataset.size, "input_shape": dataset.input_shape, "mean": dataset.mean, "std": dataset.std,
                  "classes": dataset.num_classes, "family": result.final.winner_outcomes[0].request.family.identity()}
             ),
+            Tags.METRIC: json.dumps(result.final.winner_outcomes[0].request.metric.describe()),
         },
         model,
         example,
@@ -519,5 +522,6 @@ def prepare_finish_in_background() -> threading.Thread:
 
 
 def model_inputs(dataset: ImageDataset) -> str:
-    """What the final model takes, in the words the summary prints."""
-    return "uint8 images" if dataset.is_image else "float32 rows"
+    """What the final model takes and gives, in the words the summary prints."""
+    outputs = "predictions out" if dataset.task == "regression" else "logits out"
+    return f"{'uint8 images' if dataset.is_image else 'float32 rows'} in, {outputs}"

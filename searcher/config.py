@@ -44,7 +44,8 @@ class DatasetConfig:
     mirror: Optional[str] = None  # downloads: base URL replacing the official hosts (SEARCHER_DATASET_MIRROR)
     extra: bool = False  # svhn: add the 531k extra images to the training split
     path: Optional[str] = None  # imagefolder: folder with one sub-folder of PNG/JPEG images per class; table: a CSV or Parquet file
-    target: Optional[str] = None  # table: the column to predict (the class)
+    target: Optional[str] = None  # table: the column to predict (a class, or a value for regression)
+    task: str = "auto"  # table: auto (a float target with fractions is regression, any other classes) | classification | regression
     sequence_length: Optional[int] = None  # sequences: tokens per sequence
     vocabulary: Optional[int] = None  # sequences: distinct tokens (the marker and the classes)
     image_size: Optional[int] = None  # imagefolder, synthetic: square side in pixels
@@ -127,6 +128,8 @@ class SearchConfig:
     folds: str = "auto"  # seed r of a candidate trains without fold r and is judged on it; auto: 1/val_fraction folds on a split under 1000 images (not with warm starts), else 1
     max_consecutive_failures: int = 5  # stop the search after this many failed trials in a row (0: never)
     warm_start: bool = False  # width and depth trials start from their parent's weights, grown (Net2Net)
+    metric: str = "auto"  # what the stages optimise: auto (accuracy; rmse for regression) | accuracy | rmse | mae | my_package.module.function
+    goal: str = "auto"  # maximize | minimize: required for a function of yours; auto for the built-in metrics
     baseline: BaselineConfig = field(default_factory=BaselineConfig)
     width: WidthConfig = field(default_factory=WidthConfig)
     depth: DepthConfig = field(default_factory=DepthConfig)
@@ -353,6 +356,8 @@ def check_dataset(d: DatasetConfig) -> None:
     _require(d.flip is None or d.name == "imagefolder", "dataset.flip", d.flip, "null except for imagefolder (published datasets fix it)")
     _require(not d.extra or d.name == "svhn", "dataset.extra", d.extra, "false except for svhn")
     _require(d.target is None or d.name == "table", "dataset.target", d.target, "null except for table (the column to predict)")
+    _require(d.task in ("auto", "classification", "regression"), "dataset.task", d.task, "auto, classification or regression")
+    _require(d.task == "auto" or d.name == "table", "dataset.task", d.task, "auto except for table (the other datasets are classification)")
     if d.sequence_length is not None:
         _require(2 <= d.sequence_length <= 4096, "dataset.sequence_length", d.sequence_length, "an integer from 2 to 4096")
     if d.vocabulary is not None:
@@ -364,6 +369,8 @@ def check_search(s: SearchConfig) -> None:
     _require(1 <= s.repeats <= 100, "search.repeats", s.repeats, "an integer in [1, 100]")
     _require(s.repeats <= s.max_repeats <= 100, "search.max_repeats", s.max_repeats, f"an integer in [search.repeats ({s.repeats}), 100]")
     _require(0 < s.significance < 1, "search.significance", s.significance, "a probability in (0, 1), e.g. 0.05")
+    _require(s.goal in ("auto", "maximize", "minimize"), "search.goal", s.goal, "auto, maximize or minimize")
+    _require(s.metric in ("auto", "accuracy", "rmse", "mae") or "." in s.metric, "search.metric", s.metric, "auto, accuracy, rmse, mae or my_package.module.function")
     _require(s.width.ties in ("keep_smaller", "grow"), "search.width.ties", s.width.ties, "keep_smaller or grow")
     _require(s.depth.ties in ("keep_smaller", "grow"), "search.depth.ties", s.depth.ties, "keep_smaller or grow")
     _require(s.depth.select in ("shallowest", "deepest"), "search.depth.select", s.depth.select, "shallowest or deepest")

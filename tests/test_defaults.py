@@ -46,7 +46,7 @@ PLAN_SETTINGS = {
     "warm_start": "search.warm_start",
 }
 # built from more than one setting, or from none: checked one by one below
-PLAN_OTHERS = {"data_identity", "family", "input_shape", "train", "folds", "regularizers", "transfer", "concurrency", "unit"}
+PLAN_OTHERS = {"data_identity", "family", "input_shape", "train", "folds", "regularizers", "transfer", "concurrency", "unit", "metric"}  # metric: search.metric made concrete for the data (train/metrics.py)
 
 
 def composed(*overrides: str):

@@ -141,18 +141,20 @@ def test_a_table_is_read_as_standardised_feature_rows_with_one_hot_categories_an
 
 
 @pytest.mark.parametrize(
-    ("target", "says"),
+    ("target", "task", "says"),
     [
-        (None, "dataset.target is not set"),
-        ("colours", "dataset.target=colours is not a column of t.csv; its columns are: a, b, c, colour, constant, kind"),
-        ("a", "dataset.target=a holds continuous values; searcher searches classifiers only so far"),
-        ("constant", "dataset.target=constant has a single value"),
+        (None, "auto", "dataset.target is not set"),
+        ("colours", "auto", "dataset.target=colours is not a column of t.csv; its columns are: a, b, c, colour, constant, kind"),
+        ("kind", "regression", "dataset.target=kind is not numeric; regression needs numbers"),
+        ("constant", "auto", "dataset.target=constant has a single value"),
+        ("constant", "regression", "dataset.target=constant has a single value"),
+        ("a", "classification", "dataset.target=a holds fractions; classes are whole numbers or text (a quantity: dataset.task=regression)"),
     ],
 )
-def test_a_table_that_cannot_be_searched_says_why(tmp_path, target, says):
+def test_a_table_that_cannot_be_searched_says_why(tmp_path, target, task, says):
     path = small_table(tmp_path / "t.csv")
     with pytest.raises(DatasetError) as raised:
-        load_dataset(DatasetOptions("table", path=path, target=target))
+        load_dataset(DatasetOptions("table", path=path, target=target, task=task))
     assert says in str(raised.value)
 
 

@@ -21,9 +21,11 @@ CHUNK_BYTES = 64 * 2**20  # images gathered and augmented at once (uint8): ~21,0
 class DeviceSplit:
     """One split on the device, normalised batch by batch."""
 
-    def __init__(self, split: Split, mean: tuple[float, ...], std: tuple[float, ...], device: torch.device):
+    def __init__(self, split: Split, mean: tuple[float, ...], std: tuple[float, ...], device: torch.device, target: tuple[float, float] = (0.0, 1.0)):
         self.images = split.images.to(device)  # (N, C, H, W) uint8 images, or (N, F) float32 table rows
-        self.labels = split.labels.to(device)  # (N,) int64
+        self.labels = split.labels.to(device)  # (N,) int64 classes, or float32 regression targets: standardised by `target` (mean, std)
+        if self.labels.is_floating_point():
+            self.labels = (self.labels - target[0]) / target[1]
         scale = 255.0 if self.images.dtype == torch.uint8 else 1.0  # images' statistics are on the 0..1 scale
         shape = (1, -1) + (1,) * (self.images.dim() - 2)  # per channel, or per feature
         self.scale = (1 / (scale * torch.tensor(std, device=device))).view(shape)
@@ -101,8 +103,9 @@ class DeviceData:
     def __init__(self, dataset: ImageDataset, device: torch.device):
         self.dataset = dataset
         self.device = device
-        self.train = DeviceSplit(dataset.train, dataset.mean, dataset.std, device)
-        self.val = DeviceSplit(dataset.val, dataset.mean, dataset.std, device)
+        self.target = (dataset.target_mean, dataset.target_std)
+        self.train = DeviceSplit(dataset.train, dataset.mean, dataset.std, device, self.target)
+        self.val = DeviceSplit(dataset.val, dataset.mean, dataset.std, device, self.target)
         self._test: DeviceSplit | None = None
         self._folds: dict[tuple[int, int], DeviceData] = {}
         self._making = threading.Lock()
@@ -120,5 +123,5 @@ class DeviceData:
     def test(self) -> DeviceSplit:
         with self._making:
             if self._test is None:
-                self._test = DeviceSplit(self.dataset.test(), self.dataset.mean, self.dataset.std, self.device)
+                self._test = DeviceSplit(self.dataset.test(), self.dataset.mean, self.dataset.std, self.device, self.target)
             return self._test

@@ -1,4 +1,4 @@
-"""A classification dataset in memory: inputs, int64 labels, three splits.
+"""A dataset in memory: inputs, targets (int64 classes, or float32 values for regression), three splits.
 
 Images are uint8 (N, C, H, W), normalised on the device with per-channel statistics
 on the 0..1 scale; a table's rows are float32 (N, F) features, normalised with
@@ -20,7 +20,7 @@ import torch
 @dataclass(frozen=True)
 class Split:
     images: torch.Tensor  # the inputs: (N, C, H, W) uint8 images, (N, F) float32 table rows, or (N, L, V) one-hot float32 tokens
-    labels: torch.Tensor  # (N,) int64
+    labels: torch.Tensor  # (N,) int64 classes, or float32 values (regression)
 
     def __len__(self) -> int:
         return int(self.labels.shape[0])
@@ -32,7 +32,7 @@ class ImageDataset:
     train: Split
     val: Split
     _test: Split = field(repr=False)
-    num_classes: int
+    num_classes: int  # the network's outputs: one for regression
     mean: tuple[float, ...]  # per channel, on the 0..1 scale (a table: per feature, in its units)
     std: tuple[float, ...]
     flip: bool  # horizontal flips keep labels (never for digits or letters)
@@ -41,6 +41,13 @@ class ImageDataset:
 
     feature_names: tuple[str, ...] = ()  # a table: each input column's name (after one-hot encoding)
     class_names: tuple[str, ...] = ()  # a table: each class's value in the target column (class i is class_names[i])
+    target_mean: float = 0.0  # regression: the training split's target mean and std (targets are standardised on the device)
+    target_std: float = 1.0
+
+    @property
+    def task(self) -> str:
+        """classification, or regression (float targets)."""
+        return "regression" if self.train.labels.is_floating_point() else "classification"
 
     @property
     def input_shape(self) -> tuple[int, ...]:
@@ -102,9 +109,18 @@ class ImageDataset:
         return replace(self, train=train, val=val, test_reads=0)
 
 
+def strata(labels: np.ndarray) -> np.ndarray:
+    """What a split is stratified by: the class, or a regression target's decile (each part spans the target's range)."""
+    if not np.issubdtype(labels.dtype, np.floating):
+        return labels
+    edges = np.quantile(labels, np.linspace(0, 1, 11)[1:-1])
+    return np.searchsorted(edges, labels, side="right")
+
+
 def stratified_mask(labels: np.ndarray, fraction: float, seed: int) -> np.ndarray:
-    """A boolean mask picking `fraction` of each class (at least one), fixed by `seed`."""
+    """A boolean mask picking `fraction` of each class (at least one; regression: of each decile), fixed by `seed`."""
     rng = np.random.default_rng(seed)
+    labels = strata(labels)
     mask = np.zeros(len(labels), dtype=bool)
     for label in np.unique(labels):
         members = np.flatnonzero(labels == label)
@@ -116,6 +132,7 @@ def stratified_mask(labels: np.ndarray, fraction: float, seed: int) -> np.ndarra
 def fold_parts(labels: np.ndarray, parts: int, identity: str) -> np.ndarray:
     """Each image's part, 1..parts, of a stratified partition fixed by `identity` (each class dealt round-robin)."""
     rng = np.random.default_rng(int.from_bytes(hashlib.sha256(f"folds|{parts}|{identity}".encode()).digest()[:8], "little"))
+    labels = strata(labels)
     part = np.zeros(len(labels), dtype=np.int64)
     offset = 0
     for label in np.unique(labels):
@@ -133,9 +150,10 @@ def split_off_validation(images: np.ndarray, labels: np.ndarray, fraction: float
 
 
 def to_split(images: np.ndarray, labels: np.ndarray) -> Split:
-    """Images as uint8; a table's float rows as float32."""
+    """Images as uint8; a table's float rows as float32; classes as int64, regression targets as float32."""
     dtype = np.float32 if np.issubdtype(images.dtype, np.floating) else np.uint8
-    return Split(torch.from_numpy(np.ascontiguousarray(images, dtype=dtype)), torch.from_numpy(labels.astype(np.int64)))
+    targets = labels.astype(np.float32 if np.issubdtype(labels.dtype, np.floating) else np.int64)
+    return Split(torch.from_numpy(np.ascontiguousarray(images, dtype=dtype)), torch.from_numpy(targets))
 
 
 def restrict_classes(images: np.ndarray, labels: np.ndarray, classes: list[int] | None) -> tuple[np.ndarray, np.ndarray]:

@@ -53,6 +53,7 @@ class DatasetOptions:
     mean: tuple[float, ...] | None = None  # published per-channel statistics (0..1 scale); None: from the training split
     std: tuple[float, ...] | None = None
     target: str | None = None  # table: the column to predict
+    task: str = "auto"  # table: classification | regression | auto (a float target with fractions is regression)
     sequence_length: int | None = None  # sequences
     vocabulary: int | None = None  # sequences
 
@@ -182,11 +183,14 @@ def load_dataset(options: DatasetOptions) -> ImageDataset:
 
         if options.path is None:
             raise DatasetError("dataset.path is not set; table needs dataset.path=FILE, a CSV or Parquet file.")
-        arrays, feature_names, class_names = read_table(Path(options.path).expanduser(), options.target, options.split_seed)
+        arrays, feature_names, class_names = read_table(Path(options.path).expanduser(), options.target, options.split_seed, options.task)
         (train_images, train_labels, test_images, test_labels), flip = arrays, False
     else:
         (train_images, train_labels, test_images, test_labels), flip = LOADERS[options.name](options)
     classes = list(options.classes) if options.classes else None
+    regression = np.issubdtype(train_labels.dtype, np.floating)
+    if classes and regression:
+        raise DatasetError(f"dataset.classes={classes} picks classes, but dataset.target={options.target} is a regression target; remove dataset.classes.")
     if classes:
         present = set(np.unique(train_labels).tolist())
         missing = [c for c in classes if c not in present]
@@ -200,7 +204,8 @@ def load_dataset(options: DatasetOptions) -> ImageDataset:
     test_images, test_labels = restrict_classes(test_images, test_labels, classes)
     train, val = split_off_validation(train_images, train_labels, options.val_fraction, options.split_seed)
     mean, std = normalisation(options, train.images, classes)
-    num_classes = len(classes) if classes else int(max(train_labels.max(), test_labels.max()) + 1)
+    num_classes = 1 if regression else len(classes) if classes else int(max(train_labels.max(), test_labels.max()) + 1)
+    target_mean, target_std = (float(train.labels.double().mean()), max(float(train.labels.double().std()), 1e-12)) if regression else (0.0, 1.0)
     identity = (
         f"{options.name}|classes={classes}|val={options.val_fraction}|split_seed={options.split_seed}|n={len(train)},{len(val)}"
         + options.identity()
@@ -218,6 +223,8 @@ def load_dataset(options: DatasetOptions) -> ImageDataset:
         identity=identity,
         feature_names=feature_names,
         class_names=tuple(class_names[c] for c in classes) if classes and class_names else class_names,
+        target_mean=target_mean,
+        target_std=target_std,
     )
 
 

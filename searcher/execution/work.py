@@ -59,6 +59,7 @@ def train_request(
         request.train,
         request.seed,
         family=request.family,
+        metric=request.metric,
         evaluate_test=request.evaluate_test,
         on_epoch=on_epoch,
         checkpoint=checkpoint,

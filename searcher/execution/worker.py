@@ -39,6 +39,7 @@ def warm_up(data: DeviceData) -> None:
     from searcher.model.cnn import CNN
     from searcher.model.family import build_network
     from searcher.model.mlp import MLP
+    from searcher.train.metrics import task_loss
 
     shape = data.dataset.input_shape
     family = CNN() if data.dataset.is_image else MLP()  # any small network pays the first-use costs
@@ -48,7 +49,7 @@ def warm_up(data: DeviceData) -> None:
     augmentable = data.dataset.augmentable
     images, labels = next(data.train.shuffled_batches(64, torch.Generator().manual_seed(0), int(augmentable), augmentable and data.dataset.flip))
     with torch.autocast(data.device.type, dtype=torch.bfloat16, enabled=data.device.type == "cuda"):
-        loss = torch.nn.functional.cross_entropy(model(images).float(), labels, label_smoothing=0.1)
+        loss = task_loss(model(images).float(), labels, label_smoothing=0.1)  # (squared error for a regression target)
     loss.backward()
     optimizer.step()
     model.eval()

@@ -27,6 +27,7 @@ WEIGHTS_FILE = "classifier_weights.pt"  # a state dict of tensors only (torch.lo
 
 class Classifier(nn.Module):
     """Inputs as searcher's datasets store them -> (N, classes) logits; output i is original class `labels[i]`.
+    A regression model (`target`: the training target's mean and std) returns (N,) predictions in the target's units.
 
     Images: uint8 (N, C, H, W) on the 0..255 scale. Tables: float32 (N, F) features, one-hot columns included
     (`feature_names` says which is which), in their own units: the model standardises them itself."""
@@ -45,6 +46,7 @@ class Classifier(nn.Module):
         feature_names: Sequence[str] = (),
         class_names: Sequence[str] = (),
         input_dtype: str | None = None,
+        target: Sequence[float] | None = None,
     ):
         super().__init__()
         self.spec, self.family, self.input_shape = spec, family or CNN(), tuple(int(size) for size in input_shape)
@@ -52,6 +54,7 @@ class Classifier(nn.Module):
         self.class_names = tuple(class_names)  # a table's: output i is the target column's value class_names[i]
         self.input_dtype = input_dtype or ("uint8" if len(self.input_shape) == 3 else "float32")  # (descriptions before tables: images)
         self.images = self.input_dtype == "uint8"
+        self.target = tuple(float(x) for x in target) if target is not None else None  # regression: (mean, std) of the training target
         self.network = build_network(self.family, spec, self.input_shape, len(self.labels))
         # (x / 255 - mean) / std as x * scale - shift: the trainer's own arithmetic (data/batches.py), so logits match bit for bit
         std_tensor, shape = torch.tensor(self.std), (1, -1) + (1,) * (len(self.input_shape) - 1)
@@ -67,7 +70,10 @@ class Classifier(nn.Module):
             raise TypeError(f"the model takes {what}; got {inputs.dtype} {hint}")
         if tuple(inputs.shape[1:]) != self.input_shape or inputs.dim() != len(self.input_shape) + 1:
             raise ValueError(f"the model takes inputs of shape (N, {', '.join(map(str, self.input_shape))}); got {tuple(inputs.shape)}")
-        return self.network(inputs.float() * self.scale - self.shift)
+        outputs = self.network(inputs.float() * self.scale - self.shift)
+        if self.target is not None:  # the network predicts the standardised target (data/batches.py)
+            return outputs[:, 0] * self.target[1] + self.target[0]
+        return outputs
 
     @property
     def channels(self) -> int:
@@ -89,7 +95,7 @@ class Classifier(nn.Module):
             "feature_names": list(self.feature_names),
             "class_names": list(self.class_names),
             "input_dtype": self.input_dtype,
-        }
+        } | ({"target": list(self.target)} if self.target is not None else {})
 
     @classmethod
     def from_description(cls, data: dict) -> Classifier:
@@ -97,7 +103,10 @@ class Classifier(nn.Module):
         family = family_from(data["family"]) if "family" in data else CNN()  # (descriptions before families: the cnn)
         shape = data.get("input_shape") or (data["channels"], data["size"], data["size"])
         spec = family.spec_from_dict(data["arch"])
-        return cls(spec, shape, data["mean"], data["std"], data["labels"], family, data.get("feature_names", ()), data.get("class_names", ()), data.get("input_dtype"))
+        return cls(
+            spec, shape, data["mean"], data["std"], data["labels"], family, data.get("feature_names", ()), data.get("class_names", ()),
+            data.get("input_dtype"), data.get("target"),
+        )
 
 
 def save_classifier(model: Classifier, folder: Path) -> list[Path]:

@@ -53,10 +53,11 @@ def result(search: SearchRecord) -> list[Block]:
     blocks: list[Block] = [Heading("Result")]
     if Metrics.TEST_ACC in m:
         seeds = len(final.trials) if final else 0
+        short, label = search.metric.short, search.metric.label
         blocks.append(
             Paragraph(
-                f"**{search.tags.get(Tags.FINAL_ARCH, '')}**: best-epoch validation accuracy {num(m.get('val_acc_mean'))} ± {num(m.get('val_acc_std'))}, "
-                f"**test accuracy {num(m.get('test_acc'))} ± {num(m.get('test_acc_std'))}** (mean ± std over {seeds} seeds; "
+                f"**{search.tags.get(Tags.FINAL_ARCH, '')}**: best-epoch validation {label} {num(m.get(f'val_{short}_mean'))} ± {num(m.get(f'val_{short}_std'))}, "
+                f"**test {label} {num(m.get(f'test_{short}'))} ± {num(m.get(f'test_{short}_std'))}** (mean ± std over {seeds} seeds; "
                 "the test split was read only here)."
             )
         )
@@ -83,7 +84,8 @@ def result(search: SearchRecord) -> list[Block]:
             for name in ("optimizer", "lr", "batch_size", "weight_decay", "label_smoothing", "augment"):
                 if Params.TRAIN + name in trial.params:
                     settings.append(f"{name} {trial.params[Params.TRAIN + name]}")
-        settings.insert(0, f"dropout {arch['dropout']:.3g} before the linear head (after global average pooling)")
+        where = "after the last layer" if "widths" in arch else "after global average pooling"  # (a LayerStack, or the cnn's blocks)
+        settings.insert(0, f"dropout {arch['dropout']:.3g} before the linear head ({where})")
         blocks.append(Paragraph("Training: " + ", ".join(settings) + "."))
     return blocks
 
@@ -92,7 +94,10 @@ def summary(search: SearchRecord) -> list[Block]:
     rows = []
     for stage in search.stages:
         rows.append((stage.title, stage.winner or "-", stage_score(stage), str(len(stage.trials)), stage_verdict(stage)))
-    return [Heading("Stages"), Table(("stage", "winner", "score", "trials", "decision"), tuple(rows))]
+    blocks: list[Block] = [Heading("Stages")]
+    if search.metric.name != "accuracy":  # the scores are not the metric the user reads: say what they are
+        blocks.append(Paragraph(f"Scores here and in the decision log: validation {search.metric.score_words} (higher is better), the best 3-epoch mean."))
+    return blocks + [Table(("stage", "winner", "score", "trials", "decision"), tuple(rows))]
 
 
 def decision_log(search: SearchRecord) -> list[Block]:

@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import json
+import math
 
 from searcher.model.family import Spec
 from searcher.search.controller import SearchResult
+from searcher.train.metrics import ACCURACY, Metric
 
 
 def decisions_json(result: SearchResult) -> str:
@@ -24,8 +26,7 @@ def decisions_markdown(result: SearchResult, search_name: str) -> str:
         "",
         *architecture_table(final.winner.arch),
         "",
-        f"Best-epoch validation accuracy {final.metrics['val_acc_mean']:.4f} ± {final.metrics['val_acc_std']:.4f}, "
-        f"test accuracy {final.metrics['test_acc']:.4f} ± {final.metrics['test_acc_std']:.4f} "
+        f"{result_words(final.metrics, final.winner_outcomes[0].request.metric if final.winner_outcomes else ACCURACY)} "
         f"over {len(final.trial_decisions)} seeds; {len(result.outcomes)} trials in {result.seconds:.1f} s.",
         "",
     ]
@@ -42,3 +43,12 @@ def architecture_table(arch: Spec) -> list[str]:
         columns["kernels"] = str(arch.kernels)
     columns["dropout"] = f"{arch.dropout:.3g}"
     return ["| " + " | ".join(columns) + " |", "|" + "---|" * len(columns), "| " + " | ".join(columns.values()) + " |"]
+
+
+def result_words(metrics: dict[str, float], metric: Metric) -> str:
+    """"Best-epoch validation accuracy 0.9712 ± 0.0021, test accuracy 0.9688 ± 0.0030" (the metric's name and units)."""
+    short, label, nan = metric.short, metric.label, math.nan
+    return (
+        f"Best-epoch validation {label} {metrics.get(f'val_{short}_mean', nan):.4f} ± {metrics.get(f'val_{short}_std', nan):.4f}, "
+        f"test {label} {metrics.get(f'test_{short}', nan):.4f} ± {metrics.get(f'test_{short}_std', nan):.4f}"
+    )

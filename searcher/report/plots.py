@@ -35,6 +35,7 @@ from searcher.report.canvas import (
 from searcher.report.curves import stop_reason
 from searcher.report.importance import importances
 from searcher.tracking.records import SearchRecord, StageRecord
+from searcher.train.metrics import ACCURACY
 
 SEED_STEP = 7  # points between the hollow markers of one candidate's seeds, right of its mean
 
@@ -95,7 +96,7 @@ def baseline_plot(stage: StageRecord, search: SearchRecord | None = None) -> Plo
             ax.plot([best], [trial.val_acc], "o", color=line.get_color(), ms=7, zorder=3)
         labels.append(f"{trial.name}: {stop_reason(trial)}")
     ax.set_xlabel("epoch")
-    ax.set_ylabel("validation accuracy")
+    ax.set_ylabel(f"validation {(search.metric if search else ACCURACY).score_words}".replace(" in standard", "\nin standard"))
     ax.xaxis.get_major_locator().set_params(integer=True)
     legend_outside(figure, handles + ([decision_handle("", "best epoch (kept weights)", 7)] if handles else []))
     titles(figure, title, ax, "; ".join(labels))
@@ -215,12 +216,16 @@ def regularization_plot(stage: StageRecord, search: SearchRecord | None = None) 
 
 @styled
 def final_plot(stage: StageRecord, search: SearchRecord | None = None) -> Plot:
-    """Validation and test accuracy of each retraining, and their means (the numbers the result quotes)."""
-    title = "final: validation and test accuracy per seed"
+    """Validation and test metric of each retraining, and their means (the numbers the result quotes)."""
+    metric = search.metric if search else ACCURACY
+    title = f"final: validation and test {metric.label} per seed"
     figure, (ax,) = new_figure(3.6)
     trials = list(stage.trials)
     handles = []
-    for key, name, color, marker, shift in (("best_val_acc", "validation (best epoch)", OKABE_ITO["blue"], "o", -0.08), ("test_acc", "test", OKABE_ITO["orange"], "s", 0.08)):
+    short = metric.short
+    for key, name, color, marker, shift in (
+        (f"best_val_{short}", "validation (best epoch)", OKABE_ITO["blue"], "o", -0.08), (f"test_{short}", "test", OKABE_ITO["orange"], "s", 0.08)
+    ):
         values = [t.metrics.get(key, math.nan) for t in trials]
         finite = [v for v in values if math.isfinite(v)]
         (points,) = ax.plot([i + shift for i in range(len(trials))], values, ls="", marker=marker, ms=9, color=color, label=name, zorder=3)
@@ -232,7 +237,7 @@ def final_plot(stage: StageRecord, search: SearchRecord | None = None) -> Plot:
     ax.set_xlim(-0.6, len(trials) - 0.4)
     ax.margins(y=0.25)
     ax.grid(axis="x", visible=False)
-    ax.set_ylabel("accuracy")
+    ax.set_ylabel(metric.label)
     legend_outside(figure, handles)
     titles(figure, title)
     return Plot("stage-final", title, figure)
@@ -328,3 +333,4 @@ def overview_plot(search: SearchRecord) -> Plot:
     legend_outside(figure, handles)
     titles(figure, title)
     return Plot("overview", title, figure)
+

@@ -18,7 +18,7 @@ from searcher.search.plan import SearchPlan
 from searcher.search.stages import Stage, StageResult
 from searcher.search.trials import TrialOutcome, TrialRequest, result_score
 from searcher.tracking.records import SearchRecord
-from searcher.tracking.schema import Metrics
+from searcher.train.metrics import Metric
 from searcher.train.trainer import EpochRecord
 
 log = logging.getLogger(__name__)  # to cli.log only (conf/hydra/job_logging): the estimates, to compare with the real end
@@ -36,6 +36,20 @@ LEGEND = (
     "stable/overfitting/capped/pruned = why it stopped · w16 d2 = width 16, depth 2 · d3 +w32 = a third layer, 32 wide · "
     "r1 = a candidate's extra seed 1 (its comparison needed more evidence)"
 )
+
+
+def legend(metric: Metric) -> str:
+    """The legend for a search of `metric`: a score other than accuracy says what it is made of."""
+    return LEGEND if metric.name == "accuracy" else LEGEND.replace("validation accuracy", f"validation {metric.score_words} (higher is better)")
+
+
+def final_words(metrics: dict[str, float], metric: Metric) -> str:
+    """The final stage's numbers: "best-epoch val_acc 0.9712 ± 0.0021 · test_acc 0.9688 ± 0.0030" (the metric's own units)."""
+    short, nan = metric.short, math.nan
+    return (
+        f"best-epoch val_{short} {metrics.get(f'val_{short}_mean', nan):.4f} ± {metrics.get(f'val_{short}_std', nan):.4f} · "
+        f"test_{short} {metrics.get(f'test_{short}', nan):.4f} ± {metrics.get(f'test_{short}_std', nan):.4f}"
+    )
 
 
 class RichProgress:
@@ -83,7 +97,7 @@ class RichProgress:
 
     def stage(self, stage: Stage) -> None:
         if not self.stages_seen:
-            self.console.print(f"[dim]{LEGEND}[/dim]", highlight=False)
+            self.console.print(f"[dim]{legend(stage.plan.metric)}[/dim]", highlight=False)
         plan = stage.plan
         count = 6 if plan.transfer is not None else 5  # stages 0-4, and 5 (transfer) when it is on
         self.stage_name = f"stage {stage.index} {stage.name} ({stage.index + 1} of {count})"
@@ -126,7 +140,7 @@ class RichProgress:
     def epoch(self, request: TrialRequest, record: EpochRecord) -> None:
         with self.lock:
             if request.key in self.running:
-                self.running[request.key] = (self.running[request.key][0], f"epoch {record.epoch} val_acc {record.val_acc:.4f}")
+                self.running[request.key] = (self.running[request.key][0], f"epoch {record.epoch} val_{request.metric.short} {request.metric.format(record.val_acc)}")
                 self.show()
 
     def show(self) -> None:
@@ -208,28 +222,25 @@ def summary_table(result: SearchResult) -> Table:
     return table
 
 
-def print_summary(console: Console, result: SearchResult, ui_command: str, view_url: str, model_uri: str | None, inputs: str = "uint8 images") -> None:
+def print_summary(console: Console, result: SearchResult, ui_command: str, view_url: str, model_uri: str | None, inputs: str = "uint8 images in, logits out") -> None:
     console.print(summary_table(result))
-    m = result.final.metrics
-    console.print(
-        f"[bold]final[/bold]: best-epoch val_acc {m['val_acc_mean']:.4f} ± {m['val_acc_std']:.4f} · "
-        f"test_acc {m['test_acc']:.4f} ± {m['test_acc_std']:.4f} · {len(result.outcomes)} trials · {result.seconds:.1f}s"
-    )
+    metric = result.final.winner_outcomes[0].request.metric
+    console.print(f"[bold]final[/bold]: {final_words(result.final.metrics, metric)} · {len(result.outcomes)} trials · {result.seconds:.1f}s")
     print_links(console, ui_command, view_url, model_uri, inputs)
 
 
-def print_links(console: Console, ui_command: str, view_url: str, model_uri: str | None, inputs: str = "uint8 images") -> None:
+def print_links(console: Console, ui_command: str, view_url: str, model_uri: str | None, inputs: str = "uint8 images in, logits out") -> None:
     """Where to look next, the same after a search and after a finished search's re-run: the MLflow UI command, the
-    search's stage-by-stage view and the final model's URI (`inputs`: what it takes, e.g. "float32 rows" for a
-    table). Commands and URLs are not wrapped, so they stay copyable."""
+    search's stage-by-stage view and the final model's URI (`inputs`: what it takes and gives, e.g. "float32 rows in,
+    predictions out" for a regression table). Commands and URLs are not wrapped, so they stay copyable."""
     console.print(f"MLflow UI:  {ui_command}", soft_wrap=True, highlight=False)
     console.print(f"then open:  {view_url}", soft_wrap=True, highlight=False)
     if model_uri:
-        console.print(f"model:      {model_uri}  (searcher.load_model: {inputs} in, logits out)", highlight=False, soft_wrap=True)
+        console.print(f"model:      {model_uri}  (searcher.load_model: {inputs})", highlight=False, soft_wrap=True)
 
 
 def print_stored_summary(
-    console: Console, search: SearchRecord, ui_command: str, view_url: str, model_uri: str | None, inputs: str = "uint8 images"
+    console: Console, search: SearchRecord, ui_command: str, view_url: str, model_uri: str | None, inputs: str = "uint8 images in, logits out"
 ) -> None:
     """A finished search re-run: its summary from the store, nothing trained."""
     console.print(f"search [bold]{search.name}[/bold] is already complete: nothing to train. Its recorded summary:")
@@ -240,9 +251,5 @@ def print_stored_summary(
         decision = stage.decisions[-1]["reason"] if stage.decisions else ""
         table.add_row(stage.stage, stage.winner, f"{stage.score:.4f}", decision)
     console.print(table)
-    m = search.metrics
-    console.print(
-        f"[bold]final[/bold]: best-epoch val_acc {m.get('val_acc_mean', math.nan):.4f} ± {m.get('val_acc_std', math.nan):.4f} · "
-        f"test_acc {m.get(Metrics.TEST_ACC, math.nan):.4f} ± {m.get('test_acc_std', math.nan):.4f}"
-    )
+    console.print(f"[bold]final[/bold]: {final_words(search.metrics, search.metric)}")
     print_links(console, ui_command, view_url, model_uri, inputs)

@@ -27,6 +27,12 @@ significant in its favour and its score is no lower. `worse` is the mirror image
 else is a `tie`. A tie whose accuracy effect is above the floor is `inconclusive`: the stages
 then train another seed of both candidates, up to `search.max_repeats` (adaptive repeats),
 instead of deciding on one draw.
+
+A metric other than accuracy (search.metric: RMSE for regression, MAE, one of your own) has a
+value per example, not a right or wrong: its per-example differences take the paired t-test
+instead of McNemar's (the same normal approximation), and the effect is the score difference
+as for accuracy. Squared errors are tested for RMSE: on the same examples, a lower mean squared
+error is a lower RMSE.
 """
 
 from __future__ import annotations
@@ -39,6 +45,7 @@ from typing import Literal
 import numpy as np
 
 from searcher.search.trials import TrialOutcome
+from searcher.train.metrics import ACCURACY, Metric
 
 Verdict = Literal["better", "worse", "tie"]
 
@@ -89,6 +96,7 @@ class Comparison:
     loss_effect: float = math.nan  # challenger's mean per-image validation loss - incumbent's (nan: not comparable)
     loss_p_value: float = math.nan  # paired t-test on the per-image losses, two-sided
     unit: str = "image"  # what one validation example is called in the log: image, row, sequence
+    metric: Metric = ACCURACY  # accuracy: McNemar on the discordant examples; any other: a t-test on per-example values
 
     @property
     def paired(self) -> bool:
@@ -108,9 +116,10 @@ class Comparison:
             return "better" if self.effect > 0 else "worse"
         if not self.paired:  # no per-image record (a store written before it was kept): the floor alone decides
             return "better" if self.effect > self.floor else "worse" if self.effect < -self.floor else "tie"
-        if self.significant and self.effect > self.floor and self.wins > self.losses:
+        counted = self.metric.name != "accuracy"  # (a t-test's sign is the effect's; McNemar's, which side won more examples)
+        if self.significant and self.effect > self.floor and (counted or self.wins > self.losses):
             return "better"
-        if self.significant and self.effect < -self.floor and self.losses > self.wins:
+        if self.significant and self.effect < -self.floor and (counted or self.losses > self.wins):
             return "worse"
         if self.loss_significant and self.loss_effect < 0 <= self.effect:  # accuracy saturated: the losses decide
             return "better"
@@ -131,6 +140,8 @@ class Comparison:
         if not self.paired:
             return f"{head}: {self.effect:+.4f} (no per-{self.unit} record to pair, the floor {self.floor} alone decides)"
         seeds = f"{self.pairs} seed{'s' if self.pairs != 1 else ''}"
+        if self.metric.name != "accuracy":
+            return self.describe_values(head, seeds)
         accuracy_decides = self.significant and abs(self.effect) > self.floor
         if self.verdict != "tie" and not accuracy_decides:
             verdict = f"{self.verdict} by validation loss"
@@ -144,6 +155,16 @@ class Comparison:
         return (
             f"{head}: right on {self.wins} {self.unit}{'s' if self.wins != 1 else ''} the other missed, wrong on {self.losses} "
             f"(p = {self.p_value:.2g}, {seeds}, {self.effect:+.4f}){loss}: {verdict}"
+        )
+
+    def describe_values(self, head: str, seeds: str) -> str:
+        """A t-test's words: "w32 vs w16: better on 412 rows, worse on 388 (t-test on per-row squared errors, p = 0.03,
+        1 seed, RMSE -0.0123): significant, better"."""
+        verdict = "not significant" if not self.significant else f"significant, {self.verdict}" if self.verdict != "tie" else f"significant but within the floor {self.floor}"
+        words = self.metric.per_example_words.replace("per-example", f"per-{self.unit}")
+        return (
+            f"{head}: better on {self.wins} {self.unit}{'s' if self.wins != 1 else ''}, worse on {self.losses} (t-test on per-{self.unit} "
+            f"{words}, p = {self.p_value:.2g}, {seeds}, {self.metric.label} {self.metric.shown(self.effect):+.4g}): {verdict}"
         )
 
     def numbers(self) -> dict[str, float | int]:
@@ -163,8 +184,11 @@ def compare(
     alpha: float,
     seeds: int,
     unit: str = "image",
+    metric: Metric = ACCURACY,
 ) -> Comparison:
     """Pair the first `seeds` repeats of both candidates by repeat index and test them (`unit`: what the log calls an example)."""
+    if metric.name != "accuracy":
+        return compare_values(challenger, challenger_outcomes, incumbent, incumbent_outcomes, floor, alpha, seeds, unit, metric)
     mine = {o.request.repeat: o for o in challenger_outcomes if o.request.repeat < seeds}
     theirs = {o.request.repeat: o for o in incumbent_outcomes if o.request.repeat < seeds}
     repeats = sorted(set(mine) & set(theirs))
@@ -202,6 +226,41 @@ def compare(
     )
 
 
+def compare_values(
+    challenger: str,
+    challenger_outcomes: Sequence[TrialOutcome],
+    incumbent: str,
+    incumbent_outcomes: Sequence[TrialOutcome],
+    floor: float,
+    alpha: float,
+    seeds: int,
+    unit: str,
+    metric: Metric,
+) -> Comparison:
+    """`compare` for a metric with a value per example: a paired t-test on the per-example differences over all pairs."""
+    mine = {o.request.repeat: o for o in challenger_outcomes if o.request.repeat < seeds}
+    theirs = {o.request.repeat: o for o in incumbent_outcomes if o.request.repeat < seeds}
+    repeats = sorted(set(mine) & set(theirs))
+    mine_ok = [r for r in repeats if mine[r].status == "ok"]
+    theirs_ok = [r for r in repeats if theirs[r].status == "ok"]
+    if not mine_ok or not theirs_ok:
+        effect = 0.0 if not mine_ok and not theirs_ok else -math.inf if not mine_ok else math.inf
+        return Comparison(challenger, incumbent, effect, 0, 0, 0, math.nan, floor, alpha, unit=unit, metric=metric)
+    both = [r for r in mine_ok if r in theirs_ok]
+    effect = float(np.mean([mine[r].score for r in both]) - np.mean([theirs[r].score for r in both])) if both else 0.0
+    differences = []
+    for r in both:
+        a, b = mine[r].result, theirs[r].result
+        if a is None or b is None or a.val_values is None or b.val_values is None or len(a.val_values) != len(b.val_values):
+            return Comparison(challenger, incumbent, effect, 0, 0, len(both), math.nan, floor, alpha, unit=unit, metric=metric)
+        values_a, values_b = (np.frombuffer(x, dtype=np.float32).astype(np.float64) for x in (a.val_values, b.val_values))
+        differences.append(values_a - values_b if metric.maximize else values_b - values_a)  # > 0: the challenger did better
+    gains = np.concatenate(differences) if differences else np.zeros(0)
+    wins, losses = int(np.count_nonzero(gains > 0)), int(np.count_nonzero(gains < 0))
+    p_value = paired_t_p_value(gains) if len(gains) else math.nan
+    return Comparison(challenger, incumbent, effect, wins, losses, len(both), p_value, floor, alpha, unit=unit, metric=metric)
+
+
 SMALL_VALIDATION_IMAGES = 1000  # below this, one image moves accuracy by more than 0.1 points
 
 
@@ -222,15 +281,19 @@ def cross_validation_folds(setting: str, train_images: int, val_images: int, war
     return max(2, round((train_images + val_images) / val_images))
 
 
-def validation_note(images: int, significance: float, repeats: int, max_repeats: int, folds: int = 1, pool: int = 0, unit: str = "image") -> str:
+def validation_note(
+    images: int, significance: float, repeats: int, max_repeats: int, folds: int = 1, pool: int = 0, unit: str = "image", metric: Metric = ACCURACY
+) -> str:
     """The first lines' word on how decisions are made, and a warning when the validation split is small (`unit`: what
     one example is called: image, row, sequence)."""
-    return _validation_note(images, significance, repeats, max_repeats, folds, pool).replace("image", unit)
+    return _validation_note(images, significance, repeats, max_repeats, folds, pool, metric).replace("image", unit)
 
 
-def _validation_note(images: int, significance: float, repeats: int, max_repeats: int, folds: int, pool: int) -> str:
+def _validation_note(images: int, significance: float, repeats: int, max_repeats: int, folds: int, pool: int, metric: Metric) -> str:
     seeds = f"{repeats} seed{'s' if repeats != 1 else ''} per candidate, up to {max_repeats} while a comparison is inconclusive"
     tests = f"McNemar on accuracy, t-test on per-image losses, p < {significance}"
+    if metric.name != "accuracy":
+        tests = f"{metric.label}: a t-test on per-image {metric.per_example_words}, p < {significance}"
     if folds > 1:
         protocol = (
             f"decisions: paired, cross-validated ({tests}): seed r of every candidate trains without fold r of {folds} "
@@ -238,7 +301,7 @@ def _validation_note(images: int, significance: float, repeats: int, max_repeats
         )
     else:
         protocol = f"decisions: paired on the {images} validation images ({tests}), {seeds}"
-    if images >= SMALL_VALIDATION_IMAGES:
+    if images >= SMALL_VALIDATION_IMAGES or metric.name != "accuracy":  # (the warning is about accuracy's coarse steps)
         return protocol
     error = 100 * math.sqrt(0.95 * 0.05 / images)
     advice = (

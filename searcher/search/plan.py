@@ -8,6 +8,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from searcher.model.family import Family, InputShape
+from searcher.train.metrics import ACCURACY, Metric
 from searcher.train.trainer import TrainSettings
 
 
@@ -62,5 +63,6 @@ class SearchPlan:
     max_consecutive_failures: int  # 0: never stop for failures
     transfer: TransferPlan | None  # None: no stage 5
     unit: str = "image"  # what the decision log calls one validation example: image, row (a table), sequence
+    metric: Metric = ACCURACY  # what the stages optimise (search.metric): its score is higher-is-better (train/metrics.py)
     concurrency: int = 1  # trials the runner trains at once (the app sets it from the Runner): only how eagerly a stage asks, never what it decides
     warm_start: bool  # width and depth trials grow from their parent's trained weights (Net2Net)

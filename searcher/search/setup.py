@@ -17,6 +17,7 @@ from searcher.model.mlp import MLP
 from searcher.search.evidence import cross_validation_folds
 from searcher.search.plan import RegularizerRange, SearchPlan, TransferPlan
 from searcher.train.auto import TrainingChoice, choose_training
+from searcher.train.metrics import Metric, MetricError, choose_metric
 from searcher.train.stability import StabilityRule
 from searcher.train.trainer import TrainSettings, resolve_device
 
@@ -86,9 +87,12 @@ def make_plan(config: SearcherConfig, dataset: ImageDataset, target: ImageDatase
     s = config.search
     family = model_family(config)
     check_family(family, config, dataset.input_shape)
+    metric = search_metric(config, dataset)
     regularizers = tuple(RegularizerRange(name, r.low, r.high, r.log) for name, r in s.regularization.space.items())
     if not (family.augments and dataset.augmentable):  # flips and crops belong to images (and to families that take them)
         regularizers = tuple(r for r in regularizers if r.name != "augment")
+    if metric.task == "regression":  # label smoothing spreads a class's probability: no classes, nothing to smooth
+        regularizers = tuple(r for r in regularizers if r.name != "label_smoothing")
     return SearchPlan(
         seed=config.seed,
         data_identity=dataset.identity,
@@ -121,4 +125,13 @@ def make_plan(config: SearcherConfig, dataset: ImageDataset, target: ImageDatase
         transfer=TransferPlan(target.identity, s.transfer.top_k, s.transfer.longest) if target is not None else None,
         warm_start=s.warm_start and family.grows,  # a family that cannot grow weights trains every candidate from scratch
         unit={3: "image", 1: "row"}.get(len(dataset.input_shape), "sequence"),
+        metric=metric,
     )
+
+
+def search_metric(config: SearcherConfig, dataset: ImageDataset) -> Metric:
+    """`search.metric` for this dataset's task, errors shown in the target's units (its training split's std)."""
+    try:
+        return choose_metric(config.search.metric, config.search.goal, dataset.task, dataset.target_std)  # type: ignore[arg-type]
+    except MetricError as error:
+        raise ConfigError(str(error)) from None

@@ -15,6 +15,7 @@ from typing import Literal
 
 from searcher.model.cnn import CNN
 from searcher.model.family import Family, Spec
+from searcher.train.metrics import ACCURACY, Metric
 from searcher.train.trainer import TrainResult, TrainSettings
 
 Status = Literal["ok", "failed", "pruned"]
@@ -39,6 +40,7 @@ class TrialRequest:
     fold: int = 0  # cross-validation: trains without, and is judged on, this fold (0: the dataset's own validation split)
     folds: int = 1  # ...of this many (DeviceData.fold)
     family: Family = field(default_factory=CNN, compare=False, repr=False)  # builds (and grows) `arch`
+    metric: Metric = field(default=ACCURACY, compare=False, repr=False)  # what the trial is scored by (train/metrics.py)
 
     @property
     def label(self) -> str:
@@ -61,6 +63,8 @@ class TrialRequest:
         }
         if (family := self.family.key_part()) is not None:
             payload["family"] = family
+        if not self.metric.default:  # (accuracy for classes, RMSE for regression: the data's identity already says which)
+            payload["metric"] = [self.metric.name, self.metric.maximize]
         if self.source is not None:
             payload["source"] = self.source
         if self.parent is not None:  # a warm-started trial is a different trial from its cold twin
@@ -79,7 +83,7 @@ class TrialOutcome:
 
     @property
     def score(self) -> float:
-        """The trial's score (best 3-epoch mean of validation accuracy, searcher.train.score); -inf for a failed trial."""
+        """The trial's score (best 3-epoch mean of the validation score, searcher.train.score); -inf for a failed trial."""
         if self.status == "failed" or self.result is None:
             return -math.inf
         return result_score(self.result)

@@ -216,6 +216,13 @@ class Recorder:
                 summary[Metrics.TRANSFER_ACC] = result.best_val_acc
             if result.initial_val_acc is not None:
                 summary[Metrics.INITIAL_VAL_ACC] = result.initial_val_acc  # warm starts: where training began
+            metric = outcome.request.metric
+            if metric.name != "accuracy":  # the metric itself, in the target's units, beside the scores (schema.py)
+                short = metric.short
+                metrics += [Metric(f"val_{short}", metric.shown(record.val_acc), now, record.epoch) for record in result.history]
+                summary |= {f"best_val_{short}": metric.shown(result.best_val_acc)}
+                if result.test_acc is not None:
+                    summary[f"test_{short}"] = metric.shown(result.test_acc)
             metrics += [Metric(k, float(v), now, 0) for k, v in summary.items() if v is not None and math.isfinite(v)]
             tags[Tags.BEHAVIOR] = result.behavior
             tags[Tags.STOPPED_EARLY] = str(result.stopped_early).lower()

@@ -13,6 +13,7 @@ import math
 from dataclasses import dataclass, field
 
 from searcher.tracking.schema import Metrics, Params, Tags
+from searcher.train.metrics import Metric
 
 
 @dataclass(frozen=True)
@@ -125,6 +126,11 @@ class SearchRecord:
         if Metrics.SEARCH_SECONDS in self.metrics:
             return self.metrics[Metrics.SEARCH_SECONDS]
         return (self.ended_ms - self.started_ms) / 1000 if self.ended_ms else None
+
+    @property
+    def metric(self) -> Metric:
+        """What the search optimised (searcher.metric tag); a search recorded before metrics were chosen: accuracy."""
+        return Metric.from_description(json.loads(self.tags[Tags.METRIC]) if Tags.METRIC in self.tags else None)
 
     @property
     def input(self) -> dict:

@@ -34,6 +34,7 @@ class Tags:
     DEVICE = "searcher.device"
     FINAL_ARCH = "searcher.final_arch"
     INPUT = "searcher.input"  # JSON: channels, size, mean, std, classes of the model's input
+    METRIC = "searcher.metric"  # JSON: what the stages optimised (Metric.describe); none on searches recorded before: accuracy
     MULTIRUN_JOB = "searcher.multirun_job"  # a Hydra multirun job: its number, id, sweep folder and overrides
     MULTIRUN_JOB_ID = "searcher.multirun_job_id"
     MULTIRUN_SWEEP_DIR = "searcher.multirun_sweep_dir"
@@ -61,6 +62,12 @@ class Tags:
 
 # Per-epoch metrics (step = epoch): the learning curves a resume and the report read back.
 EPOCH_METRICS = ("train_loss", "val_loss", "val_acc", "lr")
+
+# With a metric other than accuracy (search.metric), the names with `acc` (val_acc, best_val_acc, test_acc,
+# initial_val_acc, and score) hold the search's *score*: higher is better, an error negated and in units of the
+# target's standard deviation (searcher/train/metrics.py). Beside them each trial logs the metric itself in the
+# target's units, `val_<metric>` per epoch, `best_val_<metric>` and `test_<metric>` (e.g. val_rmse, test_rmse), and
+# the search run `test_<metric>`: those are the numbers to read in the MLflow UI.
 
 
 class Metrics:
@@ -93,7 +100,8 @@ class Files:
 
     STATE = "state.pt"  # a trial's kept weights
     # The kept weights' per-image validation evidence (paired comparisons), base64 text: packed correctness bits, float16 losses.
-    EVIDENCE = {"val_correct": "val_correct.txt", "val_losses": "val_loss.txt"}  # TrainResult field -> file
+    # A metric other than accuracy (search.metric): float32 per-example values instead of correctness bits.
+    EVIDENCE = {"val_correct": "val_correct.txt", "val_losses": "val_loss.txt", "val_values": "val_values.txt"}  # TrainResult field -> file
     TRACEBACK = "traceback.txt"  # a failed trial's
     DECISIONS = "decisions.json"  # a stage's decision log (the search run's too, with decisions.md)
 

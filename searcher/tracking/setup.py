@@ -54,13 +54,18 @@ def shown_config(config: SearcherConfig) -> str:
     return OmegaConf.to_yaml(OmegaConf.structured(replace(config, tracking=tracking)))
 
 
+# Settings added after search names were first hashed, with their defaults: a search at the default keeps its name.
+LATER_DEFAULTS = {"model._target_": "searcher.model.cnn.CNN", "search.metric": "auto", "search.goal": "auto", "dataset.task": "auto"}
+
+
 def default_name(config: SearcherConfig, settings: dict[str, str]) -> str:
     """<dataset>-<preset>-seed<N>-<hash of what the search computes>: the same command resumes, other settings start anew."""
     from searcher.tracking.history import NEUTRAL_SETTINGS
 
     defining = {k: v for k, v in settings.items() if not k.startswith(NEUTRAL_SETTINGS)}
-    if defining.get("model._target_") == "searcher.model.cnn.CNN":  # the default family: names stay what they were before families
-        del defining["model._target_"]
+    for key, default in LATER_DEFAULTS.items():  # settings added since: at their defaults, names stay what they were
+        if defining.get(key) == default:
+            del defining[key]
     digest = hashlib.sha256(json.dumps(defining, sort_keys=True).encode()).hexdigest()[:8]
     return f"{config.dataset.name}-{config.search.preset}-seed{config.seed}-{digest}"
 

@@ -28,6 +28,7 @@ import torch
 from torch import nn
 
 from searcher.model.family import SeededDropout
+from searcher.train.metrics import task_loss
 
 WARM_UP_CALLS = 3  # eager steps on a side stream before the first capture (PyTorch's CUDA-graph recipe)
 _CAPTURING = threading.Lock()  # one capture at a time in a process: torch.cuda.graph synchronizes the whole device first
@@ -71,7 +72,7 @@ class EagerStep:
     def __call__(self, images: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
         with self.autocast:
             logits = self.model(images)
-        loss = nn.functional.cross_entropy(logits.float(), labels, label_smoothing=self.label_smoothing)
+        loss = task_loss(logits.float(), labels, self.label_smoothing)  # cross-entropy, or squared error for a regression target
         self.optimizer.zero_grad(set_to_none=True)
         loss.backward()
         self.optimizer.step()

@@ -26,6 +26,7 @@ from searcher.data.batches import DeviceData, DeviceSplit
 from searcher.model.cnn import CNN
 from searcher.model.family import Family, SeededDropout, Spec, build_network
 from searcher.train.checkpoint import Checkpointing
+from searcher.train.metrics import ACCURACY, Metric, task_loss
 from searcher.train.score import trial_score
 from searcher.train.stability import Behavior, StabilityRule, judge
 from searcher.train.steps import EagerStep, GraphedStep, graphs_take_own_generators
@@ -83,6 +84,7 @@ class TrainResult:
     score: float | None = None  # what comparisons rank by (searcher.train.score: best 3-epoch mean); None: best_val_acc
     why: str = ""  # diverged: what happened, in words
     val_correct: bytes | None = field(default=None, repr=False, compare=False)  # kept weights: which validation images they got right (packed bits)
+    val_values: bytes | None = field(default=None, repr=False, compare=False)  # ...or, for a metric other than accuracy, each example's value (float32)
     val_losses: bytes | None = field(default=None, repr=False, compare=False)  # kept weights: each validation image's loss (float16)
     state: dict[str, torch.Tensor] | None = field(default=None, repr=False, compare=False)  # best-epoch weights, on CPU
 
@@ -113,29 +115,36 @@ def make_optimizer(model: nn.Module, settings: TrainSettings, graphed: bool = Fa
 
 
 @torch.no_grad()
-def evaluate(model: nn.Module, split: DeviceSplit, autocast: torch.autocast, channels_last: bool) -> tuple[float, float, torch.Tensor, torch.Tensor]:
-    """(mean loss, accuracy, which images were right, each image's loss) over a whole split, with one host synchronisation.
+def evaluate(
+    model: nn.Module, split: DeviceSplit, autocast: torch.autocast, channels_last: bool, metric: Metric = ACCURACY
+) -> tuple[float, float, torch.Tensor, torch.Tensor]:
+    """(mean loss, score, each example's metric value, each example's loss) over a whole split, with one host synchronisation.
 
-    The per-image correctness and losses (on the device) are what paired comparisons of two
-    trials are made of: both saw the same validation images.
+    The per-example values (on the device: right or wrong for accuracy, an error for regression)
+    and losses are what paired comparisons of two trials are made of: both saw the same examples.
     """
     model.eval()
-    right, losses = [], []
-    for images, labels in split.batches(1024):
+    values, losses = [], []
+    for inputs, targets in split.batches(1024):
         if channels_last:
-            images = images.contiguous(memory_format=torch.channels_last)
+            inputs = inputs.contiguous(memory_format=torch.channels_last)
         with autocast:
-            logits = model(images)
-        losses.append(nn.functional.cross_entropy(logits.float(), labels, reduction="none"))
-        right.append(logits.argmax(1) == labels)
-    correct, per_image = torch.cat(right), torch.cat(losses)
-    loss, accuracy = (torch.stack([per_image.sum(), correct.sum().float()]) / len(split)).tolist()
-    return loss, accuracy, correct, per_image
+            outputs = model(inputs)
+        losses.append(task_loss(outputs.float(), targets, reduction="none"))
+        values.append(metric.values(outputs.float(), targets))
+    per_example, per_loss = torch.cat(values), torch.cat(losses)
+    loss, mean = (torch.stack([per_loss.sum(), per_example.sum().float()]) / len(split)).tolist()
+    return loss, metric.score(mean), per_example, per_loss
 
 
 def pack_losses(losses: torch.Tensor) -> bytes:
     """Per-image losses as float16 bytes: 2 bytes an image, ample for a paired test."""
     return losses.detach().to("cpu", torch.float16).numpy().tobytes()
+
+
+def pack_values(values: torch.Tensor) -> bytes:
+    """Per-example metric values (an error, a metric of your own) as float32 bytes."""
+    return values.detach().to("cpu", torch.float32).numpy().tobytes()
 
 
 def pack_bits(correct: torch.Tensor) -> bytes:
@@ -160,16 +169,17 @@ def train_trial(
     seed: int,
     *,
     family: Family | None = None,
+    metric: Metric = ACCURACY,
     evaluate_test: bool = False,
     on_epoch: EpochCallback | None = None,
     initial_state: dict[str, torch.Tensor] | None = None,
     checkpoint: Checkpointing | None = None,
     stop: threading.Event | None = None,
 ) -> TrainResult:
-    """Train `spec` (built by `family`; None: the cnn) from `seed` (or from `initial_state`, a warm start) until its
+    """Train `spec` (built by `family`; None: the cnn) for `metric` from `seed` (or from `initial_state`, a warm start) until its
     learning behaviour is stable. `stop`: once set, the trial raises TrialStopped at its next step (a trial in a thread
     can be stopped no other way)."""
-    trial = Trial(spec, data, settings, seed, initial_state, stop, family or CNN())
+    trial = Trial(spec, data, settings, seed, initial_state, stop, family or CNN(), metric)
     saved = checkpoint.load() if checkpoint else None
     if saved is not None:  # an interrupted attempt of this very trial got this far
         trial.restore(saved)
@@ -200,9 +210,10 @@ class Trial:
         initial_state: dict[str, torch.Tensor] | None,
         stop: threading.Event | None = None,
         family: Family | None = None,
+        metric: Metric = ACCURACY,
     ):
         self.started = time.perf_counter()
-        self.data, self.settings, self.stop = data, settings, stop
+        self.data, self.settings, self.stop, self.metric = data, settings, stop, metric
         self.device = data.device
         self.generator = torch.Generator().manual_seed(seed)  # shuffling and augmentation: CPU generator, same on any device
         model = build_network(family or CNN(), spec, data.dataset.input_shape, data.dataset.num_classes, seed=seed)
@@ -225,7 +236,7 @@ class Trial:
         self.history: list[EpochRecord] = []
         self.best_val_acc, self.best_epoch = -math.inf, 0
         self.best_state: dict[str, torch.Tensor] | None = None
-        self.best_correct: torch.Tensor | None = None
+        self.best_values: torch.Tensor | None = None  # the kept weights' per-example metric values (accuracy: right or wrong)
         self.best_losses: torch.Tensor | None = None
         self.initial_val_acc: float | None = None
         self.warm_up_steps = 0
@@ -235,10 +246,10 @@ class Trial:
             self.warm_up_steps = math.ceil(settings.warm_up_epochs * math.ceil(len(data.train) / settings.batch_size))
             # Epoch 0: the grown network computes its parent's function, and it counts as a candidate for the kept weights,
             # so a child never scores below its parent merely because a fresh optimizer knocked it off the optimum.
-            _, self.initial_val_acc, self.best_correct, self.best_losses = evaluate(self.model, data.val, self.autocast, self.channels_last)
+            _, self.initial_val_acc, self.best_values, self.best_losses = evaluate(self.model, data.val, self.autocast, self.channels_last, metric)
             self.best_val_acc = self.initial_val_acc
             self.best_state = {name: tensor.detach().clone() for name, tensor in self.model.state_dict().items()}
-        self.chance = 1 / data.dataset.num_classes
+        self.chance = metric.chance(data.dataset.num_classes)
         self.scheduler = torch.optim.lr_scheduler.ReduceLROnPlateau(
             self.optimizer, mode="max", factor=settings.plateau_factor, patience=settings.plateau_patience
         )
@@ -270,12 +281,12 @@ class Trial:
         self.step_seconds += time.perf_counter() - epoch_started
         self.images_seen += len(self.data.train)
 
-        val_loss, val_acc, correct, losses = evaluate(self.model, self.data.val, self.autocast, self.channels_last)
+        val_loss, val_acc, values, losses = evaluate(self.model, self.data.val, self.autocast, self.channels_last, self.metric)
         lr = self.optimizer.param_groups[0]["lr"]
         record = EpochRecord(len(self.history) + 1, train_loss, val_loss, val_acc, lr, time.perf_counter() - self.started)
         self.history.append(record)
         if val_acc > self.best_val_acc and math.isfinite(train_loss):
-            self.best_val_acc, self.best_epoch, self.best_correct, self.best_losses = val_acc, record.epoch, correct, losses
+            self.best_val_acc, self.best_epoch, self.best_values, self.best_losses = val_acc, record.epoch, values, losses
             self.best_state = {name: tensor.detach().clone() for name, tensor in self.model.state_dict().items()}
         self.scheduler.step(val_acc)
         return record
@@ -286,7 +297,7 @@ class Trial:
         val_scores = [record.val_acc for record in self.history]
         behavior = judge(self.settings.stability, [record.train_loss for record in self.history], val_scores)
         self.why = "the loss became NaN/inf or exploded" if behavior == "diverged" else ""
-        if collapsed(val_scores, self.initial_val_acc, self.chance, window):
+        if self.chance is not None and collapsed(val_scores, self.initial_val_acc, self.chance, window):
             behavior = "diverged"
             self.why = (
                 f"collapsed: grown from a parent at val_acc {self.initial_val_acc:.4f}, it fell to {max(val_scores[-window:]):.4f} "
@@ -306,7 +317,7 @@ class Trial:
             "best_val_acc": self.best_val_acc,
             "best_epoch": self.best_epoch,
             "best_state": self.best_state,
-            "best_correct": self.best_correct.cpu() if self.best_correct is not None else None,
+            "best_correct": self.best_values.cpu() if self.best_values is not None else None,  # (the key of checkpoints before metrics)
             "best_losses": self.best_losses.cpu() if self.best_losses is not None else None,
             "step_seconds": self.step_seconds,
             "images_seen": self.images_seen,
@@ -322,7 +333,7 @@ class Trial:
             self.dropout_generator.set_state(saved["dropout_rng"])
         self.history = [EpochRecord(*record) for record in saved["history"]]
         self.best_val_acc, self.best_epoch, self.best_state = saved["best_val_acc"], saved["best_epoch"], saved["best_state"]
-        self.best_correct, self.best_losses = (saved.get(k) for k in ("best_correct", "best_losses"))
+        self.best_values, self.best_losses = (saved.get(k) for k in ("best_correct", "best_losses"))
         self.step_seconds, self.images_seen = saved["step_seconds"], saved["images_seen"]
         self.steps = saved.get("steps", self.warm_up_steps)
 
@@ -332,11 +343,11 @@ class Trial:
             self.model.load_state_dict(self.best_state)
         test_loss = test_acc = None
         if evaluate_test:
-            test_loss, test_acc, _, _ = evaluate(self.model, self.data.test(), self.autocast, self.channels_last)
+            test_loss, test_acc, _, _ = evaluate(self.model, self.data.test(), self.autocast, self.channels_last, self.metric)
         return TrainResult(
             behavior=behavior,
             history=tuple(self.history),
-            best_val_acc=max(self.best_val_acc, 0.0),
+            best_val_acc=max(self.best_val_acc, self.metric.worst),
             best_epoch=self.best_epoch,
             train_seconds=time.perf_counter() - self.started,
             images_per_second=self.images_seen / max(self.step_seconds, 1e-9),
@@ -346,7 +357,8 @@ class Trial:
             initial_val_acc=self.initial_val_acc,
             score=trial_score([record.val_acc for record in self.history], self.initial_val_acc),
             why=self.why,
-            val_correct=pack_bits(self.best_correct) if self.best_correct is not None else None,
+            val_correct=pack_bits(values) if (values := self.best_values) is not None and values.dtype == torch.bool else None,
+            val_values=pack_values(values) if values is not None and values.dtype != torch.bool else None,
             val_losses=pack_losses(self.best_losses) if self.best_losses is not None else None,
             state={name: tensor.cpu() for name, tensor in (self.best_state or self.model.state_dict()).items()},
         )

@@ -100,6 +100,7 @@ class Stage:
                 fold=repeat % self.plan.folds,
                 folds=self.plan.folds,
                 family=self.plan.family,
+                metric=self.plan.metric,
             )
             for repeat in range(self.plan.repeats if repeats is None else repeats)
         ]
@@ -150,7 +151,7 @@ class Stage:
         while True:
             result = compare(
                 challenger.name, self.outcomes_for(challenger, done), incumbent.name, self.outcomes_for(incumbent, done),
-                floor, self.plan.significance if alpha is None else alpha, seeds, self.plan.unit,
+                floor, self.plan.significance if alpha is None else alpha, seeds, self.plan.unit, self.plan.metric,
             )
             sign_decides = self.tie_rule == "grow" and result.paired and result.verdict == "tie"
             if not (result.inconclusive or sign_decides) or seeds >= self.plan.max_repeats:

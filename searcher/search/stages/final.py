@@ -36,6 +36,7 @@ class FinalStage(Stage):
             params=candidate.params,
             evaluate_test=True,
             family=self.plan.family,
+            metric=self.plan.metric,
         )
 
     def next_trials(self, done: list[TrialOutcome]) -> list[TrialRequest]:
@@ -49,19 +50,18 @@ class FinalStage(Stage):
         results = [o.result for o in ok if o.result is not None and o.result.test_acc is not None]  # (all of them)
         val = [r.best_val_acc for r in results]
         test = [r.test_acc for r in results if r.test_acc is not None]
-        metrics = {
-            "val_acc_mean": statistics.fmean(val),
-            "val_acc_std": statistics.stdev(val) if len(val) > 1 else 0.0,
-            "test_acc": statistics.fmean(test),
-            "test_acc_std": statistics.stdev(test) if len(test) > 1 else 0.0,
-        }
+        metrics = mean_and_spread(val, test, "acc")  # the scores (accuracy itself, for a classifier)
+        metric = self.plan.metric
+        if metric.name != "accuracy":  # and the metric in the target's units: what the user reads
+            metrics |= mean_and_spread([metric.shown(v) for v in val], [metric.shown(t) for t in test], metric.short)
         best = ok[val.index(max(val))]  # the model to log: chosen by validation, not test (the first of equals)
         score = statistics.fmean(o.score for o in ok)  # the number every other stage shows: the seeds' mean score
+        short = metric.short
         entry = self.entry(
             "final",
             f"{self.start.winner.name} over {len(ok)} seeds: score {score:.4f}, "
-            f"best-epoch val_acc {metrics['val_acc_mean']:.4f} ± {metrics['val_acc_std']:.4f}, "
-            f"test_acc {metrics['test_acc']:.4f} ± {metrics['test_acc_std']:.4f}; logged model: {best.request.candidate} (best validation)",
+            f"best-epoch val_{short} {metrics[f'val_{short}_mean']:.4f} ± {metrics[f'val_{short}_std']:.4f}, "
+            f"test_{short} {metrics[f'test_{short}']:.4f} ± {metrics[f'test_{short}_std']:.4f}; logged model: {best.request.candidate} (best validation)",
             score=score,
             **metrics,
         )
@@ -74,3 +74,13 @@ class FinalStage(Stage):
             metrics=metrics,
             winner_outcomes=(best,),
         )
+
+
+def mean_and_spread(val: list[float], test: list[float], short: str) -> dict[str, float]:
+    """Mean ± std over the final seeds: val_<short>_mean/_std (the kept epochs) and test_<short>/_std."""
+    return {
+        f"val_{short}_mean": statistics.fmean(val),
+        f"val_{short}_std": statistics.stdev(val) if len(val) > 1 else 0.0,
+        f"test_{short}": statistics.fmean(test),
+        f"test_{short}_std": statistics.stdev(test) if len(test) > 1 else 0.0,
+    }
