@@ -97,10 +97,11 @@ def search(
     `searcher.search("search=quick", "seed=3", "tracking.uri=sqlite:///runs.db")`, and return what it found.
 
     `family`: a model family object (a searcher.Family) instead of `model=...`; it is rebuilt from its class path and
-    settings (`Family.identity()`), as every trial and `load_model` rebuild it. `data`: a table instead of
-    `+dataset=...`: a pandas DataFrame with the class (or value: regression) in column `target`, or a (features, labels) pair of arrays or
-    tensors (features (N, F)); it is saved once as a Parquet file named by its content under `data_dir`/tables and
-    searched as `+dataset=table`, so the same data resumes the same search.
+    settings (`Family.identity()`), as every trial and `load_model` rebuild it. `data`: your data instead of
+    `+dataset=...`: a pandas DataFrame with the class (or value: regression) in column `target`, or an (inputs, labels)
+    pair of arrays or tensors: feature rows (N, F), uint8 images (N, C, H, W) or one-hot sequences (N, L, V). It is
+    saved once, named by its content, under `data_dir` (a table as Parquet, searched as `+dataset=table`; images and
+    sequences as .npz, searched as `+dataset=arrays`), so the same data resumes the same search.
 
     Prints what the command line prints (rich renders it in a notebook; without a terminal, plain lines with no
     control characters). `output_dir`: where decisions.md and the report go (default: a new folder under ./outputs)."""
@@ -110,8 +111,7 @@ def search(
     if data is not None:
         if any(o.lstrip("+~").startswith("dataset") for o in overrides):
             raise SearchError("data= and a dataset override were both given; pass one of them.", 2)
-        path, column = table_file(data, target, compose(*overrides)[0])
-        overrides = (*overrides, "+dataset=table", f"dataset.path={path}", f"dataset.target={column}")
+        overrides = (*overrides, *data_overrides(data, target, compose(*overrides)[0]))
     config, dataset_chosen = compose(*overrides)
     if family is not None:
         config = replace(config, model=family.identity())
@@ -124,6 +124,41 @@ def search(
         said = outcome.error or "see the lines above"
         raise SearchError(f"search {outcome.search_name} ended with exit {outcome.exit_code}: {said}", outcome.exit_code)
     return searched(config.tracking.uri, outcome.search_run_id, outcome.model_uri, folder)
+
+
+def data_overrides(data: Any, target: str | None, config: SearcherConfig) -> tuple[str, ...]:
+    """The dataset settings that search `data`: a table's Parquet file, or (images, sequences) an .npz file."""
+    import numpy as np
+
+    if isinstance(data, (tuple, list)) and len(data) == 2:
+        inputs = np.asarray(data[0].detach().cpu() if hasattr(data[0], "detach") else data[0])
+        if inputs.ndim in (3, 4):
+            labels = np.asarray(data[1].detach().cpu() if hasattr(data[1], "detach") else data[1])
+            return ("+dataset=arrays", f"dataset.path={arrays_file(inputs, labels, config)}")
+    path, column = table_file(data, target, config)
+    return ("+dataset=table", f"dataset.path={path}", f"dataset.target={column}")
+
+
+def arrays_file(inputs: Any, labels: Any, config: SearcherConfig) -> Path:
+    """Images or sequences and their labels as an .npz file named by its content under `data_dir`/arrays (written once)."""
+    import hashlib
+
+    import numpy as np
+
+    from searcher.config import data_dir
+
+    if len(inputs) != len(labels) or labels.ndim != 1:
+        raise SearchError(f"data=(inputs, labels) takes N inputs and N labels; got {inputs.shape} and {labels.shape}.", 2)
+    if inputs.ndim == 4 and inputs.dtype != np.uint8:
+        raise SearchError(f"data= images must be uint8 on the 0..255 scale, got {inputs.dtype}; convert with (x * 255).round().to(torch.uint8) for floats in 0..1.", 2)
+    digest = hashlib.sha256(inputs.tobytes() + str(inputs.shape).encode() + labels.tobytes() + str(labels.dtype).encode()).hexdigest()[:16]
+    path = data_dir(config) / "arrays" / f"{digest}.npz"
+    if not path.is_file():
+        path.parent.mkdir(parents=True, exist_ok=True)
+        partial = path.with_name(f"{digest}.{os.getpid()}.part.npz")
+        np.savez(partial, inputs=inputs, labels=labels)
+        partial.replace(path)  # (whole or absent, as a table's file)
+    return path
 
 
 def table_file(data: Any, target: str | None, config: SearcherConfig) -> tuple[Path, str]:
@@ -142,7 +177,9 @@ def table_file(data: Any, target: str | None, config: SearcherConfig) -> tuple[P
     elif isinstance(data, (tuple, list)) and len(data) == 2:
         features, labels = (np.asarray(part.detach().cpu() if hasattr(part, "detach") else part) for part in data)
         if features.ndim != 2 or len(features) != len(labels):
-            raise SearchError(f"data=(features, labels) takes features (N, F) and N labels; got {features.shape} and {labels.shape}.", 2)
+            raise SearchError(
+                f"data=(inputs, labels) takes rows (N, F), images (N, C, H, W) or sequences (N, L, V) and N labels; got {features.shape} and {labels.shape}.", 2
+            )
         column = target or "label"
         frame = pd.DataFrame(features, columns=[f"x{i}" for i in range(features.shape[1])]).assign(**{column: labels})
     else:

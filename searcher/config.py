@@ -50,7 +50,7 @@ class DatasetConfig:
     vocabulary: Optional[int] = None  # sequences: distinct tokens (the marker and the classes)
     image_size: Optional[int] = None  # imagefolder, synthetic: square side in pixels
     channels: Optional[int] = None  # imagefolder: 1 (grey) or 3 (RGB); synthetic: any
-    flip: Optional[bool] = None  # imagefolder: do mirror images keep their class?
+    flip: Optional[bool] = None  # imagefolder, arrays: do mirror images keep their class?
     num_classes: Optional[int] = None  # synthetic
     train_size: Optional[int] = None  # synthetic: training images (validation is carved from them)
     test_size: Optional[int] = None  # synthetic
@@ -353,7 +353,7 @@ def check_dataset(d: DatasetConfig) -> None:
     _require(0 <= d.split_seed <= MAX_SEED, "dataset.split_seed", d.split_seed, f"an integer in [0, {MAX_SEED}]")
     _require(0 <= d.difficulty <= 1, "dataset.difficulty", d.difficulty, "a number from 0 to 1")
     _require(d.difficulty == 0 or d.name in ("synthetic", "synthetic_hard"), "dataset.difficulty", d.difficulty, "0 except for synthetic")
-    _require(d.flip is None or d.name == "imagefolder", "dataset.flip", d.flip, "null except for imagefolder (published datasets fix it)")
+    _require(d.flip is None or d.name in ("imagefolder", "arrays"), "dataset.flip", d.flip, "null except for imagefolder and arrays (published datasets fix it)")
     _require(not d.extra or d.name == "svhn", "dataset.extra", d.extra, "false except for svhn")
     _require(d.target is None or d.name == "table", "dataset.target", d.target, "null except for table (the column to predict)")
     _require(d.task in ("auto", "classification", "regression"), "dataset.task", d.task, "auto, classification or regression")

@@ -145,6 +145,16 @@ def load_imagefolder(options: DatasetOptions) -> tuple[Arrays, bool]:
     return arrays, bool(options.flip)
 
 
+@register("arrays")
+def load_arrays(options: DatasetOptions) -> tuple[Arrays, bool]:
+    """Your own arrays in an .npz file (data/arrays.py); flips only where you say mirrored images keep their class."""
+    from searcher.data.arrays import read_arrays
+
+    if options.path is None:
+        raise DatasetError("dataset.path is not set; arrays needs dataset.path=FILE.npz, with arrays inputs and labels.")
+    return read_arrays(Path(options.path).expanduser(), options.split_seed), bool(options.flip)
+
+
 @register("synthetic")
 @register("synthetic_hard")  # conf/dataset/synthetic_hard.yaml: the same generator, difficulty 1 at a size for CPU searches
 def load_synthetic(options: DatasetOptions) -> tuple[Arrays, bool]:
@@ -161,6 +171,7 @@ def load_synthetic(options: DatasetOptions) -> tuple[Arrays, bool]:
     return arrays, False  # type: ignore[return-value]
 
 
+NAMED_BY_CONTENT = {"table", "arrays"}  # your own files: their identity includes a digest of their rows
 TABLES = {"table"}  # datasets of feature rows, not images: read by data/tables.py (arrays, feature names, class names)
 
 
@@ -209,7 +220,7 @@ def load_dataset(options: DatasetOptions) -> ImageDataset:
     identity = (
         f"{options.name}|classes={classes}|val={options.val_fraction}|split_seed={options.split_seed}|n={len(train)},{len(val)}"
         + options.identity()
-        + (f"|rows={content_digest(train_images, train_labels)}" if feature_names else "")  # a table file edited in place is other data
+        + (f"|rows={content_digest(train_images, train_labels)}" if options.name in NAMED_BY_CONTENT else "")  # a file edited in place is other data
     )
     return ImageDataset(
         name=options.name,
