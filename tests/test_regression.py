@@ -19,6 +19,7 @@ from searcher.execution.worker import warm_up
 from searcher.search.evidence import compare
 from searcher.search.trials import TrialOutcome, TrialRequest
 from searcher.train.metrics import ACCURACY, Metric, MetricError, choose_metric, task_loss
+from searcher.train.stability import StabilityRule, unlearned
 from searcher.train.trainer import TrainResult, TrainSettings, pack_values
 
 TINY = ("search=quick", "search.width.cap=32", "search.depth.cap=3", "search.final.seeds=1", "search.regularization.trials=1")
@@ -82,6 +83,10 @@ def test_metrics_score_higher_is_better_and_show_the_users_units():
     assert mae.score(mae.values(outputs, targets).mean().item()) == pytest.approx(-0.5) and mae.shown(-0.5) == pytest.approx(1.0)
     logits, labels = torch.tensor([[2.0, 0.0], [0.0, 1.0]]), torch.tensor([0, 0])
     assert ACCURACY.values(logits, labels).tolist() == [True, False] and ACCURACY.format(0.5) == "0.5000" and ACCURACY.chance(4) == 0.25
+    assert rmse.perfect == 0.0 and ACCURACY.perfect == 1.0  # the plateau rule's "not learned yet" spans chance..perfect
+    assert unlearned(StabilityRule(), [-0.95, -0.8], rmse.chance(1), rmse.perfect)  # RMSE above 0.75 std: not learned
+    assert not unlearned(StabilityRule(), [-0.95, -0.5], rmse.chance(1), rmse.perfect)
+    assert not unlearned(StabilityRule(), [0.1], None, math.inf)  # a metric of your own: no chance level, no plateau rule
     assert choose_metric("auto", "auto", "regression") == Metric("rmse", "regression", False)
     assert choose_metric("auto", "auto", "classification") == ACCURACY and ACCURACY.default and not mae.default
 

@@ -3,7 +3,8 @@
 Each example is a sequence of `length` tokens from a vocabulary of `vocabulary` (token 0 is a marker, the
 others content); the marker appears exactly once, and the class is the content token right after it. Reading
 that takes two steps (find where the marker is; look one position further), so a network needs depth or a lot
-of width: one attention layer cannot do it, two can (the "induction" pattern of transformers).
+of width: two attention layers read it quickly (the "induction" pattern of transformers), one only after a long
+plateau near chance (docs/design.md §2).
 
 Tokens are stored one-hot, float32 (N, length, vocabulary): the input shape then carries the vocabulary, so a
 family builds its embedding from `input_shape` alone, and the final model takes the same one-hot rows. Your own

@@ -106,6 +106,11 @@ class Metric:
         """The score of a trial with no finite epoch: accuracy 0 (as always recorded), no finite floor for the others."""
         return 0.0 if self.name == "accuracy" else -math.inf
 
+    @property
+    def perfect(self) -> float:
+        """The best score there is: accuracy 1, no error at all 0 (a metric of your own: its unknown best, +inf)."""
+        return 1.0 if self.name == "accuracy" else 0.0 if self.name in BUILT_IN else math.inf
+
     def chance(self, classes: int) -> float | None:
         """The score of a network that learned nothing (a uniform guess; the target's mean): None when unknown."""
         if self.name == "accuracy":

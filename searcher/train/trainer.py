@@ -28,7 +28,7 @@ from searcher.model.family import Family, SeededDropout, Spec, build_network
 from searcher.train.checkpoint import Checkpointing
 from searcher.train.metrics import ACCURACY, Metric, task_loss
 from searcher.train.score import trial_score
-from searcher.train.stability import Behavior, StabilityRule, judge
+from searcher.train.stability import Behavior, StabilityRule, judge, unlearned
 from searcher.train.steps import EagerStep, GraphedStep, graphs_take_own_generators
 
 
@@ -289,13 +289,15 @@ class Trial:
             self.best_val_acc, self.best_epoch, self.best_values, self.best_losses = val_acc, record.epoch, values, losses
             self.best_state = {name: tensor.detach().clone() for name, tensor in self.model.state_dict().items()}
         self.scheduler.step(val_acc)
+        if unlearned(settings.stability, [record.val_acc for record in self.history], self.chance, self.metric.perfect):
+            self.scheduler.num_bad_epochs = 0  # a stall near chance is a plateau to cross, not a sign the rate is too high
         return record
 
     def verdict(self) -> Behavior | None:
         """The stability rule's verdict on the epochs so far (None: still moving); a collapsed warm child is diverged."""
         window = self.settings.stability.window
         val_scores = [record.val_acc for record in self.history]
-        behavior = judge(self.settings.stability, [record.train_loss for record in self.history], val_scores)
+        behavior = judge(self.settings.stability, [record.train_loss for record in self.history], val_scores, self.chance, self.metric.perfect)
         self.why = "the loss became NaN/inf or exploded" if behavior == "diverged" else ""
         if self.chance is not None and collapsed(val_scores, self.initial_val_acc, self.chance, window):
             behavior = "diverged"
