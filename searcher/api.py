@@ -130,11 +130,11 @@ def data_overrides(data: Any, target: str | None, config: SearcherConfig) -> tup
     """The dataset settings that search `data`: a table's Parquet file, or (images, sequences) an .npz file."""
     import numpy as np
 
-    if isinstance(data, (tuple, list)) and len(data) == 2:
-        inputs = np.asarray(data[0].detach().cpu() if hasattr(data[0], "detach") else data[0])
+    if isinstance(data, (tuple, list)) and len(data) == 2:  # arrays or tensors: as NumPy arrays, once
+        inputs, labels = (np.asarray(part.detach().cpu() if hasattr(part, "detach") else part) for part in data)
         if inputs.ndim in (3, 4):
-            labels = np.asarray(data[1].detach().cpu() if hasattr(data[1], "detach") else data[1])
             return ("+dataset=arrays", f"dataset.path={arrays_file(inputs, labels, config)}")
+        data = (inputs, labels)
     path, column = table_file(data, target, config)
     return ("+dataset=table", f"dataset.path={path}", f"dataset.target={column}")
 
@@ -175,7 +175,7 @@ def table_file(data: Any, target: str | None, config: SearcherConfig) -> tuple[P
             raise SearchError(f"target={target!r} is not a column of the DataFrame; name the column to predict, e.g. target='label'.", 2)
         frame, column = data, target
     elif isinstance(data, (tuple, list)) and len(data) == 2:
-        features, labels = (np.asarray(part.detach().cpu() if hasattr(part, "detach") else part) for part in data)
+        features, labels = (np.asarray(part) for part in data)  # (data_overrides made tensors arrays)
         if features.ndim != 2 or len(features) != len(labels):
             raise SearchError(
                 f"data=(inputs, labels) takes rows (N, F), images (N, C, H, W) or sequences (N, L, V) and N labels; got {features.shape} and {labels.shape}.", 2

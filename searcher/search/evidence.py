@@ -187,20 +187,11 @@ def compare(
     metric: Metric = ACCURACY,
 ) -> Comparison:
     """Pair the first `seeds` repeats of both candidates by repeat index and test them (`unit`: what the log calls an example)."""
+    mine, theirs, both, effect = paired_repeats(challenger_outcomes, incumbent_outcomes, seeds)
+    if both is None:  # a side that failed every seed loses outright
+        return Comparison(challenger, incumbent, effect, 0, 0, 0, math.nan, floor, alpha, unit=unit, metric=metric)
     if metric.name != "accuracy":
-        return compare_values(challenger, challenger_outcomes, incumbent, incumbent_outcomes, floor, alpha, seeds, unit, metric)
-    mine = {o.request.repeat: o for o in challenger_outcomes if o.request.repeat < seeds}
-    theirs = {o.request.repeat: o for o in incumbent_outcomes if o.request.repeat < seeds}
-    repeats = sorted(set(mine) & set(theirs))
-    mine_ok = [r for r in repeats if mine[r].status == "ok"]
-    theirs_ok = [r for r in repeats if theirs[r].status == "ok"]
-    if not mine_ok or not theirs_ok:  # a side that failed every seed loses outright
-        effect = -math.inf if not mine_ok else math.inf
-        if not mine_ok and not theirs_ok:
-            effect = 0.0
-        return Comparison(challenger, incumbent, effect, 0, 0, 0, math.nan, floor, alpha, unit=unit)
-    both = [r for r in mine_ok if r in theirs_ok]
-    effect = float(np.mean([mine[r].score for r in both]) - np.mean([theirs[r].score for r in both])) if both else 0.0
+        return compare_values(challenger, incumbent, mine, theirs, both, effect, floor, alpha, unit, metric)
     wins = losses = 0
     loss_differences: list[np.ndarray] | None = []
     for r in both:
@@ -226,28 +217,38 @@ def compare(
     )
 
 
-def compare_values(
-    challenger: str,
-    challenger_outcomes: Sequence[TrialOutcome],
-    incumbent: str,
-    incumbent_outcomes: Sequence[TrialOutcome],
-    floor: float,
-    alpha: float,
-    seeds: int,
-    unit: str,
-    metric: Metric,
-) -> Comparison:
-    """`compare` for a metric with a value per example: a paired t-test on the per-example differences over all pairs."""
+def paired_repeats(
+    challenger_outcomes: Sequence[TrialOutcome], incumbent_outcomes: Sequence[TrialOutcome], seeds: int
+) -> tuple[dict[int, TrialOutcome], dict[int, TrialOutcome], list[int] | None, float]:
+    """Each side's first `seeds` repeats by repeat index, the repeats both finished ok, and the effect: the mean score
+    difference over those. When a side failed every seed the repeats are None and the effect is -inf (the challenger
+    failed), +inf (the incumbent did), or 0 (both)."""
     mine = {o.request.repeat: o for o in challenger_outcomes if o.request.repeat < seeds}
     theirs = {o.request.repeat: o for o in incumbent_outcomes if o.request.repeat < seeds}
     repeats = sorted(set(mine) & set(theirs))
     mine_ok = [r for r in repeats if mine[r].status == "ok"]
     theirs_ok = [r for r in repeats if theirs[r].status == "ok"]
     if not mine_ok or not theirs_ok:
-        effect = 0.0 if not mine_ok and not theirs_ok else -math.inf if not mine_ok else math.inf
-        return Comparison(challenger, incumbent, effect, 0, 0, 0, math.nan, floor, alpha, unit=unit, metric=metric)
+        return mine, theirs, None, 0.0 if not mine_ok and not theirs_ok else -math.inf if not mine_ok else math.inf
     both = [r for r in mine_ok if r in theirs_ok]
     effect = float(np.mean([mine[r].score for r in both]) - np.mean([theirs[r].score for r in both])) if both else 0.0
+    return mine, theirs, both, effect
+
+
+def compare_values(
+    challenger: str,
+    incumbent: str,
+    mine: dict[int, TrialOutcome],
+    theirs: dict[int, TrialOutcome],
+    both: list[int],
+    effect: float,
+    floor: float,
+    alpha: float,
+    unit: str,
+    metric: Metric,
+) -> Comparison:
+    """`compare`'s test for a metric with a value per example: a paired t-test on the per-example differences over
+    the paired repeats `both`."""
     differences = []
     for r in both:
         a, b = mine[r].result, theirs[r].result
