@@ -34,6 +34,7 @@ _raised = _swallowed = 0  # Interrupted raised, and swallowed by Python in a fin
 _redelivery: threading.Timer | None = None
 _requeue_deferred_since: float | None = None  # when the scheduler's SIGUSR2 waiting for a record to be made first came
 _requeue_waiting = False  # that SIGUSR2 is on its way again
+_requeue_timer: threading.Timer | None = None  # sends it
 _requeued = False  # the scheduler's handler was called: the job is leaving
 _unraisable_hook: Any = None  # sys.unraisablehook before `install`
 _leaving = False  # a job scheduler is ending the process: SIGTERM stays ignored
@@ -101,7 +102,7 @@ def _deliver_again(seconds: float) -> None:
 
 def _requeue_later(signum: int) -> None:
     """SIGUSR2 sent again moments later; one on its way already stands for any that come meanwhile."""
-    global _requeue_waiting
+    global _requeue_waiting, _requeue_timer
     if _requeue_waiting:
         return
     _requeue_waiting = True
@@ -111,9 +112,9 @@ def _requeue_later(signum: int) -> None:
         _requeue_waiting = False
         os.kill(os.getpid(), signum)
 
-    timer = threading.Timer(REDELIVER_SECONDS, send)
-    timer.daemon = True
-    timer.start()
+    _requeue_timer = threading.Timer(REDELIVER_SECONDS, send)
+    _requeue_timer.daemon = True
+    _requeue_timer.start()
 
 
 def _raise() -> None:
@@ -150,7 +151,7 @@ def _scheduler_signal(signum: int, frame: Any) -> None:
     `except Exception` took for a failed trial and the search went on until SLURM killed it: it
     stops the search instead, as SIGTERM would.
     """
-    global _requested, _raised, _requeue_deferred_since, _requeued
+    global _requeue_deferred_since
     ignore_sigterm()
     if _requeued:
         return  # the job is leaving already: closing its runs must not be cut short by a second requeue
@@ -159,7 +160,15 @@ def _scheduler_signal(signum: int, frame: Any) -> None:
     if waits_for_the_record(frame, _requeue_deferred_since):
         _requeue_later(signum)  # submitit's handler exits: not in the middle of a record
         return
+    _requeue(signum, frame)
+
+
+def _requeue(signum: int, frame: Any) -> None:
+    """The scheduler's own handler, once: it requeues the job and exits."""
+    global _requested, _raised, _requeued
     _requeued = True
+    if _requeue_timer is not None:
+        _requeue_timer.cancel()
     try:
         _scheduler(signum, frame)
     except Exception as error:
@@ -185,9 +194,11 @@ def install() -> None:
 def restore() -> None:
     """The handlers as before `install`; a stop asked for is forgotten, so a later search in this process
     (a test session, a notebook) does not stop at its first `check`."""
-    global _requested, _signal, _scheduler, _unraisable_hook, _redelivery, _deferred_since
-    if _redelivery is not None:
-        _redelivery.cancel()
+    global _requested, _signal, _scheduler, _unraisable_hook, _redelivery, _deferred_since, _requeue_waiting
+    for timer in (_redelivery, _requeue_timer):
+        if timer is not None:
+            timer.cancel()
+    _requeue_waiting = False
     signal.signal(signal.SIGINT, signal.default_int_handler)
     signal.signal(signal.SIGTERM, signal.SIG_IGN if _leaving else signal.SIG_DFL)
     if _scheduler is not None and signal.getsignal(signal.SIGUSR2) is _scheduler_signal:
@@ -206,6 +217,10 @@ def ignore_sigterm() -> None:
 
 
 def check() -> None:
-    """Raise Interrupted if a signal asked to stop (and its first raise was swallowed)."""
+    """Raise Interrupted if a signal asked to stop (and its first raise was swallowed); requeue the job if the
+    scheduler's SIGUSR2 waited for a record and its second delivery has not come yet (a busy machine: the search
+    had run on to its end before that timer's thread ran, CI)."""
     if _requested is not None:
         _raise()
+    if _requeue_deferred_since is not None and not _requeued and threading.current_thread() is threading.main_thread():
+        _requeue(signal.SIGUSR2, sys._getframe())
