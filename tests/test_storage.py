@@ -252,3 +252,42 @@ def test_no_way_of_printing_settings_shows_a_password(tmp_path, flags):
     assert (result.returncode == 0) == bool(flags), shown
     assert secret not in shown and "alice:***@" in shown
     assert list(tmp_path.iterdir()) == []
+
+
+def test_two_processes_writing_one_sqlite_study_file_wait_their_turn_instead_of_deadlocking(tmp_path):
+    """Optuna reads, then writes, in one transaction; begun deferred, a second writer on the same file deadlocked
+    with it and one of them got "database is locked" at once (CI: two SLURM jobs on one optuna.db, exit 75).
+    Two storages (as two processes would hold) on one file: one holds a read open while the other writes, then
+    writes itself; both writes land."""
+    import threading
+
+    import optuna
+    from sqlalchemy import text
+
+    from searcher.search.studies import open_storage
+
+    spec = f"sqlite:///{tmp_path / 'optuna.db'}"
+    first, second = open_storage.__wrapped__(spec), open_storage.__wrapped__(spec)  # (uncached: two engines, as two processes)
+    for name in ("a", "b"):
+        first.create_new_study([optuna.study.StudyDirection.MAXIMIZE], name)
+    failures: list[BaseException] = []
+
+    def write_beside() -> None:
+        try:
+            second.create_new_study([optuna.study.StudyDirection.MAXIMIZE], "beside")
+        except BaseException as error:  # noqa: BLE001 (reported below)
+            failures.append(error)
+
+    with first.engine.connect() as connection:
+        transaction = connection.begin()
+        rows = connection.execute(text("SELECT study_name FROM studies"))
+        rows.fetchone()  # a read in progress
+        other = threading.Thread(target=write_beside)
+        other.start()
+        other.join(timeout=1.0)  # the other writer waits on this transaction (before: it took the write lock and waited to commit)
+        connection.execute(text("UPDATE studies SET study_name = 'renamed' WHERE study_name = 'a'"))  # (before: "locked" at once)
+        rows.close()
+        transaction.commit()
+    other.join()
+    assert failures == []
+    assert sorted(s.study_name for s in second.get_all_studies()) == ["b", "beside", "renamed"]

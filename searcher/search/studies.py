@@ -12,8 +12,10 @@ import functools
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import optuna
+import sqlalchemy
 import sqlalchemy.exc
 
 from searcher.search.plan import SearchPlan
@@ -21,6 +23,7 @@ from searcher.train.trainer import EpochRecord
 from searcher.uris import with_driver
 
 JOURNAL_PREFIX = "journal:///"
+SQLITE_LOCK_WAIT_SECONDS = 60.0  # a write waits this long for another process's transaction on the same file
 
 
 def regularization_sampler(plan: SearchPlan, trial_index: int) -> optuna.samplers.TPESampler:
@@ -50,7 +53,31 @@ def open_storage(spec: str) -> str | optuna.storages.BaseStorage:
         path = Path(spec.removeprefix(JOURNAL_PREFIX))
         path.parent.mkdir(parents=True, exist_ok=True)
         return optuna.storages.JournalStorage(JournalFileBackend(str(path)))
+    if spec.startswith("sqlite:") and ":memory:" not in spec:
+        storage = optuna.storages.RDBStorage(spec, engine_kwargs={"connect_args": {"timeout": SQLITE_LOCK_WAIT_SECONDS}}, heartbeat_interval=None)
+        queue_sqlite_transactions(storage.engine)
+        return storage
     return optuna.storages.RDBStorage(with_driver(spec), heartbeat_interval=None)
+
+
+def queue_sqlite_transactions(engine: sqlalchemy.engine.Engine) -> None:
+    """Every transaction on this SQLite file begins IMMEDIATE: processes sharing the file wait their turn.
+
+    Optuna reads, then writes, in one transaction. Begun deferred (pysqlite's default), two processes doing so at once
+    deadlock: each holds a read lock the other's write must wait for, and SQLite answers the second "database is
+    locked" at once instead of waiting (CI: two SLURM jobs of a multirun on one optuna.db, exit 75 under load).
+    Begun IMMEDIATE, a transaction takes the write lock first, so the other waits up to SQLITE_LOCK_WAIT_SECONDS
+    (SQLAlchemy's pysqlite recipe: the driver's own BEGIN turned off, ours emitted)."""
+
+    @sqlalchemy.event.listens_for(engine, "connect")
+    def no_driver_begin(connection: Any, record: Any) -> None:
+        connection.isolation_level = None
+
+    @sqlalchemy.event.listens_for(engine, "begin")
+    def begin_immediate(connection: sqlalchemy.engine.Connection) -> None:
+        connection.exec_driver_sql("BEGIN IMMEDIATE")
+
+    engine.dispose()  # the connections that created the tables were opened before these listeners
 
 
 def pruner(plan: SearchPlan) -> optuna.pruners.BasePruner:
