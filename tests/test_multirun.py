@@ -16,6 +16,9 @@ from conftest import check_two_complete_searches, completed_trials, search_runs,
 pytestmark = pytest.mark.slow
 
 SMALL = ("search=quick", "search.regularization.trials=1", "search.final.seeds=1")  # about 6 trials a search
+# Where a SLURM cluster runs (scripts/test.sh starts one in CI), tests/test_slurm.py runs a multirun of one search per
+# seed and a requeued job that resumes on it: this submitit_local variation is then left to the flake hunt.
+COVERED_BY_SLURM = [pytest.mark.hunt] if os.environ.get("SEARCHER_TEST_SLURM_PARTITION") else []
 
 
 def job_process(folder: Path) -> int | None:
@@ -30,10 +33,11 @@ def job_process(folder: Path) -> int | None:
     return None
 
 
-def test_submitit_local_runs_one_search_per_seed_and_a_requeued_job_resumes(tmp_path):
+@pytest.mark.parametrize("launcher", [pytest.param("submitit_local", marks=COVERED_BY_SLURM)])
+def test_submitit_local_runs_one_search_per_seed_and_a_requeued_job_resumes(tmp_path, launcher):
     uri = f"sqlite:///{tmp_path / 'm.db'}"
     sweep = tmp_path / "sweep"
-    process = start_multirun(*SMALL, "search.depth.cap=3", "seed=1,2", "hydra/launcher=submitit_local", f"hydra.sweep.dir={sweep}", f"tracking.uri={uri}", cwd=tmp_path)
+    process = start_multirun(*SMALL, "search.depth.cap=3", "seed=1,2", f"hydra/launcher={launcher}", f"hydra.sweep.dir={sweep}", f"tracking.uri={uri}", cwd=tmp_path)
     deadline = time.monotonic() + 300
     while len(completed_trials(uri)) < 4 and process.poll() is None and time.monotonic() < deadline:
         time.sleep(0.3)
@@ -50,7 +54,7 @@ def test_submitit_local_runs_one_search_per_seed_and_a_requeued_job_resumes(tmp_
     assert {r.data.tags["searcher.multirun_job_id"] for r in searches.values()} == {p.name for p in sweep.glob(".submitit/[0-9]*")}
 
 
-@pytest.mark.hunt  # (CI: test_submitit_local_... runs the same multirun, and a requeue, through the other launcher)
+@pytest.mark.hunt  # (CI: test_submitit_local_... or tests/test_slurm.py runs the same multirun, and a requeue)
 def test_joblib_runs_one_search_per_seed_in_one_experiment(tmp_path):
     uri = f"sqlite:///{tmp_path / 'm.db'}"
     sweep = tmp_path / "sweep"
