@@ -99,7 +99,7 @@ def test_mlflows_own_messages_go_to_the_log_file_not_between_the_display_lines(f
         assert said not in stdout
     log = min(Path(folder).glob("outputs/*/*/cli.log"))  # the search's own (other tests re-run it in its folder later)
     text = log.read_text()
-    assert "Creating initial MLflow database tables" in text and "registered model 'searcher-digits'" in text
+    assert "registered model 'searcher-digits'" in text  # (MLflow's migrations run once per version: empty_store.py)
     trial_lines = [line for line in stdout.splitlines() if line.startswith("  ok ")]
     assert len({re.search(r"\d\.\ds ", line).end() for line in trial_lines}) == 1  # the seconds column ends at the same place
 

@@ -51,9 +51,11 @@ def client_for(uri: str) -> Any:
     now, under the same lock as a search's, so a reader never sees a new SQLite store's half-made schema."""
     from mlflow.tracking import MlflowClient
 
+    from searcher.tracking.empty_store import copy_empty_store
     from searcher.tracking.locks import creating
 
     with creating(uri):
+        copy_empty_store(uri)
         return MlflowClient(tracking_uri=uri)  # (its constructor opens the store: creates or migrates a new one)
 
 
@@ -92,6 +94,7 @@ def open_recorder(uri: str, experiment: str, attempts: int = 5):
         os.environ.setdefault("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "0")
     from mlflow.tracking import MlflowClient
 
+    from searcher.tracking.empty_store import copy_empty_store
     from searcher.tracking.locks import creating
     from searcher.tracking.recorder import Recorder
     from searcher.tracking.retry import RetryingClient
@@ -99,6 +102,7 @@ def open_recorder(uri: str, experiment: str, attempts: int = 5):
     for attempt in range(1, attempts + 1):
         try:
             with creating(uri):  # a new SQLite store's tables are made by one process while the others wait (locks.py)
+                copy_empty_store(uri)  # (a copy of an empty store: MLflow's migrations run once per version, empty_store.py)
                 client = RetryingClient(MlflowClient(tracking_uri=with_driver(uri)), uri)  # (this runs the migrations)
                 found = client.get_experiment_by_name(experiment)
                 experiment_id = found.experiment_id if found else client.create_experiment(experiment)
