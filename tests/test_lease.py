@@ -231,6 +231,11 @@ def test_two_simultaneous_starts_on_an_empty_sqlite_store_one_runs_the_other_exi
     assert "Traceback" not in said
 
 
+def frozen(pid: int) -> bool:
+    """The process is stopped (state T in /proc): SIGSTOP is delivered when the kernel next schedules it, not at kill()."""
+    return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] == "T"
+
+
 def unlocked(database: Path) -> bool:
     """No process holds a lock on the SQLite file (one stopped inside a read or a write would hold it until continued,
     and a write elsewhere would wait on it). EXCLUSIVE, not IMMEDIATE: a reader's lock blocks another's commit too."""
@@ -261,6 +266,7 @@ def test_an_owner_stopped_past_its_lease_is_taken_over_and_stops_without_touchin
         wait_for(lambda: training(uri, first) and len(trial_keys(uri)) >= 2, every=0.2)
         assert first.poll() is None, first.stdout.read()[-3000:]
         first.send_signal(signal.SIGSTOP)
+        wait_for(lambda: frozen(first.pid), every=0.05)  # stopped for sure before the stores are looked at (not a moment after)
         left_running = set()
         # (checked first: reading a store in the middle of a commit would wait on it; both stores, MLflow's and Optuna's)
         if unlocked(tmp_path / "m.db") and unlocked(tmp_path / "optuna.db"):
