@@ -28,6 +28,7 @@ from typing import TYPE_CHECKING
 import torch
 from rich.console import Console
 
+from searcher.clock import SearchClock
 from searcher.config import ConfigError, SearcherConfig, data_dir
 from searcher.data import DatasetError, DeviceData, ImageDataset, load_dataset
 from searcher.execution import Runner, interrupts
@@ -112,6 +113,7 @@ class Opened:
     console: Console
     tags: dict[str, str] | None  # for the search run (a multirun job says which one it is)
     chosen: Chosen | None = None
+    started: float = field(default_factory=time.monotonic)  # when the command started (search.budget counts from it)
     runners: list[Runner] = field(default_factory=list)  # what the search's end closes
 
 
@@ -152,8 +154,11 @@ def run(
     output_dir: Path | None = None,
     console: Console | None = None,
     tags: dict[str, str] | None = None,
+    started: float | None = None,
 ) -> Outcome:
-    """One search. `tags` go on the search run (a multirun job says which one it is)."""
+    """One search. `tags` go on the search run (a multirun job says which one it is). `started`: when the command
+    started, a time.monotonic() reading (default: now); a wall-time search.budget counts from it."""
+    started = time.monotonic() if started is None else started
     console = console or Console()
     if not dataset_chosen:
         console.print("No dataset chosen: searching on the built-in [bold]digits[/bold] (scikit-learn, offline). Pick one with +dataset=NAME.")
@@ -192,7 +197,7 @@ def run(
         return Outcome(EXIT_BAD_INPUT, error=str(error))
     try:
         chosen = Chosen(training.describe(), execution_note)
-        return search(Opened(config, dataset, target, recorder, storage, workers, output_dir, console, tags, chosen))
+        return search(Opened(config, dataset, target, recorder, storage, workers, output_dir, console, tags, chosen, started=started))
     finally:
         if workers is not None:
             workers.close()
@@ -384,6 +389,7 @@ def train_and_record(s: Opened, name: str, plan: SearchPlan, device: torch.devic
         progress.phase(f"preparing the trials' execution ({config.execution.kind}) and the stages' Optuna studies")
         runner = make_runner(config, s.dataset, device, recorder, progress, name, s.storage, s.workers, warm_start=plan.warm_start)
         s.runners.append(runner)
+        runner.clock = SearchClock(s.started, before=earlier_attempts_seconds(recorder))
         if config.execution.kind != "serial":
             if not (s.chosen and s.chosen.execution):  # (execution=auto said what it chose in the first lines)
                 s.console.print(f"execution: {describe_execution(config, runner)}")
@@ -400,6 +406,14 @@ def train_and_record(s: Opened, name: str, plan: SearchPlan, device: torch.devic
         runner.end_search()
     with s.console.status("the search is decided: logging the decision log and the final model to MLflow"):
         return Finished(result, record_result(s, name, result, warming_up))
+
+
+def earlier_attempts_seconds(recorder: Recorder) -> float:
+    """How long the earlier attempts of a resumed search ran, as their last recorded trial read the search's clock."""
+    from searcher.tracking.schema import Metrics
+
+    runs = recorder.prior.completed.values() if recorder.prior else ()
+    return max((run.data.metrics.get(Metrics.SEARCH_CLOCK, 0.0) for run in runs), default=0.0)
 
 
 def record_result(s: Opened, name: str, result: SearchResult, warming_up: threading.Thread | None) -> str | None:

@@ -24,12 +24,15 @@ import logging
 import os
 import sys
 import threading
+import time
 from pathlib import Path
 from typing import Any
 
 import hydra
 from hydra.experimental.callback import Callback
 from omegaconf import DictConfig, OmegaConf
+
+from searcher.clock import process_started
 
 EXIT_BAD_INPUT = 2  # docs/design.md §4 (searcher.app has the others; importing it costs torch's 2 s)
 log = logging.getLogger(__name__)  # to cli.log only (conf/config.yaml, hydra.job_logging)
@@ -56,6 +59,9 @@ _masked_uris: set[str] = set()  # store URIs whose passwords every log record ma
 @hydra.main(config_path=CONF_DIR, config_name="config", version_base="1.3")
 def task(composed: DictConfig) -> None:
     global _task_started
+    # The first search of this process counts from the process's start (a wall-time search.budget covers the whole
+    # command); a multirun's next jobs in the same process from their own start.
+    started = time.monotonic() if _task_started else process_started()
     _task_started = True
     from hydra.core.hydra_config import HydraConfig
 
@@ -76,7 +82,7 @@ def task(composed: DictConfig) -> None:
         log.info("not started: %s", error)
         leave(EXIT_BAD_INPUT, tags)
     try:
-        outcome = run(config, dataset_chosen, Path(hydra_config.runtime.output_dir), console, tags)
+        outcome = run(config, dataset_chosen, Path(hydra_config.runtime.output_dir), console, tags, started)
     except BaseException as error:
         log.error("stopped: %s: %s", type(error).__name__, error)
         raise

@@ -33,6 +33,46 @@ class ConfigError(Exception):
     """A setting is wrong; the message names it and the allowed values (exit code 2)."""
 
 
+SECONDS, EPOCHS = "seconds", "epochs"  # the units of search.budget
+_NUMBER = r"\d+(?:\.\d+)?"
+_DURATION = re.compile(rf"(?:(?P<h>{_NUMBER})\s*h\s*)?(?:(?P<m>{_NUMBER})\s*m(?:in)?\s*)?(?:(?P<s>{_NUMBER})\s*s)?")
+_EPOCHS = re.compile(rf"(?P<n>{_NUMBER})\s*epochs?")
+
+
+@dataclass(frozen=True)
+class Budget:
+    amount: float  # in `unit`
+    unit: str  # seconds (wall time, the whole command) | epochs (summed over every trial, one pass over its training split each)
+
+    @staticmethod
+    def parse(text: object) -> Budget | None:
+        """`45m`, `2h`, `1h30m`, `90s` or `300 epochs`; None for no budget (what the search does with it: search/budget.py)."""
+        if text is None or (isinstance(text, str) and text.strip().lower() in ("", "none", "null")):
+            return None
+        compact = str(text).strip().lower()
+        if (match := _EPOCHS.fullmatch(compact)) and float(match["n"]) > 0:
+            return Budget(float(match["n"]), EPOCHS)
+        match = _DURATION.fullmatch(compact)
+        if match and any(match.groups()):
+            seconds = sum(float(match[unit] or 0) * scale for unit, scale in (("h", 3600), ("m", 60), ("s", 1)))
+            if seconds > 0:
+                return Budget(seconds, SECONDS)
+        raise ConfigError(f"search.budget={text!r} is not a budget: give a wall time (45m, 2h, 1h30m, 90s) or a compute budget (300 epochs).")
+
+    def describe(self) -> str:
+        return duration(self.amount) if self.unit == SECONDS else f"{self.amount:g} epochs"
+
+    def show(self, value: float) -> str:
+        """An amount spent, in the budget's unit."""
+        return f"{value:.1f} s" if self.unit == SECONDS else f"{value:g} epochs"
+
+
+def duration(seconds: float) -> str:
+    hours, rest = divmod(round(seconds), 3600)
+    minutes, secs = divmod(rest, 60)
+    return "".join(f"{n}{unit}" for n, unit in ((hours, "h"), (minutes, "m"), (secs, "s")) if n) or "0s"
+
+
 @dataclass
 class DatasetConfig:
     name: str = BUILTIN_DATASET
@@ -130,6 +170,7 @@ class SearchConfig:
     warm_start: bool = False  # width and depth trials start from their parent's weights, grown (Net2Net)
     metric: str = "auto"  # what the stages optimise: auto (accuracy; rmse for regression) | accuracy | rmse | mae | my_package.module.function
     goal: str = "auto"  # maximize | minimize: required for a function of yours; auto for the built-in metrics
+    budget: Optional[str] = None  # 45m | 2h | 90s (wall time) | 300 epochs; null: none (searcher/search/budget.py)
     baseline: BaselineConfig = field(default_factory=BaselineConfig)
     width: WidthConfig = field(default_factory=WidthConfig)
     depth: DepthConfig = field(default_factory=DepthConfig)
@@ -239,6 +280,7 @@ def validate(composed: DictConfig | dict) -> SearcherConfig:
     if config.execution.speculate not in (True, False, AUTO):
         raise ConfigError(f"execution.speculate={config.execution.speculate!r} is not valid: expected true, false or auto.")
     check_ranges(config)
+    Budget.parse(config.search.budget)  # (a ConfigError naming the forms it takes)
     return config
 
 

@@ -133,9 +133,9 @@ def arch_score(table: Callable[[ArchSpec], float]) -> Callable[[TrialRequest], f
     return lambda request: table(request.arch)
 
 
-def run_cli(*args: str, cwd: Path, timeout: float = 300) -> subprocess.CompletedProcess:
-    """`python -m searcher ARGS` in a real subprocess."""
-    env = dict(os.environ, PYTHONUNBUFFERED="1", COLUMNS="120")
+def run_cli(*args: str, cwd: Path, timeout: float = 300, env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
+    """`python -m searcher ARGS` in a real subprocess (`env`: variables added to this process's)."""
+    env = dict(os.environ, PYTHONUNBUFFERED="1", COLUMNS="120", **(env or {}))
     return subprocess.run(
         [sys.executable, "-m", "searcher", *args], cwd=cwd, env=env, capture_output=True, text=True, timeout=timeout
     )

@@ -86,6 +86,7 @@ def test_cross_validation_and_warm_starts_do_not_mix():
         ("report.trial_plots=maybe", "report.trial_plots='maybe' is not valid: expected true or false, or null."),
         ("+dataset.classes=[0,a]", "dataset.classes holds 'a', which is not valid: expected a list of integers, e.g. [0,1,2], or null."),
         ("search.regularization.space.dropout.high=x", "search.regularization.space.dropout.high='x' is not valid: expected a number."),
+        ("search.budget=soon", "search.budget='soon' is not a budget: give a wall time (45m, 2h, 1h30m, 90s) or a compute budget (300 epochs)."),
     ],
 )
 def test_a_bad_value_names_the_full_key_and_the_type_it_takes(override, message):

@@ -21,7 +21,8 @@ split apart would scatter the rules that keep decisions identical to a serial ru
 from __future__ import annotations
 
 import traceback
-from dataclasses import dataclass, field
+from collections.abc import Callable
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -149,6 +150,7 @@ class Runner:
         self.guessed: dict[str, tuple[str, TrialOutcome]] = {}  # finished guesses not asked for (yet): key -> (run id, outcome)
         self.stage_done: list[TrialOutcome] = []  # the stage's outcomes so far: what its guesses are made from
         self.retry: Flight | None = None  # a trial out of memory beside others: retried once the GPU is its own
+        self.clock: Callable[[], float] | None = None  # the search's clock (search/budget.py): stamped on every outcome recorded
 
     @property
     def concurrency(self) -> int:
@@ -277,6 +279,8 @@ class Runner:
                 self.retry = flight  # not recorded yet: its run stays open for the retry
                 continue
             crash_point("trial.finished")  # (test hooks: searcher/crash.py)
+            if self.clock is not None:
+                outcome = replace(outcome, elapsed=self.clock())
             self.remember(outcome)
             self.recorder.finish_trial(flight.run_id, outcome, traceback_text)
             crash_point("trial.recorded")

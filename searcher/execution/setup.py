@@ -173,10 +173,13 @@ def speculates(config: SearcherConfig, slots: int) -> bool:
     one trial per GPU, submitit jobs); not where several trials share a GPU, which runs one process's kernels at a
     time (no MPS): a guess there is not free, it takes GPU time from the trials the search asked for (docs/BENCHMARKS.md
     §5: 4 graphed trials on one H200 gave 0.98x one trial's throughput, and a quarter of the slot time went to
-    guesses never used). Trials in threads sharing a GPU (execution=threads) are treated alike until they are measured."""
+    guesses never used). Trials in threads sharing a GPU (execution=threads) are treated alike until they are measured.
+    Nor under `search.budget`: a guess still training when the budget cuts a stage short takes a slot from the final seeds."""
     e = config.execution
     if e.speculate != AUTO:
         return bool(e.speculate)
+    if config.search.budget is not None:
+        return False
     device = str(resolve_device(config.device))
     if e.kind not in ("processes", "threads") or not device.startswith("cuda"):
         return True

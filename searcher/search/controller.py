@@ -8,10 +8,11 @@ the controller only sees the outcomes it is told.
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Protocol
 
 from searcher.crash import crash_point
+from searcher.search.budget import Spending
 from searcher.search.plan import SearchPlan
 from searcher.search.stages import (
     BaselineStage,
@@ -63,6 +64,9 @@ GROWING_STAGES: tuple[type[WidthStage] | type[DepthStage] | type[RegularizationS
 )
 
 
+BUDGETED_STAGES = (WidthStage.name, DepthStage.name, RegularizationStage.name)  # cut short or skipped when the budget runs out
+
+
 class FailureStreak:
     """Stops a search whose trials keep failing instead of letting it burn the budget."""
 
@@ -81,16 +85,42 @@ class FailureStreak:
                 )
 
 
-def run_stage(stage: Stage, runner: Runner, streak: FailureStreak | None = None) -> tuple[StageResult, list[TrialOutcome]]:
+def run_stage(
+    stage: Stage, runner: Runner, streak: FailureStreak | None = None, spending: Spending | None = None, previous: StageResult | None = None
+) -> tuple[StageResult, list[TrialOutcome]]:
+    """A stage's trials until it decides. With a budget (`spending`), a growing stage also stops where its next trials
+    and the final stage's retraining would not fit: it concludes on the evidence it has, or, stopped before its first
+    trial, keeps `previous`'s winner (skipped)."""
     runner.begin_stage(stage)
+    if spending is not None:
+        spending.begin(stage.name)
     done: list[TrialOutcome] = []
+    cut = ""
     while requests := stage.next_trials(done):
+        if spending is not None and stage.name in BUDGETED_STAGES and not spending.fits(len(requests), done[-len(requests) :], stage.inherited):
+            more = f"{len(requests)} more trial{'s' if len(requests) > 1 else ''} ({', '.join(r.label for r in requests[:3])}{', ...' if len(requests) > 3 else ''})"
+            cut = f"{spending.left_note(stage.inherited)}: no room for {more}"
+            stage.withdraw(requests, done)
+            break
         outcomes = runner.run_trials(stage, requests)
         stage.observe(outcomes)
+        if spending is not None:
+            spending.observe(stage.name, outcomes)
         if streak:
             streak.update(outcomes)
         done += outcomes
-    result = stage.conclude(done)
+    if cut and not done and previous is not None:
+        spending.undone[stage.name] = "skipped"  # type: ignore[union-attr]
+        note = stage.entry("budget", f"skipped by search.budget: {cut}")
+        result = StageResult(stage.name, previous.winner, previous.score, (note,), {}, winner_outcomes=previous.winner_outcomes)
+    else:
+        result = stage.conclude(done)
+    if cut and done:
+        spending.undone[stage.name] = "cut short"  # type: ignore[union-attr]
+        result = replace(result, decisions=(*result.decisions, stage.entry("budget", f"stopped by search.budget: {cut}")))
+    if spending is not None and stage.name == FinalStage.name:  # how the budget went, stage by stage
+        summary = stage.entry("budget", spending.summary(), budget=spending.budget.amount, spent=spending.spent())
+        result = replace(result, decisions=(summary, *result.decisions))  # (the final line stays the final result)
     runner.end_stage(stage, result, done)
     crash_point("stage.ended")  # (a test hook: searcher/crash.py)
     return result, done
@@ -102,11 +132,12 @@ def run_search(plan: SearchPlan, studies: StudyBook, runner: Runner, transfer_ru
     results: list[StageResult] = []
     everything: list[TrialOutcome] = []
     streak = FailureStreak(plan.max_consecutive_failures)
-    previous, outcomes = run_stage(BaselineStage(plan, studies.open(BaselineStage.name)), runner, streak)
+    spending = Spending(plan.budget, plan.final_seeds, plan.concurrency) if plan.budget is not None else None
+    previous, outcomes = run_stage(BaselineStage(plan, studies.open(BaselineStage.name)), runner, streak, spending)
     results.append(previous)
     everything += outcomes
     for stage_type in GROWING_STAGES:  # each one starts from the previous stage's winner
-        previous, outcomes = run_stage(stage_type(plan, studies.open(stage_type.name), previous), runner, streak)
+        previous, outcomes = run_stage(stage_type(plan, studies.open(stage_type.name), previous), runner, streak, spending, previous)
         results.append(previous)
         everything += outcomes
     if plan.transfer is not None:

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from searcher.config import Budget
 from searcher.model.family import Family, InputShape
 from searcher.train.metrics import ACCURACY, Metric
 from searcher.train.trainer import TrainSettings
@@ -66,3 +67,4 @@ class SearchPlan:
     metric: Metric = ACCURACY  # what the stages optimise (search.metric): its score is higher-is-better (train/metrics.py)
     concurrency: int = 1  # trials the runner trains at once (the app sets it from the Runner): only how eagerly a stage asks, never what it decides
     warm_start: bool  # width and depth trials grow from their parent's trained weights (Net2Net)
+    budget: Budget | None = None  # search.budget: growth stops where the next trials and the final retraining would not fit (search/budget.py)

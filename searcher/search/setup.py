@@ -9,7 +9,7 @@ from __future__ import annotations
 import dataclasses
 from dataclasses import replace
 
-from searcher.config import ConfigError, SearcherConfig
+from searcher.config import Budget, ConfigError, SearcherConfig
 from searcher.data import ImageDataset
 from searcher.model.cnn import CNN
 from searcher.model.family import Family, FamilyError, InputShape, family_class, family_from
@@ -126,6 +126,7 @@ def make_plan(config: SearcherConfig, dataset: ImageDataset, target: ImageDatase
         warm_start=s.warm_start and family.grows,  # a family that cannot grow weights trains every candidate from scratch
         unit={3: "image", 1: "row"}.get(len(dataset.input_shape), "sequence"),
         metric=metric,
+        budget=Budget.parse(s.budget),
     )
 
 

@@ -80,6 +80,7 @@ class TrialOutcome:
     status: Status
     result: TrainResult | None = field(default=None, compare=False)
     error: str | None = None  # failed: "ExceptionType: message", or "diverged"
+    elapsed: float | None = field(default=None, compare=False)  # the search's clock when it was recorded (search.budget spends by it)
 
     @property
     def score(self) -> float:

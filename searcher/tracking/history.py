@@ -104,7 +104,7 @@ def load_outcome(client: Client, request: TrialRequest, run: Run) -> TrialOutcom
             score=metrics.get(Metrics.SCORE),
             **load_artifacts(client, run_id),
         )
-    return TrialOutcome(request, tags[Tags.STATUS], result, error=tags.get(Tags.ERROR))  # type: ignore[arg-type]
+    return TrialOutcome(request, tags[Tags.STATUS], result, error=tags.get(Tags.ERROR), elapsed=metrics.get(Metrics.SEARCH_CLOCK))  # type: ignore[arg-type]
 
 
 def load_artifacts(client: Client, run_id: str) -> dict:

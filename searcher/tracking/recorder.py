@@ -226,6 +226,8 @@ class Recorder:
             metrics += [Metric(k, float(v), now, 0) for k, v in summary.items() if v is not None and math.isfinite(v)]
             tags[Tags.BEHAVIOR] = result.behavior
             tags[Tags.STOPPED_EARLY] = str(result.stopped_early).lower()
+        if outcome.elapsed is not None:
+            metrics.append(Metric(Metrics.SEARCH_CLOCK, outcome.elapsed, now, 0))
         if outcome.request.source is not None:
             tags[Tags.SOURCE_KEY] = outcome.request.source
         if outcome.error:

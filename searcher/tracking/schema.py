@@ -82,6 +82,7 @@ class Metrics:
     TEST_LOSS = "test_loss"
     TRANSFER_ACC = "transfer_acc"  # transfer probes: accuracy on the target's validation split
     INITIAL_VAL_ACC = "initial_val_acc"  # warm starts: the grown network before training
+    SEARCH_CLOCK = "search_clock"  # seconds the search had run (over all its attempts) when the trial was recorded
     # the search run
     SEARCH_SECONDS = "search_seconds"
     REPORT_SECONDS = "report_seconds"

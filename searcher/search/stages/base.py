@@ -55,6 +55,10 @@ class Stage:
         is read off every seed (`contest`), so these are the likeliest next requests."""
         return [request for candidate in candidates for request in self.missing(candidate, done, self.plan.max_repeats)]
 
+    def withdraw(self, requests: list[TrialRequest], done: list[TrialOutcome]) -> None:
+        """search.budget stopped the stage before `requests` ran: forget what asking for them set up. Default: nothing
+        (a grid stage records a trial only once it has run)."""
+
     def on_epoch(self, request: TrialRequest, record: EpochRecord) -> bool:
         """Called after every epoch of this stage's trials; True stops the trial (pruning)."""
         return False

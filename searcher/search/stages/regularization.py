@@ -144,6 +144,19 @@ class RegularizationStage(Stage):
             trial.suggest_float(r.name, r.low, r.high, log=r.log)
         return self._adopt(trial)
 
+    def withdraw(self, requests: list[TrialRequest], done: list[TrialOutcome]) -> None:
+        """Asked trials that never trained end FAILED in the study (not RUNNING forever) and play no part in the verdict.
+        A resume adopts them as told, asks for them again, is stopped at the same point and withdraws them again."""
+        for name in dict.fromkeys(request.candidate for request in requests):
+            if name == self.first_name or self.outcomes_for(self.candidates[name], done):
+                continue  # (the unregularized network, and a finalist whose extra seeds were asked, stay in the verdict)
+            trial = self.asked.pop(name)
+            del self.candidates[name]
+            if name not in self.told and isinstance(trial, optuna.trial.Trial):
+                trial.set_user_attr("withdrawn", "search.budget stopped the stage before it trained")
+                self.study.tell(trial, state=optuna.trial.TrialState.FAIL)
+                self.told.add(name)
+
     def on_epoch(self, request: TrialRequest, record: EpochRecord) -> bool:
         trial = self.asked.get(request.candidate)
         if trial is None or request.repeat != 0 or request.candidate in self.told:
