@@ -11,7 +11,11 @@ trainer, training settings and data:
                  each layer's width from the width grid (baseline width x factor^k up to
                  the width cap), and the regularizers of the search preset;
 - random:        Optuna's random sampler over that space;
-- tpe_hyperband: TPE with Optuna's Hyperband pruner fed per-epoch validation accuracy.
+- tpe_hyperband: TPE with Optuna's Hyperband pruner fed per-epoch validation accuracy;
+- gp:            Optuna's GPSampler (a Gaussian process, log expected improvement) with every layer's
+                 width a fixed dimension (the widths past the sampled depth are sampled and unused), so
+                 the GP models all of them instead of sampling the conditional ones at random;
+- tpe_default:   Optuna's TPESampler with its defaults (independent, 10 random start-up trials).
 
 Compute is counted in training images processed: epochs x training-split size,
 summed over every trial a method ran (pruned and budget-cut trials count what
@@ -52,7 +56,7 @@ from benchlib import cpu_model  # scripts/benchlib.py, beside this script
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
-METHODS = ("staged", "tpe", "random", "tpe_hyperband")
+METHODS = ("staged", "tpe", "random", "tpe_hyperband", "gp", "tpe_default")
 TPE_MARGIN_POINTS = 0.0  # targets: staged mean test accuracy >= TPE's ...
 HYPERBAND_MARGIN_POINTS = 0.2  # ... and >= TPE + Hyperband's - 0.2 points ...
 COMPUTE_SHARE = 0.5  # ... using at most half of TPE's compute, with a seed-to-seed std no larger than TPE's
@@ -176,14 +180,16 @@ def width_grid(plan: Any) -> list[int]:
     return widths
 
 
-def sample(trial: Any, plan: Any) -> tuple[Any, Any]:
-    """One point of the joint space: depth, each layer's width (an index into the grid), the regularizers."""
+def sample(trial: Any, plan: Any, fixed: bool = False) -> tuple[Any, Any]:
+    """One point of the joint space: depth, each layer's width (an index into the grid), the regularizers.
+    `fixed`: every layer up to the depth cap gets a width, used or not (a sampler that needs a fixed space)."""
     from searcher.search.stages import regularized
     from searcher.search.trials import Candidate
 
     widths = width_grid(plan)
     depth = trial.suggest_int("depth", plan.baseline_depth, plan.depth_cap)
-    chosen = [widths[trial.suggest_int(f"width_step_{index}", 0, len(widths) - 1)] for index in range(depth)]
+    steps = [trial.suggest_int(f"width_step_{index}", 0, len(widths) - 1) for index in range(plan.depth_cap if fixed else depth)]
+    chosen = [widths[step] for step in steps[:depth]]
     arch = plan.family.baseline(1, chosen[0], plan.input_shape)
     for width in chosen[1:]:
         arch = plan.family.deepen(arch, width, plan.input_shape)  # layer by layer, as the staged search's specs are made
@@ -197,6 +203,10 @@ def make_study(method: str, seed: int, plan: Any) -> Any:
 
     if method == "random":
         sampler = optuna.samplers.RandomSampler(seed=seed)
+    elif method == "gp":
+        sampler = optuna.samplers.GPSampler(seed=seed)
+    elif method == "tpe_default":
+        sampler = optuna.samplers.TPESampler(seed=seed)
     else:  # group=True: TPE models the conditional space (width_step_i exists only when depth > i) jointly
         sampler = optuna.samplers.TPESampler(seed=seed, multivariate=True, group=True)
     pruner = (
@@ -220,7 +230,7 @@ def run_joint(method: str, setup_: Setup, budget: int, seed: int) -> dict:
     spent, trials, best, train_seconds, pruned = 0, [], None, 0.0, 0
     while spent < budget:
         trial = study.ask()
-        arch, settings = sample(trial, plan)
+        arch, settings = sample(trial, plan, fixed=method == "gp")
         stopped_by = {"reason": None}
 
         def on_epoch(record: Any, trial: Any = trial, stopped_by: dict = stopped_by, spent: int = spent) -> bool:

@@ -29,7 +29,7 @@ import torch
 from rich.console import Console
 
 from searcher.clock import SearchClock
-from searcher.config import ConfigError, SearcherConfig, data_dir
+from searcher.config import SECONDS, ConfigError, SearcherConfig, data_dir
 from searcher.data import DatasetError, DeviceData, ImageDataset, load_dataset
 from searcher.execution import Runner, interrupts
 from searcher.execution.interrupts import Interrupted
@@ -269,6 +269,14 @@ def announce(s: Opened, name: str, plan: SearchPlan, device: torch.device) -> No
     for line in (s.chosen.training, s.chosen.execution) if s.chosen else ():
         if line:
             s.console.print(line, highlight=False)
+    if plan.budget is not None:
+        what = "wall time, the whole command" if plan.budget.unit == SECONDS else "epochs summed over every trial"
+        s.console.print(
+            f"budget: {plan.budget.describe()} ({what}): a stage stops where its next trials and the final retraining would not fit; "
+            "the final stage always runs",
+            highlight=False,
+            soft_wrap=True,
+        )
 
 
 def open_or_resume(s: Opened, name: str, lease: Lease, device: torch.device) -> Outcome | None:

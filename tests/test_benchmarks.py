@@ -68,7 +68,17 @@ def test_anytime_curve_is_the_running_best_over_cumulative_compute():
     assert bench_search.best_within(curve, 40) == 0.5 and bench_search.best_within(curve, 5) is None
 
 
-@pytest.mark.parametrize("method", ["tpe", "random", "tpe_hyperband"])
+def test_the_gp_sampler_gets_every_layers_width_as_a_fixed_dimension(tmp_path):
+    plan = tiny_setup(tmp_path, preset_quick=False).plan
+    study = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=2))
+    for _ in range(10):
+        trial = study.ask()
+        arch, _ = bench_search.sample(trial, plan, fixed=True)
+        assert {f"width_step_{i}" for i in range(plan.depth_cap)} <= set(trial.params)  # the unused ones too
+        assert arch.widths == tuple(bench_search.width_grid(plan)[trial.params[f"width_step_{i}"]] for i in range(arch.depth))
+
+
+@pytest.mark.parametrize("method", ["tpe", "random", "tpe_hyperband", "gp", "tpe_default"])
 def test_a_baseline_spends_exactly_its_budget_then_retrains_its_pick(tmp_path, method):
     shared = tiny_setup(tmp_path, epochs=2, final_seeds=1)
     images = shared.train_images

@@ -133,6 +133,7 @@ def test_a_wall_budget_search_killed_before_its_final_stage_resumes_to_the_same_
     resumed = run_cli(*args, cwd=tmp_path)
     assert resumed.returncode == 0, resumed.stdout[-3000:] + resumed.stderr[-3000:]
     assert "resuming search budgeted" in resumed.stdout
+    assert "budget: 40s (wall time, the whole command): a stage stops where its next trials and the final retraining would not fit" in resumed.stdout
     new = [r for r in search_runs(uri, "tags.`searcher.role` = 'trial'") if r.info.run_id not in before]
     assert sorted(r.data.tags["searcher.stage"] for r in new) == ["final", "final"]  # the cut replayed: no growth trial trained again
     assert min(r.data.metrics["search_clock"] for r in new) > first_clock  # the clock goes on from the first attempt's
