@@ -142,3 +142,14 @@ def test_a_wall_budget_search_killed_before_its_final_stage_resumes_to_the_same_
     log = json.loads(Path(MlflowClient(tracking_uri=uri).download_artifacts(search.info.run_id, "decisions.json")).read_text())
     summary = [d for d in log if d["decision"] == "budget" and d["stage"] == "final"]
     assert len(summary) == 1 and summary[0]["reason"].startswith("budget 40s: ")
+
+
+@pytest.mark.parametrize("epochs,seeds", [(30, 2), (15, 1)])
+def test_the_final_stage_retrains_as_many_seeds_as_the_budget_still_pays_for_and_never_none(epochs, seeds):
+    plan = make_plan(final_seeds=3, budget=Budget(epochs, "epochs"))
+    runner = FakeRunner(growing)  # 10 epochs a trial: the baseline spends 10
+    result = run_search(plan, memory_studies(plan), runner)
+    assert [r.label for r in runner.requests] == ["w16 d2", *[f"final seed {i}" for i in range(seeds)]]
+    (summary,) = [reason for stage, reason in entries(result) if stage == "final"]
+    assert f"final {10 * seeds} epochs ({seeds} of 3 seeds: the rest did not fit)" in summary
+    assert summary.endswith("over the budget: the baseline and the final stage always run") == (10 + 10 * seeds > epochs)

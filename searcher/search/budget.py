@@ -3,8 +3,9 @@
 Before each request for trials of a growing stage (width, depth, regularization) the controller asks
 whether the trials plus the final stage's retraining (and, for wall time, the ending: the model logged
 and the report built) still fit in what is left. When they do not, the stage concludes on the evidence
-it has, the stages after it are skipped, and the final stage retrains the best network found: a search
-with a budget always ends with a trained, tested model (docs/design.md §9).
+it has (a stage stopped before its first trial is skipped), a later stage uses what is left if its trials
+fit, and the final stage retrains the best network found: a search with a budget always ends with a
+trained, tested model (docs/design.md §9).
 
 Spending is read off the trials' outcomes, never off a clock at decision time: epochs are counted, and
 each outcome carries the search's clock when it was recorded (`TrialOutcome.elapsed`, seconds over every
@@ -22,10 +23,12 @@ from typing import TYPE_CHECKING
 from searcher.config import EPOCHS, SECONDS, Budget
 
 if TYPE_CHECKING:
-    from searcher.search.trials import TrialOutcome
+    from searcher.search.trials import TrialOutcome, TrialRequest
 
 # Logging the final model and building the report, after the last trial (docs/BENCHMARKS.md §6: 5-10 s on 2 CPU cores).
 ENDING_SECONDS = 8.0
+
+
 def epochs_of(outcome: TrialOutcome) -> int:
     return len(outcome.result.history) if outcome.result is not None else 0
 
@@ -79,11 +82,26 @@ class Spending:
         cost = self.trial_cost(like) or self.trial_cost(winner)
         return self.spent() + self.rounds(trials) * cost + self.reserve(max(cost, self.trial_cost(winner))) <= self.budget.amount
 
-    def left_note(self, winner: Sequence[TrialOutcome]) -> str:
+    def final_seeds_that_fit(self, winner: Sequence[TrialOutcome]) -> int:
+        """How many of the final stage's seeds what is left still pays for: all of them where it can, never none (a
+        budgeted search ends with a tested model even when the baseline alone overran it)."""
+        per_trial = self.trial_cost(winner)
+        left = self.budget.amount - self.spent() - self.reserve(0.0)
+        if per_trial <= 0 or self.rounds(self.final_seeds) * per_trial <= left:
+            return self.final_seeds
+        fitting = int(left // per_trial) * (1 if self.budget.unit == EPOCHS else max(1, self.concurrency))
+        seeds = max(1, min(self.final_seeds, fitting))
+        self.undone["final"] = f"{seeds} of {self.final_seeds} seeds: the rest did not fit"
+        return seeds
+
+    def no_room(self, requests: Sequence[TrialRequest], winner: Sequence[TrialOutcome]) -> str:
+        """Why a stage stops here: what is spent and kept, and the trials that did not fit."""
         ending = " and the ending" if self.budget.unit == SECONDS else ""
+        names = ", ".join(r.label for r in requests[:3]) + (", ..." if len(requests) > 3 else "")
         return (
             f"{self.budget.show(self.spent())} of {self.budget.describe()} spent, "
-            f"{self.budget.show(self.reserve(self.trial_cost(winner)))} kept for the final stage{ending}"
+            f"{self.budget.show(self.reserve(self.trial_cost(winner)))} kept for the final stage{ending}: "
+            f"no room for {len(requests)} more trial{'s' if len(requests) > 1 else ''} ({names})"
         )
 
     def summary(self) -> str:

@@ -89,8 +89,7 @@ def run_stage(
     stage: Stage, runner: Runner, streak: FailureStreak | None = None, spending: Spending | None = None, previous: StageResult | None = None
 ) -> tuple[StageResult, list[TrialOutcome]]:
     """A stage's trials until it decides. With a budget (`spending`), a growing stage also stops where its next trials
-    and the final stage's retraining would not fit: it concludes on the evidence it has, or, stopped before its first
-    trial, keeps `previous`'s winner (skipped)."""
+    and the final stage's retraining would not fit (search/budget.py)."""
     runner.begin_stage(stage)
     if spending is not None:
         spending.begin(stage.name)
@@ -98,8 +97,7 @@ def run_stage(
     cut = ""
     while requests := stage.next_trials(done):
         if spending is not None and stage.name in BUDGETED_STAGES and not spending.fits(len(requests), done[-len(requests) :], stage.inherited):
-            more = f"{len(requests)} more trial{'s' if len(requests) > 1 else ''} ({', '.join(r.label for r in requests[:3])}{', ...' if len(requests) > 3 else ''})"
-            cut = f"{spending.left_note(stage.inherited)}: no room for {more}"
+            cut = spending.no_room(requests, stage.inherited)
             stage.withdraw(requests, done)
             break
         outcomes = runner.run_trials(stage, requests)
@@ -109,21 +107,29 @@ def run_stage(
         if streak:
             streak.update(outcomes)
         done += outcomes
-    if cut and not done and previous is not None:
-        spending.undone[stage.name] = "skipped"  # type: ignore[union-attr]
-        note = stage.entry("budget", f"skipped by search.budget: {cut}")
-        result = StageResult(stage.name, previous.winner, previous.score, (note,), {}, winner_outcomes=previous.winner_outcomes)
-    else:
-        result = stage.conclude(done)
-    if cut and done:
-        spending.undone[stage.name] = "cut short"  # type: ignore[union-attr]
-        result = replace(result, decisions=(*result.decisions, stage.entry("budget", f"stopped by search.budget: {cut}")))
-    if spending is not None and stage.name == FinalStage.name:  # how the budget went, stage by stage
-        summary = stage.entry("budget", spending.summary(), budget=spending.budget.amount, spent=spending.spent())
-        result = replace(result, decisions=(summary, *result.decisions))  # (the final line stays the final result)
+    result = conclude(stage, done, spending, cut, previous)
     runner.end_stage(stage, result, done)
     crash_point("stage.ended")  # (a test hook: searcher/crash.py)
     return result, done
+
+
+def conclude(stage: Stage, done: list[TrialOutcome], spending: Spending | None, cut: str, previous: StageResult | None) -> StageResult:
+    """The stage's decision, and what the budget did to it: a stage it stopped says so (one it stopped before any trial
+    keeps the previous winner: skipped); the final stage's log opens with how the budget was spent."""
+    if spending is None:
+        return stage.conclude(done)
+    if cut and not done and previous is not None:
+        spending.undone[stage.name] = "skipped"
+        note = stage.entry("budget", f"skipped by search.budget: {cut}")
+        return StageResult(stage.name, previous.winner, previous.score, (note,), {}, winner_outcomes=previous.winner_outcomes)
+    result = stage.conclude(done)
+    if cut:
+        spending.undone[stage.name] = "cut short"
+        result = replace(result, decisions=(*result.decisions, stage.entry("budget", f"stopped by search.budget: {cut}")))
+    if stage.name == FinalStage.name:
+        summary = stage.entry("budget", spending.summary(), budget=spending.budget.amount, spent=spending.spent())
+        result = replace(result, decisions=(summary, *result.decisions))  # (its last line stays the final result)
+    return result
 
 
 def run_search(plan: SearchPlan, studies: StudyBook, runner: Runner, transfer_runner: Runner | None = None) -> SearchResult:
@@ -137,7 +143,10 @@ def run_search(plan: SearchPlan, studies: StudyBook, runner: Runner, transfer_ru
     results.append(previous)
     everything += outcomes
     for stage_type in GROWING_STAGES:  # each one starts from the previous stage's winner
-        previous, outcomes = run_stage(stage_type(plan, studies.open(stage_type.name), previous), runner, streak, spending, previous)
+        stage_plan = plan
+        if stage_type is FinalStage and spending is not None:  # as many final seeds as the budget still pays for
+            stage_plan = replace(plan, final_seeds=spending.final_seeds_that_fit(previous.winner_outcomes))
+        previous, outcomes = run_stage(stage_type(stage_plan, studies.open(stage_type.name), previous), runner, streak, spending, previous)
         results.append(previous)
         everything += outcomes
     if plan.transfer is not None:
