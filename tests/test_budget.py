@@ -85,7 +85,7 @@ def test_an_epoch_budget_cuts_growth_short_skips_what_does_not_fit_and_still_ret
 
 def test_a_wall_budget_spends_by_the_clock_on_the_outcomes_so_a_resume_stops_where_the_first_attempt_did():
     plan = make_plan(width_cap=64, depth_cap=4, regularization_trials=2, budget=Budget(60, "seconds"))
-    first = ClockedRunner()
+    first = ClockedRunner(start=3.0)  # (3 s of start-up: the ending is costed as long)
     result = run_search(plan, memory_studies(plan), first)
     assert [stage for stage, _ in entries(result)] == ["regularization", "final"]
 
@@ -115,9 +115,17 @@ def test_a_budget_that_stops_the_regularization_stage_leaves_no_optuna_trial_run
     assert all(f"#{t.number}" not in reason and "withdrawn" not in reason for _, reason in entries(result, "tried") for t in withdrawn)
 
 
-def test_reserve_counts_rounds_of_concurrent_trials_for_wall_time_and_every_trial_for_epochs():
-    assert Spending(Budget(100, "seconds"), final_seeds=3, concurrency=2, ending_seconds=8).reserve(10.0) == 2 * 10.0 + 8
-    assert Spending(Budget(100, "epochs"), final_seeds=3, concurrency=2).reserve(10.0) == 3 * 10.0
+def test_the_reserve_costs_the_ending_as_the_start_up_and_counts_rounds_of_concurrent_trials_for_wall_time():
+    plan = make_plan(width_cap=32, depth_cap=3)
+    result = run_search(plan, memory_studies(plan), ClockedRunner(start=3.0))  # 3 s of start-up, then trials of 5 s
+    wall = Spending(Budget(100, "seconds"), final_seeds=3, concurrency=2)
+    wall.observe("baseline", result.outcomes[:1])  # recorded at 8 s, after 5 s of training: it started at 3 s
+    assert wall.ending() == 3.0 and wall.reserve(10.0) == 2 * 10.0 + 3.0  # 3 seeds, 2 at a time: 2 rounds
+    wall.observe("width", result.outcomes[1:])
+    assert wall.ending() == 3.0  # (the first trial's start, however many follow)
+    epochs = Spending(Budget(100, "epochs"), final_seeds=3, concurrency=2)
+    epochs.observe("baseline", result.outcomes[:1])
+    assert epochs.ending() == 0.0 and epochs.reserve(10.0) == 3 * 10.0  # epochs add up trial by trial
 
 
 @pytest.mark.slow

@@ -25,10 +25,6 @@ from searcher.config import EPOCHS, SECONDS, Budget
 if TYPE_CHECKING:
     from searcher.search.trials import TrialOutcome, TrialRequest
 
-# Logging the final model and building the report, after the last trial (docs/BENCHMARKS.md §6: 5-10 s on 2 CPU cores).
-ENDING_SECONDS = 8.0
-
-
 def epochs_of(outcome: TrialOutcome) -> int:
     return len(outcome.result.history) if outcome.result is not None else 0
 
@@ -40,7 +36,6 @@ class Spending:
     budget: Budget
     final_seeds: int
     concurrency: int = 1  # trials trained at once: wall time passes by rounds of this many
-    ending_seconds: float = ENDING_SECONDS
     outcomes: list[TrialOutcome] = field(default_factory=list)
     by_stage: dict[str, float] = field(default_factory=dict)
     undone: dict[str, str] = field(default_factory=dict)  # stage -> what the budget left undone there
@@ -71,10 +66,19 @@ class Spending:
         """Epochs add up trial by trial; wall time passes `concurrency` trials at a time."""
         return trials if self.budget.unit == EPOCHS else math.ceil(trials / max(1, self.concurrency))
 
+    def ending(self) -> float:
+        """Wall time after the last trial (the model logged, the report built), costed as the search's start-up took:
+        both import and open the stores, and both slow down alike on a busy machine (docs/BENCHMARKS.md §8: an ending
+        of 2.7-3.4 s after start-ups of 5-6 s on 2 quiet cores). The start-up is read off the first trial's record
+        (its clock less its own seconds), so a resumed search costs it as the first attempt did."""
+        if self.budget.unit != SECONDS:
+            return 0.0
+        starts = [o.elapsed - o.result.train_seconds for o in self.outcomes if o.elapsed is not None and o.result is not None]
+        return max(0.0, min(starts, default=0.0))
+
     def reserve(self, per_trial: float) -> float:
         """The final stage's retraining at `per_trial` a seed (and, for wall time, the ending after it)."""
-        ending = self.ending_seconds if self.budget.unit == SECONDS else 0.0
-        return self.rounds(self.final_seeds) * per_trial + ending
+        return self.rounds(self.final_seeds) * per_trial + self.ending()
 
     def fits(self, trials: int, like: Sequence[TrialOutcome], winner: Sequence[TrialOutcome]) -> bool:
         """Do `trials` more trials (costed as `like`, or as the winner's where none is known yet) still fit, with the
@@ -86,7 +90,7 @@ class Spending:
         """How many of the final stage's seeds what is left still pays for: all of them where it can, never none (a
         budgeted search ends with a tested model even when the baseline alone overran it)."""
         per_trial = self.trial_cost(winner)
-        left = self.budget.amount - self.spent() - self.reserve(0.0)
+        left = self.budget.amount - self.spent() - self.ending()
         if per_trial <= 0 or self.rounds(self.final_seeds) * per_trial <= left:
             return self.final_seeds
         fitting = int(left // per_trial) * (1 if self.budget.unit == EPOCHS else max(1, self.concurrency))
