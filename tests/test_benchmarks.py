@@ -78,7 +78,20 @@ def test_the_gp_sampler_gets_every_layers_width_as_a_fixed_dimension(tmp_path):
         assert arch.widths == tuple(bench_search.width_grid(plan)[trial.params[f"width_step_{i}"]] for i in range(arch.depth))
 
 
-@pytest.mark.parametrize("method", ["tpe", "random", "tpe_hyperband", "gp", "tpe_default"])
+@pytest.mark.parametrize("method", ["gp", "tpe_default"])
+def test_the_gp_and_default_tpe_peers_are_optunas_samplers_on_the_joint_space(tmp_path, method):
+    """(run_joint trains the same way for every sampler: tested below on three of them; here only what differs)"""
+    plan = tiny_setup(tmp_path, preset_quick=False).plan
+    study = bench_search.make_study(method, 0, plan)
+    assert type(study.sampler) is {"gp": optuna.samplers.GPSampler, "tpe_default": optuna.samplers.TPESampler}[method]
+    for number in range(12):  # past the samplers' 10 random start-up trials: the model proposes the last ones
+        trial = study.ask()
+        arch, _ = bench_search.sample(trial, plan, fixed=method == "gp")
+        study.tell(trial, 0.5 + 0.01 * arch.depth + 0.001 * number)
+    assert len(study.trials) == 12 and all(t.state == optuna.trial.TrialState.COMPLETE for t in study.trials)
+
+
+@pytest.mark.parametrize("method", ["tpe", "random", "tpe_hyperband"])
 def test_a_baseline_spends_exactly_its_budget_then_retrains_its_pick(tmp_path, method):
     shared = tiny_setup(tmp_path, epochs=2, final_seeds=1)
     images = shared.train_images
