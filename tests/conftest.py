@@ -125,6 +125,38 @@ class FakeRunner:
         pass
 
 
+class Interrupted(Exception):
+    pass
+
+
+class ReplayRunner(FakeRunner):
+    """Reuses outcomes an earlier (interrupted) attempt recorded, by trial key, as the MLflow-backed runners do;
+    `stop_after` fresh trials, it stops as a killed search would."""
+
+    def __init__(self, score_of, recorded: dict[str, TrialOutcome], stop_after: int | None = None, images: int = 287):
+        super().__init__(score_of, images=images)
+        self.recorded, self.stop_after = recorded, stop_after
+        self.trained: list[TrialRequest] = []  # the fresh trials, in order
+
+    def run_trials(self, stage: Stage, requests: list[TrialRequest]) -> list[TrialOutcome]:
+        outcomes = []
+        for request in requests:
+            if request.key in self.recorded:
+                outcomes.append(self.recorded[request.key])
+                continue
+            if self.stop_after is not None and len(self.trained) >= self.stop_after:
+                raise Interrupted
+            fresh = self.train(stage, request)
+            self.recorded[request.key] = fresh
+            self.trained.append(request)
+            outcomes.append(fresh)
+        return outcomes
+
+    def train(self, stage: Stage, request: TrialRequest) -> TrialOutcome:
+        (fresh,) = super().run_trials(stage, [request])
+        return fresh
+
+
 def memory_studies(plan: SearchPlan) -> StudyBook:
     return StudyBook(optuna.storages.InMemoryStorage(), "test", plan)
 

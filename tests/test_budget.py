@@ -8,7 +8,7 @@ from pathlib import Path
 
 import optuna
 import pytest
-from conftest import FakeRunner, make_plan, memory_studies, run_cli, search_runs
+from conftest import FakeRunner, ReplayRunner, make_plan, memory_studies, run_cli, search_runs
 from mlflow.tracking import MlflowClient
 
 from searcher.config import Budget, ConfigError
@@ -21,27 +21,18 @@ def growing(request) -> float:
     return 0.5 + 0.05 * request.arch.depth + 0.0005 * request.arch.widths[-1]
 
 
-class ClockedRunner(FakeRunner):
+class ClockedRunner(ReplayRunner):
     """Trials of 5 s each, on a search clock that starts at `start`; outcomes in `recorded` are replayed with the
     clock they were recorded at (what a resumed search reads back from MLflow), not trained again."""
 
     def __init__(self, start: float = 0.0, recorded: dict | None = None):
-        super().__init__(growing)
+        super().__init__(growing, dict(recorded or {}), images=1000)
         self.clock = start
-        self.recorded = recorded or {}
-        self.trained: list = []
 
-    def run_trials(self, stage, requests):
-        outcomes = []
-        for request in requests:
-            if request.key in self.recorded:
-                outcomes.append(self.recorded[request.key])
-                continue
-            (outcome,) = super().run_trials(stage, [request])
-            self.clock += 5.0
-            self.trained.append(request)
-            outcomes.append(replace(outcome, result=replace(outcome.result, train_seconds=5.0), elapsed=self.clock))
-        return outcomes
+    def train(self, stage, request):
+        outcome = super().train(stage, request)
+        self.clock += 5.0
+        return replace(outcome, result=replace(outcome.result, train_seconds=5.0), elapsed=self.clock)
 
 
 def entries(result, decision="budget"):

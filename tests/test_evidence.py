@@ -5,7 +5,7 @@ from dataclasses import replace
 
 import pytest
 import torch
-from conftest import FakeRunner, arch_score, make_plan, memory_studies
+from conftest import FakeRunner, Interrupted, ReplayRunner, arch_score, make_plan, memory_studies
 from scipy.stats import binomtest
 
 from searcher.search import run_search
@@ -139,32 +139,6 @@ def test_extra_seeds_stop_at_max_repeats():
     result = run_search(plan, memory_studies(plan), runner)
     assert max(r.repeat for r in runner.requests if r.stage == "depth") == 2  # 1 vs 0, 2 vs 0, 3 vs 0: never significant
     assert result.stages[2].winner.arch.depth == 2
-
-
-class Interrupted(Exception):
-    pass
-
-
-class ReplayRunner(FakeRunner):
-    """Reuses outcomes an earlier (interrupted) attempt recorded, by trial key, as the MLflow-backed runners do."""
-
-    def __init__(self, score_of, recorded: dict[str, TrialOutcome], stop_after: int | None = None, images: int = 287):
-        super().__init__(score_of, images=images)
-        self.recorded, self.stop_after, self.trained = recorded, stop_after, 0
-
-    def run_trials(self, stage, requests):
-        outcomes = []
-        for request in requests:
-            if request.key in self.recorded:
-                outcomes.append(self.recorded[request.key])
-                continue
-            if self.stop_after is not None and self.trained >= self.stop_after:
-                raise Interrupted
-            (fresh,) = super().run_trials(stage, [request])
-            self.recorded[request.key] = fresh
-            self.trained += 1
-            outcomes.append(fresh)
-        return outcomes
 
 
 def test_a_resumed_search_with_adaptive_repeats_decides_identically():
