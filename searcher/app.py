@@ -397,7 +397,7 @@ def train_and_record(s: Opened, name: str, plan: SearchPlan, device: torch.devic
         progress.phase(f"preparing the trials' execution ({config.execution.kind}) and the stages' Optuna studies")
         runner = make_runner(config, s.dataset, device, recorder, progress, name, s.storage, s.workers, warm_start=plan.warm_start)
         s.runners.append(runner)
-        runner.clock = SearchClock(s.started, before=earlier_attempts_seconds(recorder))
+        runner.clock = SearchClock(s.started, before=recorder.prior.clock_seconds if recorder.prior else 0.0)
         if config.execution.kind != "serial":
             if not (s.chosen and s.chosen.execution):  # (execution=auto said what it chose in the first lines)
                 s.console.print(f"execution: {describe_execution(config, runner)}")
@@ -414,14 +414,6 @@ def train_and_record(s: Opened, name: str, plan: SearchPlan, device: torch.devic
         runner.end_search()
     with s.console.status("the search is decided: logging the decision log and the final model to MLflow"):
         return Finished(result, record_result(s, name, result, warming_up))
-
-
-def earlier_attempts_seconds(recorder: Recorder) -> float:
-    """How long the earlier attempts of a resumed search ran, as their last recorded trial read the search's clock."""
-    from searcher.tracking.schema import Metrics
-
-    runs = recorder.prior.completed.values() if recorder.prior else ()
-    return max((run.data.metrics.get(Metrics.SEARCH_CLOCK, 0.0) for run in runs), default=0.0)
 
 
 def record_result(s: Opened, name: str, result: SearchResult, warming_up: threading.Thread | None) -> str | None:

@@ -25,6 +25,7 @@ from searcher.config import EPOCHS, SECONDS, Budget
 if TYPE_CHECKING:
     from searcher.search.trials import TrialOutcome, TrialRequest
 
+
 def epochs_of(outcome: TrialOutcome) -> int:
     return len(outcome.result.history) if outcome.result is not None else 0
 
@@ -69,7 +70,7 @@ class Spending:
     def ending(self) -> float:
         """Wall time after the last trial (the model logged, the report built), costed as the search's start-up took:
         both import and open the stores, and both slow down alike on a busy machine (docs/BENCHMARKS.md §8: an ending
-        of 2.7-3.4 s after start-ups of 5-6 s on 2 quiet cores). The start-up is read off the first trial's record
+        of 2.5-3.4 s after start-ups of 5.5-9 s on 2 quiet cores). The start-up is read off the first trial's record
         (its clock less its own seconds), so a resumed search costs it as the first attempt did."""
         if self.budget.unit != SECONDS:
             return 0.0
@@ -93,8 +94,7 @@ class Spending:
         left = self.budget.amount - self.spent() - self.ending()
         if per_trial <= 0 or self.rounds(self.final_seeds) * per_trial <= left:
             return self.final_seeds
-        fitting = int(left // per_trial) * (1 if self.budget.unit == EPOCHS else max(1, self.concurrency))
-        seeds = max(1, min(self.final_seeds, fitting))
+        seeds = max((n for n in range(1, self.final_seeds) if self.rounds(n) * per_trial <= left), default=1)
         self.undone["final"] = f"{seeds} of {self.final_seeds} seeds: the rest did not fit"
         return seeds
 

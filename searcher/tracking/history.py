@@ -46,6 +46,11 @@ class PriorSearch:
     def finished(self) -> bool:
         return self.run.info.status == "FINISHED"
 
+    @property
+    def clock_seconds(self) -> float:
+        """How long the earlier attempts ran, as their last recorded trial read the search's clock (searcher/clock.py)."""
+        return max((run.data.metrics.get(Metrics.SEARCH_CLOCK, 0.0) for run in self.completed.values()), default=0.0)
+
 
 def differing_settings(stored: dict[str, str], current: dict[str, str]) -> list[str]:
     """Settings whose values differ between the stored search and this run (neutral ones excluded)."""
