@@ -57,7 +57,7 @@ class PrepareStores(Callback):
 
         try:
             settings = validate(OmegaConf.to_container(config, resolve=False))  # type: ignore[arg-type]
-            from searcher.search.studies import open_storage
+            from searcher.optuna_storage import open_storage
             from searcher.tracking import TrackingError, open_recorder
             from searcher.tracking.setup import optuna_storage
 

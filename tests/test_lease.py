@@ -16,15 +16,15 @@ from searcher.tracking.lease import LeaseTaken, acquire
 
 POSTGRES = os.environ.get("SEARCHER_TEST_POSTGRES_URL")
 
-# A process that takes the lease of search "x" once the file GO exists (at once when it is ''), says whether it
+# A process that takes the lease of search "x" (when told to wait: once a line comes on its stdin), says whether it
 # holds it and keeps it until its stdin is closed; it says LOST when another process took the lease over meanwhile.
 HOLDER = """
 import os, sys
 from searcher.tracking.lease import LeaseTaken, acquire
-storage, seconds, go = sys.argv[1], float(sys.argv[2]), sys.argv[3]
+storage, seconds, wait = sys.argv[1], float(sys.argv[2]), sys.argv[3] == "wait"
 print("READY", flush=True)
-while go and not os.path.exists(go):
-    pass
+if wait:
+    sys.stdin.readline()  # (blocked, not spinning: three spinning holders starved each other's imports on two cores)
 try:
     # (os.write, not print: on SIGCONT this runs in a signal handler, which may land while the main thread is inside
     # print("HELD")'s flush; a print there raises "reentrant call inside <_io.BufferedWriter name='<stdout>'>")
@@ -38,9 +38,9 @@ lease.release()
 """
 
 
-def holder(storage: str, seconds: float = 60, go: str = "", **environment: str) -> subprocess.Popen:
+def holder(storage: str, seconds: float = 60, wait: bool = False, **environment: str) -> subprocess.Popen:
     env = dict(os.environ, PYTHONPATH=str(REPO), **environment)
-    command = [sys.executable, "-c", HOLDER, storage, str(seconds), go]
+    command = [sys.executable, "-c", HOLDER, storage, str(seconds), "wait" if wait else "now"]
     process = subprocess.Popen(command, env=env, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     assert process.stdout.readline().startswith("READY"), process.stdout.read()
     return process
@@ -80,10 +80,11 @@ def storage(request, tmp_path):
         admin.close()
 
 
-def test_of_simultaneous_starts_on_an_empty_store_exactly_one_takes_the_lease(storage, tmp_path):
-    go = tmp_path / "go"
-    processes = [holder(storage, go=str(go)) for _ in range(3)]  # each imported and waiting for the same instant
-    go.touch()
+def test_of_simultaneous_starts_on_an_empty_store_exactly_one_takes_the_lease(storage):
+    processes = [holder(storage, wait=True) for _ in range(3)]  # each imported and waiting for the same instant
+    for process in processes:  # (microseconds apart)
+        process.stdin.write("go\n")
+        process.stdin.flush()
     answers = [said(process) for process in processes]
     assert sorted(answer.split()[0] for answer in answers) == ["HELD", "TAKEN", "TAKEN"], answers
     owner = processes[[answer.startswith("HELD") for answer in answers].index(True)]

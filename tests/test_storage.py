@@ -264,7 +264,7 @@ def test_two_processes_writing_one_sqlite_study_file_wait_their_turn_instead_of_
     import optuna
     from sqlalchemy import text
 
-    from searcher.search.studies import open_storage
+    from searcher.optuna_storage import open_storage
 
     spec = f"sqlite:///{tmp_path / 'optuna.db'}"
     first, second = open_storage.__wrapped__(spec), open_storage.__wrapped__(spec)  # (uncached: two engines, as two processes)

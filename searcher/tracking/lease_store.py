@@ -18,7 +18,7 @@ from typing import Any, Protocol
 
 import sqlalchemy as sa
 
-from searcher.search.studies import JOURNAL_PREFIX, open_storage
+from searcher.optuna_storage import JOURNAL_PREFIX, open_storage
 from searcher.tracking.locks import creating
 from searcher.uris import with_driver
 

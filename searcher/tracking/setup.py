@@ -23,7 +23,7 @@ if TYPE_CHECKING:
 
 def optuna_storage(config: SearcherConfig) -> str:
     """The Optuna storage URL, with an absolute path: worker processes and jobs open it too."""
-    from searcher.search.studies import absolute_storage
+    from searcher.optuna_storage import absolute_storage
 
     if config.tracking.optuna_storage:
         return absolute_storage(config.tracking.optuna_storage)
