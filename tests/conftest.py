@@ -28,6 +28,7 @@ optuna.logging.set_verbosity(optuna.logging.WARNING)
 SHARED_SEARCHES = ("quick_search", "transfer_search")  # session fixtures that each run a whole search
 
 
+@pytest.hookimpl(tryfirst=True)  # before pytest-xdist's own hook, which reads the groups into the test ids
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     """The tests that read one shared search run on one test process (scripts/test.sh: `--dist loadgroup`):
     spread over two, each process ran that search for itself (30-40 s each on 2 cores)."""
@@ -36,6 +37,7 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
         assert len(shared) <= 1, f"{item.nodeid} reads two shared searches: they could not share one test process"
         if shared:
             item.add_marker(pytest.mark.xdist_group(shared[0]))
+
 
 
 def make_plan(**overrides) -> SearchPlan:

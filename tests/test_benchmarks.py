@@ -138,6 +138,7 @@ def test_bench_search_writes_the_promised_json(tmp_path):
     tiny = [
         "search.regularization.trials=1",
         "search.final.seeds=1",
+        "search.depth.cap=3",
         "train.stability.min_epochs=2",
         "train.stability.max_epochs=2",
         "train.stability.window=1",
@@ -152,6 +153,8 @@ def test_bench_search_writes_the_promised_json(tmp_path):
         "0",
         "--device",
         "cpu",
+        "--methods",  # (gp and tpe_default: tested on their samplers, without training)
+        "tpe,random,tpe_hyperband",
         *tiny,
     ]
     result = subprocess.run(command, capture_output=True, text=True, timeout=300, cwd=tmp_path)

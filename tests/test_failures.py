@@ -100,7 +100,8 @@ def test_cuda_out_of_memory_is_recorded_as_out_of_memory_and_the_search_goes_on(
 
     monkeypatch.setattr(trial_work, "train_trial", out_of_memory_for_wide)
     uri = f"sqlite:///{tmp_path / 'm.db'}"
-    outcome = run(quick_config(uri, "search.regularization.trials=0", "search.final.seeds=1"), dataset_chosen=False, console=Console(quiet=True))
+    settings = ("search.regularization.trials=0", "search.final.seeds=1", "search.depth.cap=3")
+    outcome = run(quick_config(uri, *settings), dataset_chosen=False, console=Console(quiet=True))
     assert outcome.exit_code == 0
     wide = [r for r in search_runs(uri, "tags.`searcher.role` = 'trial'") if "32" in r.data.params["arch.widths"]]
     assert wide and all(r.data.tags["searcher.error"].startswith("out_of_memory:") for r in wide)
