@@ -30,6 +30,16 @@ def test_dataset_config_validates(name):
     assert config(f"+dataset={name}").dataset.name == name
 
 
+def test_tables_train_with_adamw_unless_the_command_line_says_otherwise():
+    """The auto SGD rate is the CNN's; on small regression tables it blew trials up (docs/BENCHMARKS.md §7)."""
+    table = config("+dataset=table", "dataset.path=t.csv", "dataset.target=y")
+    assert (table.train.optimizer, table.train.lr, table.model["_target_"]) == ("adamw", 0.003, "searcher.model.mlp.MLP")
+    assert (table.dataset.path, table.dataset.target, table.dataset.task) == ("t.csv", "y", "auto")
+    chosen = config("+dataset=table", "dataset.path=t.csv", "dataset.target=y", "train.optimizer=sgd", "train.lr=auto")
+    assert (chosen.train.optimizer, chosen.train.lr) == ("sgd", "auto")
+    assert config().train.optimizer == "sgd"  # images keep the CNN's
+
+
 def test_mirror_comes_from_the_environment(monkeypatch):
     assert config("+dataset=mnist").dataset.mirror is None
     monkeypatch.setenv("SEARCHER_DATASET_MIRROR", "http://mirror.example/data/")
