@@ -11,6 +11,7 @@ import sys
 from dataclasses import replace
 from pathlib import Path
 
+import numpy as np
 import optuna
 import pytest
 from conftest import REPO
@@ -245,3 +246,27 @@ def test_the_estimates_error_is_read_from_cli_log_against_the_last_trial_and_the
     assert [(row["real"], row["real_to_command_end"]) for row in table] == [(180.0, 190.0), (90.0, 100.0), (0.0, 10.0)]
     assert [row["shown"] for row in table] == ["~40 s-22 min left", "~1-4 min left", "a few seconds left"] and tail == 10.0
     assert [row["low"] <= row["real"] <= row["high"] for row in table] == [True, False, True]
+
+
+def test_anytime_curves_hold_each_seeds_best_and_are_drawn_per_result(tmp_path):
+    anytime = load_script("plot_anytime")
+    result = {
+        "dataset": "table", "preset": "quick", "metric": {"name": "rmse", "task": "regression"},
+        "methods": {
+            "staged": {"seeds": [{"compute": 100, "curve": [[50, 0.5], [100, 0.4]]}, {"compute": 100, "curve": [[20, 0.7], [100, 0.9]]}]},
+            "tpe": {"seeds": [{"compute": 200, "curve": [[10, 0.1], [150, 0.8], [200, 0.2]]}, {"compute": 200, "curve": [[30, 0.3], [200, 0.6]]}]},
+        },
+    }
+    grid, means = anytime.mean_curves(result)  # compute in units of the staged mean (100)
+    assert grid[0] == 0 and grid[-1] == 2.0
+
+    def mean(method, x):
+        return means[method][int(np.argmin(np.abs(grid - x)))]
+    assert np.isnan(mean("staged", 0.3))  # the first seed has no trial yet
+    assert mean("staged", 0.6) == pytest.approx((0.5 + 0.7) / 2)  # a worse later trial does not lower the best
+    assert mean("staged", 1.0) == pytest.approx((0.5 + 0.9) / 2) and np.isnan(mean("staged", 1.5))  # ended at 1
+    assert mean("tpe", 1.6) == pytest.approx((0.8 + 0.3) / 2) and mean("tpe", 2.0) == pytest.approx((0.8 + 0.6) / 2)
+    assert anytime.title(result) == "table quick, regression"
+    out = tmp_path / "anytime.png"
+    anytime.plot([result, {**result, "metric": None}], ["a", "b"], out)
+    assert out.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
