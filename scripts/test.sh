@@ -25,8 +25,9 @@ postgres_start
 slurm_start
 status=0
 # Two test processes (pytest-xdist): the end-to-end tests wait on subprocesses and stores as much as they compute, so
-# the suite takes ~11 min on 2 cores instead of ~15; the tests reading one shared search run on one process
-# (loadgroup: tests/conftest.py), so that search runs once; the slowest tests are listed at the end.
+# the suite takes ~10 min on 2 cores instead of ~15; the tests reading one shared search run on one process
+# (loadgroup: tests/conftest.py; tests/test_harness.py fails where pytest-xdist cannot group), so that search runs
+# once; the slowest tests are listed at the end.
 # Long end-to-end variations of scenarios other tests cover (`hunt`) run in scripts/flake_hunt.sh, under load, instead.
 .venv/bin/python -m pytest -q -n 2 --dist loadgroup --durations=15 -m "not hunt" "$@" || status=$?
 exit $status
