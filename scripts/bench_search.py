@@ -15,7 +15,12 @@ trainer, training settings and data:
 - gp:            Optuna's GPSampler (a Gaussian process, log expected improvement) with every layer's
                  width a fixed dimension (the widths past the sampled depth are sampled and unused), so
                  the GP models all of them instead of sampling the conditional ones at random;
-- tpe_default:   Optuna's TPESampler with its defaults (independent, 10 random start-up trials).
+- tpe_default:   Optuna's TPESampler with its defaults (independent, 10 random start-up trials);
+- dehb:          DEHB (differential evolution with Hyperband's fidelities; automl/DEHB, through its own ask/tell
+                 API) on the same fixed-dimension space, fidelity = epochs from 1 to the stability rule's epoch
+                 cap: a trial trains until stable or until its fidelity, whichever comes first. DEHB 0.1.2 pins
+                 numpy<2 yet runs on numpy 2; install it beside searcher with
+                 `pip install --no-deps dehb==0.1.2 && pip install ConfigSpace loguru dask distributed`.
 
 Compute is counted in training images processed: epochs x training-split size,
 summed over every trial a method ran (pruned and budget-cut trials count what
@@ -56,7 +61,7 @@ from benchlib import cpu_model  # scripts/benchlib.py, beside this script
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
-METHODS = ("staged", "tpe", "random", "tpe_hyperband", "gp", "tpe_default")
+METHODS = ("staged", "tpe", "random", "tpe_hyperband", "gp", "tpe_default", "dehb")
 TPE_MARGIN_POINTS = 0.0  # targets: staged mean test accuracy >= TPE's ...
 HYPERBAND_MARGIN_POINTS = 0.2  # ... and >= TPE + Hyperband's - 0.2 points ...
 COMPUTE_SHARE = 0.5  # ... using at most half of TPE's compute, with a seed-to-seed std no larger than TPE's
@@ -260,9 +265,18 @@ def run_joint(method: str, setup_: Setup, budget: int, seed: int) -> dict:
             trials.append((compute, result.best_val_acc))
             if best is None or result.best_val_acc > best[0]:
                 best = (result.best_val_acc, arch, settings)
+    return finish(method, setup_, best, spent, trials, train_seconds, pruned, time.perf_counter() - started)
+
+
+def finish(
+    method: str, setup_: Setup, best: tuple[float, Any, Any] | None, spent: int, trials: list, train_seconds: float, pruned: int, seconds: float
+) -> dict:
+    """The final protocol on a method's pick (the trial with the best validation score), and its record."""
+    from searcher.train import train_trial
+
     if best is None:
-        raise SystemExit(f"{method}: no trial finished within the budget of {budget} images; raise --budget-factor.")
-    search_seconds = time.perf_counter() - started
+        raise SystemExit(f"{method}: no trial finished within the budget; raise --budget-factor.")
+    plan, data, images = setup_.plan, setup_.data, setup_.train_images
     _, arch, settings = best
     finals = [
         train_trial(arch, data, settings, plan.seed + 1000 + i, family=plan.family, metric=plan.metric, evaluate_test=True)
@@ -280,9 +294,77 @@ def run_joint(method: str, setup_: Setup, budget: int, seed: int) -> dict:
         "trials": len(trials),
         "pruned": pruned,
         "train_seconds": train_seconds,
-        "wall_seconds": search_seconds,
+        "wall_seconds": seconds,
         "selected": describe(arch, settings),
     }
+
+
+class Chosen:
+    """A point another optimizer chose (DEHB's configuration), read through the suggest_* calls `sample` makes."""
+
+    def __init__(self, values: dict):
+        self.values = values
+
+    def suggest_int(self, name: str, low: int, high: int) -> int:
+        return int(self.values[name])
+
+    def suggest_float(self, name: str, low: float, high: float, log: bool = False) -> float:
+        return float(self.values[name])
+
+
+def configuration_space(plan: Any, seed: int) -> Any:
+    """`sample`'s space with every layer's width a fixed dimension, as ConfigSpace hyperparameters (a range of one value
+    is a constant)."""
+    import ConfigSpace as CS
+
+    def integer(name: str, low: int, high: int) -> Any:
+        return CS.Constant(name, low) if low == high else CS.UniformIntegerHyperparameter(name, low, high)
+
+    space = CS.ConfigurationSpace(seed=seed)
+    space.add(integer("depth", plan.baseline_depth, plan.depth_cap))
+    space.add([integer(f"width_step_{index}", 0, len(width_grid(plan)) - 1) for index in range(plan.depth_cap)])
+    space.add([
+        CS.Constant(r.name, r.low) if r.low == r.high else CS.UniformFloatHyperparameter(r.name, r.low, r.high, log=r.log)
+        for r in plan.regularizers
+    ])
+    return space
+
+
+def run_dehb(setup_: Setup, budget: int, seed: int, output: str) -> dict:
+    """DEHB's ask/tell loop until `budget` training images are spent: each configuration trains until stable or for
+    its fidelity in epochs, and DEHB is told the negated best validation score (it minimises) and the epochs it cost."""
+    try:
+        from dehb import DEHB
+    except ImportError:
+        raise SystemExit("--methods dehb needs DEHB: pip install --no-deps dehb==0.1.2 && pip install ConfigSpace loguru dask distributed") from None
+    from searcher.train import train_trial
+
+    plan, data, images = setup_.plan, setup_.data, setup_.train_images
+    space = configuration_space(plan, seed)
+    optimizer = DEHB(
+        cs=space, dimensions=len(list(space.values())), min_fidelity=1, max_fidelity=plan.train.stability.max_epochs,
+        eta=3, n_workers=1, seed=seed, output_path=output, log_level="WARNING",
+    )
+    started = time.perf_counter()
+    spent, trials, best, train_seconds = 0, [], None, 0.0
+    while spent < budget:
+        job = optimizer.ask()
+        arch, settings = sample(Chosen(dict(job["config"])), plan, fixed=True)
+        epochs = max(1, round(job["fidelity"]))
+
+        def on_epoch(record: Any, spent: int = spent, epochs: int = epochs) -> bool:
+            return spent + record.epoch * images >= budget or record.epoch >= epochs
+
+        result = train_trial(arch, data, settings, plan.seed, family=plan.family, metric=plan.metric, on_epoch=on_epoch)
+        compute = len(result.history) * images
+        spent += compute
+        train_seconds += result.train_seconds
+        diverged = result.behavior == "diverged"
+        optimizer.tell(job, {"fitness": math.inf if diverged else -result.best_val_acc, "cost": float(len(result.history))})
+        trials.append((compute, None if diverged else result.best_val_acc))
+        if not diverged and (best is None or result.best_val_acc > best[0]):  # a real measurement at whatever fidelity
+            best = (result.best_val_acc, arch, settings)
+    return finish("dehb", setup_, best, spent, trials, train_seconds, 0, time.perf_counter() - started)
 
 
 # ---- the comparison --------------------------------------------------------------------------
@@ -435,7 +517,8 @@ def main() -> None:
         )
         budget = math.ceil(args.budget_factor * staged["compute"])
         for method in baselines:
-            record = run_joint(method, shared, budget, seed)
+            with tempfile.TemporaryDirectory() as folder:  # (DEHB writes its logs there)
+                record = run_dehb(shared, budget, seed, folder) if method == "dehb" else run_joint(method, shared, budget, seed)
             methods[method]["seeds"].append({"seed": seed, "budget": budget, **record})
             print(
                 f"seed {seed} {method:13s} test {record['test_acc']:.4f}  compute {record['compute']:>9d}  {record['trials']:3d} trials  {record['selected']}",

@@ -9,6 +9,10 @@ cd "$(dirname "$0")/.."
 python3 -m venv .venv
 # (this machine's pip prints one "Location ... is ignored" line per package: filtered, pip's exit code kept)
 .venv/bin/pip install --quiet -c constraints.txt -e ".[dev]" 2>&1 | { grep -v "^WARNING: Location" || true; }
+# The DEHB peer of scripts/bench_search.py (tests/test_benchmarks.py runs it): DEHB 0.1.2 pins numpy<2 but runs on
+# numpy 2, so it is installed without its pins, its own dependencies beside it.
+.venv/bin/pip install --quiet -c constraints.txt ConfigSpace loguru dask distributed 2>&1 | { grep -v "^WARNING: Location" || true; }
+.venv/bin/pip install --quiet -c constraints.txt --no-deps dehb 2>&1 | { grep -v "^WARNING: Location" || true; }
 # The UI test drives a real headless browser: install Debian's chromium when it is missing and we may (root + apt-get).
 if ! command -v chromium >/dev/null 2>&1 && [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
     echo "installing chromium for the UI test (apt-get, about 30 s)"
