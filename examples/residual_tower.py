@@ -2,7 +2,7 @@
 
     python examples/residual_tower.py                 # writes examples_out/rings.csv, searches it from Python
     python -m searcher +dataset=table dataset.path=examples_out/rings.csv dataset.target=ring \\
-        model._target_=residual_tower.ResidualTower +model.stem=32 search=quick    # the same from the command line
+        model=custom model._target_=residual_tower.ResidualTower +model.stem=32 search=quick    # the same from the command line
         (run from examples/, or with examples/ on PYTHONPATH, so that `residual_tower` imports)
 
 What searcher asks of a family (searcher/model/family.py): `build(spec, input_shape, outputs)`, the network of a

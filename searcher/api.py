@@ -10,6 +10,7 @@ finish raises SearchError with the sentence the command line would print, instea
 from __future__ import annotations
 
 import datetime
+import logging
 import os
 from dataclasses import dataclass, field, replace
 from functools import cached_property
@@ -106,8 +107,13 @@ def search(
     Prints what the command line prints (rich renders it in a notebook; without a terminal, plain lines with no
     control characters). `output_dir`: where decisions.md and the report go (default: a new folder under ./outputs)."""
     from searcher.app import run
+    from searcher.model.family import Family
     from searcher.report.terminal import search_console
 
+    if family is not None and not isinstance(family, Family):
+        name = getattr(family, "__name__", type(family).__name__)
+        hint = f"pass an instance, family={name}()" if isinstance(family, type) else "pass an instance of a searcher.Family subclass"
+        raise SearchError(f"family={name} is not a model family object; {hint}.", 2)
     if data is not None:
         if any(o.lstrip("+~").startswith("dataset") for o in overrides):
             raise SearchError("data= and a dataset override were both given; pass one of them.", 2)
@@ -117,7 +123,15 @@ def search(
         config = replace(config, model=family.identity())
     folder = Path(output_dir) if output_dir is not None else Path("outputs") / datetime.datetime.now().strftime("%Y-%m-%d/%H-%M-%S-%f")
     folder.mkdir(parents=True, exist_ok=True)
-    outcome = run(config, dataset_chosen, folder, console or search_console())
+    import mlflow  # noqa: F401  (imported first: importing it sets its logger's level, which is changed here)
+
+    mlflow_log = logging.getLogger("mlflow")  # its INFO lines ("Created version ...") go to cli.log on the command line: not shown here either
+    level = mlflow_log.level
+    mlflow_log.setLevel(max(level, logging.WARNING))
+    try:
+        outcome = run(config, dataset_chosen, folder, console or search_console())
+    finally:
+        mlflow_log.setLevel(level)
     if outcome.exit_code == 2 and outcome.error:  # a bad setting or input: the sentence that names it
         raise SearchError(outcome.error, 2)
     if outcome.exit_code != 0 or outcome.search_run_id is None:

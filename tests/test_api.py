@@ -68,6 +68,7 @@ def test_a_search_from_python_without_a_terminal_prints_plain_lines_and_records_
     result = subprocess.run([sys.executable, "-c", program], cwd=tmp_path, capture_output=True, text=True, timeout=600, stdin=subprocess.DEVNULL)
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     assert not re.search(r"[\x00-\x08\x0b-\x1f\x7f]", result.stdout), "control characters in output without a terminal"
+    assert "Created version" not in result.stdout + result.stderr, "MLflow's INFO lines go to the log, as on the command line"
     _, run_id, test_acc, model_type, decisions = result.stdout.strip().splitlines()[-1].split()
     (search_run,) = search_runs(uri, "tags.`searcher.role` = 'search'")
     trials = search_runs(uri, "tags.`searcher.role` = 'trial'")

@@ -85,14 +85,42 @@ def test_a_family_that_cannot_be_had_is_one_sentence_naming_the_setting(settings
     assert says in str(raised.value) and "\n" not in str(raised.value)
 
 
+@dataclasses.dataclass(frozen=True)
+class Normed(searcher.Family):
+    """A family of a user's with a setting the mlp has too."""
+
+    norm: bool = False
+
+    def build(self, spec, input_shape, outputs):
+        return MLP().build(spec, input_shape, outputs)
+
+
 def test_naming_another_family_on_the_command_line_drops_only_the_cnns_untouched_defaults():
     composed = {**CNN().identity(), "_target_": "residual_tower.ResidualTower", "stem": 8}
     assert own_settings(composed) == {"_target_": "residual_tower.ResidualTower", "stem": 8}
     assert own_settings({**MLP().identity(), "_target_": "residual_tower.ResidualTower"}) == {"_target_": "residual_tower.ResidualTower"}
+    with pytest.raises(FamilyError, match=r"replaces the mlp model group's class, whose norm=layer would reach Normed .*select your family with model=custom"):
+        own_settings({**MLP().identity(), "_target_": "test_families.Normed"})  # (its own `norm` default is not the mlp's)
+    assert own_settings({"_target_": "test_families.Normed", "norm": True}) == {"_target_": "test_families.Normed", "norm": True}  # model=custom
     changed = {**composed, "block": "residual"}  # set by the user for a family that has no such setting: refused, not dropped
     config = dataclasses.replace(searcher.api.compose()[0], model=changed)
     with pytest.raises(ConfigError, match="model.block is not a setting of ResidualTower"):
         model_family(config)
+
+
+def test_model_custom_hands_your_family_only_what_you_set_where_a_tables_mlp_would_hand_it_its_own():
+    table = ("+dataset=table", "dataset.path=t.csv", "dataset.target=y", "model._target_=test_families.Normed")
+    config = searcher.api.compose(*table, "model=custom")[0]
+    assert config.model == {"_target_": "test_families.Normed"} and model_family(config) == Normed()
+    assert model_family(searcher.api.compose(*table, "model=custom", "+model.norm=true")[0]) == Normed(norm=True)
+    with pytest.raises(ConfigError, match="select your family with model=custom model._target_=test_families.Normed"):
+        model_family(searcher.api.compose(*table)[0])  # (the mlp's norm=layer would have reached it)
+
+
+def test_a_family_class_given_where_its_object_goes_is_one_sentence():
+    with pytest.raises(searcher.SearchError, match=r"family=Normed is not a model family object; pass an instance, family=Normed\(\)") as raised:
+        searcher.search("search=quick", family=Normed)
+    assert raised.value.exit_code == 2
 
 
 def test_the_mlp_trains_on_images_and_tables_and_its_dropout_is_the_trials_own():
@@ -191,7 +219,7 @@ def test_your_own_family_from_python_and_from_the_command_line_reloads_with_load
     trials = search_runs(uri, "tags.`searcher.role` = 'trial'")
     assert any(run.data.tags.get("searcher.warm_start") == "true" for run in trials), "the family's own growth rule was used"
     env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(REPO / "examples"), os.environ.get("PYTHONPATH", "")]))
-    command = [sys.executable, "-m", "searcher", "+dataset=table", f"dataset.path={table}", "dataset.target=ring", "model._target_=residual_tower.ResidualTower",
+    command = [sys.executable, "-m", "searcher", "+dataset=table", f"dataset.path={table}", "dataset.target=ring", "model=custom", "model._target_=residual_tower.ResidualTower",
                "+model.stem=8", *TINY, "execution=serial", f"tracking.uri={uri}"]
     result = subprocess.run(command, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=600, stdin=subprocess.DEVNULL)
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]

@@ -79,6 +79,7 @@ def test_metrics_score_higher_is_better_and_show_the_users_units():
     score = rmse.score(squared.mean().item())
     assert score == pytest.approx(-math.sqrt(1.25 / 3)) and rmse.shown(score) == pytest.approx(100 * math.sqrt(1.25 / 3))
     assert rmse.format(score) == f"{100 * math.sqrt(1.25 / 3):.4g}" and rmse.chance(1) == -1.0 and rmse.worst == -math.inf
+    assert rmse.beyond(0.002) == "RMSE lower by more than 0.2" and ACCURACY.beyond(0.002) == "> +0.002"  # a floor in the effect's words
     mae = choose_metric("mae", "auto", "regression", scale=2.0)
     assert mae.score(mae.values(outputs, targets).mean().item()) == pytest.approx(-0.5) and mae.shown(-0.5) == pytest.approx(1.0)
     logits, labels = torch.tensor([[2.0, 0.0], [0.0, 1.0]]), torch.tensor([0, 0])
@@ -135,7 +136,7 @@ def test_a_regression_comparison_is_a_paired_t_test_on_the_per_row_errors():
     assert worse.verdict == "worse" and (worse.wins, worse.losses) == (0, 400)
 
 
-def test_a_regression_table_is_searched_from_python_and_judged_by_rmse_in_its_units(tmp_path, monkeypatch):
+def test_a_regression_table_is_searched_from_python_and_judged_by_rmse_in_its_units(tmp_path, monkeypatch, capsys):
     path = value_table(tmp_path / "prices.csv")
     uri = f"sqlite:///{tmp_path / 'm.db'}"
     found = searcher.search(
@@ -156,6 +157,9 @@ def test_a_regression_table_is_searched_from_python_and_judged_by_rmse_in_its_un
     assert not any(run.data.params.get("train.label_smoothing", "0.0") != "0.0" for run in trials)  # no classes: nothing to smooth
     decided = " ".join(entry["reason"] for entry in found.decisions)
     assert "t-test on per-row squared errors" in decided and "right on" not in decided
+    assert "RMSE lower by more than" in decided and "> +0.0" not in decided  # the floors in the target's units, as the effects are
+    lines = [line for line in capsys.readouterr().out.splitlines() if line.startswith("  ok ")]
+    assert lines and all(" val_rmse " in line and " score " not in line for line in lines), lines  # trials: RMSE in the target's units
     report = (tmp_path / "out" / "report.md").read_text()
     assert "test RMSE" in report and "test accuracy" not in report
 

@@ -180,8 +180,10 @@ class RichProgress:
                 self.best = max(self.best, outcome.score)  # the best score so far: the number the decisions compare
             self.estimate(outcome, reused)
             self.show()
+        metric = outcome.request.metric  # (another metric than accuracy: its value in the target's units, as the user reads it)
         detail = (
-            f"score {result_score(result):.4f} at {result.best_epoch:>2}/{len(result.history):<2} {result.behavior:<11} {result.train_seconds:5.1f}s"
+            f"{'score' if metric.name == 'accuracy' else 'val_' + metric.short} {metric.format(result_score(result))} at "
+            f"{result.best_epoch:>2}/{len(result.history):<2} {result.behavior:<11} {result.train_seconds:5.1f}s"
             if result
             else ""
         )

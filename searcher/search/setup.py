@@ -14,6 +14,7 @@ from searcher.data import ImageDataset
 from searcher.model.cnn import CNN
 from searcher.model.family import Family, FamilyError, InputShape, family_class, family_from
 from searcher.model.mlp import MLP
+from searcher.model.transformer import Transformer
 from searcher.search.evidence import cross_validation_folds
 from searcher.search.plan import RegularizerRange, SearchPlan, TransferPlan
 from searcher.train.auto import TrainingChoice, choose_training
@@ -21,7 +22,7 @@ from searcher.train.metrics import Metric, MetricError, choose_metric
 from searcher.train.stability import StabilityRule
 from searcher.train.trainer import TrainSettings, resolve_device
 
-BUILT_IN = {family.identity()["_target_"]: family for family in (CNN(), MLP())}  # conf/model/*.yaml, at their defaults
+BUILT_IN = {family.identity()["_target_"]: family for family in (CNN(), MLP(), Transformer())}  # conf/model/*.yaml, at their defaults
 
 
 def with_auto_training(config: SearcherConfig, train_images: int) -> tuple[SearcherConfig, TrainingChoice]:
@@ -61,12 +62,25 @@ def model_family(config: SearcherConfig) -> Family:
 def own_settings(model: dict) -> dict:
     """`model` without a built-in family's default settings where `_target_` names another family: `model._target_=
     pkg.Family` on the command line replaces the composed group's class (model=cnn, or mlp for a table) but keeps its
-    other keys, which are not the new family's. A setting the user changed is kept (and refused if not the family's)."""
+    other keys, which are not the new family's. A setting the user changed is kept (and refused if not the family's).
+    A built-in default that is also one of the family's own fields cannot be told from the user's value: refused, with
+    `model=custom` (conf/model/custom.yaml: nothing but `_target_`) named as the way to say it."""
     target = model.get("_target_")
     if target in BUILT_IN:
         return model
     found = family_class(target)
     own: set[str] = {f.name for f in dataclasses.fields(found)} if dataclasses.is_dataclass(found) else set()
+    for family in BUILT_IN.values():
+        defaults = family.settings()
+        if defaults and defaults.items() <= model.items():  # the settings of that built-in group, untouched: it was composed
+            shared = sorted(key for key in defaults if key in own)
+            if shared:
+                named = ", ".join(f"{key}={defaults[key]}" for key in shared)
+                raise FamilyError(
+                    f"model._target_={target} replaces the {family.name} model group's class, whose {named} would reach "
+                    f"{found.__name__} as its own setting; select your family with model=custom model._target_={target} "
+                    f"(then only the settings you give, e.g. +model.{shared[0]}=..., reach it)."
+                )
     left_over = {key: value for family in BUILT_IN.values() for key, value in family.settings().items()}
     return {key: value for key, value in model.items() if key == "_target_" or key in own or left_over.get(key, object()) != value}
 

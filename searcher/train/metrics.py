@@ -97,6 +97,13 @@ class Metric:
             return score
         return -score * self.scale if self.task == "regression" and self.name in BUILT_IN else (score if self.maximize else -score)
 
+    def beyond(self, floor: float) -> str:
+        """A decision's effect-size floor in the words its effect is shown in: "> +0.002" for accuracy, "RMSE lower by
+        more than 0.058" (the target's units) for an error."""
+        if self.name == "accuracy":
+            return f"> +{floor}"
+        return f"{self.label} {'higher' if self.maximize else 'lower'} by more than {abs(self.shown(floor) - self.shown(0.0)):.4g}"
+
     def format(self, score: float) -> str:
         """A score for a line of text: "0.9734" for accuracy (as the classifier's lines always read), 4 digits otherwise."""
         return f"{score:.4f}" if self.name == "accuracy" else f"{self.shown(score):.4g}"

@@ -145,7 +145,7 @@ class DepthStage(Stage):
                 self.entry(
                     verdict,
                     f"layer {round_.parent.arch.depth + 1}: {comparison.describe()} (needs p < {comparison.alpha:.2g}, the best of {len(round_.children)}, and "
-                    f"> +{self.plan.depth_min_improvement}); {'add it' if round_.accepted and comparison.verdict == 'better' else self.tie_note(comparison) + 'add it' if round_.accepted else 'keep the smaller'}; tried {tried}",
+                    f"{self.plan.metric.beyond(self.plan.depth_min_improvement)}); {'add it' if round_.accepted and comparison.verdict == 'better' else self.tie_note(comparison) + 'add it' if round_.accepted else 'keep the smaller'}; tried {tried}",
                     depth=round_.parent.arch.depth + 1,
                     child_score=mean_score(self.outcomes_for(round_.best, done)),
                     parent_score=mean_score(self.outcomes_for(round_.parent, done)),

@@ -197,7 +197,7 @@ class RegularizationStage(Stage):
             why = "no regularized trial finished"
         else:
             keep = "take the regularized one" if comparison.verdict == "better" else "keep the unregularized one"
-            why = f"{comparison.describe()} (needs p < {self.plan.significance} and > +{self.plan.regularization_min_improvement}): {keep}"
+            why = f"{comparison.describe()} (needs p < {self.plan.significance} and {self.plan.metric.beyond(self.plan.regularization_min_improvement)}): {keep}"
         entries.append(
             self.entry(
                 "selected",

@@ -122,11 +122,13 @@ class WidthStage(Stage):
             if (check.challenger, check.incumbent, check.pairs) not in logged  # (the same comparison is logged once, above)
         ]
         score = scores[chosen.name]
+        tolerance = self.plan.width_tolerance
+        margin = f"more than {tolerance}" if self.plan.metric.name == "accuracy" else self.plan.metric.beyond(tolerance)
         entries.append(
             self.entry(
                 "selected",
                 f"smallest width the best ({walk.best.name}, {fmt(scores[walk.best.name])}) does not beat beyond noise "
-                f"(p < {self.plan.significance} and more than {self.plan.width_tolerance}): {chosen.name} at {fmt(score)}",
+                f"(p < {self.plan.significance} and {margin}): {chosen.name} at {fmt(score)}",
                 width=chosen.arch.widths[0],
                 score=score,
                 best_score=scores[walk.best.name],
