@@ -54,6 +54,7 @@ class ResidualTower(searcher.Family):
     """Residual blocks on a `stem`-wide stream; width = a block's hidden units, depth = the number of blocks."""
 
     name: ClassVar[str] = "residual_tower"
+    width_unit: ClassVar[str] = "hidden units"
     grows: ClassVar[bool] = True
 
     stem: int = 64  # the stream's width (a setting: +model.stem=32)

@@ -260,7 +260,7 @@ def announce(s: Opened, name: str, plan: SearchPlan, device: torch.device) -> No
     s.console.print(
         f"search [bold]{name}[/bold] on {dataset.name} ({len(dataset.train)} train / {len(dataset.val)} val {plan.unit}s, "
         f"{task}, {dataset.describe_input()}) · "
-        f"model {plan.family.name} · preset {s.config.search.preset} · "
+        f"model {plan.family.label} · preset {s.config.search.preset} · "
         f"device {device} · tracking {redact(s.config.tracking.uri)}"
     )
     pool = len(dataset.train) + len(dataset.val)
@@ -429,6 +429,7 @@ def record_result(s: Opened, name: str, result: SearchResult, warming_up: thread
         if s.output_dir is not None:
             (s.output_dir / file_name).write_text(text)
     model, example = final_model(result, dataset, s.config.dataset.classes)
+    family = result.final.winner_outcomes[0].request.family
     if warming_up is not None:
         warming_up.join()
     return s.recorder.finish_search(
@@ -437,14 +438,23 @@ def record_result(s: Opened, name: str, result: SearchResult, warming_up: thread
             Tags.FINAL_ARCH: result.final.winner.arch.describe(),
             Tags.INPUT: json.dumps(
                 {"channels": dataset.channels, "size": dataset.size, "input_shape": dataset.input_shape, "mean": dataset.mean, "std": dataset.std,
-                 "classes": dataset.num_classes, "family": result.final.winner_outcomes[0].request.family.identity()}
+                 "classes": dataset.num_classes, "family": family.identity(), "width_unit": family.width_unit}
             ),
             Tags.METRIC: json.dumps(result.final.winner_outcomes[0].request.metric.describe()),
         },
         model,
         example,
-        registered_name=f"searcher-{dataset.name}",
+        registered_name=registered_name(dataset.name, s.config.dataset.path),
     )
+
+
+def registered_name(dataset: str, path: str | None) -> str:
+    """The registry's name for the final model: `searcher-<dataset>`, and for a file of yours `searcher-<dataset>-<file
+    name>` (`searcher-table-customers`), so models of two tables are not versions of one."""
+    if path is None:
+        return f"searcher-{dataset}"
+    stem = Path(str(path).removeprefix("sklearn:")).name.split(".")[0]
+    return f"searcher-{dataset}-" + "".join(c if c.isalnum() or c in "-_" else "-" for c in stem)
 
 
 def report(s: Opened, name: str, finished: Finished) -> Outcome:

@@ -4,6 +4,7 @@ Parquet tables, from the command line and from Python."""
 from __future__ import annotations
 
 import dataclasses
+import json
 import os
 import subprocess
 import sys
@@ -18,8 +19,11 @@ from conftest import REPO, run_cli, search_runs
 import searcher
 from searcher.config import ConfigError
 from searcher.data import DatasetError, DatasetOptions, DeviceData, load_dataset
+from searcher.data.dataset import stratified_mask
+from searcher.data.tables import TEST_FRACTION, class_labels
+from searcher.model.classifier import Classifier
 from searcher.model.cnn import CNN
-from searcher.model.family import FamilyError, LayerStack, build_network, family_from
+from searcher.model.family import Family, FamilyError, LayerStack, build_network, family_from
 from searcher.model.mlp import MLP
 from searcher.search.setup import model_family, own_settings
 from searcher.search.trials import TrialRequest
@@ -49,6 +53,14 @@ def small_table(path: Path, rows: int = 600, seed: int = 0) -> Path:
 
 
 # the interface
+
+
+def test_a_family_is_called_by_its_name_or_else_by_its_class():
+    class Bare(Family):
+        def build(self, spec, input_shape, outputs):
+            return torch.nn.Linear(input_shape[0], outputs)
+
+    assert Bare().label == "Bare" and MLP().label == "mlp" and CNN().label == "cnn" and Bare.width_unit == "width"
 
 
 def test_a_layer_stack_is_a_value_with_a_stable_key_and_grows_by_the_default_rules():
@@ -168,6 +180,33 @@ def test_a_table_is_read_as_standardised_feature_rows_with_one_hot_categories_an
     assert load_dataset(DatasetOptions("table", path=path, target="kind")).identity != table.identity
 
 
+def test_new_rows_are_encoded_as_training_encoded_the_file_and_what_training_never_saw_is_refused(tmp_path):
+    """model.rows(frame): gaps take the training rows' median, categories the training file's one-hot columns; a
+    pd.get_dummies frame (colour_blue, not colour) or an unseen category is an error naming it, never zeros."""
+    path = small_table(tmp_path / "t.csv")
+    table = load_dataset(DatasetOptions("table", path=path, target="kind"))
+    model = Classifier(LayerStack((4,)), table.input_shape, table.mean, table.std, [0, 1, 2], MLP(), table.feature_names, table.class_names,
+                       columns=table.columns)
+    model = Classifier.from_description(json.loads(json.dumps(model.description())))  # as load_model rebuilds it
+    frame = pd.read_csv(path)
+    assert model.rows(frame).shape == (600, 7) and model(model.rows(frame)).shape == (600, 3)  # (the target column ignored)
+    train_median = float(np.median(table.train.images[:, 2].numpy().tolist() + table.val.images[:, 2].numpy().tolist()))
+    new = pd.DataFrame({"colour": ["green", None], "constant": [1.0, 1.0], "c": [np.nan, 0.5], "b": [0.0, 1.0], "a": [2.0, 3.0]})
+    with pytest.raises(ValueError, match=r"column 'colour' holds value\(s\) '<missing>' training never saw"):
+        model.rows(new)
+    new.loc[1, "colour"] = "red"
+    rows = model.rows(new)
+    assert rows.tolist()[1] == [3.0, 1.0, 0.5, 0.0, 0.0, 1.0, 1.0]
+    assert rows[0, 2].item() == pytest.approx(train_median, abs=1e-6) and rows[0].tolist()[3:] == [0.0, 1.0, 0.0, 1.0]
+    with pytest.raises(ValueError, match=r"the rows lack the column\(s\) 'colour' the model reads"):
+        model.rows(pd.get_dummies(new, columns=["colour"]))
+    with pytest.raises(ValueError, match=r"column 'a' held numbers in training; these rows hold"):
+        model.rows(new.assign(a=["x", "y"]))
+    images = Classifier(CNN().baseline(1, 4, (1, 8, 8)), (1, 8, 8), (0.5,), (0.2,), [0, 1])
+    with pytest.raises(ValueError, match="this model was not searched on a table"):
+        images.rows(frame)
+
+
 @pytest.mark.parametrize(
     ("target", "task", "says"),
     [
@@ -198,12 +237,16 @@ def test_from_the_command_line_a_table_is_searched_with_the_mlp_and_the_cnn_is_r
     trials = search_runs(uri, "tags.`searcher.role` = 'trial'")
     assert trials and all(run.data.params["family._target_"] == "searcher.model.mlp.MLP" for run in trials)
     assert not any("augment" in run.data.params.get("stage.augment", "") or "train.augment" in run.data.params and float(run.data.params["train.augment"]) > 0 for run in trials)
-    model = searcher.load_model("models:/searcher-table/1", uri)
+    model = searcher.load_model("models:/searcher-table-t/1", uri)  # (named after the file)
     table = load_dataset(DatasetOptions("table", path=tmp_path / "t.csv", target="kind"))
+    frame = pd.read_csv(tmp_path / "t.csv")
+    test_rows = frame[stratified_mask(class_labels(frame["kind"], "kind")[0], TEST_FRACTION, 0)]  # read_table's test split
+    assert torch.equal(model.rows(test_rows), table.test().images)  # new rows encoded as the searched ones were
     accuracy = (model(table.test().images).argmax(1) == table.test().labels).float().mean().item()
     (search_run,) = search_runs(uri, "tags.`searcher.role` = 'search'")
     assert abs(accuracy - search_run.data.metrics["test_acc"]) < 0.1 and model.feature_names == table.feature_names
     assert model.class_names == ("high", "low", "mid")
+    assert json.loads(search_run.data.tags["searcher.input"])["width_unit"] == "units"  # the width figure's axis: units, not channels
 
 
 def test_your_own_family_from_python_and_from_the_command_line_reloads_with_load_model(tmp_path):
@@ -224,7 +267,7 @@ def test_your_own_family_from_python_and_from_the_command_line_reloads_with_load
     result = subprocess.run(command, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=600, stdin=subprocess.DEVNULL)
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     assert "model residual_tower" in result.stdout
-    program = f"import searcher, torch; m = searcher.load_model('models:/searcher-table/2', '{uri}'); print(type(m.network).__name__, m.family.stem, m(torch.zeros(3, 6)).shape)"
+    program = f"import searcher, torch; m = searcher.load_model('models:/searcher-table-rings/1', '{uri}'); print(type(m.network).__name__, m.family.stem, m(torch.zeros(3, 6)).shape)"
     loaded = subprocess.run([sys.executable, "-c", program], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300)
     assert loaded.stdout.split() == ["Tower", "8", "torch.Size([3,", "4])"], loaded.stderr[-2000:]
 

@@ -16,6 +16,8 @@ from dataclasses import dataclass, field, replace
 import numpy as np
 import torch
 
+from searcher.columns import Column
+
 
 @dataclass(frozen=True)
 class Split:
@@ -40,6 +42,7 @@ class ImageDataset:
     test_reads: int = 0
 
     feature_names: tuple[str, ...] = ()  # a table: each input column's name (after one-hot encoding)
+    columns: tuple[Column, ...] = ()  # a table: how the file's columns became those features (searcher/columns.py)
     class_names: tuple[str, ...] = ()  # a table: each class's value in the target column (class i is class_names[i])
     target_mean: float = 0.0  # regression: the training split's target mean and std (targets are standardised on the device)
     target_std: float = 1.0

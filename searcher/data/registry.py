@@ -15,6 +15,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from searcher.columns import Column, feature_names
 from searcher.data import published, sequences, synthetic
 from searcher.data.dataset import (
     ImageDataset,
@@ -187,14 +188,14 @@ def load_sequences(options: DatasetOptions) -> tuple[Arrays, bool]:
 def load_dataset(options: DatasetOptions) -> ImageDataset:
     if options.name not in LOADERS and options.name not in TABLES:
         raise DatasetError(f"dataset.name={options.name!r} is unknown; choose one of {sorted(set(LOADERS) | TABLES)}.")
-    feature_names: tuple[str, ...] = ()
+    columns: tuple[Column, ...] = ()
     class_names: tuple[str, ...] = ()
     if options.name in TABLES:
         from searcher.data.tables import read_table  # pandas only when asked for
 
         if options.path is None:
             raise DatasetError("dataset.path is not set; table needs dataset.path=FILE, a CSV or Parquet file.")
-        arrays, feature_names, class_names = read_table(Path(options.path).expanduser(), options.target, options.split_seed, options.task)
+        arrays, columns, class_names = read_table(Path(options.path).expanduser(), options.target, options.split_seed, options.task)
         (train_images, train_labels, test_images, test_labels), flip = arrays, False
     else:
         (train_images, train_labels, test_images, test_labels), flip = LOADERS[options.name](options)
@@ -232,7 +233,8 @@ def load_dataset(options: DatasetOptions) -> ImageDataset:
         std=std,
         flip=flip,
         identity=identity,
-        feature_names=feature_names,
+        feature_names=feature_names(columns),
+        columns=columns,
         class_names=tuple(class_names[c] for c in classes) if classes and class_names else class_names,
         target_mean=target_mean,
         target_std=target_std,

@@ -23,13 +23,13 @@ from typing import Any
 
 import numpy as np
 
+from searcher.columns import Column, ColumnError, encode, fit_columns
 from searcher.data.dataset import stratified_mask
 from searcher.data.errors import DatasetError
 
 TEST_FRACTION = 0.2
 MAX_CLASSES = 1000  # more distinct target values than this is a continuous column or an id, not classes
 MAX_AUTO_CLASSES = 100  # dataset.task=auto: a numeric target with more distinct whole numbers than this is a quantity
-MAX_ONE_HOT = 100  # a text column with more distinct values than this is an id or free text, not a category
 
 
 SKLEARN_TABLES = ("iris", "wine", "breast_cancer", "diabetes")  # bundled with scikit-learn (offline): dataset.path=sklearn:NAME
@@ -109,41 +109,23 @@ def class_labels(column: Any, target: str) -> tuple[np.ndarray, tuple[str, ...]]
     return values.map(index).to_numpy(np.int64), tuple(str(value) for value in classes)
 
 
-def features(frame: Any, fill_rows: np.ndarray) -> tuple[np.ndarray, tuple[str, ...]]:
-    """(rows, features) float32 and each feature's name: numbers as they are (a gap: the median of `fill_rows`), the rest one-hot."""
-    import pandas as pd
-
-    columns: list[np.ndarray] = []
-    names: list[str] = []
-    for name in frame.columns:
-        column = frame[name]
-        if pd.api.types.is_numeric_dtype(column) and not pd.api.types.is_bool_dtype(column):
-            values = column.to_numpy(np.float64)
-            known = values[fill_rows][~np.isnan(values[fill_rows])]
-            values = np.where(np.isnan(values), np.median(known) if known.size else 0.0, values)
-            columns.append(values)
-            names.append(str(name))
-            continue
-        text = column.astype("string").fillna("<missing>")
-        categories = sorted(text.unique().tolist())
-        if len(categories) > MAX_ONE_HOT:
-            raise DatasetError(
-                f"dataset.path: column {name!r} has {len(categories)} distinct text values (an id or free text?); drop it from the file "
-                f"or encode it as numbers (searcher one-hot encodes up to {MAX_ONE_HOT} categories)."
-            )
-        for category in categories:
-            columns.append((text == category).to_numpy(np.float64))
-            names.append(f"{name}={category}")
+def features(frame: Any, fill_rows: np.ndarray) -> tuple[np.ndarray, tuple[Column, ...]]:
+    """(rows, features) float32 and how each column became features (searcher/columns.py: numbers as they are, a gap
+    the median of `fill_rows`; the rest one-hot), which the final model keeps to encode new rows the same way."""
+    try:
+        columns = fit_columns(frame, fill_rows)
+    except ColumnError as error:
+        raise DatasetError(f"dataset.path: {error}") from None
     if not columns:
         raise DatasetError("dataset.path: the table has no feature columns besides dataset.target.")
-    return np.stack(columns, axis=1).astype(np.float32), tuple(names)
+    return encode(columns, frame), columns
 
 
-Table = tuple[tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray], tuple[str, ...], tuple[str, ...]]
+Table = tuple[tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray], tuple[Column, ...], tuple[str, ...]]
 
 
 def read_table(path: Path, target: str | None, split_seed: int, task: str = "auto") -> Table:
-    """(train rows, targets, test rows, targets) with the test split held out, the feature names and the class names
+    """(train rows, targets, test rows, targets) with the test split held out, the columns' encoding and the class names
     (none for regression, whose targets are float32 values)."""
     if not target and str(path).startswith(SKLEARN_PREFIX):
         target = "target"  # (scikit-learn's name for it)
@@ -161,8 +143,8 @@ def read_table(path: Path, target: str | None, split_seed: int, task: str = "aut
         raise DatasetError(f"dataset.target={target} holds fractions; classes are whole numbers or text (a quantity: dataset.task=regression).")
     labels, classes = (regression_targets(column, target), ()) if regression else class_labels(column, target)
     test = stratified_mask(labels, TEST_FRACTION, split_seed)
-    rows, names = features(frame.drop(columns=[target]), fill_rows=~test)
-    return (rows[~test], labels[~test], rows[test], labels[test]), names, classes
+    rows, columns = features(frame.drop(columns=[target]), fill_rows=~test)
+    return (rows[~test], labels[~test], rows[test], labels[test]), columns, classes
 
 
 def feature_stats(rows: Any) -> tuple[tuple[float, ...], tuple[float, ...]]:

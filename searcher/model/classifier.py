@@ -14,10 +14,12 @@ from __future__ import annotations
 import json
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 import torch
 from torch import nn
 
+from searcher.columns import Column, encode
 from searcher.model.cnn import CNN
 from searcher.model.family import Family, Spec, build_network, family_from
 
@@ -30,7 +32,8 @@ class Classifier(nn.Module):
     A regression model (`target`: the training target's mean and std) returns (N,) predictions in the target's units.
 
     Images: uint8 (N, C, H, W) on the 0..255 scale. Tables: float32 (N, F) features, one-hot columns included
-    (`feature_names` says which is which), in their own units: the model standardises them itself."""
+    (`feature_names` says which is which), in their own units: the model standardises them itself; `rows(frame)`
+    makes them from a DataFrame of the file's own columns, as training did (`columns`)."""
 
     scale: torch.Tensor  # buffers (normalisation as x * scale - shift), declared for the type checker
     shift: torch.Tensor
@@ -47,6 +50,7 @@ class Classifier(nn.Module):
         class_names: Sequence[str] = (),
         input_dtype: str | None = None,
         target: Sequence[float] | None = None,
+        columns: Sequence[Column] = (),
     ):
         super().__init__()
         self.spec, self.family, self.input_shape = spec, family or CNN(), tuple(int(size) for size in input_shape)
@@ -55,6 +59,7 @@ class Classifier(nn.Module):
         self.input_dtype = input_dtype or ("uint8" if len(self.input_shape) == 3 else "float32")  # (descriptions before tables: images)
         self.images = self.input_dtype == "uint8"
         self.target = tuple(float(x) for x in target) if target is not None else None  # regression: (mean, std) of the training target
+        self.columns = tuple(columns)  # a table: how the file's columns became `feature_names` (searcher/columns.py)
         self.network = build_network(self.family, spec, self.input_shape, len(self.labels))
         # (x / 255 - mean) / std as x * scale - shift: the trainer's own arithmetic (data/batches.py), so logits match bit for bit
         std_tensor, shape = torch.tensor(self.std), (1, -1) + (1,) * (len(self.input_shape) - 1)
@@ -74,6 +79,14 @@ class Classifier(nn.Module):
         if self.target is not None:  # the network predicts the standardised target (data/batches.py)
             return outputs[:, 0] * self.target[1] + self.target[0]
         return outputs
+
+    def rows(self, frame: Any) -> torch.Tensor:
+        """A table's new rows (a pandas DataFrame with the training file's columns; others, the target's among them,
+        ignored) as the float32 features this model takes: numbers as they are, gaps the training median, categories
+        one-hot as in training. A value training never saw, or a missing column, raises ValueError naming it."""
+        if not self.columns:
+            raise ValueError("rows() encodes a table's columns; this model was not searched on a table (+dataset=table), so give it tensors.")
+        return torch.from_numpy(encode(self.columns, frame))
 
     @property
     def channels(self) -> int:
@@ -95,6 +108,7 @@ class Classifier(nn.Module):
             "feature_names": list(self.feature_names),
             "class_names": list(self.class_names),
             "input_dtype": self.input_dtype,
+            "columns": [column.to_dict() for column in self.columns],
         } | ({"target": list(self.target)} if self.target is not None else {})
 
     @classmethod
@@ -105,7 +119,7 @@ class Classifier(nn.Module):
         spec = family.spec_from_dict(data["arch"])
         return cls(
             spec, shape, data["mean"], data["std"], data["labels"], family, data.get("feature_names", ()), data.get("class_names", ()),
-            data.get("input_dtype"), data.get("target"),
+            data.get("input_dtype"), data.get("target"), tuple(Column.from_dict(column) for column in data.get("columns", ())),
         )
 
 

@@ -25,6 +25,8 @@ class CNN(Family):
     """Conv blocks -> global average pool -> dropout -> linear; inputs (channels, height, width)."""
 
     name: ClassVar[str] = "cnn"
+
+    width_unit: ClassVar[str] = "channels"
     grows: ClassVar[bool] = True
     augments: ClassVar[bool] = True
 

@@ -104,9 +104,16 @@ class Family:
     optional: a family without it trains every candidate from scratch (`search.warm_start` is then ignored).
     """
 
-    name: ClassVar[str] = "custom"  # shown in the search's header and recorded with it
+    name: ClassVar[str] = ""  # what the search's header calls it (`label`: the class's name where empty)
     grows: ClassVar[bool] = False  # True where `grow` is written
     augments: ClassVar[bool] = False  # the data's augmentation (flips, crops) applies to this family's inputs
+
+    width_unit: ClassVar[str] = "width"  # what a layer's width counts, for figures: "channels", "units", ...
+
+    @property
+    def label(self) -> str:
+        """What headers and messages call the family: its `name`, or its class's where a family of yours sets none."""
+        return self.name or type(self).__name__
 
     def baseline(self, depth: int, width: int, input_shape: InputShape) -> Spec:
         return LayerStack((width,) * depth)

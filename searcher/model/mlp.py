@@ -26,6 +26,8 @@ class MLP(Family):
 
     name: ClassVar[str] = "mlp"
 
+    width_unit: ClassVar[str] = "units"
+
     activation: str = "relu"  # relu | gelu | silu | tanh
     norm: str = "layer"  # layer | batch | none: after each hidden linear layer
 

@@ -47,6 +47,8 @@ class Transformer(Family):
 
     name: ClassVar[str] = "transformer"
 
+    width_unit: ClassVar[str] = "model dimension"
+
     heads: int = 4  # attention heads of a layer whose width they divide (else one)
 
     def __post_init__(self) -> None:

@@ -123,7 +123,8 @@ def width_plot(stage: StageRecord, search: SearchRecord | None = None) -> Plot:
     else:
         ax.margins(x=0.12)
     ax.margins(y=0.25)
-    _score_axis(ax, "width (channels per layer, log scale)")
+    unit = search.input.get("width_unit", "channels") if search else "channels"  # (records before families: the cnn's)
+    _score_axis(ax, f"width ({unit} per layer, log scale)")
     legend_outside(figure, _decision_handles(found, {"selected": "kept"}) + [_seed_handle()])
     titles(figure, title, ax, _verdict(stage))
     chosen = [(w, c) for w, c in by_width if c.decision == "selected" and math.isfinite(c.score)]

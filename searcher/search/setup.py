@@ -90,9 +90,9 @@ def check_family(family: Family, config: SearcherConfig, input_shape: InputShape
     try:
         family.baseline(config.search.baseline.depth, config.search.baseline.width, input_shape)
     except ValueError as error:
-        raise ConfigError(f"model ({family.name}): {error}") from None
+        raise ConfigError(f"model ({family.label}): {error}") from None
     if config.search.transfer.enabled and not isinstance(family, CNN):
-        raise ConfigError(f"search.transfer.dataset probes conv features; it works with model=cnn only (this search grows {family.name}).")
+        raise ConfigError(f"search.transfer.dataset probes conv features; it works with model=cnn only (this search grows {family.label}).")
 
 
 def make_plan(config: SearcherConfig, dataset: ImageDataset, target: ImageDataset | None = None) -> SearchPlan:

@@ -37,7 +37,7 @@ def final_model(result: SearchResult, dataset: ImageDataset, classes: list[int] 
     request = best.request
     model = Classifier(request.arch, dataset.input_shape, dataset.mean, dataset.std, labels, request.family, dataset.feature_names, dataset.class_names,
         str(dataset.train.images.dtype).removeprefix("torch."),
-        (dataset.target_mean, dataset.target_std) if dataset.task == "regression" else None,
+        (dataset.target_mean, dataset.target_std) if dataset.task == "regression" else None, dataset.columns,
     )
     model.network.load_state_dict(best.result.state)
     return model.eval(), dataset.val.images[:2].numpy()
