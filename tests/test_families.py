@@ -6,6 +6,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -247,6 +248,16 @@ def test_from_the_command_line_a_table_is_searched_with_the_mlp_and_the_cnn_is_r
     assert abs(accuracy - search_run.data.metrics["test_acc"]) < 0.1 and model.feature_names == table.feature_names
     assert model.class_names == ("high", "low", "mid")
     assert json.loads(search_run.data.tags["searcher.input"])["width_unit"] == "units"  # the width figure's axis: units, not channels
+    # the README's snippet for new rows, on this table: its file and store names, the rows without their target
+    snippet = re.search(r"<!-- the README table snippet: [^>]*-->\n```python\n(.*?)```", (REPO / "README.md").read_text(), re.S)
+    assert snippet, "README.md lost its table snippet (or its marker)"
+    frame.drop(columns=["kind"]).to_csv(tmp_path / "new_t.csv", index=False)
+    (tmp_path / "mlflow.db").symlink_to(tmp_path / "m.db")
+    program = snippet.group(1).replace("customers", "t") + "\nimport json; print(json.dumps(churned))"
+    ran = subprocess.run([sys.executable, "-c", program], cwd=tmp_path, capture_output=True, text=True, timeout=300)
+    assert ran.returncode == 0, ran.stderr[-2000:]
+    predicted = json.loads(ran.stdout)
+    assert len(predicted) == 600 and set(predicted) <= {"high", "low", "mid"} and len(set(predicted)) > 1
 
 
 def test_your_own_family_from_python_and_from_the_command_line_reloads_with_load_model(tmp_path):
