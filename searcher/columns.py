@@ -62,7 +62,7 @@ def fit_columns(frame: Any, fill_rows: np.ndarray) -> tuple[Column, ...]:
     for name in frame.columns:
         column = frame[name]
         if is_number(column):
-            values = column.to_numpy(np.float64)[fill_rows]
+            values = column.to_numpy(np.float64, na_value=np.nan)[fill_rows]
             known = values[~np.isnan(values)]
             columns.append(Column(str(name), float(np.median(known)) if known.size else 0.0))
             continue
@@ -87,7 +87,7 @@ def encode(columns: tuple[Column, ...], frame: Any) -> np.ndarray:
         if not column.categories:
             if not is_number(values):
                 raise ColumnError(f"column {column.name!r} held numbers in training; these rows hold {values.dtype} values (convert them to numbers).")
-            numbers = values.to_numpy(np.float64)
+            numbers = values.to_numpy(np.float64, na_value=np.nan)
             features.append(np.where(np.isnan(numbers), column.fill, numbers))
             continue
         text = as_text(values)

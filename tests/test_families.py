@@ -199,6 +199,7 @@ def test_new_rows_are_encoded_as_training_encoded_the_file_and_what_training_nev
     rows = model.rows(new)
     assert rows.tolist()[1] == [3.0, 1.0, 0.5, 0.0, 0.0, 1.0, 1.0]
     assert rows[0, 2].item() == pytest.approx(train_median, abs=1e-6) and rows[0].tolist()[3:] == [0.0, 1.0, 0.0, 1.0]
+    assert torch.equal(model.rows(new.astype({"c": "Float64"})), rows)  # pandas' nullable numbers: a gap is pd.NA
     with pytest.raises(ValueError, match=r"the rows lack the column\(s\) 'colour' the model reads"):
         model.rows(pd.get_dummies(new, columns=["colour"]))
     with pytest.raises(ValueError, match=r"column 'a' held numbers in training; these rows hold"):
