@@ -285,3 +285,19 @@ def test_anytime_curves_hold_each_seeds_best_and_are_drawn_per_result(tmp_path):
     out = tmp_path / "anytime.png"
     anytime.plot([result, {**result, "metric": None}], ["a", "b"], out)
     assert out.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_replaying_the_stopping_rule_on_a_recorded_search_stops_every_trial_where_it_stopped(quick_search, tmp_path):
+    """scripts/replay_stopping.py: the current rule, replayed on the recorded curves, reproduces every recorded stop
+    (it exits 1 where one differs), and a rule that ignores the training loss never trains longer."""
+    _, uri, _ = quick_search
+    out = tmp_path / "replay.json"
+    result = subprocess.run([sys.executable, str(REPO / "scripts" / "replay_stopping.py"), uri, "--variant", "long window:window=8", "--out", str(out)],
+                            capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-2000:]
+    (replayed,) = json.loads(out.read_text())
+    variants = replayed["variants"]
+    assert replayed["trials"] >= 5 and not replayed["replay_mismatches"]
+    assert variants["current"]["epochs"] == replayed["recorded_epochs"] and variants["current"]["score_changed"] == 0
+    assert variants["validation only (training loss ignored)"]["epochs"] <= replayed["recorded_epochs"]
+    assert variants["long window"]["epochs"] == replayed["recorded_epochs"]  # (a longer window cannot stop before the end of the record)
