@@ -160,6 +160,7 @@ def test_a_regression_table_is_searched_from_python_and_judged_by_rmse_in_its_un
     assert "RMSE lower by more than" in decided and "> +0.0" not in decided  # the floors in the target's units, as the effects are
     lines = [line for line in capsys.readouterr().out.splitlines() if line.startswith("  ok ")]
     assert lines and all(" val_rmse " in line and " score " not in line for line in lines), lines  # trials: RMSE in the target's units
+    assert len({line.index(" at ") for line in lines}) == 1, lines  # the columns line up whatever the RMSE's digits
     report = (tmp_path / "out" / "report.md").read_text()
     assert "test RMSE" in report and "test accuracy" not in report
 

@@ -181,8 +181,9 @@ class RichProgress:
             self.estimate(outcome, reused)
             self.show()
         metric = outcome.request.metric  # (another metric than accuracy: its value in the target's units, as the user reads it)
+        shown = metric.format(result_score(result)) if result else ""  # (an error's 4 digits vary in width: "6.2", "17.31")
         detail = (
-            f"{'score' if metric.name == 'accuracy' else 'val_' + metric.short} {metric.format(result_score(result))} at "
+            f"{'score' if metric.name == 'accuracy' else 'val_' + metric.short} {shown if metric.name == 'accuracy' else f'{shown:<7}'} at "
             f"{result.best_epoch:>2}/{len(result.history):<2} {result.behavior:<11} {result.train_seconds:5.1f}s"
             if result
             else ""
@@ -193,7 +194,7 @@ class RichProgress:
             note += f" [dim](a guess of the {outcome.request.stage} stage, which has ended: not used)[/dim]"
         elif speculative:
             note += " [dim](speculative: used if the search asks for it)[/dim]"
-        self.console.print(f"  {outcome.status:<7} {detail:<42} {escape(self.label(outcome.request))}{note}", highlight=False)
+        self.console.print(f"  {outcome.status:<7} {detail:<{42 if metric.name == 'accuracy' else 48}} {escape(self.label(outcome.request))}{note}", highlight=False)
 
 
 def start_widths(stage: Stage, before: Position | None) -> tuple[int, ...]:
