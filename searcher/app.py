@@ -548,4 +548,5 @@ def prepare_finish_in_background() -> threading.Thread:
 def model_inputs(dataset: ImageDataset) -> str:
     """What the final model takes and gives, in the words the summary prints."""
     outputs = "predictions out" if dataset.task == "regression" else "logits out"
-    return f"{'uint8 images' if dataset.is_image else 'float32 rows'} in, {outputs}"
+    rows = "float32 rows (model.rows(frame) makes them from the file's columns)" if dataset.columns else "float32 rows"
+    return f"{'uint8 images' if dataset.is_image else rows} in, {outputs}"

@@ -234,7 +234,7 @@ def test_from_the_command_line_a_table_is_searched_with_the_mlp_and_the_cnn_is_r
     uri = f"sqlite:///{tmp_path / 'm.db'}"
     result = run_cli("+dataset=table", "dataset.path=t.csv", "dataset.target=kind", *TINY, "execution=serial", f"tracking.uri={uri}", cwd=tmp_path)
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
-    assert "7 features) · model mlp" in result.stdout and "float32 rows in" in result.stdout
+    assert "7 features) · model mlp" in result.stdout and "float32 rows (model.rows(frame) makes them from the file's columns) in" in result.stdout
     assert "val rows, " in result.stdout and "validation rows" in result.stdout and " images" not in result.stdout.split("stage 0")[0]
     trials = search_runs(uri, "tags.`searcher.role` = 'trial'")
     assert trials and all(run.data.params["family._target_"] == "searcher.model.mlp.MLP" for run in trials)

@@ -223,7 +223,7 @@ def input_comment(shape: dict) -> str:
     if len(shape.get("input_shape") or (0, 0, 0)) != 3:
         return (
             f"# rows: float32 tensor (N, {shape['input_shape'][0]}) of the table's features in their own units (one-hot columns: "
-            "model.feature_names); the model standardises them itself\n"
+            "model.feature_names; from a DataFrame of the file's columns: model.rows(frame)); the model standardises them itself\n"
         )
     return (
         f"# images: uint8 tensor (N, {shape.get('channels', 'C')}, {shape.get('size', 'H')}, {shape.get('size', 'W')}) on the 0-255 scale, "
