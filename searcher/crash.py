@@ -1,4 +1,5 @@
 """Crash points, a test hook: kill this process (SIGKILL) at a named point of a trial's life, deterministically.
+Or hold it there until a signal ends it (`SEARCHER_HOLD_AT`), so a scheduler's signal lands mid-search, not by chance.
 
 `SEARCHER_CRASH_AT=trial.told:3` kills the process the 3rd time it passes `crash_point("trial.told")`;
 several points are comma separated, and the first one reached kills. Passes are counted in this process
@@ -6,7 +7,11 @@ only (a re-run counts afresh; a worker process that reaches a point kills itself
 resume tests (tests/test_crash_points.py) use it to stop a search at every point of a trial's life
 without depending on timing, then check that the re-run decides exactly as an uninterrupted search.
 
-Unset, as it always is outside those tests, a call costs one dict lookup. Plain stdlib on purpose: the
+`SEARCHER_HOLD_AT=stage.ended:1` with `SEARCHER_HOLD_MARKER=FILE` instead waits at that pass, sleeping, until a
+signal's handler ends the process (at most HOLD_SECONDS), once: the hold writes FILE, and a process that finds it
+goes on, so the job a scheduler requeues runs through (tests/test_slurm.py holds a search until its time limit).
+
+Unset, as they always are outside those tests, a call costs one dict lookup. Plain stdlib on purpose: the
 trainer, which imports no orchestration library, calls it too.
 """
 
@@ -14,6 +19,8 @@ from __future__ import annotations
 
 import os
 import signal
+import time
+from pathlib import Path
 
 ENV = "SEARCHER_CRASH_AT"
 
@@ -28,27 +35,45 @@ POINTS = {
 }
 
 
-def parse(spec: str) -> dict[str, int]:
+def parse(spec: str, env: str = ENV) -> dict[str, int]:
     """`name:count,name:count` -> {name: count} (count 1 when left out); a point nothing calls is an error, not a silent no-op."""
     targets: dict[str, int] = {}
     for item in filter(None, (part.strip() for part in spec.split(","))):
         name, _, count = item.partition(":")
         if name not in POINTS:
-            raise ValueError(f"{ENV}={spec!r}: {name!r} is not a crash point; the points are {', '.join(POINTS)}")
+            raise ValueError(f"{env}={spec!r}: {name!r} is not a crash point; the points are {', '.join(POINTS)}")
         if count and not (count.isdigit() and int(count) >= 1):
-            raise ValueError(f"{ENV}={spec!r}: {item!r} needs a count of 1 or more after the colon")
+            raise ValueError(f"{env}={spec!r}: {item!r} needs a count of 1 or more after the colon")
         targets[name] = int(count or 1)
     return targets
 
 
+HOLD_ENV, HOLD_MARKER_ENV = "SEARCHER_HOLD_AT", "SEARCHER_HOLD_MARKER"
+HOLD_SECONDS = 300.0  # a hold no signal ends gives up: the test then fails on its own asserts, it does not hang
+
 _targets = parse(os.environ.get(ENV, ""))
+_holds = parse(os.environ.get(HOLD_ENV, ""), HOLD_ENV)
 _passes: dict[str, int] = {}
 
 
 def crash_point(name: str) -> None:
-    """Die here, by SIGKILL (no handler, no cleanup: as a lost machine would), if `SEARCHER_CRASH_AT` names this pass."""
-    if name not in _targets:
+    """Die here, by SIGKILL (no handler, no cleanup: as a lost machine would), if `SEARCHER_CRASH_AT` names this pass;
+    or wait here for a signal, if `SEARCHER_HOLD_AT` does."""
+    if name not in _targets and name not in _holds:
         return
     _passes[name] = _passes.get(name, 0) + 1
-    if _passes[name] == _targets[name]:
+    if _passes[name] == _targets.get(name):
         os.kill(os.getpid(), signal.SIGKILL)
+    if _passes[name] == _holds.get(name):
+        hold()
+
+
+def hold() -> None:
+    """Sleep until a signal's handler ends the process; once per marker file (a requeued job goes on)."""
+    marker = Path(os.environ.get(HOLD_MARKER_ENV) or "searcher-hold")
+    if marker.exists():
+        return
+    marker.write_text(f"held by pid {os.getpid()}\n")
+    deadline = time.monotonic() + HOLD_SECONDS
+    while time.monotonic() < deadline:
+        time.sleep(0.1)

@@ -227,8 +227,8 @@ def transfer_search(tmp_path_factory):
 # Hydra multiruns (tests/test_multirun.py, tests/test_slurm.py)
 
 
-def start_multirun(*args: str, cwd: Path) -> subprocess.Popen:
-    env = dict(os.environ, PYTHONUNBUFFERED="1", COLUMNS="120")
+def start_multirun(*args: str, cwd: Path, env: dict[str, str] | None = None) -> subprocess.Popen:
+    env = dict(os.environ, PYTHONUNBUFFERED="1", COLUMNS="120", **(env or {}))
     return subprocess.Popen(
         [sys.executable, "-m", "searcher", "-m", *args], cwd=cwd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
     )

@@ -81,6 +81,49 @@ def test_a_stop_python_swallows_in_a_weakref_callback_is_delivered_again_unprint
     assert "Exception ignored" not in printed.err + printed.out and "Traceback" not in printed.err + printed.out
 
 
+def test_a_stop_redelivered_before_the_hook_that_arranged_it_returned_is_not_lost(capfd, monkeypatch):
+    """The flake hunt's race, made certain: the swallowed stop's redelivery fired while sys.unraisablehook was still
+    starting its timer's thread (a busy machine), so the handler raised inside the hook, where Python swallows and
+    prints again and never calls the hook back: the stop was lost. It is delivered once the hook has returned."""
+    import threading
+    import time
+    import weakref
+
+    class SlowToStart(threading.Timer):  # the first redelivery's signal comes while its thread is still starting
+        first = True
+
+        def start(self):
+            if SlowToStart.first:
+                SlowToStart.first = False
+                os.kill(os.getpid(), signal.SIGTERM)
+                deadline = time.monotonic() + 0.3
+                while time.monotonic() < deadline:  # the handler runs here, inside the hook
+                    pass
+            super().start()
+
+    def callback(reference):
+        os.kill(os.getpid(), signal.SIGTERM)
+        deadline = time.monotonic() + 1
+        while time.monotonic() < deadline:
+            pass
+
+    monkeypatch.setattr(interrupts.threading, "Timer", SlowToStart)
+    interrupts.install()
+    try:
+        thing = type("Collected", (), {})()
+        reference = weakref.ref(thing, callback)
+        with pytest.raises(interrupts.Interrupted) as stopped:
+            del thing
+            deadline = time.monotonic() + 5
+            while time.monotonic() < deadline:
+                time.sleep(0.01)
+        assert stopped.value.exit_code == 143 and reference() is None and not SlowToStart.first
+    finally:
+        interrupts.restore()
+    printed = capfd.readouterr()
+    assert "Exception ignored" not in printed.err + printed.out and "Traceback" not in printed.err + printed.out
+
+
 def test_a_stop_that_comes_inside_a_store_write_is_raised_once_the_write_is_done(tmp_path):
     """Raised inside SQLAlchemy, a stop could leave a transaction open and the database locked by this very process
     (a threads search stopped by Ctrl-C hung closing its runs): it is raised after the call instead, and the write is whole."""

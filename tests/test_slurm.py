@@ -49,8 +49,8 @@ class Multiruns:
         self.job_name = f"searcher-test-{uuid.uuid4().hex[:8]}"
         self.started: list[subprocess.Popen] = []
 
-    def start(self, *args: str) -> subprocess.Popen:
-        self.started.append(start_multirun(*args, f"hydra.launcher.name={self.job_name}", cwd=self.cwd))
+    def start(self, *args: str, env: dict[str, str] | None = None) -> subprocess.Popen:
+        self.started.append(start_multirun(*args, f"hydra.launcher.name={self.job_name}", cwd=self.cwd, env=env))
         return self.started[-1]
 
     def stop(self) -> None:
@@ -118,6 +118,9 @@ def test_a_slurm_gpu_job_reaches_its_time_limit_is_requeued_and_resumes_to_the_s
         f"hydra.launcher.partition={PARTITION}", *ONE_CPU,
         "hydra.launcher.timeout_min=1", f"hydra.launcher.signal_delay_s={SIGNAL_DELAY_S}",
         "+hydra.launcher.additional_parameters.hold=true",  # submitted held, released at a chosen moment
+        # the search waits after its baseline until the time limit's signal (once: the requeued job runs through), so
+        # the limit always cuts it mid-search: on a quiet machine the whole quick search once ended before it came
+        env={"SEARCHER_HOLD_AT": "stage.ended:1", "SEARCHER_HOLD_MARKER": str(tmp_path / "held")},
     )
     wait_for(lambda: queued(multiruns.job_name) or process.poll() is not None, timeout=120)
     assert process.poll() is None, process.communicate()[0][-3000:]
@@ -135,6 +138,7 @@ def test_a_slurm_gpu_job_reaches_its_time_limit_is_requeued_and_resumes_to_the_s
     assert search.data.tags["searcher.multirun_sweep_dir"] == str(sweep) and search.data.tags["searcher.multirun_job"] == "0"
     log = (sweep / ".submitit" / job / f"{job}_0_log.out").read_text()
     assert "this job is timed-out" in log, "SLURM did not signal the job before its time limit"
+    assert (tmp_path / "held").exists()  # the first job waited for the signal (the hook wrote its marker)
     assert "(4 remaining timeouts)" in log  # requeued, counting down from the preset's max_num_timeout 5
     assert "stopped by the job scheduler" in log and "interrupted" not in log
     assert "resuming search check" in log and "completed trials are reused" in log

@@ -4,7 +4,8 @@ The handler raises `Interrupted` in the main thread. Python swallows an exceptio
 raised while a finaliser or weakref callback happens to be running, and prints it
 ("Exception ignored in ...", a traceback: seen when SIGTERM came in the first
 seconds of stage 0, while SQLAlchemy's class registry was being collected). Such a
-swallowed stop is not printed but delivered again moments later, in ordinary code;
+swallowed stop is not printed but delivered again moments later, in ordinary code (never
+while the hook that arranges this still runs);
 and the handler records the request, and the runner calls `check()` between trials
 and after every epoch: the stop cannot get lost.
 
@@ -59,6 +60,9 @@ def _handler(signum: int, frame: Any) -> None:
     if waits_for_the_record(frame, _deferred_since):
         _deliver_again(REDELIVER_SECONDS)  # raised here it would cut a write in half: again once the call is done
         return
+    if inside_the_unraisable_hook(frame):
+        _deliver_again(REDELIVER_SECONDS)  # raised here it would be swallowed again, printed and lost: again once it returned
+        return
     _raise()
 
 
@@ -75,6 +79,17 @@ def inside_a_store(frame: Any) -> bool:
     two calls of one record, it left a finished trial KILLED without its evidence, and the re-run trained it again."""
     while frame is not None:
         if any(f"{os.sep}{package}{os.sep}" in frame.f_code.co_filename for package in STORE_PACKAGES):
+            return True
+        frame = frame.f_back
+    return False
+
+
+def inside_the_unraisable_hook(frame: Any) -> bool:
+    """Is the main thread in `_unraisable`, starting the redelivery of a swallowed stop? An exception raised there is
+    swallowed too, but printed ("Exception ignored in sys.unraisablehook") and never delivered again: the stop was lost
+    when, on a busy machine, the redelivery's timer fired before its thread had finished starting (the flake hunt)."""
+    while frame is not None:
+        if frame.f_code is _unraisable.__code__:
             return True
         frame = frame.f_back
     return False
