@@ -65,7 +65,7 @@ def replay(uri: str, variants: dict[str, StabilityRule]) -> dict:
                     continue
                 losses, scores = list(trial.curves["train_loss"].values), list(trial.curves["val_acc"].values)
                 recorded, trials = recorded + len(losses), trials + 1
-                if stop_epoch(StabilityRule(**trial_rule(trial)), losses, scores, chance, perfect) not in (len(losses), None):
+                if stop_epoch(trial_rule(trial), losses, scores, chance, perfect) not in (len(losses), None):
                     mismatches.append(f"{search.name} {trial.name}")
                 kept, score = max(range(len(scores)), key=scores.__getitem__), trial_score(scores)
                 for name, rule in variants.items():
@@ -79,12 +79,17 @@ def replay(uri: str, variants: dict[str, StabilityRule]) -> dict:
     return {"uri": uri, "trials": trials, "recorded_epochs": recorded, "replay_mismatches": mismatches, "variants": found}
 
 
-def trial_rule(trial) -> dict:
+def rule_with(settings: dict[str, str]) -> StabilityRule:
+    """The default rule with `settings` (field name -> value as text: a recorded param, or --variant's)."""
+    default = StabilityRule()
+    return dataclasses.replace(default, **{name: type(getattr(default, name))(value) for name, value in settings.items()})
+
+
+def trial_rule(trial) -> StabilityRule:
     """The rule the trial was trained under (its recorded `train.stability.*` params), so the replay checks itself."""
-    prefix = "train.stability."
-    fields = {f.name: f.type for f in dataclasses.fields(StabilityRule)}
-    return {key[len(prefix):]: (int if "int" in str(fields[key[len(prefix):]]) else float)(value)
-            for key, value in trial.params.items() if key.startswith(prefix) and key[len(prefix):] in fields}
+    prefix, fields = "train.stability.", {f.name for f in dataclasses.fields(StabilityRule)}
+    return rule_with({key.removeprefix(prefix): value for key, value in trial.params.items()
+                      if key.startswith(prefix) and key.removeprefix(prefix) in fields})
 
 
 def main() -> None:
@@ -97,8 +102,7 @@ def main() -> None:
     for given in args.variant:
         name, _, settings = given.partition(":")
         variants[name] = dict(pair.split("=") for pair in settings.split(","))
-    rules = {name: dataclasses.replace(StabilityRule(), **{k: type(getattr(StabilityRule(), k))(v) for k, v in changes.items()})
-             for name, changes in variants.items()}
+    rules = {name: rule_with({key: str(value) for key, value in changes.items()}) for name, changes in variants.items()}
     results = [replay(uri, rules) for uri in args.stores]
     for result in results:
         print(f"{result['uri']}: {result['trials']} trials, {result['recorded_epochs']} epochs recorded"

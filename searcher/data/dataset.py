@@ -16,7 +16,7 @@ from dataclasses import dataclass, field, replace
 import numpy as np
 import torch
 
-from searcher.columns import Column
+from searcher.columns import Column, feature_names
 
 
 @dataclass(frozen=True)
@@ -41,11 +41,15 @@ class ImageDataset:
     identity: str  # what the trial key hashes: name, classes, split seed, sizes
     test_reads: int = 0
 
-    feature_names: tuple[str, ...] = ()  # a table: each input column's name (after one-hot encoding)
-    columns: tuple[Column, ...] = ()  # a table: how the file's columns became those features (searcher/columns.py)
+    columns: tuple[Column, ...] = ()  # a table: how the file's columns became its features (searcher/columns.py)
     class_names: tuple[str, ...] = ()  # a table: each class's value in the target column (class i is class_names[i])
     target_mean: float = 0.0  # regression: the training split's target mean and std (targets are standardised on the device)
     target_std: float = 1.0
+
+    @property
+    def feature_names(self) -> tuple[str, ...]:
+        """A table's input columns, named after one-hot encoding (`colour=blue`); none for other data."""
+        return feature_names(self.columns)
 
     @property
     def task(self) -> str:

@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from searcher.columns import Column, feature_names
+from searcher.columns import Column
 from searcher.data import published, sequences, synthetic
 from searcher.data.dataset import (
     ImageDataset,
@@ -233,7 +233,6 @@ def load_dataset(options: DatasetOptions) -> ImageDataset:
         std=std,
         flip=flip,
         identity=identity,
-        feature_names=feature_names(columns),
         columns=columns,
         class_names=tuple(class_names[c] for c in classes) if classes and class_names else class_names,
         target_mean=target_mean,

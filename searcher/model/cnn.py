@@ -25,7 +25,6 @@ class CNN(Family):
     """Conv blocks -> global average pool -> dropout -> linear; inputs (channels, height, width)."""
 
     name: ClassVar[str] = "cnn"
-
     width_unit: ClassVar[str] = "channels"
     grows: ClassVar[bool] = True
     augments: ClassVar[bool] = True

@@ -107,7 +107,6 @@ class Family:
     name: ClassVar[str] = ""  # what the search's header calls it (`label`: the class's name where empty)
     grows: ClassVar[bool] = False  # True where `grow` is written
     augments: ClassVar[bool] = False  # the data's augmentation (flips, crops) applies to this family's inputs
-
     width_unit: ClassVar[str] = "width"  # what a layer's width counts, for figures: "channels", "units", ...
 
     @property

@@ -25,7 +25,6 @@ class MLP(Family):
     """Flatten -> [linear -> norm -> activation] x depth -> dropout -> linear."""
 
     name: ClassVar[str] = "mlp"
-
     width_unit: ClassVar[str] = "units"
 
     activation: str = "relu"  # relu | gelu | silu | tanh

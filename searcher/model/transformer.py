@@ -46,7 +46,6 @@ class Transformer(Family):
     """Embedding -> [self-attention -> feed-forward] x depth -> mean over positions -> dropout -> linear."""
 
     name: ClassVar[str] = "transformer"
-
     width_unit: ClassVar[str] = "model dimension"
 
     heads: int = 4  # attention heads of a layer whose width they divide (else one)

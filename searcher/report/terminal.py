@@ -181,10 +181,11 @@ class RichProgress:
             self.estimate(outcome, reused)
             self.show()
         metric = outcome.request.metric  # (another metric than accuracy: its value in the target's units, as the user reads it)
-        shown = metric.format(result_score(result)) if result else ""  # (an error's 4 digits vary in width: "6.2", "17.31")
+        shown = metric.format(result_score(result)) if result else ""
+        # (an error's 4 digits vary in width, "6.2" to "17.31": padded, so the labels start in one column)
+        measure = f"score {shown}" if metric.name == "accuracy" else f"val_{metric.short} {shown:<7}"
         detail = (
-            f"{'score' if metric.name == 'accuracy' else 'val_' + metric.short} {shown if metric.name == 'accuracy' else f'{shown:<7}'} at "
-            f"{result.best_epoch:>2}/{len(result.history):<2} {result.behavior:<11} {result.train_seconds:5.1f}s"
+            f"{measure} at {result.best_epoch:>2}/{len(result.history):<2} {result.behavior:<11} {result.train_seconds:5.1f}s"
             if result
             else ""
         )
