@@ -159,3 +159,24 @@ def test_load_model_on_a_store_that_does_not_exist_creates_nothing_and_names_the
         searcher.load_model("models:/searcher-digits/1", tracking_uri="sqlite:///mlflow.db")
     assert f"the tracking store sqlite:///mlflow.db does not exist (there is no file {tmp_path / 'mlflow.db'}); run from the folder" in str(raised.value)
     assert list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.slow
+def test_a_runs_uri_loads_from_the_store_it_is_given_and_creates_nothing_here(quick_search, tmp_path, monkeypatch):
+    """MLflow resolves the model a runs:/ URI names in its global store (by default ./mlflow.db, which it then creates);
+    load_model must read the store it was told, as it does for models:/ URIs."""
+    from mlflow.tracking import MlflowClient
+
+    import searcher
+
+    _, uri, _ = quick_search
+    logged_by = MlflowClient(tracking_uri=uri).get_model_version("searcher-digits", "1").run_id
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    monkeypatch.setattr("mlflow.tracking._tracking_service.utils._tracking_uri", None)  # MLflow's default store: ./mlflow.db
+    by_run = searcher.load_model(f"runs:/{logged_by}/model", tracking_uri=uri)
+    registered = searcher.load_model("models:/searcher-digits/1", tracking_uri=uri)
+    images = load_dataset(DatasetOptions("digits")).test().images[:8]
+    with torch.no_grad():
+        assert torch.equal(by_run(images), registered(images))
+    assert list(tmp_path.iterdir()) == []

@@ -134,15 +134,32 @@ def missing_store(model_uri: str, tracking_uri: str) -> None:
 
 
 def model_location(model_uri: str, tracking_uri: str) -> str:
-    """Where a model's files are. MLflow resolves models:/ URIs in its global tracking URI whatever a call is told,
-    so they are resolved here in `tracking_uri`'s registry; other URIs (runs:/, paths) are locations already."""
-    if not model_uri.startswith("models:/"):
+    """Where a model's files are. MLflow resolves models:/ URIs, and the logged model a runs:/ URI names, in its global
+    tracking URI whatever a call is told (and creates ./mlflow.db doing so), so both are resolved here in
+    `tracking_uri`; other URIs (paths, file:) are locations already."""
+    if not model_uri.startswith(("models:/", "runs:/")):
         return model_uri.rstrip("/")
     from mlflow import MlflowClient
     from mlflow.store.artifact.utils.models import get_model_name_and_version
 
     client = MlflowClient(tracking_uri=tracking_uri, registry_uri=tracking_uri)
+    if model_uri.startswith("runs:/"):
+        return run_model_location(client, model_uri)
     found = get_model_name_and_version(client, model_uri)  # (model id,) or (name, version); aliases and stages too
     if len(found) == 1:
         return client.get_logged_model(found[0]).artifact_location
     return client.get_model_version_download_uri(*found)
+
+
+def run_model_location(client: Any, model_uri: str) -> str:
+    """runs:/<run id>/<name>: the model logged under `name` by that run (MLflow 3 keeps a model's files apart from
+    its run's), else the run's own artifacts at that path."""
+    run_id, _, path = model_uri.removeprefix("runs:/").strip("/").partition("/")
+    run = client.get_run(run_id)
+    name, _, inside = path.partition("/")
+    logged = client.search_logged_models(
+        experiment_ids=[run.info.experiment_id], filter_string=f"name = '{name}' AND source_run_id = '{run_id}'", max_results=1
+    )
+    if logged:
+        return "/".join(part for part in (logged[0].artifact_location.rstrip("/"), inside) if part)
+    return f"{run.info.artifact_uri.rstrip('/')}/{path}".rstrip("/")
