@@ -9,6 +9,7 @@ import os
 import re
 import subprocess
 import sys
+from typing import Literal
 from pathlib import Path
 
 import numpy as np
@@ -88,14 +89,28 @@ def test_the_family_and_its_settings_are_part_of_every_trial_key_but_the_cnns_ke
         ({"_target_": "searcher.data.DatasetOptions"}, "is not a searcher.Family subclass"),
         ({"_target_": "searcher.model.mlp.MLP", "depth": 3}, "model.depth is not a setting of MLP (it has: activation, norm)"),
         ({"_target_": "searcher.model.mlp.MLP", "activation": "relux"}, "activation='relux': one of relu, gelu, silu, tanh"),
-        ({"_target_": "searcher.model.cnn.CNN", "block": "dense"}, "block='dense': plain or residual"),
+        ({"_target_": "searcher.model.cnn.CNN", "block": "dense"}, "model.block='dense' is not one of 'plain', 'residual' (CNN.block); set it to one."),
         ({"activation": "relu"}, "model._target_=None is not a class path"),
+        ({"_target_": "searcher.model.mlp.MLP", "activation": 3}, "model.activation=3 is not a str (MLP.activation); set it to one."),
+        ({"_target_": "test_families.Normed", "norm": "yes"}, "model.norm='yes' is not a bool (Normed.norm); set it to one."),
+        ({"_target_": "test_families.Sized", "kernel": "abc"}, "model.kernel='abc' is not an int (Sized.kernel); set it to one."),
+        ({"_target_": "test_families.Sized", "kernel": 2.5}, "model.kernel=2.5 is not an int (Sized.kernel)"),
+        ({"_target_": "test_families.Sized", "pool": "sum"}, "model.pool='sum' is not one of 'max', 'mean' (Sized.pool)"),
     ],
 )
 def test_a_family_that_cannot_be_had_is_one_sentence_naming_the_setting(settings, says):
     with pytest.raises(FamilyError, match=None) as raised:
         family_from(settings)
     assert says in str(raised.value) and "\n" not in str(raised.value)
+
+
+@dataclasses.dataclass(frozen=True)
+class Sized(searcher.Family):
+    """A family of a user's whose settings have types: a wrong one stops the run before anything trains."""
+
+    kernel: int = 3
+    pool: Literal["max", "mean"] = "max"
+    scale: float | None = None
 
 
 @dataclasses.dataclass(frozen=True)
@@ -316,3 +331,8 @@ def test_a_transformer_reads_the_sequences_and_its_final_model_takes_one_hot_row
         family.baseline(2, 16, (7,))
     with pytest.raises(ValueError, match="the cnn family takes images"):
         CNN().baseline(2, 16, dataset.input_shape)
+
+
+def test_settings_of_the_declared_types_reach_the_family():
+    assert family_from({"_target_": "test_families.Sized", "kernel": 5, "pool": "mean", "scale": 1}) == Sized(5, "mean", 1)
+    assert family_from({"_target_": "test_families.Sized", "scale": None}) == Sized()

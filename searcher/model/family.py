@@ -16,8 +16,8 @@ so a family of your own usually writes only `build`:
             ...  # an nn.Module taking (N, *input_shape) inputs to (N, outputs) logits
 
 Settings of a family are its constructor's keyword arguments (a dataclass's
-fields): `model._target_=my_package.Tower model.activation=gelu` on the command
-line. They are part of every trial key, so two settings never share a trial.
+fields): `model=custom model._target_=my_package.Tower +model.activation=gelu` on
+the command line. They are part of every trial key, so two settings never share a trial.
 """
 
 from __future__ import annotations
@@ -27,6 +27,8 @@ import hashlib
 import importlib
 import json
 import threading
+import types
+import typing
 from collections.abc import Iterator
 from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass, replace
@@ -165,10 +167,49 @@ def family_from(settings: dict[str, Any]) -> Family:
         for key in settings:
             if key not in known:
                 raise FamilyError(f"model.{key} is not a setting of {found.__name__} (it has: {', '.join(sorted(known)) or 'none'}); check the spelling.")
+        try:
+            hints = typing.get_type_hints(found)
+        except Exception:  # (annotations this module cannot resolve: nothing to check against)
+            hints = {}
+        for key, value in settings.items():
+            if key in hints and not fits(value, hints[key]):
+                raise FamilyError(
+                    f"model.{key}={value!r} is not {type_name(hints[key])} ({found.__name__}.{key}); set it to one."
+                )
     try:
         return found(**settings)
     except (TypeError, ValueError) as error:
         raise FamilyError(f"model: {found.__name__}({', '.join(f'{k}={v!r}' for k, v in settings.items())}) was refused: {error}") from None
+
+
+def fits(value: Any, hint: Any) -> bool:
+    """Is `value` (from YAML or the command line) of the type a family's field declares? A check before anything
+    trains, so `+model.kernel=abc` is one sentence, not a TypeError in the baseline; types it cannot read pass."""
+    origin, args = typing.get_origin(hint), typing.get_args(hint)
+    if hint is bool:
+        return isinstance(value, bool)
+    if hint is int:
+        return isinstance(value, int) and not isinstance(value, bool)
+    if hint is float:
+        return isinstance(value, (int, float)) and not isinstance(value, bool)
+    if hint is str:
+        return isinstance(value, str)
+    if origin is typing.Literal:
+        return value in args
+    if origin in (typing.Union, types.UnionType):
+        return any(fits(value, arg) for arg in args)
+    if hint is type(None):
+        return value is None
+    if origin in (tuple, list) or hint in (tuple, list):
+        return isinstance(value, (tuple, list))
+    return True
+
+
+def type_name(hint: Any) -> str:
+    if typing.get_origin(hint) is typing.Literal:
+        return "one of " + ", ".join(repr(arg) for arg in typing.get_args(hint))
+    name = getattr(hint, "__name__", None) or str(hint).replace("typing.", "")
+    return f"{'an' if name[:1] in 'aeiou' else 'a'} {name}"
 
 
 def family_class(target: Any) -> type[Family]:
