@@ -27,7 +27,7 @@ from searcher.model.classifier import Classifier
 from searcher.model.cnn import CNN
 from searcher.model.family import Family, FamilyError, LayerStack, build_network, family_from
 from searcher.model.mlp import MLP
-from searcher.search.setup import model_family, own_settings
+from searcher.search.setup import make_plan, model_family, own_settings
 from searcher.search.trials import TrialRequest
 from searcher.train.trainer import TrainSettings, train_trial
 
@@ -336,3 +336,13 @@ def test_a_transformer_reads_the_sequences_and_its_final_model_takes_one_hot_row
 def test_settings_of_the_declared_types_reach_the_family():
     assert family_from({"_target_": "test_families.Sized", "kernel": 5, "pool": "mean", "scale": 1}) == Sized(5, "mean", 1)
     assert family_from({"_target_": "test_families.Sized", "scale": None}) == Sized()
+
+
+def test_warm_starts_asked_of_a_family_that_cannot_grow_leave_the_comparisons_as_they_were():
+    """Warm starts keep a fixed split (a warm child's extra seeds grow from weights that saw every fold); a family
+    without grow() trains from scratch, so asking for warm starts must not take its cross-validation away."""
+    digits = load_dataset(DatasetOptions("digits"))
+    cold = make_plan(searcher.api.compose("model=mlp", "device=cpu")[0], digits)
+    asked = make_plan(searcher.api.compose("model=mlp", "device=cpu", "search.warm_start=true")[0], digits)
+    assert (asked.warm_start, asked.folds) == (False, cold.folds) and cold.folds > 1
+    assert make_plan(searcher.api.compose("device=cpu", "search.warm_start=true")[0], digits).folds == 1  # the cnn grows

@@ -102,6 +102,7 @@ def make_plan(config: SearcherConfig, dataset: ImageDataset, target: ImageDatase
     family = model_family(config)
     check_family(family, config, dataset.input_shape)
     metric = search_metric(config, dataset)
+    warm_start = s.warm_start and family.grows  # a family that cannot grow weights trains every candidate from scratch
     regularizers = tuple(RegularizerRange(name, r.low, r.high, r.log) for name, r in s.regularization.space.items())
     if not (family.augments and dataset.augmentable):  # flips and crops belong to images (and to families that take them)
         regularizers = tuple(r for r in regularizers if r.name != "augment")
@@ -115,7 +116,7 @@ def make_plan(config: SearcherConfig, dataset: ImageDataset, target: ImageDatase
         train=train_settings(config),
         repeats=s.repeats,
         max_repeats=s.max_repeats,
-        folds=cross_validation_folds(s.folds, len(dataset.train), len(dataset.val), s.warm_start),
+        folds=cross_validation_folds(s.folds, len(dataset.train), len(dataset.val), warm_start),
         significance=s.significance,
         width_ties=s.width.ties,
         depth_ties=s.depth.ties,
@@ -137,7 +138,7 @@ def make_plan(config: SearcherConfig, dataset: ImageDataset, target: ImageDatase
         final_seeds=s.final.seeds,
         max_consecutive_failures=s.max_consecutive_failures,
         transfer=TransferPlan(target.identity, s.transfer.top_k, s.transfer.longest) if target is not None else None,
-        warm_start=s.warm_start and family.grows,  # a family that cannot grow weights trains every candidate from scratch
+        warm_start=warm_start,
         unit={3: "image", 1: "row"}.get(len(dataset.input_shape), "sequence"),
         metric=metric,
         budget=Budget.parse(s.budget),
