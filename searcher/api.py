@@ -41,7 +41,7 @@ class Searched:
     run_id: str  # the MLflow search run (stage and trial runs are nested under it)
     search_name: str
     tracking_uri: str
-    test_acc: float  # the final model's accuracy on the test split (mean over the final stage's seeds); another metric's score
+    test_acc: float | None  # the final model's accuracy on the test split (mean over the final stage's seeds); None when judged by another metric
     model_uri: str | None  # what searcher.load_model takes (models:/NAME/VERSION); None if no model was logged
     decisions: tuple[dict, ...] = field(repr=False)  # every stage's decisions.json entries: stage, decision, reason, numbers
     output_dir: Path | None = None  # decisions.md and the report, when written
@@ -183,10 +183,13 @@ def table_file(data: Any, target: str | None, config: SearcherConfig) -> tuple[P
     import pandas as pd
 
     from searcher.config import data_dir
+    from searcher.data.tables import columns_hint
 
     if isinstance(data, pd.DataFrame):
-        if target is None or target not in data.columns:
-            raise SearchError(f"target={target!r} is not a column of the DataFrame; name the column to predict, e.g. target='label'.", 2)
+        if target is None:
+            raise SearchError(f"data=DataFrame needs target=, the column to predict (e.g. target={str(data.columns[-1])!r}).", 2)
+        if target not in data.columns:
+            raise SearchError(f"target={target!r} is not a column of the DataFrame; {columns_hint(target, list(data.columns))}.", 2)
         frame, column = data, target
     elif isinstance(data, (tuple, list)) and len(data) == 2:
         features, labels = (np.asarray(part) for part in data)  # (data_overrides made tensors arrays)
@@ -218,7 +221,7 @@ def searched(tracking_uri: str, run_id: str, model_uri: str | None, output_dir: 
         run_id=run_id,
         search_name=record.name,
         tracking_uri=tracking_uri,
-        test_acc=record.metrics["test_acc"],
+        test_acc=record.metrics["test_acc"] if record.metric.name == "accuracy" else None,  # (test_acc records the score: -RMSE in target stds)
         metric=record.metric.name,
         test_metric=record.metrics[f"test_{record.metric.short}"],
         model_uri=model_uri or (record.model.uri if record.model else None),

@@ -96,6 +96,10 @@ class Outcome:
         if self.exit_code != EXIT_OK:
             return f"search {self.search_name} ended with exit {self.exit_code}{why}"
         found = f": test_acc {self.test_acc:.4f}" if self.test_acc is not None else ""
+        metrics = self.result.final.metrics if self.result else {}
+        shown = [k for k in metrics if k.startswith("test_") and k != "test_acc" and not k.endswith("_std")]  # another metric's, in its units
+        if shown:
+            found = f": {shown[0]} {metrics[shown[0]]:.4g}"
         return f"search {self.search_name} done (exit 0){found}" + (f"; model {self.model_uri}" if self.model_uri else "")
 
 
@@ -266,6 +270,8 @@ def announce(s: Opened, name: str, plan: SearchPlan, device: torch.device) -> No
     pool = len(dataset.train) + len(dataset.val)
     note = validation_note(round(pool / plan.folds) if plan.folds > 1 else len(dataset.val), plan.significance, plan.repeats, plan.max_repeats, plan.folds, pool, plan.unit, plan.metric)
     s.console.print(note, highlight=False)
+    if s.config.search.warm_start and not plan.warm_start:
+        s.console.print(f"search.warm_start=true is ignored: {plan.family.label} cannot grow a network's weights (no grow()); every candidate trains from scratch", highlight=False)
     for line in (s.chosen.training, s.chosen.execution) if s.chosen else ():
         if line:
             s.console.print(line, highlight=False)
@@ -546,7 +552,7 @@ def prepare_finish_in_background() -> threading.Thread:
 
 
 def model_inputs(dataset: ImageDataset) -> str:
-    """What the final model takes and gives, in the words the summary prints."""
-    outputs = "predictions out" if dataset.task == "regression" else "logits out"
-    rows = "float32 rows (model.rows(frame) makes them from the file's columns)" if dataset.columns else "float32 rows"
-    return f"{'uint8 images' if dataset.is_image else rows} in, {outputs}"
+    """What the final model takes and gives, in the words the summary prints (the report's reload example says the same)."""
+    from searcher.report.content import input_kind, model_words
+
+    return model_words(input_kind(dataset.input_shape, bool(dataset.columns)), dataset.input_shape, dataset.task == "regression")

@@ -76,8 +76,20 @@ def fit_columns(frame: Any, fill_rows: np.ndarray) -> tuple[Column, ...]:
     return tuple(columns)
 
 
+def as_frame(rows: Any) -> Any:
+    import pandas as pd  # (here, not at the top: the model layer imports this module, and a search need not load pandas)
+
+    if isinstance(rows, pd.DataFrame):
+        return rows
+    if isinstance(rows, (pd.Series, dict)):
+        return pd.DataFrame([dict(rows)])  # (one row; each column's type read from its value, as a file's would be)
+    raise ColumnError(f"rows come as a pandas DataFrame with the training file's columns (one row: a Series or a dict); got {type(rows).__name__}.")
+
+
 def encode(columns: tuple[Column, ...], frame: Any) -> np.ndarray:
-    """(rows, features) float32: `frame`'s columns encoded as fitted, in the fitted order."""
+    """(rows, features) float32: `frame`'s columns encoded as fitted, in the fitted order. One row may come as a
+    pandas Series or a dict of column: value."""
+    frame = as_frame(frame)
     missing = [column.name for column in columns if column.name not in frame.columns]
     if missing:
         raise ColumnError(f"the rows lack the column(s) {', '.join(map(repr, missing))} the model reads; give every feature column of the training file.")

@@ -9,8 +9,8 @@ import os
 import re
 import subprocess
 import sys
-from typing import Literal
 from pathlib import Path
+from typing import Literal
 
 import numpy as np
 import pandas as pd
@@ -215,6 +215,11 @@ def test_new_rows_are_encoded_as_training_encoded_the_file_and_what_training_nev
     assert rows.tolist()[1] == [3.0, 1.0, 0.5, 0.0, 0.0, 1.0, 1.0]
     assert rows[0, 2].item() == pytest.approx(train_median, abs=1e-6) and rows[0].tolist()[3:] == [0.0, 1.0, 0.0, 1.0]
     assert torch.equal(model.rows(new.astype({"c": "Float64"})), rows)  # pandas' nullable numbers: a gap is pd.NA
+    assert torch.equal(model.rows(new.iloc[1]), rows[1:]) and torch.equal(model.rows(new.iloc[1].to_dict()), rows[1:])  # one row
+    with pytest.raises(ValueError, match="rows come as a pandas DataFrame with the training file's columns .* got ndarray"):
+        model.rows(new.to_numpy())
+    with pytest.raises(TypeError, match=r"the model takes a torch tensor; got ndarray \(convert with torch.from_numpy"):
+        model(rows.numpy())
     with pytest.raises(ValueError, match=r"the rows lack the column\(s\) 'colour' the model reads"):
         model.rows(pd.get_dummies(new, columns=["colour"]))
     with pytest.raises(ValueError, match=r"column 'a' held numbers in training; these rows hold"):
@@ -228,7 +233,8 @@ def test_new_rows_are_encoded_as_training_encoded_the_file_and_what_training_nev
     ("target", "task", "says"),
     [
         (None, "auto", "dataset.target is not set"),
-        ("colours", "auto", "dataset.target=colours is not a column of t.csv; its columns are: a, b, c, colour, constant, kind"),
+        ("colours", "auto", "dataset.target=colours is not a column of t.csv; its columns are: a, b, c, colour, constant, kind."),
+        ("Kind", "auto", "dataset.target=Kind is not a column of t.csv; did you mean kind?"),
         ("kind", "regression", "dataset.target=kind is not numeric; regression needs numbers"),
         ("constant", "auto", "dataset.target=constant has a single value"),
         ("constant", "regression", "dataset.target=constant has a single value"),
@@ -346,3 +352,14 @@ def test_warm_starts_asked_of_a_family_that_cannot_grow_leave_the_comparisons_as
     asked = make_plan(searcher.api.compose("model=mlp", "device=cpu", "search.warm_start=true")[0], digits)
     assert (asked.warm_start, asked.folds) == (False, cold.folds) and cold.folds > 1
     assert make_plan(searcher.api.compose("device=cpu", "search.warm_start=true")[0], digits).folds == 1  # the cnn grows
+
+
+def test_a_target_that_is_not_a_column_lists_them_all_or_says_how_many_more_and_a_dataframe_needs_one(tmp_path):
+    from searcher.data.tables import columns_hint
+
+    assert columns_hint("zz", [f"c{i}" for i in range(25)]).endswith("c18, c19 and 5 more")
+    frame = pd.read_csv(small_table(tmp_path / "t.csv"))
+    with pytest.raises(searcher.SearchError, match=r"data=DataFrame needs target=, the column to predict \(e.g. target='kind'\)"):
+        searcher.search("search=quick", data=frame)
+    with pytest.raises(searcher.SearchError, match="target='KIND' is not a column of the DataFrame; did you mean kind?"):
+        searcher.search("search=quick", data=frame, target="KIND")

@@ -145,6 +145,7 @@ def test_a_regression_table_is_searched_from_python_and_judged_by_rmse_in_its_un
     )
     table = load_dataset(DatasetOptions("table", path=path, target="price"))
     assert found.metric == "rmse" and 1 < found.test_metric < 100  # in the target's units (std ~100), not standardised ones
+    assert found.test_acc is None  # not an accuracy (the record's test_acc holds the score, -RMSE in target stds)
     with torch.no_grad():
         predictions = found.model(table.test().images)
     assert predictions.shape == (len(table.test()),)  # one value per row, in the target's units
@@ -173,3 +174,19 @@ def test_a_regression_table_is_searched_from_python_and_judged_by_rmse_in_its_un
     )
     assert own.metric == "my_metrics.absolute_error" and own.search_name != found.search_name and own.test_metric > 0
     assert "t-test on per-row absolute_error values" in " ".join(entry["reason"] for entry in own.decisions)
+
+
+def test_the_run_log_ends_with_a_regressions_test_error_in_its_units_not_its_score():
+    from searcher.app import Outcome
+    from searcher.model.family import LayerStack
+    from searcher.search.controller import SearchResult
+    from searcher.search.stages.base import StageResult
+    from searcher.search.trials import Candidate
+
+    def ended(metrics: dict[str, float]) -> str:
+        settings = TrainSettings(optimizer="adamw", lr=0.003, batch_size=64)
+        final = StageResult("final", Candidate("w16 d1", LayerStack((16,)), settings), 0.0, (), {}, metrics=metrics)
+        return Outcome(0, "s", "run", metrics["test_acc"], SearchResult((final,), (), 1.0)).story()
+
+    assert ended({"test_acc": -0.72, "test_acc_std": 0.01, "test_rmse": 55.88, "test_rmse_std": 0.5}) == "search s done (exit 0): test_rmse 55.88"
+    assert ended({"test_acc": 0.9861, "test_acc_std": 0.001}) == "search s done (exit 0): test_acc 0.9861"

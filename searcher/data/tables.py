@@ -124,6 +124,15 @@ def features(frame: Any, fill_rows: np.ndarray) -> tuple[np.ndarray, tuple[Colum
 Table = tuple[tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray], tuple[Column, ...], tuple[str, ...]]
 
 
+def columns_hint(target: str, columns: list[Any]) -> str:
+    """What the target might have been meant to be: a column differing only in case, else the columns (the first 20)."""
+    same = [str(c) for c in columns if str(c).casefold() == str(target).casefold()]
+    if same:
+        return f"did you mean {same[0]}?"
+    more = f" and {len(columns) - 20} more" if len(columns) > 20 else ""
+    return f"its columns are: {', '.join(map(str, columns[:20]))}{more}"
+
+
 def read_table(path: Path, target: str | None, split_seed: int, task: str = "auto") -> Table:
     """(train rows, targets, test rows, targets) with the test split held out, the columns' encoding and the class names
     (none for regression, whose targets are float32 values)."""
@@ -133,8 +142,7 @@ def read_table(path: Path, target: str | None, split_seed: int, task: str = "aut
         raise DatasetError("dataset.target is not set; name the column to predict, e.g. dataset.target=label.")
     frame = read_frame(path)
     if target not in frame.columns:
-        shown = ", ".join(map(str, list(frame.columns)[:20]))
-        raise DatasetError(f"dataset.target={target} is not a column of {path.name}; its columns are: {shown}.")
+        raise DatasetError(f"dataset.target={target} is not a column of {path.name}; {columns_hint(target, list(frame.columns))}.")
     column = frame[target]
     if column.isna().any():
         raise DatasetError(f"dataset.target={target}: {int(column.isna().sum())} rows have no value; drop them or fill them in the file.")

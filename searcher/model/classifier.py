@@ -69,6 +69,8 @@ class Classifier(nn.Module):
 
     def forward(self, inputs: torch.Tensor) -> torch.Tensor:
         expected = torch.uint8 if self.images else torch.float32
+        if not isinstance(inputs, torch.Tensor):
+            raise TypeError(f"the model takes a torch tensor; got {type(inputs).__name__} (convert with torch.from_numpy(x) or torch.tensor(x))")
         if inputs.dtype != expected:
             hint = "(convert with e.g. (x * 255).round().to(torch.uint8) for floats in 0..1)" if self.images else "(convert with .float())"
             what = "uint8 images on the 0-255 scale, as searcher's datasets store them" if self.images else "float32 rows (table features, or one-hot tokens)"

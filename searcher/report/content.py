@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import datetime
 import math
+from collections.abc import Sequence
 from pathlib import Path
 
+from searcher.data.registry import TABLES
 from searcher.report.candidates import candidates
 from searcher.report.canvas import SCALE
 from searcher.report.document import Block, Bullets, Code, Columns, Figure, Heading, Paragraph, Table
@@ -141,6 +143,8 @@ def reload(search: SearchRecord) -> list[Block]:
     if search.model is None:
         return blocks + [Paragraph("No model was logged (the search did not finish).")]
     shape = search.input
+    kind = input_kind(shape.get("input_shape") or (), search.tags.get(Tags.DATASET) in TABLES)
+    regression = search.metric.task == "regression"
     registered = (
         f"It is registered as **{search.model.registered_name}** version {search.model.version} "
         f"(tagged searcher.search_name={search.name})."
@@ -153,15 +157,16 @@ def reload(search: SearchRecord) -> list[Block]:
             "import searcher, torch\n"
             f'model = searcher.load_model("{search.model.uri}",\n'
             f'                            tracking_uri="{redact(search.tracking_uri)}")  # add your password back if the store needs one\n'
-            + input_comment(shape)
+            + input_lines(kind, shape)
             + "with torch.no_grad():\n"
-            f"    predictions = model({'images' if len(shape.get('input_shape') or (0, 0, 0)) == 3 else 'rows'}).argmax(1)  # output i is the dataset's class model.labels[i]\n"
+            + prediction_line(kind, regression)
         )
     )
+    served = "the rows model.rows(frame) makes, as a float32 array," if kind == "table" else f"the same {TAKES[kind]}"
     blocks.append(
         Paragraph(
             "It is an nn.Module in eval mode, rebuilt from its architecture and a weights-only state dict. "
-            "mlflow.pyfunc.load_model (and mlflow models serve) take the same uint8 images and return logits."
+            f"mlflow.pyfunc.load_model (and mlflow models serve) take {served} and return {gives(regression)}."
         )
     )
     return blocks
@@ -215,17 +220,56 @@ def description_blocks(search: SearchRecord) -> list[Block]:
     )
 
 
-def input_comment(shape: dict) -> str:
-    """What the model takes, as a comment in the reload example: images, or a table's feature rows."""
-    if len(shape.get("input_shape") or (0, 0, 0)) == 2:
-        length, vocabulary = shape["input_shape"]
-        return f"# rows: float32 tensor (N, {length}, {vocabulary}), each token one-hot, as searcher's sequences store them\n"
-    if len(shape.get("input_shape") or (0, 0, 0)) != 3:
+TAKES = {  # what the final model takes, by kind (input_kind), in the summary's and the report's words
+    "images": "uint8 images",
+    "table": "float32 rows (model.rows(frame) makes them from the file's columns)",
+    "rows": "float32 rows",
+    "sequences": "float32 one-hot sequences",
+}
+
+
+def input_kind(input_shape: Sequence[int], table: bool) -> str:
+    """images (C, H, W), sequences (length, vocabulary) of one-hot tokens, or feature rows (F,): a table's (`table`:
+    model.rows(frame) encodes its file's columns) or an array's. A search recorded before input shapes were: images."""
+    if len(input_shape) == 1:
+        return "table" if table else "rows"
+    return "sequences" if len(input_shape) == 2 else "images"
+
+
+def gives(regression: bool) -> str:
+    return "predictions in the target's units" if regression else "logits"
+
+
+def model_words(kind: str, input_shape: Sequence[int], regression: bool) -> str:
+    """What the final model takes and gives, as the summary's last line says it: "float32 one-hot sequences (N, 24, 9)
+    in, logits out" (a table's rows: how to make them, not their width)."""
+    shape = f" (N, {', '.join(map(str, input_shape))})" if kind in ("rows", "sequences") else ""
+    return f"{TAKES[kind]}{shape} in, {gives(regression)} out"
+
+
+def input_lines(kind: str, shape: dict) -> str:
+    """The reload example's inputs: a table's rows made from a DataFrame; other inputs, a comment saying what they are."""
+    size: Sequence[int] = shape.get("input_shape") or ()
+    if kind == "table":
         return (
-            f"# rows: float32 tensor (N, {shape['input_shape'][0]}) of the table's features in their own units (one-hot columns: "
-            "model.feature_names; from a DataFrame of the file's columns: model.rows(frame)); the model standardises them itself\n"
+            "# frame: a pandas DataFrame with the file's columns (other columns, the target's among them, are ignored)\n"
+            f"rows = model.rows(frame)  # float32 (N, {size[0]}) named by model.feature_names, encoded as the search encoded the file\n"
         )
+    if kind == "rows":
+        return f"# rows: float32 tensor (N, {size[0]}) of features in their own units; the model standardises them itself\n"
+    if kind == "sequences":
+        return f"# rows: float32 tensor (N, {size[0]}, {size[1]}), each token one-hot, as searcher's sequences store them\n"
     return (
         f"# images: uint8 tensor (N, {shape.get('channels', 'C')}, {shape.get('size', 'H')}, {shape.get('size', 'W')}) on the 0-255 scale, "
         "as searcher's datasets store them; the model normalises them itself\n"
     )
+
+
+def prediction_line(kind: str, regression: bool) -> str:
+    """A regression model returns (N,) values (no classes to pick); a table's classes are its target column's values."""
+    inputs = "images" if kind == "images" else "rows"
+    if regression:
+        return f"    predictions = model({inputs})  # (N,) predictions of the target, in its units\n"
+    if kind == "table":
+        return f"    predictions = [model.class_names[i] for i in model({inputs}).argmax(1)]  # the target column's values\n"
+    return f"    predictions = model({inputs}).argmax(1)  # output i is the dataset's class model.labels[i]\n"

@@ -235,8 +235,9 @@ def print_summary(console: Console, result: SearchResult, ui_command: str, view_
 
 def print_links(console: Console, ui_command: str, view_url: str, model_uri: str | None, inputs: str = "uint8 images in, logits out") -> None:
     """Where to look next, the same after a search and after a finished search's re-run: the MLflow UI command, the
-    search's stage-by-stage view and the final model's URI (`inputs`: what it takes and gives, e.g. "float32 rows in,
-    predictions out" for a regression table). Commands and URLs are not wrapped, so they stay copyable."""
+    search's stage-by-stage view and the final model's URI (`inputs`: what it takes and gives, report/content.py
+    model_words, e.g. "float32 one-hot sequences (N, 24, 9) in, logits out"). Commands and URLs are not wrapped, so
+    they stay copyable."""
     console.print(f"MLflow UI:  {ui_command}", soft_wrap=True, highlight=False)
     console.print(f"then open:  {view_url}", soft_wrap=True, highlight=False)
     if model_uri:
