@@ -30,7 +30,7 @@ from searcher.train.metrics import Metric  # noqa: E402
 from searcher.train.score import trial_score  # noqa: E402
 from searcher.train.stability import StabilityRule, judge  # noqa: E402
 
-REPLAYED = ("stable", "overfitting", "capped")  # ended by the rule (pruned, diverged and failed trials by something else)
+REPLAYED = ("stable", "overfitting", "unstable", "capped")  # ended by the rule (pruned, diverged and failed trials by something else)
 VARIANTS = {
     "current": {},
     "validation only (training loss ignored)": {"loss_floor": 1e9},

@@ -58,7 +58,7 @@ def test_run_tree_tags_metrics_and_artifacts(finished_search):
         tags = trial.data.tags
         assert tags["searcher.stage"] == stage_ids[tags["mlflow.parentRunId"]]
         assert tags["searcher.decision"] in {"selected", "rejected", "pruned", "failed"}
-        assert tags["searcher.behavior"] in {"stable", "overfitting", "capped", "diverged", "pruned"}
+        assert tags["searcher.behavior"] in {"stable", "overfitting", "unstable", "capped", "diverged", "pruned"}
         assert len(tags["searcher.trial_key"]) == 20
         assert {"score", "best_val_acc", "epochs", "train_seconds", "images_per_second"} <= set(trial.data.metrics)
         assert {"arch.depth", "arch.widths", "arch.kernels", "train.lr", "train.batch_size"} <= set(trial.data.params)

@@ -103,3 +103,13 @@ def test_the_rate_does_not_halve_while_a_trial_is_near_chance():
     assert max(record.val_acc for record in result.history) < 0.1 + 0.25 * 0.9  # near chance throughout
     assert result.behavior == "stable" and len(result.history) == 3 * 3 + 1
     assert {record.lr for record in result.history} == {1e-7}
+
+
+def test_a_drop_while_the_training_loss_rose_too_is_unstable_not_overfitting():
+    """Validation fell and stayed down because training itself lost ground (the loss jumped 7x and stayed above its
+    best): the trial stops at the same epoch as an overfitting one would, under a name that points at the rate."""
+    losses = [1.0, 0.6, 0.4, 0.3, 0.16, 1.1, 0.6, 0.5, 0.45, 0.4, 0.4]
+    scores = [0.3, 0.5, 0.75, 0.85, 0.885, 0.54, 0.51, 0.6, 0.62, 0.6, 0.6]
+    assert run(losses, scores) == ("unstable", 10)
+    falling = [1.0 / e for e in range(1, 11)]
+    assert run(falling, scores)[0] == "overfitting"  # the same validation curve while the fit improves

@@ -33,7 +33,7 @@ def search_console() -> Console:
 
 LEGEND = (
     "legend: score = best 3-epoch mean of validation accuracy · at 7/17 = best epoch 7 of 17 trained · "
-    "stable/overfitting/capped/pruned = why it stopped · w16 d2 = width 16, depth 2 · d3 +w32 = a third layer, 32 wide · "
+    "stable/overfitting/unstable/capped/pruned = why it stopped · w16 d2 = width 16, depth 2 · d3 +w32 = a third layer, 32 wide · "
     "r1 = a candidate's extra seed 1 (its comparison needed more evidence)"
 )
 

@@ -29,7 +29,7 @@ class TrialRecord:
     stage: str
     status: str  # MLflow run status: FINISHED, FAILED, KILLED, RUNNING
     decision: str  # selected | rejected | pruned | failed | "" (not decided yet)
-    behavior: str  # stable | overfitting | capped | diverged | pruned | "" (records before pruned existed say capped)
+    behavior: str  # stable | overfitting | unstable | capped | diverged | pruned | "" (records before pruned existed say capped)
     started_ms: int
     metrics: dict[str, float] = field(default_factory=dict)  # per-trial summaries: score, best_val_acc, epochs, train_seconds...
     params: dict[str, str] = field(default_factory=dict)

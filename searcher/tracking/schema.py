@@ -48,7 +48,7 @@ class Tags:
     STATUS = "searcher.status"  # ok | pruned | failed: set when the outcome is recorded (a resume reuses only these)
     DECISION = "searcher.decision"  # selected | rejected | pruned | failed | discarded (a speculative trial never asked for)
     SPECULATIVE = "searcher.speculative"  # true: trained as a guess in an idle slot (execution.speculate); used once asked for
-    BEHAVIOR = "searcher.behavior"  # stable | overfitting | capped | diverged | pruned (stopped by the pruner)
+    BEHAVIOR = "searcher.behavior"  # stable | overfitting | unstable | capped | diverged | pruned (stopped by the pruner)
     STOPPED_EARLY = "searcher.stopped_early"
     ERROR = "searcher.error"
     NOTE = "searcher.note"  # a stage's remark on the trial ("beyond patience")

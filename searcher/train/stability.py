@@ -14,7 +14,7 @@ import math
 from dataclasses import dataclass
 from typing import ClassVar, Literal
 
-Behavior = Literal["stable", "overfitting", "capped", "diverged", "pruned"]  # pruned: stopped from outside (a pruner)
+Behavior = Literal["stable", "overfitting", "unstable", "capped", "diverged", "pruned"]  # pruned: stopped from outside (a pruner)
 
 
 @dataclass(frozen=True)
@@ -57,7 +57,10 @@ def judge(
         best = max(val_scores)
         recent = val_scores[-span:]
         if all(score < best - rule.overfit_margin for score in recent):
-            return "overfitting"
+            # Overfitting fits the training data better while validation falls; a training loss that rose and stayed
+            # above its best too is the optimiser losing ground (a learning rate too high): stopped alike, named apart.
+            earlier_fit = max(min(train_losses[:-span]), rule.loss_floor)
+            return "unstable" if min(train_losses[-span:]) > earlier_fit * (1 + 2 * rule.loss_tolerance) else "overfitting"
         earlier_best = max(val_scores[:-span])
         metric_moving = max(recent) > earlier_best + rule.metric_tolerance
         before = train_losses[-span - 1]
