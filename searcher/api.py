@@ -9,6 +9,7 @@ finish raises SearchError with the sentence the command line would print, instea
 
 from __future__ import annotations
 
+import contextlib
 import datetime
 import logging
 import os
@@ -132,12 +133,21 @@ def search(
         outcome = run(config, dataset_chosen, folder, console or search_console())
     finally:
         mlflow_log.setLevel(level)
+        if output_dir is None:
+            remove_if_empty(folder)
     if outcome.exit_code == 2 and outcome.error:  # a bad setting or input: the sentence that names it
         raise SearchError(outcome.error, 2)
     if outcome.exit_code != 0 or outcome.search_run_id is None:
         said = outcome.error or "see the lines above"
         raise SearchError(f"search {outcome.search_name} ended with exit {outcome.exit_code}: {said}", outcome.exit_code)
-    return searched(config.tracking.uri, outcome.search_run_id, outcome.model_uri, folder)
+    return searched(config.tracking.uri, outcome.search_run_id, outcome.model_uri, folder if folder.is_dir() else None)
+
+
+def remove_if_empty(folder: Path) -> None:
+    """A search that wrote nothing (refused, or read back finished) leaves no folder of its own behind, as on the
+    command line. (Its date folder stays: another search may be making its own folder in it.)"""
+    with contextlib.suppress(OSError):
+        folder.rmdir()  # (only an empty folder goes)
 
 
 def data_overrides(data: Any, target: str | None, config: SearcherConfig) -> tuple[str, ...]:

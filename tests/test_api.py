@@ -77,3 +77,11 @@ def test_a_search_from_python_without_a_terminal_prints_plain_lines_and_records_
     assert len(FINISHED_TRIAL.findall(result.stdout)) == len(trials) > 0
     assert {r.data.tags["searcher.stage"] for r in search_runs(uri, "tags.`searcher.role` = 'stage'")} >= {"baseline", "width", "depth", "final"}
     assert list(tmp_path.glob("outputs/*/*/decisions.md")), "the decision log is written to the output folder"
+
+
+def test_a_refused_search_leaves_no_output_folder_of_its_own(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(searcher.SearchError, match="nope.csv") as raised:
+        searcher.search("+dataset=table", f"dataset.path={tmp_path / 'nope.csv'}", "dataset.target=y", f"tracking.uri=sqlite:///{tmp_path}/runs.db")
+    assert raised.value.exit_code == 2
+    assert list((tmp_path / "outputs").glob("*/*")) == []  # (the command line leaves none either)
