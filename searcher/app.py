@@ -42,6 +42,7 @@ from searcher.execution.setup import (
     with_auto_execution,
 )
 from searcher.execution.threads import torch_threads, trial_threads
+from searcher.report.errors import print_error
 from searcher.search.plan import SearchPlan
 from searcher.search.setup import check_family, make_plan, model_family, search_metric, with_auto_training
 from searcher.tracking.setup import (
@@ -197,7 +198,7 @@ def run(
     except (ConfigError, DatasetError) as error:
         if workers is not None:
             workers.close()
-        console.print(f"[red]error:[/red] {error}", highlight=False)
+        print_error(console, str(error))
         return Outcome(EXIT_BAD_INPUT, error=str(error))
     try:
         chosen = Chosen(training.describe(), execution_note)
@@ -227,7 +228,7 @@ def search(s: Opened) -> Outcome:
     try:
         lease = acquire(s.storage, name, s.config.tracking.lease_seconds)
     except (LeaseTaken, LeaseError) as error:
-        s.console.print(f"[red]error:[/red] {error}", highlight=False, soft_wrap=True)
+        print_error(s.console, str(error))
         return Outcome(EXIT_BAD_INPUT, name, error=str(error))
     try:
         if lease.previous is not None:
@@ -306,7 +307,7 @@ def open_or_resume(s: Opened, name: str, lease: Lease, device: torch.device) -> 
             f"search.name={name} already exists in {redact(s.config.tracking.uri)} with other settings: "
             f"{'; '.join(differences)}. Re-run with the same settings to resume it, or choose a new search.name."
         )
-        s.console.print(f"[red]error:[/red] {message}", highlight=False)
+        print_error(s.console, message)
         return Outcome(EXIT_BAD_INPUT, name, error=message)
     prior = load_prior(recorder.client, recorder.experiment_id, earlier, lease)
     if prior.finished:

@@ -240,9 +240,9 @@ PRINTING = ("--cfg", "-c", "--info", "-i", "--help", "-h", "--hydra-help", "--re
 
 
 def show_error(console: Any, message: str) -> None:
-    from rich.markup import escape
+    from searcher.report.errors import print_error
 
-    console.print(f"[red]error:[/red] {escape(message)}", highlight=False, soft_wrap=True)
+    print_error(console, message)
 
 
 def dataset_names() -> list[str]:
@@ -277,6 +277,8 @@ SUBCOMMANDS = {"ui": "searcher.ui", "report": "searcher.report.__main__"}  # `se
 
 def main() -> None:
     args = sys.argv[1:]
+    if "" not in sys.path and os.getcwd() not in sys.path:  # the console script: your modules here import, as under python -m
+        sys.path.insert(0, os.getcwd())
     os.environ.setdefault("MLFLOW_CONFIGURE_LOGGING", "false")  # MLflow's loggers follow conf/hydra/job_logging: its messages to cli.log
     if args and args[0] in SUBCOMMANDS:
         import importlib

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import shutil
 import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -82,7 +83,7 @@ class PrepareSlurm(Callback):
             return
         refusal = refused(launcher)
         if refusal:
-            print(f"error: {refusal}", flush=True)
+            print(f"error: {refusal}", file=sys.stderr, flush=True)
             raise SystemExit(2)  # bad input (Hydra turns a callback's exception into a warning)
         from searcher.execution.submitit import NO_ACCOUNTING, skip_sacct_without_accounting
 

@@ -60,7 +60,7 @@ def test_the_readme_quotes_the_measured_search_times_and_no_others():
 def test_a_rejected_command_says_what_to_do_and_leaves_no_output_folder(tmp_path: Path, args, message):
     result = run_cli(*args, cwd=tmp_path, timeout=60)
     assert result.returncode == 2, result.stdout + result.stderr
-    assert message in result.stdout and "Traceback" not in result.stdout + result.stderr
+    assert message in result.stderr and "Traceback" not in result.stdout + result.stderr
     assert list(tmp_path.iterdir()) == []  # no outputs/, no empty cli.log, no store
 
 
@@ -69,7 +69,7 @@ def test_a_rejected_command_says_what_to_do_and_leaves_no_output_folder(tmp_path
 def test_device_cuda_without_cuda_exits_2_before_any_folder_or_store_exists(tmp_path: Path, device):
     result = run_cli(f"device={device}", "search=quick", cwd=tmp_path, timeout=60)
     assert result.returncode == 2, result.stdout + result.stderr
-    assert f"error: device={device} but this machine has no CUDA device torch can use; use device=auto" in result.stdout
+    assert f"error: device={device} but this machine has no CUDA device torch can use; use device=auto" in result.stderr
     assert "Traceback" not in result.stdout + result.stderr
     assert list(tmp_path.iterdir()) == []  # no outputs/ folder, no mlflow.db, no optuna.db
 
@@ -98,7 +98,7 @@ def test_a_command_refused_after_its_folder_was_made_leaves_no_folder_and_no_sto
     Image.new("RGB", (4, 4)).save(data / "empty-class" / "cat" / "a.png")
     result = run_cli(*(arg.format(tmp=data) for arg in REFUSED_LATE[case]), "search=quick", cwd=work, timeout=120)
     assert result.returncode == 2, result.stdout + result.stderr
-    assert "error:" in result.stdout and "Traceback" not in result.stdout + result.stderr
+    assert "error:" in result.stderr and "Traceback" not in result.stdout + result.stderr
     assert list(work.iterdir()) == []  # no outputs/, no mlflow.db
 
 
@@ -114,7 +114,7 @@ def test_a_command_refused_for_a_search_another_process_holds_leaves_no_folder(t
     finally:
         lease.release()
     assert result.returncode == 2, result.stdout + result.stderr
-    assert f"search.name=held is in use by pid {os.getpid()}" in result.stdout
+    assert f"search.name=held is in use by pid {os.getpid()}" in result.stderr
     assert list(work.iterdir()) == []  # no outputs/
 
 
@@ -208,3 +208,17 @@ logging.getLogger("matplotlib.font_manager").warning("a font is missing")
     assert "a font is missing" in result.stdout
     logged = (tmp_path / "cli.log").read_text()
     assert "generated new fontManager" in logged and "Creating initial MLflow database tables" in logged
+
+
+@pytest.mark.skipif(not (Path(sys.executable).parent / "searcher").exists(), reason="the searcher console script is not installed here")
+def test_the_console_script_imports_your_family_from_the_current_folder_as_python_m_does(tmp_path: Path):
+    (tmp_path / "my_family.py").write_text(
+        "import dataclasses, searcher\n\n@dataclasses.dataclass(frozen=True)\nclass Tower(searcher.Family):\n    kernel: int = 3\n"
+    )
+    (tmp_path / "t.csv").write_text("a,y\n" + "".join(f"{i},{i % 2}\n" for i in range(40)))
+    command = [str(Path(sys.executable).parent / "searcher"), "+dataset=table", "dataset.path=t.csv", "dataset.target=y", "model=custom",
+               "model._target_=my_family.Tower", "+model.kernel=abc", f"tracking.uri=sqlite:///{tmp_path / 'm.db'}"]
+    result = subprocess.run(command, cwd=tmp_path, capture_output=True, text=True, timeout=120, stdin=subprocess.DEVNULL)
+    assert result.returncode == 2, result.stdout + result.stderr
+    assert "model.kernel='abc' is not an int (Tower.kernel)" in result.stderr  # imported (not "cannot be imported"), then checked
+    assert "error:" not in result.stdout

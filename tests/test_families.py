@@ -251,7 +251,7 @@ def test_a_table_that_cannot_be_searched_says_why(tmp_path, target, task, says):
 def test_from_the_command_line_a_table_is_searched_with_the_mlp_and_the_cnn_is_refused(tmp_path):
     small_table(tmp_path / "t.csv")
     refused = run_cli("+dataset=table", "dataset.path=t.csv", "dataset.target=kind", "model=cnn", cwd=tmp_path)
-    assert refused.returncode == 2 and "the cnn family takes images" in refused.stdout and not (tmp_path / "outputs").exists()
+    assert refused.returncode == 2 and "the cnn family takes images" in refused.stderr and not (tmp_path / "outputs").exists()
     uri = f"sqlite:///{tmp_path / 'm.db'}"
     result = run_cli("+dataset=table", "dataset.path=t.csv", "dataset.target=kind", *TINY, "execution=serial", f"tracking.uri={uri}", cwd=tmp_path)
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]

@@ -202,8 +202,8 @@ def test_a_second_process_on_a_running_search_exits_2_naming_the_owner(start_cli
     assert first.poll() is None, first.stdout.read()[-3000:]
     second = run_cli(*args, cwd=tmp_path, timeout=300)
     assert second.returncode == 2, second.stdout[-3000:] + second.stderr[-3000:]
-    assert f"search.name=conc is in use by pid {first.pid} on host " in second.stdout
-    assert "wait until that search ends, or choose another search.name" in second.stdout
+    assert f"search.name=conc is in use by pid {first.pid} on host " in second.stderr
+    assert "wait until that search ends, or choose another search.name" in second.stderr
     assert "Traceback" not in second.stdout + second.stderr
     said = first.communicate(timeout=600)[0]
     assert first.returncode == 0, said[-3000:]

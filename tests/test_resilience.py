@@ -146,7 +146,7 @@ def test_changed_dataset_under_the_same_name_is_refused(quick_search):
     folder, uri, _ = quick_search
     result = run_cli("search=quick", f"tracking.uri={uri}", "search.name=check", "+dataset=digits", "dataset.classes=[0,1,2]", cwd=folder, timeout=120)
     assert result.returncode == 2
-    assert "dataset.classes" in result.stdout and "new search.name" in result.stdout
+    assert "dataset.classes" in result.stderr and "new search.name" in result.stderr
 
 
 def test_tampered_trial_checkpoint_gives_a_clear_error(tmp_path):

@@ -198,7 +198,7 @@ def test_a_request_slurm_refuses_ends_the_multirun_before_anything_is_made(tmp_p
     common = ("-m", "search=quick", f"tracking.uri={uri}", f"hydra.sweep.dir={tmp_path / 'sweep'}")
     result = run_cli(*common, "hydra/launcher=submitit_slurm", "hydra.launcher.partition=no-such-partition", cwd=tmp_path, timeout=120)
     assert result.returncode == 2, result.stdout[-3000:] + result.stderr[-3000:]
-    line = next(line for line in result.stdout.splitlines() if line.startswith("error: "))
+    line = next(line for line in result.stderr.splitlines() if line.startswith("error: "))
     assert line.startswith("error: SLURM refuses the jobs (invalid partition specified: no-such-partition")
     assert "set hydra.launcher.partition to one of this cluster's partitions:" in line and PARTITION in line
     assert "Traceback" not in result.stdout + result.stderr
@@ -207,4 +207,4 @@ def test_a_request_slurm_refuses_ends_the_multirun_before_anything_is_made(tmp_p
     gres = subprocess.run(["sinfo", "--noheader", f"--partition={PARTITION}", "--format=%G"], capture_output=True, text=True).stdout
     if "gpu" not in gres:  # the GPU preset as it is, on a partition without GPUs
         result = run_cli(*common, "hydra/launcher=slurm_gpu", f"hydra.launcher.partition={PARTITION}", cwd=tmp_path, timeout=120)
-        assert result.returncode == 2 and "error: SLURM refuses the jobs" in result.stdout and "gpus_per_node" in result.stdout
+        assert result.returncode == 2 and "error: SLURM refuses the jobs" in result.stderr and "gpus_per_node" in result.stderr

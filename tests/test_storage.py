@@ -56,8 +56,8 @@ def test_an_unreachable_store_is_one_sentence_and_exit_2_before_anything_is_crea
     started = time.monotonic()
     result = run_cli("search=quick", *(f"{key}={value}" for key, value in stores.items()), cwd=tmp_path)
     assert result.returncode == 2 and time.monotonic() - started < 90
-    assert f"error: {setting}='postgresql://searcher:***@/optuna" in " ".join(result.stdout.split())
-    assert "is unreachable" in result.stdout and "start the database server or fix the URI" in " ".join(result.stdout.split())
+    assert f"error: {setting}='postgresql://searcher:***@/optuna" in " ".join(result.stderr.split())
+    assert "is unreachable" in result.stderr and "start the database server or fix the URI" in " ".join(result.stderr.split())
     assert "Traceback" not in result.stdout + result.stderr and not list(tmp_path.glob("*.db")) and not (tmp_path / "outputs").exists()
 
 
@@ -151,7 +151,7 @@ def test_a_read_only_sqlite_location_is_one_sentence_and_exit_2_before_anything_
     stores[setting] = f"sqlite:///{locked / 'store.db'}"
     with read_only(locked):
         result = run_cli("search=quick", *(f"{key}={value}" for key, value in stores.items()), cwd=tmp_path)
-    said = " ".join(result.stdout.split())
+    said = " ".join(result.stderr.split())
     assert result.returncode == 2, said
     assert f"error: {setting}='sqlite:///{locked / 'store.db'}' cannot be written: the folder {locked} is read-only" in said
     assert f"make it writable or point {setting} at a writable folder" in said

@@ -138,7 +138,7 @@ def test_transfer_without_a_target_is_refused_before_anything_trains(tmp_path):
 
     result = run_cli("search.transfer.enabled=true", f"tracking.uri=sqlite:///{tmp_path / 'm.db'}", cwd=tmp_path, timeout=120)
     assert result.returncode == 2
-    assert "search.transfer.dataset" in result.stdout and "classes: [5,6,7,8,9]" in result.stdout
+    assert "search.transfer.dataset" in result.stderr and "classes: [5,6,7,8,9]" in result.stderr
     assert not (tmp_path / "m.db").exists()
 
 
