@@ -180,3 +180,14 @@ def test_a_runs_uri_loads_from_the_store_it_is_given_and_creates_nothing_here(qu
     with torch.no_grad():
         assert torch.equal(by_run(images), registered(images))
     assert list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.slow
+def test_a_registered_name_without_a_version_says_how_to_add_one(quick_search):
+    import searcher
+    from searcher.tracking.model import ModelNotLoadable
+
+    _, uri, _ = quick_search
+    with pytest.raises(ModelNotLoadable, match=r"models:/searcher-digits names a registered model without a version; add one: models:/searcher-digits/latest"):
+        searcher.load_model("models:/searcher-digits", tracking_uri=uri)
+    assert searcher.load_model("models:/searcher-digits/latest", tracking_uri=uri).spec == searcher.load_model("models:/searcher-digits/1", tracking_uri=uri).spec

@@ -145,6 +145,9 @@ def model_location(model_uri: str, tracking_uri: str) -> str:
     client = MlflowClient(tracking_uri=tracking_uri, registry_uri=tracking_uri)
     if model_uri.startswith("runs:/"):
         return run_model_location(client, model_uri)
+    name = model_uri.removeprefix("models:/").strip("/")
+    if "/" not in name and "@" not in name and registered(client, name):  # (MLflow would look for a logged model of that id)
+        raise ModelNotLoadable(f"{model_uri} names a registered model without a version; add one: models:/{name}/latest or models:/{name}/1.")
     found = get_model_name_and_version(client, model_uri)  # (model id,) or (name, version); aliases and stages too
     if len(found) == 1:
         return client.get_logged_model(found[0]).artifact_location
@@ -163,3 +166,13 @@ def run_model_location(client: Any, model_uri: str) -> str:
     if logged:
         return "/".join(part for part in (logged[0].artifact_location.rstrip("/"), inside) if part)
     return f"{run.info.artifact_uri.rstrip('/')}/{path}".rstrip("/")
+
+
+def registered(client: Any, name: str) -> bool:
+    from mlflow.exceptions import MlflowException
+
+    try:
+        client.get_registered_model(name)
+    except MlflowException:
+        return False
+    return True
