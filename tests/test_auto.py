@@ -95,7 +95,8 @@ def test_execution_auto_on_a_cpu_runs_a_trial_a_core_in_threads_and_a_set_execut
         assert line.endswith("2 torch threads a trial)")  # the line says what each trial trains with
     with torch_threads(1):  # OMP_NUM_THREADS=1, or one core: serial, exactly execution=serial
         chosen, line = with_auto_execution(config("device=cpu"), digits)
-        assert chosen.execution.kind == "serial" and line == "execution: auto → serial (cpu, 1 core)"
+        limited = f" of {cpu_cores()}: torch's thread limit, e.g. OMP_NUM_THREADS" if cpu_cores() > 1 else ""  # (the line names the limit)
+        assert chosen.execution.kind == "serial" and line == f"execution: auto → serial (cpu, 1 core{limited})"
     kept, line = with_auto_execution(config("device=cpu", "execution=processes", "execution.workers=2"), digits)
     assert kept.execution.kind == "processes" and kept.execution.workers == 2 and line is None
 

@@ -63,7 +63,8 @@ def with_auto_execution(config: SearcherConfig, dataset: ImageDataset) -> tuple[
         cores, threads = min(cpu_cores(), torch.get_num_threads()), e.threads_per_trial or 1
         workers = e.workers or min(e.max_trials_on_cpu, max(1, cores // threads))
         if workers == 1:
-            return replace(config, execution=replace(e, kind="serial")), f"execution: auto → serial ({device}, {cores} core{'s' if cores != 1 else ''})"
+            limited = f" of {cpu_cores()}: torch's thread limit, e.g. OMP_NUM_THREADS" if cores < cpu_cores() else ""
+            return replace(config, execution=replace(e, kind="serial")), f"execution: auto → serial ({device}, {cores} core{'s' if cores != 1 else ''}{limited})"
         chosen = replace(e, kind="threads", workers=workers)
         each = f"{threads} torch thread{'s' if threads > 1 else ''} a trial"
         return replace(config, execution=chosen), f"execution: auto → {workers} trial threads ({device}, {cores} cores, {each})"
