@@ -190,3 +190,11 @@ def test_the_run_log_ends_with_a_regressions_test_error_in_its_units_not_its_sco
 
     assert ended({"test_acc": -0.72, "test_acc_std": 0.01, "test_rmse": 55.88, "test_rmse_std": 0.5}) == "search s done (exit 0): test_rmse 55.88"
     assert ended({"test_acc": 0.9861, "test_acc_std": 0.001}) == "search s done (exit 0): test_acc 0.9861"
+
+
+def test_a_regressions_legend_says_what_its_trial_lines_show():
+    from searcher.report.terminal import legend
+
+    words = legend(choose_metric("rmse", "auto", "regression", 2.0))
+    assert "score = best 3-epoch mean of validation -RMSE in standard deviations of the target (higher is better)" in words
+    assert "val_rmse = the score as the validation RMSE itself, in the target's units" in words

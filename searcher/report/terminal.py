@@ -40,7 +40,11 @@ LEGEND = (
 
 def legend(metric: Metric) -> str:
     """The legend for a search of `metric`: a score other than accuracy says what it is made of."""
-    return LEGEND if metric.name == "accuracy" else LEGEND.replace("validation accuracy", f"validation {metric.score_words} (higher is better)")
+    if metric.name == "accuracy":
+        return LEGEND
+    units = ", in the target's units" if metric.task == "regression" and not metric.score_words.endswith(metric.label) else ""
+    shown = f"val_{metric.short} = the score as the validation {metric.label} itself{units}"  # (what the trial lines show)
+    return LEGEND.replace("validation accuracy", f"validation {metric.score_words} (higher is better)").replace(" · at 7/17", f" · {shown} · at 7/17")
 
 
 def final_words(metrics: dict[str, float], metric: Metric) -> str:
