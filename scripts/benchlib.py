@@ -44,7 +44,10 @@ def stage_window(stages: list) -> tuple[float, float] | None:
 
 
 def search_slots(search: object, stages: list, trials: list) -> dict | None:
-    """`slot_seconds` of a recorded search: its trial slots (the resolved `execution.workers`; one when serial) over its span."""
+    """`slot_seconds` of a recorded search: its trial slots (the resolved `execution.workers`; one when serial) over its
+    span. None where the slots are not recorded (`execution=threads` set without `execution.workers`: the default)."""
     params = search.data.params  # type: ignore[attr-defined]
-    capacity = int(params["execution.workers"]) if params.get("execution.kind") in ("processes", "threads", "submitit") else 1
-    return slot_seconds(trials, capacity, stage_window(stages))
+    if params.get("execution.kind") not in ("processes", "threads", "submitit"):
+        return slot_seconds(trials, 1, stage_window(stages))
+    workers = params.get("execution.workers", "")
+    return slot_seconds(trials, int(workers), stage_window(stages)) if workers.isdigit() else None

@@ -175,6 +175,17 @@ def test_on_a_gpu_the_generous_bound_is_above_what_the_probe_measures():
     assert 0 < measured < generous_trial_bytes(probe)
 
 
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a GPU")
+def test_on_a_gpu_auto_runs_trials_in_threads_a_stream_each():
+    """Threads, not processes, share a GPU (docs/BENCHMARKS.md §5: their streams overlap, processes take turns)."""
+    dataset = load_dataset(DatasetOptions("synthetic", train_size=20000, test_size=1000))
+    chosen, line = with_auto_execution(config("device=cuda"), dataset)
+    per_gpu = chosen.execution.trials_per_gpu
+    assert chosen.execution.kind == "threads" and chosen.execution.workers == torch.cuda.device_count() * per_gpu > 1
+    assert line is not None and line.startswith(f"execution: auto → {chosen.execution.workers} trial threads on cuda ({per_gpu} per GPU, a CUDA stream each")
+    assert not speculates(chosen, chosen.execution.workers)
+
+
 def test_guesses_fill_idle_slots_except_where_trials_share_a_gpu():
     assert speculates(config("device=cpu", "execution=processes", "execution.workers=2"), 2)  # cores compute on their own
     assert not speculates(config("device=cuda", "execution=processes"), 4)  # 4 trials time-slice one GPU
@@ -182,3 +193,4 @@ def test_guesses_fill_idle_slots_except_where_trials_share_a_gpu():
     assert speculates(config("device=cuda", "execution=submitit"), 4)  # a job, a GPU
     assert not speculates(config("device=cpu", "execution=processes", "execution.speculate=false"), 2)
     assert speculates(config("device=cuda", "execution=processes", "execution.speculate=true"), 4)
+    assert not speculates(config("device=cuda", "execution=threads"), 4)  # their streams overlap, yet a guess takes a share

@@ -52,9 +52,11 @@ def with_auto_execution(config: SearcherConfig, dataset: ImageDataset) -> tuple[
     joblib's limit when set), at most `execution.max_trials_on_cpu`: each trial trains with one torch thread as a
     serial run's does, so the decisions are a serial run's, and the cores a serial run leaves idle train the
     round's other trials (docs/BENCHMARKS.md §3: 0.70 of the serial wall on the default digits search, 2 cores).
-    Serial where that is one. On CUDA, worker processes sharing each GPU, as many per GPU as fit in the memory one
-    trial of the largest network the search can build was measured to take (searcher/execution/sizing.py); serial
-    where that leaves a single worker."""
+    Serial where that is one. On CUDA, trials in threads too, a CUDA stream each, as many per GPU as fit in the
+    memory one trial of the largest network the search can build was measured to take (searcher/execution/sizing.py);
+    serial where that leaves a single one. Threads, not worker processes: a GPU runs one process's kernels at a time
+    but overlaps one process's streams (docs/BENCHMARKS.md §5, one H200: 4 graphed trials in threads 1.48x one
+    trial's throughput, in processes 0.98x; the synthetic search 46.6 s instead of 70.9 s, the same decisions)."""
     e = config.execution
     if e.kind != AUTO:
         return config, None
@@ -77,9 +79,9 @@ def with_auto_execution(config: SearcherConfig, dataset: ImageDataset) -> tuple[
     share = share_gpu(probe, e.max_trials_per_gpu)
     workers = e.workers or default_workers(device, share.trials_per_gpu, e.threads_per_trial)
     if workers == 1:
-        return replace(config, execution=replace(e, kind="serial")), f"execution: auto → serial on {device} (a single worker: {share.trials_per_gpu} per GPU, {share.describe()})"
-    chosen = replace(e, kind="processes", workers=workers, trials_per_gpu=share.trials_per_gpu)
-    return replace(config, execution=chosen), f"execution: auto → {workers} worker processes on {device} ({share.trials_per_gpu} per GPU, {share.describe()})"
+        return replace(config, execution=replace(e, kind="serial")), f"execution: auto → serial on {device} (one trial at a time: {share.trials_per_gpu} per GPU, {share.describe()})"
+    chosen = replace(e, kind="threads", workers=workers, trials_per_gpu=share.trials_per_gpu)
+    return replace(config, execution=chosen), f"execution: auto → {workers} trial threads on {device} ({share.trials_per_gpu} per GPU, a CUDA stream each, {share.describe()})"
 
 
 def checkpoint_dir(config: SearcherConfig, name: str) -> Path:
@@ -174,7 +176,8 @@ def speculates(config: SearcherConfig, slots: int) -> bool:
     one trial per GPU, submitit jobs); not where several trials share a GPU, which runs one process's kernels at a
     time (no MPS): a guess there is not free, it takes GPU time from the trials the search asked for (docs/BENCHMARKS.md
     §5: 4 graphed trials on one H200 gave 0.98x one trial's throughput, and a quarter of the slot time went to
-    guesses never used). Trials in threads sharing a GPU (execution=threads) are treated alike until they are measured.
+    guesses never used). Nor where trials in threads share a GPU (execution=threads): their streams overlap, yet a
+    guess still takes a share of the GPU (§5, one H200: the synthetic search 53.7 s with guesses, 46.6 s without).
     Nor under `search.budget`: a guess still training when the budget cuts a stage short takes a slot from the final seeds."""
     e = config.execution
     if e.speculate != AUTO:
