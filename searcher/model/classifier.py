@@ -137,5 +137,11 @@ def save_classifier(model: Classifier, folder: Path) -> list[Path]:
 def load_classifier(folder: Path) -> Classifier:
     """The Classifier saved in `folder`, on the CPU and in eval mode; the weights are read without unpickling code."""
     model = Classifier.from_description(json.loads((folder / DESCRIPTION_FILE).read_text()))
-    model.load_state_dict(torch.load(folder / WEIGHTS_FILE, map_location="cpu", weights_only=True))
+    state = torch.load(folder / WEIGHTS_FILE, map_location="cpu", weights_only=True)
+    missing, unexpected = model.load_state_dict(state, strict=False)
+    if unexpected or not all(key.endswith(".bias") for key in missing):
+        model.load_state_dict(state)  # raises, naming what does not match
+    with torch.no_grad():  # a bias the saved network did not have (an mlp saved before MLP.revision 1): zero is that network
+        for key in missing:
+            model.get_parameter(key).zero_()
     return model.eval()

@@ -110,6 +110,9 @@ class Family:
     grows: ClassVar[bool] = False  # True where `grow` is written
     augments: ClassVar[bool] = False  # the data's augmentation (flips, crops) applies to this family's inputs
     width_unit: ClassVar[str] = "width"  # what a layer's width counts, for figures: "channels", "units", ...
+    # Raise it when `build` changes the network a spec makes: trial keys change with it, so a resumed search does not
+    # reuse trials recorded for the old network.
+    revision: ClassVar[int] = 0
 
     @property
     def label(self) -> str:
@@ -151,7 +154,7 @@ class Family:
 
     def key_part(self) -> dict[str, Any] | None:
         """What trial keys hash of the family besides the spec (None: the spec says everything, as the CNN's does)."""
-        return self.identity()
+        return self.identity() | ({"revision": self.revision} if self.revision else {})
 
 
 class FamilyError(Exception):

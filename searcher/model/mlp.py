@@ -26,6 +26,7 @@ class MLP(Family):
 
     name: ClassVar[str] = "mlp"
     width_unit: ClassVar[str] = "units"
+    revision: ClassVar[int] = 1  # 1: hidden layers have a bias under layer norm (before: none, blind to the input's scale)
 
     activation: str = "relu"  # relu | gelu | silu | tanh
     norm: str = "layer"  # layer | batch | none: after each hidden linear layer
@@ -43,7 +44,9 @@ class MLP(Family):
             features *= size
         for width in spec.widths:
             norm = {"layer": nn.LayerNorm(width), "batch": nn.BatchNorm1d(width), "none": nn.Identity()}[self.norm]
-            layers += [nn.Linear(features, width, bias=self.norm == "none"), norm, ACTIVATIONS[self.activation]()]
+            # A bias, except before batch norm (which subtracts each unit's mean over the batch): layer norm normalises
+            # each example over its units, so without one the first layer could not tell x from 2x (iris: 76.7% test).
+            layers += [nn.Linear(features, width, bias=self.norm != "batch"), norm, ACTIVATIONS[self.activation]()]
             features = width
         layers += [SeededDropout(spec.dropout), nn.Linear(features, outputs)]
         return nn.Sequential(*layers)
