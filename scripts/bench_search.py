@@ -77,7 +77,8 @@ class Setup:
 
     @property
     def train_images(self) -> int:
-        return len(self.data.train)
+        """Training images one epoch sees: a small split's epoch is several passes over it (train.min_epoch_steps)."""
+        return len(self.data.train) * self.plan.train.passes
 
 
 def compose(args: argparse.Namespace, seed: int, folder: str) -> Any:

@@ -204,6 +204,7 @@ class TrainConfig:
     checkpoint_seconds: float = 60.0  # within-trial checkpoint at most this often (0: never)
     warm_lr_factor: float = 1.0  # warm-started trials start at lr x this, with a fresh optimizer
     warm_up_epochs: float = 1.0  # warm-started trials ramp the rate up linearly over this many epochs (0: no ramp)
+    min_epoch_steps: int = 8  # an epoch of a small training split is several passes over it, at least this many steps
     stability: StabilityConfig = field(default_factory=StabilityConfig)
 
 
@@ -471,6 +472,7 @@ def check_train(t: TrainConfig) -> None:
     _require(t.lr == AUTO or t.lr > 0, "train.lr", t.lr, "auto or a number > 0")
     _require(0 < t.warm_lr_factor <= 1, "train.warm_lr_factor", t.warm_lr_factor, "a number in (0, 1]")
     _require(0 <= t.warm_up_epochs <= 100, "train.warm_up_epochs", t.warm_up_epochs, "a number of epochs in [0, 100]")
+    _require(isinstance(t.min_epoch_steps, int) and t.min_epoch_steps >= 1, "train.min_epoch_steps", t.min_epoch_steps, "an integer >= 1")
     _require(t.batch_size == AUTO or 1 <= t.batch_size <= 65536, "train.batch_size", t.batch_size, "auto or an integer in [1, 65536]")
     _require(0 < t.plateau_factor < 1, "train.plateau_factor", t.plateau_factor, "a number between 0 and 1")
     _require(t.checkpoint_seconds >= 0, "train.checkpoint_seconds", t.checkpoint_seconds, "a number >= 0 (0: never)")

@@ -9,7 +9,7 @@ from hydra import compose, initialize_config_dir
 from omegaconf import OmegaConf
 
 from searcher.config import validate
-from searcher.data import DatasetOptions, load_dataset
+from searcher.data import DatasetOptions, DeviceData, load_dataset
 from searcher.execution.setup import speculates, with_auto_execution
 from searcher.execution.sizing import (
     CONTEXT_BYTES,
@@ -194,3 +194,27 @@ def test_guesses_fill_idle_slots_except_where_trials_share_a_gpu():
     assert not speculates(config("device=cpu", "execution=processes", "execution.speculate=false"), 2)
     assert speculates(config("device=cuda", "execution=processes", "execution.speculate=true"), 4)
     assert not speculates(config("device=cuda", "execution=threads"), 4)  # their streams overlap, yet a guess takes a share
+
+
+def test_an_epoch_of_a_small_training_split_is_several_passes_and_larger_splits_keep_one():
+    """96 table rows at batch 64 are 2 steps: too few for the stability rule and the plateau schedule, which count
+    epochs (iris stopped at 76.7% test). An epoch there is 4 passes, 8 steps; digits' 18 steps stay one pass."""
+    from pathlib import Path
+
+    from searcher.model.family import LayerStack
+    from searcher.model.mlp import MLP
+    from searcher.train.auto import epoch_passes
+    from searcher.train.trainer import TrainSettings, Trial
+
+    assert [epoch_passes(rows, 64, 8) for rows in (96, 300, 449, 513, 1150)] == [4, 2, 1, 1, 1]
+    line = choose_training("cpu", 96, "auto", 0.003, 8).describe()
+    assert line == "training: batch 64 (auto for cpu: 8 steps/epoch, 4 passes over the data: train.min_epoch_steps), lr 0.003 (set)"
+    settings = TrainSettings(optimizer="adamw", lr=0.003, batch_size=64)
+    assert "passes" not in settings.to_dict() and replace(settings, passes=4).to_dict()["passes"] == 4  # (one pass: keys as before)
+
+    iris = load_dataset(DatasetOptions("table", path=Path("sklearn:iris"), target="target"))
+    plan = make_plan(config("+dataset=table", "dataset.path=sklearn:iris", "dataset.target=target"), iris)
+    assert len(iris.train) == 96 and plan.train.passes == 4 and make_plan(config(), load_dataset(DatasetOptions("digits"))).train.passes == 1
+    trial = Trial(LayerStack((8,)), DeviceData(iris, torch.device("cpu")), plan.train, 0, None, None, MLP(), plan.metric)
+    trial.epoch()
+    assert (trial.steps, trial.images_seen) == (8, 4 * 96)

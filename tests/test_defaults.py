@@ -92,9 +92,11 @@ def test_the_trainer_stability_rule_and_layout_hold_the_yaml_values(digits):
     t = yaml.train
     choice = choose_training("cpu", len(digits.train), t.batch_size, t.lr)  # lr and batch_size: auto, made concrete
     unregularized = {"weight_decay", "label_smoothing", "augment"}  # 0: the regularization stage turns them on
-    assert {f.name for f in dataclasses.fields(TrainSettings)} == (set(t) - {"checkpoint_seconds"}) | unregularized
+    # min_epoch_steps becomes passes, made concrete from the training split's size: one on digits (18 steps an epoch)
+    assert {f.name for f in dataclasses.fields(TrainSettings)} == (set(t) - {"checkpoint_seconds", "min_epoch_steps"}) | unregularized | {"passes"}
     for field in dataclasses.fields(TrainSettings):
-        expected = {"lr": choice.lr, "batch_size": choice.batch_size, "stability": StabilityRule(**t.stability)}.get(field.name, t.get(field.name, 0.0))
+        made = {"lr": choice.lr, "batch_size": choice.batch_size, "stability": StabilityRule(**t.stability), "passes": 1}
+        expected = made.get(field.name, t.get(field.name, 0.0))
         assert getattr(plan.train, field.name) == expected, f"train.{field.name}"
     # the trainer's and the rule's own defaults (tests and scripts build them with them) are the YAML's too
     assert plan.train == TrainSettings(optimizer=t.optimizer, lr=choice.lr, batch_size=choice.batch_size)

@@ -17,7 +17,7 @@ from searcher.model.mlp import MLP
 from searcher.model.transformer import Transformer
 from searcher.search.evidence import cross_validation_folds
 from searcher.search.plan import RegularizerRange, SearchPlan, TransferPlan
-from searcher.train.auto import TrainingChoice, choose_training
+from searcher.train.auto import TrainingChoice, choose_training, epoch_passes
 from searcher.train.metrics import Metric, MetricError, choose_metric
 from searcher.train.stability import StabilityRule
 from searcher.train.trainer import TrainSettings, resolve_device
@@ -28,14 +28,17 @@ BUILT_IN = {family.identity()["_target_"]: family for family in (CNN(), MLP(), T
 def with_auto_training(config: SearcherConfig, train_images: int) -> tuple[SearcherConfig, TrainingChoice]:
     """`train.batch_size` and `train.lr` made concrete for the device (`auto`: searcher/train/auto.py; set values kept),
     so that trial keys, records and the search's name hold the numbers trials train with."""
-    choice = choose_training(resolve_device(config.device).type, train_images, config.train.batch_size, config.train.lr)
-    return replace(config, train=replace(config.train, batch_size=choice.batch_size, lr=choice.lr)), choice
+    t = config.train
+    choice = choose_training(resolve_device(config.device).type, train_images, t.batch_size, t.lr, t.min_epoch_steps)
+    return replace(config, train=replace(t, batch_size=choice.batch_size, lr=choice.lr)), choice
 
 
-def train_settings(config: SearcherConfig) -> TrainSettings:
-    """How every unregularized trial trains, from `train` (its lr and batch_size already concrete)."""
+def train_settings(config: SearcherConfig, train_images: int) -> TrainSettings:
+    """How every unregularized trial trains, from `train` (its lr and batch_size already concrete) and the size of the
+    training split (an epoch of a small one is several passes over it)."""
     t = config.train
     return TrainSettings(
+        passes=epoch_passes(train_images, t.batch_size, t.min_epoch_steps),
         optimizer=t.optimizer,  # type: ignore[arg-type]
         lr=t.lr,
         momentum=t.momentum,
@@ -113,7 +116,7 @@ def make_plan(config: SearcherConfig, dataset: ImageDataset, target: ImageDatase
         data_identity=dataset.identity,
         family=family,
         input_shape=dataset.input_shape,
-        train=train_settings(config),
+        train=train_settings(config, len(dataset.train)),
         repeats=s.repeats,
         max_repeats=s.max_repeats,
         folds=cross_validation_folds(s.folds, len(dataset.train), len(dataset.val), warm_start),

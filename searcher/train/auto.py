@@ -12,6 +12,10 @@ vs 79.8 / 95.3%) at 2.5-4x its speed; at 512 no rate tried (0.05-0.4) did (about
 the square-root rule lost more (77.1 / 95.2% at 256). An explicit value wins over `auto`, and an `auto`
 learning rate follows an explicit batch by the same rule.
 
+A small training split makes an epoch a handful of steps on any device (96 table rows at batch 64: 2), too little
+for the stability rule, the plateau schedule and the kept weights, which count epochs: there an epoch is several
+passes over the data, enough for `train.min_epoch_steps` steps (iris: 76.7% -> 90% test, docs/BENCHMARKS.md §7).
+
 Pure functions of the device type and the training split's size: resolved once, before any trial key
 is made, so keys and records hold the numbers that were used.
 """
@@ -31,6 +35,11 @@ MIN_STEPS_PER_EPOCH = 64
 def steps_per_epoch(train_images: int, batch_size: int) -> int:
     """Optimizer steps in one epoch: the trainer drops no image, so a last short batch is a step too."""
     return math.ceil(train_images / batch_size)
+
+
+def epoch_passes(train_images: int, batch_size: int, min_epoch_steps: int) -> int:
+    """Passes over the training split one epoch makes: 1, or as many as bring it to `min_epoch_steps` steps."""
+    return max(1, math.ceil(min_epoch_steps / steps_per_epoch(train_images, batch_size)))
 
 
 def auto_batch_size(device_type: str, train_images: int) -> int:
@@ -58,10 +67,13 @@ class TrainingChoice:
     steps_per_epoch: int
     batch_auto: bool
     lr_auto: bool
+    passes: int = 1  # over the training split, per epoch (epoch_passes)
 
     def describe(self) -> str:
         """One line for the start of a run, e.g. `training: batch 256, lr 0.2 (auto for cuda: 157 steps/epoch)`."""
         steps = f"{self.steps_per_epoch} steps/epoch"
+        if self.passes > 1:
+            steps += f", {self.passes} passes over the data: train.min_epoch_steps"
         if self.batch_auto and self.lr_auto:
             return f"training: batch {self.batch_size}, lr {self.lr:g} (auto for {self.device_type}: {steps})"
         if self.batch_auto:
@@ -71,8 +83,9 @@ class TrainingChoice:
         return f"training: batch {self.batch_size}, lr {self.lr:g} (set: {steps})"
 
 
-def choose_training(device_type: str, train_images: int, batch_size: int | str, lr: float | str) -> TrainingChoice:
+def choose_training(device_type: str, train_images: int, batch_size: int | str, lr: float | str, min_epoch_steps: int = 1) -> TrainingChoice:
     """`batch_size` and `lr` as set (a number, or "auto") made concrete for `device_type` and a training split of `train_images`."""
     batch = auto_batch_size(device_type, train_images) if batch_size == AUTO else int(batch_size)
     rate = auto_lr(batch) if lr == AUTO else float(lr)
-    return TrainingChoice(batch, rate, device_type, steps_per_epoch(train_images, batch), batch_size == AUTO, lr == AUTO)
+    passes = epoch_passes(train_images, batch, min_epoch_steps)
+    return TrainingChoice(batch, rate, device_type, passes * steps_per_epoch(train_images, batch), batch_size == AUTO, lr == AUTO, passes)

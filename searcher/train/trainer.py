@@ -52,11 +52,16 @@ class TrainSettings:
     cuda_graphs: bool = True  # on CUDA, replay each step from a CUDA graph (searcher.train.steps); ignored on a CPU
     warm_lr_factor: float = 1.0  # starting learning rate x this when the trial starts from grown parent weights (fresh optimizer)
     warm_up_epochs: float = 1.0  # warm starts: the learning rate ramps linearly from 0 over this many epochs (0: no ramp)
+    passes: int = 1  # over the training split per epoch: several on a small one (train.min_epoch_steps, searcher/train/auto.py)
 
     def to_dict(self) -> dict:
+        """Every setting; `passes` only where it is more than one, so trials of one pass keep the keys they always had."""
         from dataclasses import asdict
 
-        return asdict(self)
+        settings = asdict(self)
+        if self.passes == 1:
+            del settings["passes"]
+        return settings
 
 
 @dataclass(frozen=True)
@@ -243,7 +248,7 @@ class Trial:
         if initial_state is not None:  # a warm start: a fresh optimizer, ramped up so that its first steps keep the grown function
             for group in self.optimizer.param_groups:
                 group["lr"] = settings.lr * settings.warm_lr_factor
-            self.warm_up_steps = math.ceil(settings.warm_up_epochs * math.ceil(len(data.train) / settings.batch_size))
+            self.warm_up_steps = math.ceil(settings.warm_up_epochs * settings.passes * math.ceil(len(data.train) / settings.batch_size))
             # Epoch 0: the grown network computes its parent's function, and it counts as a candidate for the kept weights,
             # so a child never scores below its parent merely because a fresh optimizer knocked it off the optimum.
             _, self.initial_val_acc, self.best_values, self.best_losses = evaluate(self.model, data.val, self.autocast, self.channels_last, metric)
@@ -265,7 +270,8 @@ class Trial:
         self.model.train()
         epoch_started = time.perf_counter()
         loss_sum = torch.zeros((), device=device)
-        for images, labels in self.data.train.shuffled_batches(settings.batch_size, self.generator, self.crop_padding, self.flip):
+        passes = (self.data.train.shuffled_batches(settings.batch_size, self.generator, self.crop_padding, self.flip) for _ in range(settings.passes))
+        for images, labels in (batch for one_pass in passes for batch in one_pass):
             if self.stop is not None and self.stop.is_set():
                 raise TrialStopped("the search stopped")
             if self.channels_last:
@@ -277,9 +283,9 @@ class Trial:
             self.steps += 1
             loss = self.graphed_step(images, labels, eager=ramping) if self.graphed_step else self.eager_step(images, labels)
             loss_sum += loss * labels.shape[0]
-        train_loss = loss_sum.item() / len(self.data.train)  # the epoch's one synchronisation
+        train_loss = loss_sum.item() / (settings.passes * len(self.data.train))  # the epoch's one synchronisation
         self.step_seconds += time.perf_counter() - epoch_started
-        self.images_seen += len(self.data.train)
+        self.images_seen += settings.passes * len(self.data.train)
 
         val_loss, val_acc, values, losses = evaluate(self.model, self.data.val, self.autocast, self.channels_last, self.metric)
         lr = self.optimizer.param_groups[0]["lr"]
