@@ -469,6 +469,32 @@ def merge(files: list[Path], out: Path) -> None:
     print(json.dumps(report["targets"], indent=2))
 
 
+def make_report(args: argparse.Namespace, seeds: list[int], shared: Setup, methods: dict[str, dict], staged_computes: list[int], started: float) -> tuple[dict, dict]:
+    """The summary and the JSON report of the seeds run so far."""
+    summary = summarise(methods, staged_computes)
+    return summary, {
+        "dataset": args.dataset,
+        "preset": "quick" if args.quick else "default",
+        "seeds": seeds[: len(staged_computes)],
+        "device": str(shared.data.device),
+        "cpu": cpu_model(),
+        "overrides": args.overrides,
+        "budget_factor": args.budget_factor,
+        "train_images": shared.train_images,
+        "final_seeds": shared.plan.final_seeds,
+        "width_grid": width_grid(shared.plan),
+        "depth_range": [shared.plan.baseline_depth, shared.plan.depth_cap],
+        "regularizers": {r.name: [r.low, r.high] for r in shared.plan.regularizers},
+        "metric": shared.plan.metric.describe(),  # test_acc and the val figures are its scores (higher is better)
+        "compute_unit": "training images processed: epochs x the images an epoch sees (the training split, several passes of a small one), summed over the search's trials (final retraining excluded)",
+        "methods": methods,
+        "summary": summary,
+        "targets": targets(summary) if "tpe" in summary else None,
+        "wall_seconds": time.perf_counter() - started,
+        "command": " ".join(["python", *sys.argv]),
+    }
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--out", type=Path, required=True)
@@ -525,29 +551,9 @@ def main() -> None:
                 f"seed {seed} {method:13s} test {record['test_acc']:.4f}  compute {record['compute']:>9d}  {record['trials']:3d} trials  {record['selected']}",
                 flush=True,
             )
+        args.out.write_text(json.dumps(make_report(args, seeds, shared, methods, staged_computes, started)[1], indent=2))  # (kept if a later seed never ends)
 
-    summary = summarise(methods, staged_computes)
-    report = {
-        "dataset": args.dataset,
-        "preset": "quick" if args.quick else "default",
-        "seeds": seeds,
-        "device": str(shared.data.device),
-        "cpu": cpu_model(),
-        "overrides": args.overrides,
-        "budget_factor": args.budget_factor,
-        "train_images": shared.train_images,
-        "final_seeds": shared.plan.final_seeds,
-        "width_grid": width_grid(shared.plan),
-        "depth_range": [shared.plan.baseline_depth, shared.plan.depth_cap],
-        "regularizers": {r.name: [r.low, r.high] for r in shared.plan.regularizers},
-        "metric": shared.plan.metric.describe(),  # test_acc and the val figures are its scores (higher is better)
-        "compute_unit": "training images processed: epochs x training-split size, summed over the search's trials (final retraining excluded)",
-        "methods": methods,
-        "summary": summary,
-        "targets": targets(summary) if "tpe" in summary else None,
-        "wall_seconds": time.perf_counter() - started,
-        "command": " ".join(["python", *sys.argv]),
-    }
+    summary, report = make_report(args, seeds, shared, methods, staged_computes, started)
     args.out.write_text(json.dumps(report, indent=2))
     print()
     print(table(summary, report["metric"]))
