@@ -25,6 +25,7 @@ from searcher.crash import crash_point
 from searcher.data.batches import DeviceData, DeviceSplit
 from searcher.model.cnn import CNN
 from searcher.model.family import Family, SeededDropout, Spec, build_network
+from searcher.train.auto import steps_per_epoch
 from searcher.train.checkpoint import Checkpointing
 from searcher.train.metrics import ACCURACY, Metric, task_loss
 from searcher.train.score import trial_score
@@ -248,7 +249,7 @@ class Trial:
         if initial_state is not None:  # a warm start: a fresh optimizer, ramped up so that its first steps keep the grown function
             for group in self.optimizer.param_groups:
                 group["lr"] = settings.lr * settings.warm_lr_factor
-            self.warm_up_steps = math.ceil(settings.warm_up_epochs * settings.passes * math.ceil(len(data.train) / settings.batch_size))
+            self.warm_up_steps = math.ceil(settings.warm_up_epochs * settings.passes * steps_per_epoch(len(data.train), settings.batch_size))
             # Epoch 0: the grown network computes its parent's function, and it counts as a candidate for the kept weights,
             # so a child never scores below its parent merely because a fresh optimizer knocked it off the optimum.
             _, self.initial_val_acc, self.best_values, self.best_losses = evaluate(self.model, data.val, self.autocast, self.channels_last, metric)
