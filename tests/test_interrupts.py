@@ -124,6 +124,46 @@ def test_a_stop_redelivered_before_the_hook_that_arranged_it_returned_is_not_los
     assert "Exception ignored" not in printed.err + printed.out and "Traceback" not in printed.err + printed.out
 
 
+def test_a_redelivery_left_over_from_an_earlier_search_in_this_process_does_not_stop_the_next(monkeypatch):
+    """CI under load: a redelivery timer of one search woke just as `restore` cancelled it, ran after the next search's
+    `install`, and stopped that search with the earlier one's SIGTERM (143 where its own Ctrl-C meant 130). Here the
+    timer's thread is made that late for certain: it runs only once the next search has begun."""
+    import threading
+    import time
+    import weakref
+
+    late = []
+
+    class Late(threading.Timer):  # its thread has not run yet when the search that started it ends
+        def start(self):
+            late.append(self)
+
+    def callback(reference):  # a stop swallowed in a weakref callback: its redelivery is the timer above
+        os.kill(os.getpid(), signal.SIGTERM)
+        deadline = time.monotonic() + 1
+        while time.monotonic() < deadline:
+            pass
+
+    monkeypatch.setattr(interrupts.threading, "Timer", Late)
+    interrupts.install()
+    try:
+        thing = type("Collected", (), {})()
+        reference = weakref.ref(thing, callback)
+        del thing
+        assert reference() is None and len(late) == 1
+        with pytest.raises(interrupts.Interrupted):
+            interrupts.check()  # the first search stops at its next check, before the timer ran
+    finally:
+        interrupts.restore()
+    interrupts.install()  # the next search in this process
+    try:
+        late[0].function()  # the earlier search's timer runs at last
+        time.sleep(0.1)
+        interrupts.check()
+    finally:
+        interrupts.restore()
+
+
 def test_a_stop_that_comes_inside_a_store_write_is_raised_once_the_write_is_done(tmp_path):
     """Raised inside SQLAlchemy, a stop could leave a transaction open and the database locked by this very process
     (a threads search stopped by Ctrl-C hung closing its runs): it is raised after the call instead, and the write is whole."""

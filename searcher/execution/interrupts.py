@@ -33,6 +33,7 @@ _requested: int | None = None
 _signal: int | None = None  # the signal that asked to stop (delivered again when its raise was swallowed)
 _raised = _swallowed = 0  # Interrupted raised, and swallowed by Python in a finaliser or weakref callback
 _redelivery: threading.Timer | None = None
+_generation = 0  # one per install and restore: a timer of an earlier search, late to run under load, sends nothing
 _requeue_deferred_since: float | None = None  # when the scheduler's SIGUSR2 waiting for a record to be made first came
 _requeue_waiting = False  # that SIGUSR2 is on its way again
 _requeue_timer: threading.Timer | None = None  # sends it
@@ -104,10 +105,12 @@ def _deliver_again(seconds: float) -> None:
     """The stop's signal, sent again in `seconds`: the handler runs once more, wherever the main thread is then."""
     global _redelivery
     assert _signal is not None
-    pending, signum = _raised - _swallowed, _signal
+    pending, signum, generation = _raised - _swallowed, _signal, _generation
 
     def send() -> None:
-        if _raised - _swallowed == pending:  # not raised meanwhile (by `check`): then SIGINT may be the default's again
+        # Not raised meanwhile (by `check`: then SIGINT may be the default's again), and still the same search: a
+        # timer cancelled by `restore` just after it woke (CI under load) must not stop the next search in this process.
+        if _raised - _swallowed == pending and _generation == generation:
             os.kill(os.getpid(), signum)
 
     _redelivery = threading.Timer(seconds, send)
@@ -120,10 +123,12 @@ def _requeue_later(signum: int) -> None:
     global _requeue_waiting, _requeue_timer
     if _requeue_waiting:
         return
-    _requeue_waiting = True
+    _requeue_waiting, generation = True, _generation
 
     def send() -> None:
         global _requeue_waiting
+        if _generation != generation:
+            return  # the search it was for is over (`restore`)
         _requeue_waiting = False
         os.kill(os.getpid(), signum)
 
@@ -193,7 +198,8 @@ def _requeue(signum: int, frame: Any) -> None:
 
 def install() -> None:
     global _requested, _signal, _raised, _swallowed, _leaving, _scheduler, _unraisable_hook, _deferred_since
-    global _requeue_deferred_since, _requeued
+    global _requeue_deferred_since, _requeued, _generation
+    _generation += 1
     _requested, _signal, _raised, _swallowed, _leaving, _deferred_since = None, None, 0, 0, False, None
     _requeue_deferred_since, _requeued = None, False
     if sys.unraisablehook is not _unraisable:
@@ -209,7 +215,8 @@ def install() -> None:
 def restore() -> None:
     """The handlers as before `install`; a stop asked for is forgotten, so a later search in this process
     (a test session, a notebook) does not stop at its first `check`."""
-    global _requested, _signal, _scheduler, _unraisable_hook, _redelivery, _deferred_since, _requeue_waiting
+    global _requested, _signal, _scheduler, _unraisable_hook, _redelivery, _deferred_since, _requeue_waiting, _generation
+    _generation += 1
     for timer in (_redelivery, _requeue_timer):
         if timer is not None:
             timer.cancel()
