@@ -358,6 +358,7 @@ def run_and_record(s: Opened, name: str, lease: Lease, plan: SearchPlan, device:
         return Outcome(EXIT_FAILED, name, recorder.search_run_id, error=str(failure))
     except Interrupted as interrupt:
         if lease.lost.is_set():  # another process took the search over: its runs are that process's now, left alone
+            close_trials_left_behind(recorder, lease)  # (but for trials opened after the takeover, which it cannot see)
             console.print(f"[red]stopped:[/red] {lease.lost_message()}", highlight=False, soft_wrap=True)
             return Outcome(EXIT_FAILED, name, recorder.search_run_id, error=lease.lost_message())
         closed = close_runs(recorder)  # (best effort: the store may be why the search was waiting)
@@ -520,6 +521,18 @@ def publish_report(
         interrupts.restore()
     console.print(f"report:     {redact(str(published.location))} ({sum(published.seconds.values()):.1f}s)", highlight=False, soft_wrap=True)
     return None
+
+def close_trials_left_behind(recorder: Recorder, lease: Lease) -> None:
+    """After a lost lease: the trial runs this process opened once the new owner had looked (best effort)."""
+    note = f"opened by {lease.owner.describe()} after another process took the search over; closed by it on its way out, at {time.ctime()}"
+    try:
+        recorder.close_trials_left_behind(note)
+    except Exception as error:
+        from searcher.tracking.faults import store_fault
+
+        if store_fault(error) is None:
+            raise  # a bug
+
 
 def close_runs(recorder: Recorder) -> bool:
     """Mark the open runs KILLED if the tracking store still takes writes (True); when it does not, the re-run marks

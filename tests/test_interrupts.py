@@ -245,3 +245,43 @@ def test_a_stop_between_two_writes_of_a_trials_record_comes_once_the_trial_is_re
     for trial in recorded:
         assert trial.info.status == "FINISHED" and trial.data.tags["searcher.status"] == "ok"
         assert "val_correct.txt" in [a.path for a in recorder.client.list_artifacts(trial.info.run_id)]
+
+
+def test_a_stop_that_waited_for_a_record_comes_before_another_run_is_opened(tmp_path, monkeypatch):
+    """CI: a process that lost its lease opened a run after its stop had come (the stop waited for the record before,
+    and its second delivery came only inside the next run's opening), and that run stayed RUNNING: the new owner never
+    saw it. Here the second delivery never comes: the stop must still come before the next stage's run is opened."""
+    import time
+
+    from conftest import fake_result, make_plan, memory_studies, search_runs
+
+    from searcher.execution import InProcessBackend, Runner
+    from searcher.search import run_search
+    from searcher.tracking import open_recorder
+    from searcher.tracking.recorder import Recorder
+
+    class SignalledMidFirstRecord(Recorder):
+        signalled = False
+
+        def _log_evidence(self, run_id, result):  # inside the baseline's record: the stop waits for its end
+            if not SignalledMidFirstRecord.signalled:
+                SignalledMidFirstRecord.signalled = True
+                os.kill(os.getpid(), signal.SIGINT)
+                time.sleep(0.05)
+            super()._log_evidence(run_id, result)
+
+    monkeypatch.setattr(interrupts, "REDELIVER_SECONDS", 600.0)  # its second delivery is too late to matter
+    uri = f"sqlite:///{tmp_path / 'm.db'}"
+    opened = open_recorder(uri, "searcher")
+    recorder = SignalledMidFirstRecord(opened.client, opened.experiment_id, opened.tracking_uri)
+    recorder.start_search("stopped", params={}, tags={})
+    plan = make_plan()
+    interrupts.install()
+    try:
+        with pytest.raises(interrupts.Interrupted):
+            run_search(plan, memory_studies(plan), Runner(InProcessBackend(None, lambda *a, **k: fake_result(0.9)), recorder))
+    finally:
+        interrupts.restore()
+    stages = [r.data.tags["searcher.stage"] for r in search_runs(uri, "tags.`searcher.role` = 'stage'")]
+    trials = search_runs(uri, "tags.`searcher.role` = 'trial'")
+    assert stages == ["baseline"] and len(trials) == 1 and trials[0].info.status == "FINISHED"

@@ -289,8 +289,12 @@ def test_an_owner_stopped_past_its_lease_is_taken_over_and_stops_without_touchin
 
     runs = search_runs(uri)
     assert not [r for r in runs if r.info.status == "RUNNING"]
-    orphans = {r.info.run_id: r.data.tags for r in runs if "searcher.orphaned" in r.data.tags}
+    orphans = {r.info.run_id: r.data.tags for r in runs if r.data.tags.get("searcher.orphaned", "").startswith("left RUNNING by")}
     assert left_running and set(orphans) == left_running  # the trial in flight when it stopped, and only that
+    for run in runs:  # (a trial it opened once continued, before it noticed: FAILED by itself, the new owner never saw it)
+        if run.data.tags.get("searcher.orphaned", "").startswith("opened by"):
+            assert run.data.tags["searcher.role"] == "trial" and run.info.status == "FAILED"
+            assert run.data.tags["searcher.owner"].startswith(f"pid {first.pid} ")
     for tags in orphans.values():
         assert tags["searcher.owner"].startswith(f"pid {first.pid} ")  # the stopped owner's
         assert tags["searcher.orphaned"].startswith(f"left RUNNING by pid {first.pid} on host ")
@@ -299,3 +303,25 @@ def test_an_owner_stopped_past_its_lease_is_taken_over_and_stops_without_touchin
     assert len(keys) == len(set(keys)), "a trial key has two FINISHED runs"
     (search,) = search_runs(uri, "tags.`searcher.role` = 'search'")
     assert search.info.status == "FINISHED" and search.data.tags["searcher.owner"].startswith(f"pid {second.pid} ")
+
+
+def test_a_process_that_lost_its_lease_closes_only_the_trials_it_opened_that_the_new_owner_never_saw(tmp_path):
+    """The new owner marks FAILED the runs it finds RUNNING when it takes over, and reopens the search's and the
+    stages' runs; a trial the old owner opened after that is nobody's but its own to close."""
+    from searcher.tracking import open_recorder
+
+    old = open_recorder(f"sqlite:///{tmp_path / 'm.db'}", "searcher")
+    client = old.client
+    old.owner = "pid 1 on host old"
+    search = old.start_search("taken", params={}, tags={})
+    stage = old._start("1 width", search, {"searcher.role": "stage", "searcher.stage": "width"})
+    swept = old._start("w32 d2 #0", stage, {"searcher.role": "trial"})  # in flight when the new owner took over
+    client.set_tag(swept, "searcher.orphaned", "left RUNNING by pid 1 on host old, whose lease was taken over")
+    client.set_terminated(swept, "FAILED")
+    later = old._start("w64 d2 #0", stage, {"searcher.role": "trial"})  # opened once it ran again, before it noticed
+
+    assert old.close_trials_left_behind("opened by pid 1 on host old after another process took the search over") == 1
+    status = {run_id: client.get_run(run_id).info.status for run_id in (search, stage, swept, later)}
+    assert status == {search: "RUNNING", stage: "RUNNING", swept: "FAILED", later: "FAILED"}
+    assert client.get_run(swept).data.tags["searcher.orphaned"].startswith("left RUNNING by")  # the new owner's word stays
+    assert client.get_run(later).data.tags["searcher.orphaned"].startswith("opened by pid 1 on host old after")

@@ -157,6 +157,7 @@ class Runner:
         return self.backend.capacity
 
     def begin_stage(self, stage: Stage) -> None:
+        interrupts.check()  # a stop that waited for the last record comes before another run is opened
         self.stage_done = []
         self.recorder.start_stage(stage)
         self.progress.stage(stage)
@@ -229,7 +230,13 @@ class Runner:
                 self.dispatch(stage, request, speculative=True)
 
     def dispatch(self, stage: Stage, request: TrialRequest, speculative: bool = False) -> None:
-        """Open the trial's run, grow its warm start and hand it to the backend."""
+        """Open the trial's run, grow its warm start and hand it to the backend.
+
+        A stop that came while the trial before was being recorded waited for that record (interrupts.py), and its
+        second delivery may come only once this run's opening has begun: it is raised first, so that no run is opened
+        after it. (A process that lost its lease leaves the search's runs to the new owner, who never sees a run opened
+        after it took over: CI found one left RUNNING.)"""
+        interrupts.check()
         self.progress.trial(request, speculative)
         warm = self.warm.for_request(request) if self.warm else None
         run_id = self.recorder.start_trial(request, warm=warm is not None, growth_note=warm.note if warm else "", speculative=speculative)

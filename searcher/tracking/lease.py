@@ -19,7 +19,8 @@ Runs carry their owner (`Owner.tag`, the `searcher.owner` tag), so a resume unde
 lease says whose the RUNNING runs it marks were and why that owner is known to be dead. A process
 whose lease was taken over (stopped for longer than its lease: SIGSTOP, a suspended VM) learns it
 at its next heartbeat and is stopped (SIGTERM in its main thread) without touching the runs, which
-belong to the new owner.
+belong to the new owner; but for the trial runs it opened after the takeover, before it noticed, which the new
+owner never saw: it marks those FAILED itself (`Recorder.close_trials_left_behind`).
 """
 
 from __future__ import annotations
@@ -163,7 +164,7 @@ class Lease:
     def lost_message(self) -> str:
         return (
             f"this process lost search {self.name} to another one, which took its lease over while this process did not "
-            f"renew it (stopped or stalled for more than {self.seconds:g} s); it stopped without touching the search's runs."
+            f"renew it (stopped or stalled for more than {self.seconds:g} s); it stopped without touching the search's runs (but for any trial it opened after that, marked FAILED)."
         )
 
     def orphan_note(self, run_owner: str | None) -> str:

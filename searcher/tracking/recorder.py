@@ -338,6 +338,20 @@ class Recorder:
             return model_uri
         return f"models:/{name}/{version}"
 
+    def close_trials_left_behind(self, note: str) -> int:
+        """This process lost its lease: the trial runs it opened and never finished that are still RUNNING become
+        FAILED, with `note` (Tags.ORPHANED); how many. The new owner marked those it found when it took over; one this
+        process opened after that, before it noticed, nobody else knows of. Search and stage runs are left alone: the
+        new owner reopens them."""
+        closed = 0
+        for run_id in list(self.open_runs):
+            run = self.client.get_run(run_id)
+            if run.data.tags.get(Tags.ROLE) == Roles.TRIAL and run.info.status == "RUNNING":
+                self.client.set_tag(run_id, Tags.ORPHANED, note[:5000])
+                self._end(run_id, "FAILED")
+                closed += 1
+        return closed
+
     def abort(self, status: str) -> None:
         """Close every open run, innermost first (KILLED on a signal, FAILED on an error)."""
         for run_id in reversed(list(self.open_runs)):

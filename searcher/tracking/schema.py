@@ -56,7 +56,8 @@ class Tags:
     PARENT_TRIAL = "searcher.parent_trial"  # warm starts: the trial key grown from
     GROWTH = "searcher.growth"  # warm starts: exact, or what the growth changed
     SOURCE_KEY = "searcher.source_key"  # transfer probes: the trial key probed
-    ORPHANED = "searcher.orphaned"  # left RUNNING by a dead owner, marked FAILED at resume: whose it was and why it is dead
+    ORPHANED = "searcher.orphaned"  # left RUNNING by a dead owner, marked FAILED at resume (or by its own process, which
+    # opened it after it had lost the search's lease): whose it was and why it is dead
     PREFIX = "searcher."
 
 
