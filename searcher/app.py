@@ -420,6 +420,7 @@ def train_and_record(s: Opened, name: str, plan: SearchPlan, device: torch.devic
             transfer_runner = serial_runner(DeviceData(s.target, device), recorder, progress, work=probe_request())
         result = run_search(plan, StudyBook(s.storage, name, plan), runner, transfer_runner)
         runner.end_search()
+    interrupts.check()  # a stop that waited for the last record comes before the decision log and the model are
     with s.console.status("the search is decided: logging the decision log and the final model to MLflow"):
         return Finished(result, record_result(s, name, result, warming_up))
 

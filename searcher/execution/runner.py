@@ -234,8 +234,8 @@ class Runner:
 
         A stop that came while the trial before was being recorded waited for that record (interrupts.py), and its
         second delivery may come only once this run's opening has begun: it is raised first, so that no run is opened
-        after it. (A process that lost its lease leaves the search's runs to the new owner, who never sees a run opened
-        after it took over: CI found one left RUNNING.)"""
+        (no record begun: `begin_stage`, `end_stage`, `end_search` too) after it. A process that lost its lease leaves
+        the search's runs to the new owner, who never sees a run opened after it took over (CI found one left RUNNING)."""
         interrupts.check()
         self.progress.trial(request, speculative)
         warm = self.warm.for_request(request) if self.warm else None
@@ -311,10 +311,12 @@ class Runner:
             self.warm.remember(outcome)
 
     def end_stage(self, stage: Stage, result: StageResult, outcomes: list[TrialOutcome]) -> None:
+        interrupts.check()  # (as before opening a run: no record begins after a stop came)
         self.recorder.finish_stage(result, outcomes, self.run_ids)
 
     def end_search(self) -> None:
         """The search is decided: guesses still in flight are stopped, and every guess never asked for is recorded as discarded."""
+        interrupts.check()
         if self.flights:
             self.backend.close(cancel=True)
             for flight in self.flights.values():
