@@ -16,6 +16,17 @@ def handlers_restored():
         signal.signal(number, handler)
 
 
+def stop_swallowed_in_a_weakref_callback(reference):
+    """SIGTERM while Python runs a weakref callback (as inside SQLAlchemy's): the handler runs in the spin below, and
+    Python swallows the Interrupted it raises, so the stop must be delivered again."""
+    import time
+
+    os.kill(os.getpid(), signal.SIGTERM)
+    deadline = time.monotonic() + 1
+    while time.monotonic() < deadline:
+        pass
+
+
 def test_sigterm_of_the_requeue_arriving_inside_the_schedulers_handler_is_ignored():
     seen = []
 
@@ -57,16 +68,10 @@ def test_a_stop_python_swallows_in_a_weakref_callback_is_delivered_again_unprint
     class Collected:
         pass
 
-    def callback(reference):  # the signal arrives while Python runs a weakref callback
-        os.kill(os.getpid(), signal.SIGTERM)
-        deadline = time.monotonic() + 1
-        while time.monotonic() < deadline:  # the handler runs here; Python swallows its Interrupted
-            pass
-
     interrupts.install()
     try:
         thing = Collected()
-        reference = weakref.ref(thing, callback)
+        reference = weakref.ref(thing, stop_swallowed_in_a_weakref_callback)
         with pytest.raises(interrupts.Interrupted) as stopped:
             del thing  # the callback runs and swallows the stop: it is delivered again, here, in ordinary code
             deadline = time.monotonic() + 5
@@ -101,17 +106,11 @@ def test_a_stop_redelivered_before_the_hook_that_arranged_it_returned_is_not_los
                     pass
             super().start()
 
-    def callback(reference):
-        os.kill(os.getpid(), signal.SIGTERM)
-        deadline = time.monotonic() + 1
-        while time.monotonic() < deadline:
-            pass
-
     monkeypatch.setattr(interrupts.threading, "Timer", SlowToStart)
     interrupts.install()
     try:
         thing = type("Collected", (), {})()
-        reference = weakref.ref(thing, callback)
+        reference = weakref.ref(thing, stop_swallowed_in_a_weakref_callback)
         with pytest.raises(interrupts.Interrupted) as stopped:
             del thing
             deadline = time.monotonic() + 5
@@ -138,17 +137,11 @@ def test_a_redelivery_left_over_from_an_earlier_search_in_this_process_does_not_
         def start(self):
             late.append(self)
 
-    def callback(reference):  # a stop swallowed in a weakref callback: its redelivery is the timer above
-        os.kill(os.getpid(), signal.SIGTERM)
-        deadline = time.monotonic() + 1
-        while time.monotonic() < deadline:
-            pass
-
     monkeypatch.setattr(interrupts.threading, "Timer", Late)
     interrupts.install()
     try:
         thing = type("Collected", (), {})()
-        reference = weakref.ref(thing, callback)
+        reference = weakref.ref(thing, stop_swallowed_in_a_weakref_callback)
         del thing
         assert reference() is None and len(late) == 1
         with pytest.raises(interrupts.Interrupted):
