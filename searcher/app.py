@@ -523,26 +523,26 @@ def publish_report(
     console.print(f"report:     {redact(str(published.location))} ({sum(published.seconds.values()):.1f}s)", highlight=False, soft_wrap=True)
     return None
 
+
 def close_trials_left_behind(recorder: Recorder, lease: Lease) -> None:
     """After a lost lease: the trial runs this process opened once the new owner had looked (best effort)."""
     note = f"opened by {lease.owner.describe()} after another process took the search over; closed by it on its way out, at {time.ctime()}"
-    try:
-        recorder.close_trials_left_behind(note)
-    except Exception as error:
-        from searcher.tracking.faults import store_fault
-
-        if store_fault(error) is None:
-            raise  # a bug
+    written_unless_the_store_is_lost(lambda: recorder.close_trials_left_behind(note))
 
 
 def close_runs(recorder: Recorder) -> bool:
     """Mark the open runs KILLED if the tracking store still takes writes (True); when it does not, the re-run marks
     the runs left RUNNING as a dead process's, so nothing is lost by leaving them (False)."""
-    try:
-        recorder.abort("KILLED")
-    except Exception as error:
-        from searcher.tracking.faults import store_fault
+    return written_unless_the_store_is_lost(lambda: recorder.abort("KILLED"))
 
+
+def written_unless_the_store_is_lost(write: Callable[[], object]) -> bool:
+    """Run a record's last write on the way out: False if the store is gone (nothing more can be done), a bug raises."""
+    from searcher.tracking.faults import store_fault
+
+    try:
+        write()
+    except Exception as error:
         if store_fault(error) is None:
             raise  # a bug
         return False
