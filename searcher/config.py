@@ -171,6 +171,7 @@ class SearchConfig:
     metric: str = "auto"  # what the stages optimise: auto (accuracy; rmse for regression) | accuracy | rmse | mae | my_package.module.function
     goal: str = "auto"  # maximize | minimize: required for a function of yours; auto for the built-in metrics
     budget: Optional[str] = None  # 45m | 2h | 90s (wall time) | 300 epochs; null: none (searcher/search/budget.py)
+    rungs: list[int] = field(default_factory=list)  # epochs where a width or depth candidate behind the network it grows from beyond noise stops ([]: none)
     baseline: BaselineConfig = field(default_factory=BaselineConfig)
     width: WidthConfig = field(default_factory=WidthConfig)
     depth: DepthConfig = field(default_factory=DepthConfig)
@@ -423,6 +424,11 @@ def check_search(s: SearchConfig) -> None:
             f"search.folds={s.folds} cannot be combined with search.warm_start=true: a child's extra seeds would grow from "
             "weights trained on their own validation images; set search.folds=1 (or auto) or search.warm_start=false."
         )
+    rungs = list(s.rungs)
+    _require(
+        all(isinstance(epoch, int) and epoch >= 1 for epoch in rungs) and rungs == sorted(set(rungs)),
+        "search.rungs", rungs, "a list of increasing epochs >= 1, e.g. [3, 6] (or [] for none)",
+    )
     _require(s.max_consecutive_failures >= 0, "search.max_consecutive_failures", s.max_consecutive_failures, "an integer >= 0")
     _require(s.baseline.depth >= 1, "search.baseline.depth", s.baseline.depth, "an integer >= 1")
     _require(1 <= s.baseline.width <= MAX_WIDTH, "search.baseline.width", s.baseline.width, f"an integer in [1, {MAX_WIDTH}]")

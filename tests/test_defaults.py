@@ -45,6 +45,7 @@ PLAN_SETTINGS = {
     "max_consecutive_failures": "search.max_consecutive_failures",
     "warm_start": "search.warm_start",
     "budget": "search.budget",  # (null; a value is parsed: tests/test_budget.py)
+    "rungs": "search.rungs",
 }
 # built from more than one setting, or from none: checked one by one below
 PLAN_OTHERS = {"data_identity", "family", "input_shape", "train", "folds", "regularizers", "transfer", "concurrency", "unit", "metric"}  # metric: search.metric made concrete for the data (train/metrics.py)

@@ -65,6 +65,8 @@ def train_request(
         checkpoint=checkpoint,
         initial_state=initial_state,
         stop=stop,
+        rungs=request.rungs,
+        rung_epochs=request.rung_epochs,
     )
 
 

@@ -44,40 +44,11 @@ from typing import Literal
 
 import numpy as np
 
-from searcher.search.trials import TrialOutcome
+from searcher.search.trials import TrialOutcome, stopped_at_rung
 from searcher.train.metrics import ACCURACY, Metric
+from searcher.train.paired import mcnemar_p_value, paired_t_p_value, unpack
 
 Verdict = Literal["better", "worse", "tie"]
-
-
-def mcnemar_p_value(wins: int, losses: int) -> float:
-    """Two-sided exact McNemar test on the discordant counts (1.0 when there are none)."""
-    n = wins + losses
-    if n == 0:
-        return 1.0
-    low = min(wins, losses)
-    log_half = n * math.log(0.5)
-    terms = [math.lgamma(n + 1) - math.lgamma(k + 1) - math.lgamma(n - k + 1) + log_half for k in range(low + 1)]
-    top = max(terms)
-    tail = math.exp(top) * sum(math.exp(t - top) for t in terms)
-    return min(1.0, 2 * tail)
-
-
-def paired_t_p_value(differences: np.ndarray) -> float:
-    """Two-sided p-value that the mean of paired differences is zero (normal approximation: hundreds of images)."""
-    n = len(differences)
-    if n < 2:
-        return 1.0
-    spread = float(np.std(differences, ddof=1))
-    if spread == 0:
-        return 1.0 if float(np.mean(differences)) == 0 else 0.0
-    z = float(np.mean(differences)) / (spread / math.sqrt(n))
-    return math.erfc(abs(z) / math.sqrt(2))
-
-
-def unpack(bits: bytes, images: int) -> np.ndarray:
-    """Packed correctness bits (the trainer's `pack_bits`) -> a bool per validation image."""
-    return np.unpackbits(np.frombuffer(bits, dtype=np.uint8), count=images).astype(bool)
 
 
 @dataclass(frozen=True)
@@ -97,6 +68,7 @@ class Comparison:
     loss_p_value: float = math.nan  # paired t-test on the per-image losses, two-sided
     unit: str = "image"  # what one validation example is called in the log: image, row, sequence
     metric: Metric = ACCURACY  # accuracy: McNemar on the discordant examples; any other: a t-test on per-example values
+    stopped: str = ""  # a side stopped at a rung (search.rungs): which, and the test that stopped it
 
     @property
     def paired(self) -> bool:
@@ -136,7 +108,8 @@ class Comparison:
         """The decision log's words: "d3 +w32 vs w16 d2: right on 9 images the other missed, wrong on 3 (p = 0.15, 1 seed)"."""
         head = f"{self.challenger} vs {self.incumbent}"
         if math.isinf(self.effect):
-            return f"{head}: {'the incumbent' if self.effect > 0 else 'the challenger'} failed, no test needed"
+            side = "the incumbent" if self.effect > 0 else "the challenger"
+            return f"{head}: {side} {self.stopped}" if self.stopped else f"{head}: {side} failed, no test needed"
         if not self.paired:
             return f"{head}: {self.effect:+.4f} (no per-{self.unit} record to pair, the floor {self.floor} alone decides)"
         seeds = f"{self.pairs} seed{'s' if self.pairs != 1 else ''}"
@@ -188,8 +161,11 @@ def compare(
 ) -> Comparison:
     """Pair the first `seeds` repeats of both candidates by repeat index and test them (`unit`: what the log calls an example)."""
     mine, theirs, both, effect = paired_repeats(challenger_outcomes, incumbent_outcomes, seeds)
-    if both is None:  # a side that failed every seed loses outright
-        return Comparison(challenger, incumbent, effect, 0, 0, 0, math.nan, floor, alpha, unit=unit, metric=metric)
+    if both is None:  # a side that failed every seed, or stopped at a rung, loses outright
+        loser = mine if effect < 0 else theirs
+        stop = next((o.result.rung_stop for o in loser.values() if o.result is not None and o.result.rung_stop is not None), None)
+        stopped = stop.describe(unit) if stop is not None and math.isinf(effect) else ""
+        return Comparison(challenger, incumbent, effect, 0, 0, 0, math.nan, floor, alpha, unit=unit, metric=metric, stopped=stopped)
     if metric.name != "accuracy":
         return compare_values(challenger, incumbent, mine, theirs, both, effect, floor, alpha, unit, metric)
     wins = losses = 0
@@ -221,13 +197,14 @@ def paired_repeats(
     challenger_outcomes: Sequence[TrialOutcome], incumbent_outcomes: Sequence[TrialOutcome], seeds: int
 ) -> tuple[dict[int, TrialOutcome], dict[int, TrialOutcome], list[int] | None, float]:
     """Each side's first `seeds` repeats by repeat index, the repeats both finished ok, and the effect: the mean score
-    difference over those. When a side failed every seed the repeats are None and the effect is -inf (the challenger
-    failed), +inf (the incumbent did), or 0 (both)."""
+    difference over those. When a side failed every seed, or any of its seeds stopped at a rung (behind beyond noise
+    there: search.rungs), the repeats are None and the effect is -inf (the challenger lost so), +inf (the incumbent
+    did), or 0 (both)."""
     mine = {o.request.repeat: o for o in challenger_outcomes if o.request.repeat < seeds}
     theirs = {o.request.repeat: o for o in incumbent_outcomes if o.request.repeat < seeds}
     repeats = sorted(set(mine) & set(theirs))
-    mine_ok = [r for r in repeats if mine[r].status == "ok"]
-    theirs_ok = [r for r in repeats if theirs[r].status == "ok"]
+    mine_ok = [] if stopped_at_rung(list(mine.values())) else [r for r in repeats if mine[r].status == "ok"]
+    theirs_ok = [] if stopped_at_rung(list(theirs.values())) else [r for r in repeats if theirs[r].status == "ok"]
     if not mine_ok or not theirs_ok:
         return mine, theirs, None, 0.0 if not mine_ok and not theirs_ok else -math.inf if not mine_ok else math.inf
     both = [r for r in mine_ok if r in theirs_ok]

@@ -67,4 +67,5 @@ class SearchPlan:
     metric: Metric = ACCURACY  # what the stages optimise (search.metric): its score is higher-is-better (train/metrics.py)
     concurrency: int = 1  # trials the runner trains at once (the app sets it from the Runner): only how eagerly a stage asks, never what it decides
     warm_start: bool  # width and depth trials grow from their parent's trained weights (Net2Net)
+    rungs: tuple[int, ...] = ()  # search.rungs: epochs where a cold width or depth candidate behind its reference beyond noise stops (train/rungs.py)
     budget: Budget | None = None  # search.budget: growth stops where the next trials and the final retraining would not fit (search/budget.py)

@@ -145,6 +145,7 @@ def make_plan(config: SearcherConfig, dataset: ImageDataset, target: ImageDatase
         unit={3: "image", 1: "row"}.get(len(dataset.input_shape), "sequence"),
         metric=metric,
         budget=Budget.parse(s.budget),
+        rungs=tuple(s.rungs),
     )
 
 

@@ -16,6 +16,7 @@ from typing import Literal
 from searcher.model.cnn import CNN
 from searcher.model.family import Family, Spec
 from searcher.train.metrics import ACCURACY, Metric
+from searcher.train.rungs import Rungs
 from searcher.train.trainer import TrainResult, TrainSettings
 
 Status = Literal["ok", "failed", "pruned"]
@@ -41,6 +42,8 @@ class TrialRequest:
     folds: int = 1  # ...of this many (DeviceData.fold)
     family: Family = field(default_factory=CNN, compare=False, repr=False)  # builds (and grows) `arch`
     metric: Metric = field(default=ACCURACY, compare=False, repr=False)  # what the trial is scored by (train/metrics.py)
+    rungs: Rungs | None = None  # search.rungs: where this trial may stop, behind its reference beyond noise (train/rungs.py)
+    rung_epochs: tuple[int, ...] = field(default=(), compare=False)  # keep each example's value at these epochs (a later trial's rungs)
 
     @property
     def label(self) -> str:
@@ -71,6 +74,8 @@ class TrialRequest:
             payload["parent"] = self.parent
         if self.fold % self.folds:  # fold 0 is the plain split: the same trial as without cross-validation
             payload["fold"] = self.fold_label
+        if self.rungs is not None:  # a trial that may stop at a rung is another trial than one trained to the end
+            payload["rungs"] = self.rungs.key_part()
         return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()[:20]
 
 
@@ -117,6 +122,12 @@ class Candidate:
     train: TrainSettings
     params: tuple[tuple[str, ParamValue], ...] = ()
     parents: tuple[tuple[int, str], ...] = ()  # warm starts: (repeat, parent trial key); empty: trained from scratch
+    rungs: tuple[tuple[int, Rungs], ...] = ()  # search.rungs: (repeat, what that seed is checked against); empty: none
+
+
+def stopped_at_rung(outcomes: list[TrialOutcome]) -> bool:
+    """Did any seed stop at a rung (behind its reference beyond noise)? Then the candidate is behind, whatever its other seeds say."""
+    return any(outcome.result is not None and outcome.result.rung_stop is not None for outcome in outcomes)
 
 
 def mean_score(outcomes: list[TrialOutcome]) -> float:

@@ -9,6 +9,7 @@ reading it holds the lease, so no other live process is writing that run.
 
 from __future__ import annotations
 
+import json
 import math
 import tempfile
 import time
@@ -23,6 +24,7 @@ from searcher.tracking.lease import Lease
 from searcher.tracking.queries import descendants
 from searcher.tracking.retry import RetryingClient
 from searcher.tracking.schema import EPOCH_METRICS, Files, Metrics, Roles, Tags
+from searcher.train.rungs import RungStop
 from searcher.train.trainer import EpochRecord, TrainResult
 
 Client = MlflowClient | RetryingClient  # the recorder's client retries; a reader's may not
@@ -107,6 +109,7 @@ def load_outcome(client: Client, request: TrialRequest, run: Run) -> TrialOutcom
             test_loss=metrics.get(Metrics.TEST_LOSS),
             initial_val_acc=metrics.get(Metrics.INITIAL_VAL_ACC),
             score=metrics.get(Metrics.SCORE),
+            rung_stop=RungStop.from_dict(json.loads(tags[Tags.RUNG_STOP])) if Tags.RUNG_STOP in tags else None,
             **load_artifacts(client, run_id),
         )
     return TrialOutcome(request, tags[Tags.STATUS], result, error=tags.get(Tags.ERROR), elapsed=metrics.get(Metrics.SEARCH_CLOCK))  # type: ignore[arg-type]
@@ -123,6 +126,9 @@ def load_artifacts(client: Client, run_id: str) -> dict:
             found[field_name] = (
                 base64.b64decode(Path(client.download_artifacts(run_id, file_name, folder)).read_text()) if file_name in names else None
             )
+        if Files.RUNG_VALUES in names:
+            by_epoch = json.loads(Path(client.download_artifacts(run_id, Files.RUNG_VALUES, folder)).read_text())
+            found["rung_values"] = {int(epoch): base64.b64decode(packed) for epoch, packed in by_epoch.items()}
     return found
 
 

@@ -226,6 +226,8 @@ class Recorder:
             metrics += [Metric(k, float(v), now, 0) for k, v in summary.items() if v is not None and math.isfinite(v)]
             tags[Tags.BEHAVIOR] = result.behavior
             tags[Tags.STOPPED_EARLY] = str(result.stopped_early).lower()
+            if result.rung_stop is not None:
+                tags[Tags.RUNG_STOP] = json.dumps(result.rung_stop.to_dict())
         if outcome.elapsed is not None:
             metrics.append(Metric(Metrics.SEARCH_CLOCK, outcome.elapsed, now, 0))
         if outcome.request.source is not None:
@@ -268,6 +270,9 @@ class Recorder:
             value = getattr(result, field_name)
             if value is not None:
                 self.client.log_text(run_id, base64.b64encode(value).decode(), file_name)
+        if result.rung_values:
+            by_epoch = {str(epoch): base64.b64encode(packed).decode() for epoch, packed in sorted(result.rung_values.items())}
+            self.client.log_text(run_id, json.dumps(by_epoch), Files.RUNG_VALUES)
 
     def _log_state(self, run_id: str, state: dict) -> None:
         """The trial's best-epoch weights: what a resume warm-starts from and the final model is made of."""

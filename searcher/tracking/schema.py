@@ -50,6 +50,7 @@ class Tags:
     SPECULATIVE = "searcher.speculative"  # true: trained as a guess in an idle slot (execution.speculate); used once asked for
     BEHAVIOR = "searcher.behavior"  # stable | overfitting | unstable | capped | diverged | pruned (stopped by the pruner)
     STOPPED_EARLY = "searcher.stopped_early"
+    RUNG_STOP = "searcher.rung_stop"  # JSON: stopped at a rung, behind its reference beyond noise (train/rungs.py RungStop)
     ERROR = "searcher.error"
     NOTE = "searcher.note"  # a stage's remark on the trial ("beyond patience")
     WARM_START = "searcher.warm_start"
@@ -104,6 +105,7 @@ class Files:
     # The kept weights' per-image validation evidence (paired comparisons), base64 text: packed correctness bits, float16 losses.
     # A metric other than accuracy (search.metric): float32 per-example values instead of correctness bits.
     EVIDENCE = {"val_correct": "val_correct.txt", "val_losses": "val_loss.txt", "val_values": "val_values.txt"}  # TrainResult field -> file
+    RUNG_VALUES = "rung_values.json"  # search.rungs: each example's value at the rung epochs, base64 by epoch (a later trial's reference)
     TRACEBACK = "traceback.txt"  # a failed trial's
     DECISIONS = "decisions.json"  # a stage's decision log (the search run's too, with decisions.md)
 

@@ -55,7 +55,9 @@ def shown_config(config: SearcherConfig) -> str:
 
 
 # Settings added after search names were first hashed, with their defaults: a search at the default keeps its name.
-LATER_DEFAULTS = {"model._target_": "searcher.model.cnn.CNN", "search.metric": "auto", "search.goal": "auto", "dataset.task": "auto"}
+LATER_DEFAULTS = {
+    "model._target_": "searcher.model.cnn.CNN", "search.metric": "auto", "search.goal": "auto", "dataset.task": "auto", "search.rungs": "",
+}
 
 
 def default_name(config: SearcherConfig, settings: dict[str, str]) -> str:

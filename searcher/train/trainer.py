@@ -28,6 +28,7 @@ from searcher.model.family import Family, SeededDropout, Spec, build_network
 from searcher.train.auto import steps_per_epoch
 from searcher.train.checkpoint import Checkpointing
 from searcher.train.metrics import ACCURACY, Metric, task_loss
+from searcher.train.rungs import Rungs, RungStop, pack_rung_values
 from searcher.train.score import trial_score
 from searcher.train.stability import Behavior, StabilityRule, judge, unlearned
 from searcher.train.steps import EagerStep, GraphedStep, graphs_take_own_generators
@@ -93,6 +94,8 @@ class TrainResult:
     val_values: bytes | None = field(default=None, repr=False, compare=False)  # ...or, for a metric other than accuracy, each example's value (float32)
     val_losses: bytes | None = field(default=None, repr=False, compare=False)  # kept weights: each validation image's loss (float16)
     state: dict[str, torch.Tensor] | None = field(default=None, repr=False, compare=False)  # best-epoch weights, on CPU
+    rung_values: dict[int, bytes] | None = field(default=None, repr=False, compare=False)  # per-example values at the rung epochs (a later trial's reference)
+    rung_stop: RungStop | None = None  # stopped at a rung: behind its reference beyond noise (train/rungs.py)
 
 
 EpochCallback = Callable[[EpochRecord], bool]  # returns True to stop the trial now
@@ -181,11 +184,14 @@ def train_trial(
     initial_state: dict[str, torch.Tensor] | None = None,
     checkpoint: Checkpointing | None = None,
     stop: threading.Event | None = None,
+    rungs: Rungs | None = None,
+    rung_epochs: tuple[int, ...] = (),
 ) -> TrainResult:
     """Train `spec` (built by `family`; None: the cnn) for `metric` from `seed` (or from `initial_state`, a warm start) until its
-    learning behaviour is stable. `stop`: once set, the trial raises TrialStopped at its next step (a trial in a thread
-    can be stopped no other way)."""
-    trial = Trial(spec, data, settings, seed, initial_state, stop, family or CNN(), metric)
+    learning behaviour is stable, or until it is behind its reference at one of its `rungs`. `rung_epochs`: keep each
+    example's value at these epochs (where the search's rungs look). `stop`: once set, the trial raises TrialStopped at its
+    next step (a trial in a thread can be stopped no other way)."""
+    trial = Trial(spec, data, settings, seed, initial_state, stop, family or CNN(), metric, (*rung_epochs, *(rungs.epochs if rungs else ())))
     saved = checkpoint.load() if checkpoint else None
     if saved is not None:  # an interrupted attempt of this very trial got this far
         trial.restore(saved)
@@ -196,6 +202,10 @@ def train_trial(
         behavior = trial.verdict()
         if behavior is None and on_epoch is not None and on_epoch(record):
             behavior, stopped_early = "pruned", True  # stopped from outside (the stage's pruner) while still moving
+        if behavior is None and rungs is not None:
+            trial.rung_stop = rungs.judge(record.epoch, trial.last_values, metric)
+            if trial.rung_stop is not None:
+                behavior, stopped_early = "pruned", True  # behind the network it grows from, beyond noise
         if behavior is None and checkpoint is not None and checkpoint.due():
             checkpoint.save(trial.saved())
         crash_point("trial.epoch")  # (a test hook: searcher/crash.py)
@@ -217,6 +227,7 @@ class Trial:
         stop: threading.Event | None = None,
         family: Family | None = None,
         metric: Metric = ACCURACY,
+        rung_epochs: tuple[int, ...] = (),
     ):
         self.started = time.perf_counter()
         self.data, self.settings, self.stop, self.metric = data, settings, stop, metric
@@ -264,6 +275,10 @@ class Trial:
         self.flip = augments and data.dataset.flip
         self.step_seconds, self.images_seen, self.steps = 0.0, 0, 0
         self.why = ""
+        self.rung_epochs = frozenset(rung_epochs)
+        self.rung_values: dict[int, bytes] = {}  # (packed at once: a few bytes an example, kept for a later trial's rungs)
+        self.rung_stop: RungStop | None = None
+        self.last_values = torch.zeros(0)  # the last epoch's per-example values (a rung judges them)
 
     def epoch(self) -> EpochRecord:
         """Train one epoch, evaluate, keep the weights if they are the best so far, step the plateau schedule."""
@@ -292,6 +307,9 @@ class Trial:
         lr = self.optimizer.param_groups[0]["lr"]
         record = EpochRecord(len(self.history) + 1, train_loss, val_loss, val_acc, lr, time.perf_counter() - self.started)
         self.history.append(record)
+        self.last_values = values
+        if record.epoch in self.rung_epochs:
+            self.rung_values[record.epoch] = pack_rung_values(values)
         if val_acc > self.best_val_acc and math.isfinite(train_loss):
             self.best_val_acc, self.best_epoch, self.best_values, self.best_losses = val_acc, record.epoch, values, losses
             self.best_state = {name: tensor.detach().clone() for name, tensor in self.model.state_dict().items()}
@@ -331,6 +349,7 @@ class Trial:
             "step_seconds": self.step_seconds,
             "images_seen": self.images_seen,
             "steps": self.steps,
+            "rung_values": self.rung_values,
         }
 
     def restore(self, saved: dict) -> None:
@@ -345,6 +364,7 @@ class Trial:
         self.best_values, self.best_losses = (saved.get(k) for k in ("best_correct", "best_losses"))
         self.step_seconds, self.images_seen = saved["step_seconds"], saved["images_seen"]
         self.steps = saved.get("steps", self.warm_up_steps)
+        self.rung_values = saved.get("rung_values", {})
 
     def result(self, behavior: Behavior, stopped_early: bool, evaluate_test: bool) -> TrainResult:
         """The kept (best-epoch) weights loaded back and summed up; the test split evaluated only when asked for."""
@@ -370,4 +390,6 @@ class Trial:
             val_values=pack_values(values) if values is not None and values.dtype != torch.bool else None,
             val_losses=pack_losses(self.best_losses) if self.best_losses is not None else None,
             state={name: tensor.cpu() for name, tensor in (self.best_state or self.model.state_dict()).items()},
+            rung_values=dict(self.rung_values) if self.rung_epochs else None,
+            rung_stop=self.rung_stop,
         )

@@ -13,6 +13,7 @@ from searcher.search.evidence import Comparison, compare
 from searcher.search.plan import SearchPlan
 from searcher.search.studies import RemoteTrial
 from searcher.search.trials import Candidate, Decision, DecisionEntry, TrialOutcome, TrialRequest, mean_score
+from searcher.train.rungs import Rungs
 from searcher.train.trainer import EpochRecord
 
 
@@ -31,6 +32,7 @@ class StageResult:
 class Stage:
     name: ClassVar[str]
     index: ClassVar[int]
+    keeps_rung_values: ClassVar[bool] = False  # its trials keep their values at the rung epochs (a width or depth candidate's reference)
 
     def __init__(self, plan: SearchPlan, study: optuna.Study, inherited: tuple[TrialOutcome, ...] = ()):
         self.plan = plan
@@ -89,7 +91,7 @@ class Stage:
         (r >= plan.repeats) grow from the parent's seed 0, which is always trained by then, so no
         seed ever waits for its parent and the keys never depend on what happens to be done.
         """
-        parents = dict(candidate.parents)
+        parents, rungs = dict(candidate.parents), dict(candidate.rungs)
         return [
             TrialRequest(
                 stage=self.name,
@@ -105,6 +107,8 @@ class Stage:
                 folds=self.plan.folds,
                 family=self.plan.family,
                 metric=self.plan.metric,
+                rungs=rungs.get(repeat) if repeat < self.plan.repeats else None,
+                rung_epochs=self.plan.rungs if self.keeps_rung_values else (),
             )
             for repeat in range(self.plan.repeats if repeats is None else repeats)
         ]
@@ -201,6 +205,19 @@ class Stage:
 
     def entry(self, decision: str, reason: str, **numbers: float | int | str) -> DecisionEntry:
         return DecisionEntry(self.name, decision, reason, numbers)
+
+    def rungs_from(self, reference: Candidate, outcomes: tuple[TrialOutcome, ...] | list[TrialOutcome], floor: float) -> tuple[tuple[int, Rungs], ...]:
+        """search.rungs: each of a cold candidate's first seeds is checked against `reference`'s trial of the same seed
+        (the same fold) at every rung epoch; a seed behind beyond noise stops there (train/rungs.py). The test is held to
+        the significance over every look the candidate gets (rungs x first seeds: Bonferroni)."""
+        if not self.plan.rungs or self.plan.warm_start:
+            return ()
+        alpha = self.plan.significance / (len(self.plan.rungs) * self.plan.repeats)
+        return tuple(
+            (o.request.repeat, Rungs(self.plan.rungs, o.request.key, reference.name, tuple(o.result.rung_values.get(e) for e in self.plan.rungs), alpha, floor))
+            for o in outcomes
+            if o.status == "ok" and o.result is not None and o.result.rung_values and o.request.repeat < self.plan.repeats
+        )
 
     def parents_from(self, outcomes: tuple[TrialOutcome, ...] | list[TrialOutcome]) -> tuple[tuple[int, str], ...]:
         """Warm starts: each of the first `plan.repeats` seeds grows from the parent's trial of the same seed (trained ones only)."""

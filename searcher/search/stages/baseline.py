@@ -15,6 +15,7 @@ class BaselineStage(Stage):
     """Stage 0: one small network, trained until stable."""
 
     name, index = "baseline", 0
+    keeps_rung_values = True  # (the width stage's reference)
 
     def __init__(self, plan: SearchPlan, study: optuna.Study):
         super().__init__(plan, study)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import optuna
@@ -9,7 +10,7 @@ import optuna
 from searcher.search.evidence import Comparison
 from searcher.search.plan import SearchPlan
 from searcher.search.stages.base import Stage, StageResult, fmt
-from searcher.search.trials import Candidate, TrialOutcome, TrialRequest, mean_score
+from searcher.search.trials import Candidate, TrialOutcome, TrialRequest, mean_score, stopped_at_rung
 
 
 @dataclass(frozen=True)
@@ -46,6 +47,7 @@ class DepthStage(Stage):
     """Stage 2: add one layer at a time, its width found by experiment, while it helps beyond noise."""
 
     name, index = "depth", 2
+    keeps_rung_values = True
 
     def __init__(self, plan: SearchPlan, study: optuna.Study, start: StageResult):
         super().__init__(plan, study, start.winner_outcomes)
@@ -62,7 +64,8 @@ class DepthStage(Stage):
         for width in widths:
             arch = self.plan.family.deepen(parent.arch, width, self.plan.input_shape)
             params = (("depth", arch.depth), ("new_width", width))
-            children.append(Candidate(f"d{arch.depth} +w{width}", arch, parent.train, params, self.parents_from(parent_outcomes)))
+            rungs = self.rungs_from(parent, parent_outcomes, self.plan.depth_min_improvement)
+            children.append(Candidate(f"d{arch.depth} +w{width}", arch, parent.train, params, self.parents_from(parent_outcomes), rungs))
         return children
 
     def grow(self, done: list[TrialOutcome]) -> tuple[list[DepthRound], Candidate, list[TrialRequest], str]:
@@ -112,8 +115,9 @@ class DepthStage(Stage):
         return self.walk(done).pending
 
     def scored(self, children: list[Candidate], done: list[TrialOutcome]) -> tuple[tuple[Candidate, float], ...]:
-        """Each child with its mean score over the seeds it has (a round compares them once their first seeds are in)."""
-        return tuple((child, mean_score(self.outcomes_for(child, done))) for child in children)
+        """Each child with its mean score over the seeds it has (a round compares them once their first seeds are in); a
+        child stopped at a rung is behind its parent, so never the round's best while another is not."""
+        return tuple((child, -math.inf if stopped_at_rung(o := self.outcomes_for(child, done)) else mean_score(o)) for child in children)
 
     def speculate(self, done: list[TrialOutcome]) -> list[TrialRequest]:
         """While a round trains: every seed of its parent (a tie reads them all); once every child has its first
@@ -134,12 +138,17 @@ class DepthStage(Stage):
             guesses += [request for child in self.children(best, self.outcomes_for(best, done)) for request in self.missing(child, done)]
         return guesses
 
+    def shown_score(self, child: Candidate, score: float, done: list[TrialOutcome]) -> str:
+        """A child's score in the round's line, or where a rung stopped it."""
+        stops = [o.result.rung_stop for o in self.outcomes_for(child, done) if o.result is not None and o.result.rung_stop is not None]
+        return f"stopped at rung epoch {stops[0].epoch}" if stops else fmt(score)
+
     def conclude(self, done: list[TrialOutcome]) -> StageResult:
         walk = self.walk(done)
         entries = []
         for round_ in walk.rounds:
             comparison = round_.comparison
-            tried = ", ".join(f"{child.name} {fmt(s)}" for child, s in round_.children)
+            tried = ", ".join(f"{child.name} {self.shown_score(child, s, done)}" for child, s in round_.children)
             verdict = "accepted" if round_.accepted else "rejected"
             entries.append(
                 self.entry(

@@ -21,7 +21,7 @@ class FinalStage(Stage):
         super().__init__(plan, study)
         self.start = start
         self.candidates = [
-            replace(start.winner, name=f"final seed {i}", params=(("seed_index", i),), parents=()) for i in range(plan.final_seeds)
+            replace(start.winner, name=f"final seed {i}", params=(("seed_index", i),), parents=(), rungs=()) for i in range(plan.final_seeds)
         ]
 
     def requests_for(self, index: int) -> TrialRequest:

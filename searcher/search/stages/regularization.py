@@ -25,7 +25,8 @@ def regularized(candidate: Candidate, params: dict[str, float], name: str) -> Ca
         augment=params.get("augment", train.augment),
     )
     arch = candidate.arch.with_dropout(params.get("dropout", candidate.arch.dropout))
-    return Candidate(name, arch, train, tuple(sorted(params.items())))
+    same = (arch, train) == (candidate.arch, candidate.train)  # the unregularized network is the trial already trained, rungs and all
+    return Candidate(name, arch, train, tuple(sorted(params.items())), rungs=candidate.rungs if same else ())
 
 
 def regularization_name(params: dict[str, float]) -> str:

@@ -28,6 +28,7 @@ class WidthStage(Stage):
     """Stage 1: same depth, geometric widths; keep the smallest that the best does not beat beyond noise."""
 
     name, index = "width", 1
+    keeps_rung_values = True
 
     def __init__(self, plan: SearchPlan, study: optuna.Study, start: StageResult):
         super().__init__(plan, study, start.winner_outcomes)
@@ -46,7 +47,8 @@ class WidthStage(Stage):
     def candidate(self, width: int) -> Candidate:
         arch = self.plan.family.widen(self.start.winner.arch, width)
         params = (("depth", arch.depth), ("width", width))
-        return Candidate(f"w{width} d{arch.depth}", arch, self.start.winner.train, params, self.parents_from(self.start.winner_outcomes))
+        rungs = self.rungs_from(self.start.winner, self.start.winner_outcomes, self.plan.width_tolerance)
+        return Candidate(f"w{width} d{arch.depth}", arch, self.start.winner.train, params, self.parents_from(self.start.winner_outcomes), rungs)
 
     def walk(self, done: list[TrialOutcome]) -> WidthWalk:
         """Replays the stage from `done`.
