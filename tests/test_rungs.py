@@ -165,7 +165,10 @@ def test_a_resumed_search_checks_new_candidates_against_references_read_back_fro
     from searcher.tracking.history import load_outcome
 
     uri = f"sqlite:///{tmp_path / 'm.db'}"
-    command = ("search=quick", "execution=serial", f"tracking.uri={uri}", "search.rungs=[2]", "search.depth.new_layer_factors=[0.03,1.0]", "report.enabled=false")
+    command = (
+        "search=quick", "execution=serial", f"tracking.uri={uri}", "search.rungs=[2]", "search.depth.new_layer_factors=[0.03,1.0]",
+        "search.depth.cap=3", "search.regularization.trials=0", "search.final.seeds=1", "report.enabled=false",  # (one depth round is the test)
+    )
     killed = run_cli(*command, cwd=tmp_path, env={"SEARCHER_CRASH_AT": "stage.ended:2"})
     assert killed.returncode == -9, killed.stdout[-2000:] + killed.stderr[-2000:]
     resumed = run_cli(*command, cwd=tmp_path)
