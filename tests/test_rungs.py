@@ -16,7 +16,8 @@ from searcher.search.controller import run_stage
 from searcher.search.stages import BaselineStage, DepthStage, WidthStage
 from searcher.train import StabilityRule, TrainSettings, train_trial
 from searcher.train.metrics import ACCURACY
-from searcher.train.rungs import Rungs, pack_rung_values
+from searcher.train.rungs import Rungs
+from searcher.train.trainer import pack_bits, pack_values
 
 SHORT = StabilityRule(window=2, min_epochs=4, max_epochs=4)
 
@@ -62,7 +63,7 @@ def test_a_close_race_is_not_stopped_and_a_rung_the_reference_never_reached_is_n
 def test_a_regression_trial_is_judged_on_its_per_example_errors():
     worse, better = torch.full((400,), 4.0), torch.ones(400)
     rmse = dataclasses.replace(ACCURACY, name="rmse", task="regression", maximize=False)
-    rungs = Rungs((3,), "k", "ref", (pack_rung_values(better),), 0.05, 0.0)
+    rungs = Rungs((3,), "k", "ref", (pack_values(better),), 0.05, 0.0)
     stop = rungs.judge(3, worse + torch.rand(400, generator=torch.Generator().manual_seed(0)), rmse)
     assert stop is not None and stop.losses == 400 and stop.effect < 0
     assert rungs.judge(3, better, rmse) is None and rungs.judge(2, worse, rmse) is None  # the same values; not a rung epoch
@@ -77,7 +78,7 @@ class RungRunner(FakeRunner):
         for outcome in super().run_trials(stage, requests):
             request, score = outcome.request, self.score_of(outcome.request)
             at = {e: torch.arange(self.images) < round(score * min(1.0, e / 5) * self.images) for e in range(1, 11)}
-            result = dataclasses.replace(outcome.result, rung_values={e: pack_rung_values(at[e]) for e in request.rung_epochs})
+            result = dataclasses.replace(outcome.result, rung_values={e: pack_bits(at[e]) for e in request.rung_epochs})
             for epoch in request.rungs.epochs if request.rungs else ():
                 if stop := request.rungs.judge(epoch, at[epoch], ACCURACY):
                     short = fake_result(score, epochs=epoch, images=self.images)

@@ -44,9 +44,9 @@ from typing import Literal
 
 import numpy as np
 
-from searcher.search.trials import TrialOutcome, stopped_at_rung
+from searcher.search.trials import TrialOutcome, rung_stop, stopped_at_rung
 from searcher.train.metrics import ACCURACY, Metric
-from searcher.train.paired import mcnemar_p_value, paired_t_p_value, unpack
+from searcher.train.paired import mcnemar_p_value, paired_t_p_value, unpack, unpack_values
 
 Verdict = Literal["better", "worse", "tie"]
 
@@ -162,8 +162,7 @@ def compare(
     """Pair the first `seeds` repeats of both candidates by repeat index and test them (`unit`: what the log calls an example)."""
     mine, theirs, both, effect = paired_repeats(challenger_outcomes, incumbent_outcomes, seeds)
     if both is None:  # a side that failed every seed, or stopped at a rung, loses outright
-        loser = mine if effect < 0 else theirs
-        stop = next((o.result.rung_stop for o in loser.values() if o.result is not None and o.result.rung_stop is not None), None)
+        stop = rung_stop(list((mine if effect < 0 else theirs).values()))  # (the side that lost)
         stopped = stop.describe(unit) if stop is not None and math.isinf(effect) else ""
         return Comparison(challenger, incumbent, effect, 0, 0, 0, math.nan, floor, alpha, unit=unit, metric=metric, stopped=stopped)
     if metric.name != "accuracy":
@@ -231,7 +230,7 @@ def compare_values(
         a, b = mine[r].result, theirs[r].result
         if a is None or b is None or a.val_values is None or b.val_values is None or len(a.val_values) != len(b.val_values):
             return Comparison(challenger, incumbent, effect, 0, 0, len(both), math.nan, floor, alpha, unit=unit, metric=metric)
-        values_a, values_b = (np.frombuffer(x, dtype=np.float32).astype(np.float64) for x in (a.val_values, b.val_values))
+        values_a, values_b = unpack_values(a.val_values), unpack_values(b.val_values)
         differences.append(values_a - values_b if metric.maximize else values_b - values_a)  # > 0: the challenger did better
     gains = np.concatenate(differences) if differences else np.zeros(0)
     wins, losses = int(np.count_nonzero(gains > 0)), int(np.count_nonzero(gains < 0))

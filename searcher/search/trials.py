@@ -16,7 +16,7 @@ from typing import Literal
 from searcher.model.cnn import CNN
 from searcher.model.family import Family, Spec
 from searcher.train.metrics import ACCURACY, Metric
-from searcher.train.rungs import Rungs
+from searcher.train.rungs import Rungs, RungStop
 from searcher.train.trainer import TrainResult, TrainSettings
 
 Status = Literal["ok", "failed", "pruned"]
@@ -125,9 +125,14 @@ class Candidate:
     rungs: tuple[tuple[int, Rungs], ...] = ()  # search.rungs: (repeat, what that seed is checked against); empty: none
 
 
+def rung_stop(outcomes: list[TrialOutcome]) -> RungStop | None:
+    """Where a seed stopped at a rung (behind its reference beyond noise), if one did: the candidate is then behind,
+    whatever its other seeds say."""
+    return next((o.result.rung_stop for o in outcomes if o.result is not None and o.result.rung_stop is not None), None)
+
+
 def stopped_at_rung(outcomes: list[TrialOutcome]) -> bool:
-    """Did any seed stop at a rung (behind its reference beyond noise)? Then the candidate is behind, whatever its other seeds say."""
-    return any(outcome.result is not None and outcome.result.rung_stop is not None for outcome in outcomes)
+    return rung_stop(outcomes) is not None
 
 
 def mean_score(outcomes: list[TrialOutcome]) -> float:

@@ -36,3 +36,8 @@ def paired_t_p_value(differences: np.ndarray) -> float:
 def unpack(bits: bytes, images: int) -> np.ndarray:
     """Packed correctness bits (the trainer's `pack_bits`) -> a bool per validation image."""
     return np.unpackbits(np.frombuffer(bits, dtype=np.uint8), count=images).astype(bool)
+
+
+def unpack_values(packed: bytes) -> np.ndarray:
+    """Per-example metric values (the trainer's `pack_values`, float32) -> float64 for the tests."""
+    return np.frombuffer(packed, dtype=np.float32).astype(np.float64)

@@ -17,25 +17,13 @@ epochs say nothing about the curve of a network trained from scratch. docs/desig
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 
 import numpy as np
 import torch
 
 from searcher.train.metrics import Metric
-from searcher.train.paired import mcnemar_p_value, paired_t_p_value, unpack
-
-
-def pack_rung_values(values: torch.Tensor) -> bytes:
-    """An epoch's per-example values as bytes: packed bits for right or wrong, float32 for any other metric."""
-    array = values.detach().cpu().numpy()
-    return np.packbits(array).tobytes() if array.dtype == np.bool_ else array.astype(np.float32).tobytes()
-
-
-def unpack_rung_values(packed: bytes, examples: int, correctness: bool) -> np.ndarray:
-    if correctness:
-        return unpack(packed, examples)
-    return np.frombuffer(packed, dtype=np.float32).astype(np.float64)
+from searcher.train.paired import mcnemar_p_value, paired_t_p_value, unpack, unpack_values
 
 
 @dataclass(frozen=True)
@@ -57,14 +45,11 @@ class RungStop:
         )
 
     def to_dict(self) -> dict:
-        return {
-            "epoch": self.epoch, "reference": self.reference, "wins": self.wins, "losses": self.losses,
-            "p_value": self.p_value, "alpha": self.alpha, "effect": self.effect,
-        }
+        return asdict(self)
 
     @classmethod
     def from_dict(cls, data: dict) -> RungStop:
-        return cls(int(data["epoch"]), str(data["reference"]), int(data["wins"]), int(data["losses"]), float(data["p_value"]), float(data["alpha"]), float(data["effect"]))
+        return cls(**data)
 
 
 @dataclass(frozen=True)
@@ -88,7 +73,7 @@ class Rungs:
             return None
         correctness = values.dtype == torch.bool
         mine = values.detach().cpu().numpy().astype(bool if correctness else np.float64)
-        theirs = unpack_rung_values(packed, len(mine), correctness)
+        theirs = unpack(packed, len(mine)) if correctness else unpack_values(packed)  # (packed by the trainer as its evidence is)
         if len(theirs) != len(mine):
             return None  # (not the same examples: nothing to pair)
         effect = metric.score(float(mine.mean())) - metric.score(float(theirs.mean()))

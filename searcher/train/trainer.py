@@ -28,7 +28,7 @@ from searcher.model.family import Family, SeededDropout, Spec, build_network
 from searcher.train.auto import steps_per_epoch
 from searcher.train.checkpoint import Checkpointing
 from searcher.train.metrics import ACCURACY, Metric, task_loss
-from searcher.train.rungs import Rungs, RungStop, pack_rung_values
+from searcher.train.rungs import Rungs, RungStop
 from searcher.train.score import trial_score
 from searcher.train.stability import Behavior, StabilityRule, judge, unlearned
 from searcher.train.steps import EagerStep, GraphedStep, graphs_take_own_generators
@@ -308,8 +308,8 @@ class Trial:
         record = EpochRecord(len(self.history) + 1, train_loss, val_loss, val_acc, lr, time.perf_counter() - self.started)
         self.history.append(record)
         self.last_values = values
-        if record.epoch in self.rung_epochs:
-            self.rung_values[record.epoch] = pack_rung_values(values)
+        if record.epoch in self.rung_epochs:  # (packed as the kept weights' evidence is)
+            self.rung_values[record.epoch] = pack_bits(values) if values.dtype == torch.bool else pack_values(values)
         if val_acc > self.best_val_acc and math.isfinite(train_loss):
             self.best_val_acc, self.best_epoch, self.best_values, self.best_losses = val_acc, record.epoch, values, losses
             self.best_state = {name: tensor.detach().clone() for name, tensor in self.model.state_dict().items()}

@@ -10,7 +10,7 @@ import optuna
 from searcher.search.evidence import Comparison
 from searcher.search.plan import SearchPlan
 from searcher.search.stages.base import Stage, StageResult, fmt
-from searcher.search.trials import Candidate, TrialOutcome, TrialRequest, mean_score, stopped_at_rung
+from searcher.search.trials import Candidate, TrialOutcome, TrialRequest, mean_score, rung_stop, stopped_at_rung
 
 
 @dataclass(frozen=True)
@@ -140,8 +140,8 @@ class DepthStage(Stage):
 
     def shown_score(self, child: Candidate, score: float, done: list[TrialOutcome]) -> str:
         """A child's score in the round's line, or where a rung stopped it."""
-        stops = [o.result.rung_stop for o in self.outcomes_for(child, done) if o.result is not None and o.result.rung_stop is not None]
-        return f"stopped at rung epoch {stops[0].epoch}" if stops else fmt(score)
+        stop = rung_stop(self.outcomes_for(child, done))
+        return f"stopped at rung epoch {stop.epoch}" if stop is not None else fmt(score)
 
     def conclude(self, done: list[TrialOutcome]) -> StageResult:
         walk = self.walk(done)
