@@ -16,6 +16,7 @@ from typing import Any
 
 import numpy as np
 
+ClassName = str | int | float | bool  # a target column's value, kept as the file held it (1, not "1")
 MISSING = "<missing>"  # a gap in a text column: a category of its own
 MAX_ONE_HOT = 100  # a text column with more distinct values than this is an id or free text, not a category
 

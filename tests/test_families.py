@@ -224,6 +224,22 @@ def test_a_table_is_read_as_standardised_feature_rows_with_one_hot_categories_an
     assert load_dataset(DatasetOptions("table", path=path, target="kind")).identity != table.identity
 
 
+def test_class_names_are_the_target_columns_own_values_and_survive_the_saved_model(tmp_path):
+    """An integer or boolean target's classes are 0 and 1 or False and True, not "0" and "1", so comparing a model's
+    predictions with the file's column holds, also after the model is saved and rebuilt."""
+    frame = pd.read_csv(small_table(tmp_path / "t.csv"))
+    frame["level"] = frame["kind"].map({"low": 0, "mid": 1, "high": 2})
+    frame["high"] = frame["kind"] == "high"
+    for target, expected in [("level", (0, 1, 2)), ("high", (False, True))]:
+        frame.drop(columns=["kind"]).to_csv(tmp_path / f"{target}.csv", index=False)
+        table = load_dataset(DatasetOptions("table", path=tmp_path / f"{target}.csv", target=target))
+        assert table.class_names == expected and [type(name) for name in table.class_names] == [type(value) for value in expected]
+        model = Classifier(LayerStack((4,)), table.input_shape, table.mean, table.std, range(len(expected)), MLP(), table.feature_names,
+                           table.class_names, columns=table.columns)
+        rebuilt = Classifier.from_description(json.loads(json.dumps(model.description())))  # as load_model rebuilds it
+        assert rebuilt.class_names == expected and {rebuilt.class_names[i] for i in range(len(expected))} == set(frame[target].tolist())
+
+
 def test_new_rows_are_encoded_as_training_encoded_the_file_and_what_training_never_saw_is_refused(tmp_path):
     """model.rows(frame): gaps take the training rows' median, categories the training file's one-hot columns; a
     pd.get_dummies frame (colour_blue, not colour) or an unseen category is an error naming it, never zeros."""

@@ -16,7 +16,7 @@ from dataclasses import dataclass, field, replace
 import numpy as np
 import torch
 
-from searcher.columns import Column, feature_names
+from searcher.columns import ClassName, Column, feature_names
 
 
 @dataclass(frozen=True)
@@ -42,7 +42,7 @@ class ImageDataset:
     test_reads: int = 0
 
     columns: tuple[Column, ...] = ()  # a table: how the file's columns became its features (searcher/columns.py)
-    class_names: tuple[str, ...] = ()  # a table: each class's value in the target column (class i is class_names[i])
+    class_names: tuple[ClassName, ...] = ()  # a table: each class's value in the target column (class i is class_names[i])
     target_mean: float = 0.0  # regression: the training split's target mean and std (targets are standardised on the device)
     target_std: float = 1.0
 

@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from searcher.columns import Column
+from searcher.columns import ClassName, Column
 from searcher.data import published, sequences, synthetic
 from searcher.data.dataset import (
     ImageDataset,
@@ -189,7 +189,7 @@ def load_dataset(options: DatasetOptions) -> ImageDataset:
     if options.name not in LOADERS and options.name not in TABLES:
         raise DatasetError(f"dataset.name={options.name!r} is unknown; choose one of {sorted(set(LOADERS) | TABLES)}.")
     columns: tuple[Column, ...] = ()
-    class_names: tuple[str, ...] = ()
+    class_names: tuple[ClassName, ...] = ()
     if options.name in TABLES:
         from searcher.data.tables import read_table  # pandas only when asked for
 

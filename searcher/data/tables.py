@@ -23,7 +23,7 @@ from typing import Any
 
 import numpy as np
 
-from searcher.columns import Column, ColumnError, encode, fit_columns
+from searcher.columns import ClassName, Column, ColumnError, encode, fit_columns
 from searcher.data.dataset import stratified_mask
 from searcher.data.errors import DatasetError
 
@@ -93,8 +93,10 @@ def regression_targets(column: Any, target: str) -> np.ndarray:
     return values.astype(np.float32)
 
 
-def class_labels(column: Any, target: str) -> tuple[np.ndarray, tuple[str, ...]]:
-    """Each row's class index (classes in sorted order) and the class names; refuses an id-like or one-valued target."""
+def class_labels(column: Any, target: str) -> tuple[np.ndarray, tuple[ClassName, ...]]:
+    """Each row's class index (classes in sorted order) and the class names, the column's own values (an integer
+    target's classes are 0 and 1, not "0" and "1": `class_names[i] == frame[target]` holds); refuses an id-like or
+    one-valued target."""
     import pandas as pd
 
     values = column.astype("int64") if pd.api.types.is_float_dtype(column) and not is_continuous(column) else column
@@ -106,7 +108,7 @@ def class_labels(column: Any, target: str) -> tuple[np.ndarray, tuple[str, ...]]
             f"dataset.target={target} has {len(classes)} distinct values: an id or a quantity, not classes (a quantity: dataset.task=regression)."
         )
     index = {value: position for position, value in enumerate(classes)}
-    return values.map(index).to_numpy(np.int64), tuple(str(value) for value in classes)
+    return values.map(index).to_numpy(np.int64), tuple(value if isinstance(value, ClassName) else str(value) for value in classes)
 
 
 def features(frame: Any, fill_rows: np.ndarray) -> tuple[np.ndarray, tuple[Column, ...]]:
@@ -121,7 +123,7 @@ def features(frame: Any, fill_rows: np.ndarray) -> tuple[np.ndarray, tuple[Colum
     return encode(columns, frame), columns
 
 
-Table = tuple[tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray], tuple[Column, ...], tuple[str, ...]]
+Table = tuple[tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray], tuple[Column, ...], tuple[ClassName, ...]]
 
 
 def columns_hint(target: str, columns: list[Any]) -> str:

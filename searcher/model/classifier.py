@@ -19,7 +19,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from searcher.columns import Column, encode
+from searcher.columns import ClassName, Column, encode
 from searcher.model.cnn import CNN
 from searcher.model.family import Family, Spec, build_network, family_from
 
@@ -47,7 +47,7 @@ class Classifier(nn.Module):
         labels: Sequence[int],
         family: Family | None = None,
         feature_names: Sequence[str] = (),
-        class_names: Sequence[str] = (),
+        class_names: Sequence[ClassName] = (),
         input_dtype: str | None = None,
         target: Sequence[float] | None = None,
         columns: Sequence[Column] = (),
