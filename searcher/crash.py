@@ -9,7 +9,8 @@ without depending on timing, then check that the re-run decides exactly as an un
 
 `SEARCHER_HOLD_AT=stage.ended:1` with `SEARCHER_HOLD_MARKER=FILE` instead waits at that pass, sleeping, until a
 signal's handler ends the process (at most HOLD_SECONDS), once: the hold writes FILE, and a process that finds it
-goes on, so the job a scheduler requeues runs through (tests/test_slurm.py holds a search until its time limit).
+goes on, so the job a scheduler requeues runs through (tests/test_slurm.py holds a search until its time limit, and
+one job of a multirun mid-trial until scancel).
 
 Unset, as they always are outside those tests, a call costs one dict lookup. Plain stdlib on purpose: the
 trainer, which imports no orchestration library, calls it too.
@@ -69,11 +70,15 @@ def crash_point(name: str) -> None:
 
 
 def hold() -> None:
-    """Sleep until a signal's handler ends the process; once per marker file (a requeued job goes on)."""
+    """Sleep until a signal's handler ends the process; once per marker file (a requeued job goes on). Of two processes
+    that reach the point at once (two jobs of a multirun) exactly one holds: the marker is created exclusively, and it
+    names the process held, so a test can signal that one."""
     marker = Path(os.environ.get(HOLD_MARKER_ENV) or "searcher-hold")
-    if marker.exists():
+    try:
+        with marker.open("x") as file:
+            file.write(f"held by pid {os.getpid()}\n")
+    except FileExistsError:
         return
-    marker.write_text(f"held by pid {os.getpid()}\n")
     deadline = time.monotonic() + HOLD_SECONDS
     while time.monotonic() < deadline:
         time.sleep(0.1)

@@ -157,37 +157,43 @@ def test_a_slurm_gpu_job_reaches_its_time_limit_is_requeued_and_resumes_to_the_s
     assert search.data.metrics["test_acc"] == reference.data.metrics["test_acc"]
 
 
+def held_job(marker: Path) -> str:
+    """The multirun job (array index) of the process `SEARCHER_HOLD_AT` holds: the marker names its pid."""
+    pid = int(marker.read_text().split()[-1])
+    environment = dict(item.split("=", 1) for item in Path(f"/proc/{pid}/environ").read_text().split("\0") if "=" in item)
+    return environment["SLURM_ARRAY_TASK_ID"]
+
+
 def test_a_multirun_of_two_jobs_one_scancelled_then_rerun_leaves_two_complete_searches(tmp_path, multiruns):
+    """scancel lands mid-trial by construction: the first job to open its second trial holds there (searcher/crash.py),
+    after its baseline finished. (Waiting on the records instead raced: under load the trial seen running had finished,
+    and its stage closed, before SLURM delivered the signal, so no stage was left to be KILLED.)"""
     uri = f"sqlite:///{tmp_path / 'm.db'}"
-    sweep = tmp_path / "sweep"
+    sweep, marker = tmp_path / "sweep", tmp_path / "held"
     args = (
         *TINY, "seed=1,2", f"tracking.uri={uri}", f"hydra.sweep.dir={sweep}",
         "hydra/launcher=submitit_slurm", f"hydra.launcher.partition={PARTITION}", *ONE_CPU,
     )
-    process = multiruns.start(*args)
-
-    def job_1_mid_trial() -> bool:
-        search = [r.info.run_id for r in search_runs(uri, "tags.`searcher.multirun_job` = '1'")]
-        trials = [r for r in search_runs(uri, "tags.`searcher.role` = 'trial'") if r.data.tags["searcher.search_run_id"] in search]
-        return any("searcher.status" in r.data.tags for r in trials) and any(r.info.status == "RUNNING" for r in trials)
-
-    wait_for(lambda: job_1_mid_trial() or process.poll() is not None)
-    assert process.poll() is None, "the search finished before it could be cancelled"
+    process = multiruns.start(*args, env={"SEARCHER_HOLD_AT": "trial.started:2", "SEARCHER_HOLD_MARKER": str(marker)})
+    wait_for(lambda: (marker.exists() and marker.read_text().endswith("\n")) or process.poll() is not None)
+    assert process.poll() is None, process.communicate()[0][-3000:]
+    held = held_job(marker)
     (job,) = queued(multiruns.job_name)
-    subprocess.run(["scancel", f"{job}_1"], check=True)  # SIGTERM to job 1's processes
+    subprocess.run(["scancel", f"{job}_{held}"], check=True)  # SIGTERM to the held job's processes
     output = finish(process, timeout=300)
-    assert process.returncode != 0 and "job 1: search" in output and "ended with exit code 143" in output, output[-3000:]
+    assert process.returncode != 0 and f"job {held}: search" in output and "ended with exit code 143" in output, output[-3000:]
     runs = search_runs(uri)
     assert not [r for r in runs if r.info.status == "RUNNING"]
-    assert {"search", "stage"} <= {r.data.tags["searcher.role"] for r in runs if r.info.status == "KILLED"}  # and the trial, if one ran
+    killed = [r for r in runs if r.info.status == "KILLED"]
+    assert sorted(r.data.tags["searcher.role"] for r in killed) == ["search", "stage", "trial"]  # the held job's, its open trial's
     done_before = {r.data.tags["searcher.trial_key"] for r in completed_trials(uri) if r.info.status == "FINISHED"}
 
-    rerun = multiruns.start(*args)  # the same command again: job 0 finds its search done, job 1 resumes
+    rerun = multiruns.start(*args)  # the same command again: one job finds its search done, the held one resumes
     output = finish(rerun, timeout=300)
     assert rerun.returncode == 0, output[-3000:]
     searches = check_two_complete_searches(uri, sweep, seeds=(1, 2))
-    job_id = searches["1"].data.tags["searcher.multirun_job_id"]
-    assert job_id != f"{job}_1"  # tagged with the job that finished it
+    job_id = searches[held].data.tags["searcher.multirun_job_id"]
+    assert job_id != f"{job}_{held}"  # tagged with the job that finished it
     log = (sweep / ".submitit" / job_id / f"{job_id}_0_log.out").read_text()
     assert "resuming search" in log and "completed trials are reused" in log
     assert done_before < {r.data.tags["searcher.trial_key"] for r in completed_trials(uri)}
