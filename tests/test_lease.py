@@ -258,7 +258,7 @@ def test_an_owner_stopped_past_its_lease_is_taken_over_and_stops_without_touchin
     """SIGSTOP: the owner lives but sends no heartbeat. After tracking.lease_seconds a re-run takes the search over,
     marks only the stopped owner's RUNNING runs and finishes it; the owner, continued, stops at its next heartbeat."""
     uri = f"sqlite:///{tmp_path / 'm.db'}"
-    short = ("search=quick", "search.depth.cap=3", "search.regularization.trials=1", "search.final.seeds=1")  # (the stages that follow, shortened)
+    short = ("search=quick", "search.width.cap=16", "search.depth.cap=3", "search.regularization.trials=1", "search.final.seeds=1")  # (every stage, shortened)
     args = (*short, f"tracking.uri={uri}", "search.name=stopped", "tracking.lease_seconds=3")
     first = start_cli(*args, cwd=tmp_path)
     # Stopped with a trial in flight (between two trials, none is RUNNING: let it go on a little), and not in the middle
