@@ -22,7 +22,7 @@ from searcher.train.metrics import ACCURACY, Metric, MetricError, choose_metric,
 from searcher.train.stability import StabilityRule, unlearned
 from searcher.train.trainer import TrainResult, TrainSettings, pack_values
 
-TINY = ("search=quick", "search.width.cap=32", "search.depth.cap=3", "search.final.seeds=1", "search.regularization.trials=1")
+TINY = ("search=quick", "search.width.cap=32", "search.depth.cap=3", "search.final.seeds=1", "search.regularization.trials=1", "train.stability.max_epochs=8")
 
 USER_METRIC = '''
 import torch
