@@ -305,23 +305,38 @@ def test_an_owner_stopped_past_its_lease_is_taken_over_and_stops_without_touchin
     assert search.info.status == "FINISHED" and search.data.tags["searcher.owner"].startswith(f"pid {second.pid} ")
 
 
-def test_a_process_that_lost_its_lease_closes_only_the_trials_it_opened_that_the_new_owner_never_saw(tmp_path):
+def test_a_process_that_lost_its_lease_closes_only_the_trials_it_opened_or_finished_after_the_new_owner_looked(tmp_path):
     """The new owner marks FAILED the runs it finds RUNNING when it takes over, and reopens the search's and the
-    stages' runs; a trial the old owner opened after that is nobody's but its own to close."""
+    stages' runs; a trial the old owner opened after that is nobody's but its own to close, and one whose record it
+    finished after that goes back to FAILED (the new owner retrains it)."""
+    from searcher.model.family import LayerStack
+    from searcher.search.trials import TrialOutcome, TrialRequest
     from searcher.tracking import open_recorder
+    from searcher.train.trainer import TrainSettings
 
     old = open_recorder(f"sqlite:///{tmp_path / 'm.db'}", "searcher")
     client = old.client
     old.owner = "pid 1 on host old"
+    train = TrainSettings(optimizer="adamw", lr=3e-3, batch_size=64)
     search = old.start_search("taken", params={}, tags={})
     stage = old._start("1 width", search, {"searcher.role": "stage", "searcher.stage": "width"})
     swept = old._start("w32 d2 #0", stage, {"searcher.role": "trial"})  # in flight when the new owner took over
     client.set_tag(swept, "searcher.orphaned", "left RUNNING by pid 1 on host old, whose lease was taken over")
     client.set_terminated(swept, "FAILED")
     later = old._start("w64 d2 #0", stage, {"searcher.role": "trial"})  # opened once it ran again, before it noticed
+    # Stopped in the middle of this trial's record, continued after the takeover: the stop waits for the record, which
+    # ends the run FINISHED over the new owner's FAILED (the flake hunt found it: the trial then had two FINISHED runs)
+    recorded = old._start("w32 d2 #1", stage, {"searcher.role": "trial", "searcher.search_run_id": search})
+    client.set_tag(recorded, "searcher.orphaned", "left RUNNING by pid 1 on host old, whose lease was taken over")
+    client.set_terminated(recorded, "FAILED")
+    old.finish_trial(recorded, TrialOutcome(TrialRequest("width", "w32 d2", LayerStack((32, 32)), train, 1, "fake"), "ok", None))
+    assert client.get_run(recorded).info.status == "FINISHED"
+    done = old._start("w16 d2 #0", stage, {"searcher.role": "trial", "searcher.search_run_id": search})  # ended before: left alone
+    old.finish_trial(done, TrialOutcome(TrialRequest("baseline", "w16 d2", LayerStack((16, 16)), train, 0, "fake"), "ok", None))
 
-    assert old.close_trials_left_behind("opened by pid 1 on host old after another process took the search over") == 1
-    status = {run_id: client.get_run(run_id).info.status for run_id in (search, stage, swept, later)}
-    assert status == {search: "RUNNING", stage: "RUNNING", swept: "FAILED", later: "FAILED"}
+    assert old.close_trials_left_behind("opened by pid 1 on host old after another process took the search over") == 2
+    status = {run_id: client.get_run(run_id).info.status for run_id in (search, stage, swept, later, recorded, done)}
+    assert status == {search: "RUNNING", stage: "RUNNING", swept: "FAILED", later: "FAILED", recorded: "FAILED", done: "FINISHED"}
     assert client.get_run(swept).data.tags["searcher.orphaned"].startswith("left RUNNING by")  # the new owner's word stays
+    assert client.get_run(recorded).data.tags["searcher.orphaned"].startswith("left RUNNING by")
     assert client.get_run(later).data.tags["searcher.orphaned"].startswith("opened by pid 1 on host old after")

@@ -20,7 +20,8 @@ lease says whose the RUNNING runs it marks were and why that owner is known to b
 whose lease was taken over (stopped for longer than its lease: SIGSTOP, a suspended VM) learns it
 at its next heartbeat and is stopped (SIGTERM in its main thread) without touching the runs, which
 belong to the new owner; but for the trial runs it opened after the takeover, before it noticed, which the new
-owner never saw: it marks those FAILED itself (`Recorder.close_trials_left_behind`).
+owner never saw, and those whose record it finished after the new owner had marked them (a stop waits for the
+record it comes in): it marks those FAILED itself (`Recorder.close_trials_left_behind`).
 """
 
 from __future__ import annotations
@@ -164,7 +165,7 @@ class Lease:
     def lost_message(self) -> str:
         return (
             f"this process lost search {self.name} to another one, which took its lease over while this process did not "
-            f"renew it (stopped or stalled for more than {self.seconds:g} s); it stopped without touching the search's runs (but for any trial it opened after that, marked FAILED)."
+            f"renew it (stopped or stalled for more than {self.seconds:g} s); it stopped without touching the search's runs (but for any trial it opened or finished recording after that, marked FAILED: the other one retrains it)."
         )
 
     def orphan_note(self, run_owner: str | None) -> str:

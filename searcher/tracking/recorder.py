@@ -25,6 +25,7 @@ from mlflow.utils.mlflow_tags import MLFLOW_PARENT_RUN_ID, MLFLOW_RUN_NAME
 from searcher.search.stages import Stage, StageResult
 from searcher.search.trials import TrialOutcome, TrialRequest, result_score
 from searcher.tracking.history import Client, PriorSearch, load_outcome
+from searcher.tracking.queries import descendants
 from searcher.tracking.schema import EPOCH_METRICS, Files, Metrics, Roles, Tags
 
 MAX_METRICS_PER_BATCH = 1000  # MLflow's limit per log_batch call
@@ -76,6 +77,7 @@ class Recorder:
         self.prior: PriorSearch | None = None  # when resuming
         self.earlier_guesses: dict[str, str] = {}  # trial key -> run id: guesses an earlier attempt finished, not yet asked for
         self.owner = ""  # Tags.OWNER of the runs this process creates or reopens: its lease (lease.py Owner.tag)
+        self.ended_trials: set[str] = set()  # trial runs this process ended: a lost lease checks them again
 
     @property
     def _search_run(self) -> str:
@@ -244,6 +246,7 @@ class Recorder:
         if result is not None:
             self._log_evidence(run_id, result)
         self._end(run_id, "FAILED" if outcome.status == "failed" else "FINISHED")
+        self.ended_trials.add(run_id)
 
     def adopt_trial(self, run_id: str, stage: Stage) -> None:
         """A guess the search asked for: moved under the stage that asked (it may have been guessed in the one before)."""
@@ -347,7 +350,12 @@ class Recorder:
         """This process lost its lease: the trial runs it opened and never finished that are still RUNNING become
         FAILED, with `note` (Tags.ORPHANED); how many. The new owner marked those it found when it took over; one this
         process opened after that, before it noticed, nobody else knows of. Search and stage runs are left alone: the
-        new owner reopens them."""
+        new owner reopens them.
+
+        And a trial whose record this process completed after the new owner had marked it (a stop waits for the
+        record it comes in, so a process stopped mid-record and continued finishes that record before it learns it
+        lost the lease): the new owner retrains that trial, so its run goes back to the FAILED the new owner left,
+        and the trial keeps one FINISHED run (the flake hunt found two)."""
         closed = 0
         for run_id in list(self.open_runs):
             run = self.client.get_run(run_id)
@@ -355,6 +363,11 @@ class Recorder:
                 self.client.set_tag(run_id, Tags.ORPHANED, note[:5000])
                 self._end(run_id, "FAILED")
                 closed += 1
+        if self.ended_trials and self.search_run_id is not None:
+            for run in descendants(self.client, self.experiment_id, self.search_run_id):
+                if run.info.run_id in self.ended_trials and run.info.status == "FINISHED" and Tags.ORPHANED in run.data.tags:
+                    self.client.set_terminated(run.info.run_id, "FAILED")
+                    closed += 1
         return closed
 
     def abort(self, status: str) -> None:
