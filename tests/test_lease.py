@@ -170,8 +170,8 @@ def start_cli():
     """`python -m searcher ARGS` started in the background; whatever still runs at the end of the test is killed."""
     started: list[subprocess.Popen] = []
 
-    def start(*args: str, cwd: Path) -> subprocess.Popen:
-        env = dict(os.environ, PYTHONUNBUFFERED="1", COLUMNS="120")
+    def start(*args: str, cwd: Path, env: dict[str, str] | None = None) -> subprocess.Popen:
+        env = dict(os.environ, PYTHONUNBUFFERED="1", COLUMNS="120", **(env or {}))
         command = [sys.executable, "-m", "searcher", *args]
         started.append(subprocess.Popen(command, cwd=cwd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True))
         return started[-1]
@@ -260,21 +260,26 @@ def test_an_owner_stopped_past_its_lease_is_taken_over_and_stops_without_touchin
     uri = f"sqlite:///{tmp_path / 'm.db'}"
     short = ("search=quick", "search.width.cap=16", "search.depth.cap=3", "search.regularization.trials=1", "search.final.seeds=1")  # (every stage, shortened)
     args = (*short, f"tracking.uri={uri}", "search.name=stopped", "tracking.lease_seconds=3")
-    first = start_cli(*args, cwd=tmp_path)
-    # Stopped with a trial in flight (between two trials, none is RUNNING: let it go on a little), and not in the middle
-    # of a write to the store: a process frozen there holds SQLite's lock, which no lease can take from it.
-    for _ in range(20):
-        wait_for(lambda: training(uri, first) and len(trial_keys(uri)) >= 2, every=0.2)
-        assert first.poll() is None, first.stdout.read()[-3000:]
+    marker = tmp_path / "held"
+    # Stopped with trials in flight, outside any record: held where its third trial's run is open, before it trains
+    # (searcher/crash.py; records are the main thread's, and it is held), so where the stop lands does not depend on
+    # timing. (A stop inside a record is test_a_process_that_lost_its_lease_closes_only_the_trials_..., below.)
+    first = start_cli(*args, cwd=tmp_path, env={"SEARCHER_HOLD_AT": "trial.started:3", "SEARCHER_HOLD_MARKER": str(marker)})
+    wait_for(lambda: marker.exists() or first.poll() is not None, every=0.1)
+    assert first.poll() is None, first.stdout.read()[-3000:]
+    # Not inside its lease heartbeat's write to the Optuna store, though: a SQLite writer frozen there holds a lock no
+    # lease can take from it. Checked once frozen (both stores), and frozen again if it was there (a write of
+    # milliseconds every half second).
+    for _ in range(50):
         first.send_signal(signal.SIGSTOP)
         wait_for(lambda: frozen(first.pid), every=0.05)  # stopped for sure before the stores are looked at (not a moment after)
-        left_running = set()
-        # (checked first: reading a store in the middle of a commit would wait on it; both stores, MLflow's and Optuna's)
         if unlocked(tmp_path / "m.db") and unlocked(tmp_path / "optuna.db"):
-            left_running = {r.info.run_id for r in search_runs(uri, "tags.`searcher.role` = 'trial'") if r.info.status == "RUNNING"}
-        if left_running:
             break
         first.send_signal(signal.SIGCONT)
+        wait_for(lambda: not frozen(first.pid), every=0.05)
+    else:
+        pytest.fail("the held owner was inside a write to a store at each of 50 freezes")
+    left_running = {r.info.run_id for r in search_runs(uri, "tags.`searcher.role` = 'trial'") if r.info.status == "RUNNING"}
     try:
         time.sleep(4)  # past the stopped owner's lease
         second = start_cli(*args, cwd=tmp_path)
