@@ -20,7 +20,8 @@ from searcher.execution.worker import DataSpec, run_in_job, unpacked
 from searcher.search.trials import TrialOutcome
 from searcher.train.trainer import EpochCallback, ShowEpoch
 
-POLL_SECONDS = (0.5, 10.0)  # from quick checks for short local jobs to a gentle pace for the SLURM controller
+POLL_SECONDS = (0.5, 10.0)  # from quick checks for short jobs to a gentle pace for the SLURM controller
+LOCAL_POLL_SECONDS = 1.0  # a local job is a process of this machine: looking costs nothing, and a slower pace left the slots idle
 
 
 def default_cluster() -> str:
@@ -94,10 +95,10 @@ class SubmititBackend:
         return job
 
     def wait(self, handles: list[Any]) -> None:
-        delay = POLL_SECONDS[0]
+        delay, longest = POLL_SECONDS[0], POLL_SECONDS[1] if self.cluster == "slurm" else LOCAL_POLL_SECONDS
         while not any(job.done() for job in handles):
             time.sleep(delay)
-            delay = min(delay * 1.5, POLL_SECONDS[1])
+            delay = min(delay * 1.5, longest)
 
     def done(self, handle: Any) -> bool:
         return handle.done()
