@@ -211,7 +211,8 @@ def test_bench_gpu_search_runs_labelled_searches_and_writes_their_json(tmp_path)
     (tools / "nvidia-smi").write_text(FAKE_NVIDIA_SMI)
     (tools / "nvidia-smi").chmod(0o755)
     out = tmp_path / "gpu_search.json"
-    tiny = ["search=quick", "search.width.cap=16", "search.depth.cap=2", "search.regularization.trials=0", "search.final.seeds=1", "report.enabled=false"]
+    tiny = ["search=quick", "search.width.cap=16", "search.depth.cap=2", "search.regularization.trials=0", "search.final.seeds=1", "report.enabled=false",
+            "train.stability.max_epochs=8"]
     command = [sys.executable, str(REPO / "scripts" / "bench_gpu_search.py"), "--out", str(out), *tiny, "--run", "auto", "--run", "set", "train.batch_size=32", "train.lr=0.1"]
     # OMP_NUM_THREADS=1: auto is serial on any machine (else a trial thread a core), so the slots below are one slot's
     env = dict(os.environ, PATH=f"{tools}{os.pathsep}{os.environ['PATH']}", OMP_NUM_THREADS="1")

@@ -156,7 +156,7 @@ def test_parallel_trials_make_the_same_decisions_as_serial(quick_search, tmp_pat
 @pytest.mark.slow
 def test_submitit_execution_runs_each_trial_as_a_local_job(tmp_path):
     uri = f"sqlite:///{tmp_path / 'm.db'}"
-    tiny = ("search=quick", "search.width.cap=16", "search.depth.cap=2", "search.regularization.trials=0", "search.final.seeds=2")
+    tiny = ("search=quick", "search.width.cap=16", "search.depth.cap=2", "search.regularization.trials=0", "search.final.seeds=2", "train.stability.max_epochs=8")
     result = run_cli(*tiny, f"tracking.uri={uri}", "search.name=jobs", "execution=submitit", "execution.cluster=local", "execution.workers=2", cwd=tmp_path)
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     assert "up to 2 submitit jobs (local)" in result.stdout

@@ -243,7 +243,7 @@ def test_a_store_lost_mid_search_stops_with_exit_75_and_the_rerun_resumes_once_i
 
 def test_sigterm_while_the_report_is_built_exits_143_and_the_rerun_rebuilds_it(tmp_path):
     uri = f"sqlite:///{tmp_path / 'm.db'}"
-    tiny = ("search=quick", "search.width.cap=16", "search.depth.cap=3", "search.regularization.trials=1", "search.final.seeds=1")
+    tiny = ("search=quick", "search.width.cap=16", "search.depth.cap=3", "search.regularization.trials=1", "search.final.seeds=1", "train.stability.max_epochs=8")
     args = (*tiny, f"tracking.uri={uri}", "search.name=report", "report.trial_plots=true")  # ~20 figures: a report of a second or two
     process = start_cli(*args, cwd=tmp_path)
     lines = []
