@@ -26,6 +26,8 @@ from searcher.train.trainer import EpochRecord, TrainResult, TrainSettings, pack
 REPO = Path(__file__).resolve().parent.parent
 optuna.logging.set_verbosity(optuna.logging.WARNING)
 SHARED_SEARCHES = ("quick_search", "transfer_search")  # session fixtures that each run a whole search
+# A whole search of a family or a dataset in seconds: its plumbing is the point, not its decisions
+TINY = ("search=quick", "search.width.cap=32", "search.depth.cap=3", "search.final.seeds=1", "search.regularization.trials=1", "train.stability.max_epochs=8")
 
 
 @pytest.hookimpl(tryfirst=True)  # before pytest-xdist's own hook, which reads the groups into the test ids

@@ -5,13 +5,11 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
-from conftest import search_runs
+from conftest import TINY, search_runs
 
 import searcher
 from searcher.data import DatasetError, DatasetOptions, load_dataset
 from searcher.data.sequences import generate
-
-TINY = ("search=quick", "search.width.cap=32", "search.depth.cap=3", "search.final.seeds=1", "search.regularization.trials=1", "train.stability.max_epochs=8")
 
 
 def digits_images(rows: int = 600) -> tuple[np.ndarray, np.ndarray]:

@@ -16,7 +16,7 @@ import numpy as np
 import pandas as pd
 import pytest
 import torch
-from conftest import REPO, run_cli, search_runs
+from conftest import REPO, TINY, run_cli, search_runs
 
 import searcher
 from searcher.config import ConfigError
@@ -35,7 +35,6 @@ sys.path.insert(0, str(REPO / "examples"))
 from residual_tower import ResidualTower, write_rings  # noqa: E402  (the example, as a user's module)
 
 SETTINGS = TrainSettings(optimizer="adamw", lr=3e-3, batch_size=64)
-TINY = ("search=quick", "search.width.cap=32", "search.depth.cap=3", "search.final.seeds=1", "search.regularization.trials=1", "train.stability.max_epochs=8")
 
 
 def small_table(path: Path, rows: int = 600, seed: int = 0) -> Path:

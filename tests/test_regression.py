@@ -11,7 +11,7 @@ import numpy as np
 import pandas as pd
 import pytest
 import torch
-from conftest import search_runs
+from conftest import TINY, search_runs
 
 import searcher
 from searcher.data import DatasetError, DatasetOptions, DeviceData, load_dataset
@@ -21,8 +21,6 @@ from searcher.search.trials import TrialOutcome, TrialRequest
 from searcher.train.metrics import ACCURACY, Metric, MetricError, choose_metric, task_loss
 from searcher.train.stability import StabilityRule, unlearned
 from searcher.train.trainer import TrainResult, TrainSettings, pack_values
-
-TINY = ("search=quick", "search.width.cap=32", "search.depth.cap=3", "search.final.seeds=1", "search.regularization.trials=1", "train.stability.max_epochs=8")
 
 USER_METRIC = '''
 import torch
