@@ -219,7 +219,7 @@ def test_bench_gpu_search_runs_labelled_searches_and_writes_their_json(tmp_path)
             "train.stability.max_epochs=8"]
     command = [sys.executable, str(REPO / "scripts" / "bench_gpu_search.py"), "--out", str(out), *tiny, "--run", "auto", "--run", "set", "train.batch_size=32", "train.lr=0.1"]
     # OMP_NUM_THREADS=1: auto is serial on any machine (else a trial thread a core), so the slots below are one slot's
-    env = dict(os.environ, PATH=f"{tools}{os.pathsep}{os.environ['PATH']}", OMP_NUM_THREADS="1")
+    env = dict(ONE_TORCH_THREAD, PATH=f"{tools}{os.pathsep}{os.environ['PATH']}")
     result = subprocess.run(command, capture_output=True, text=True, timeout=300, cwd=tmp_path, env=env)
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     report = json.loads(out.read_text())
