@@ -140,6 +140,7 @@ def test_the_memory_probe_trains_the_largest_network_as_the_trainer_does():
     assert digits.test_reads == 0  # counting its bytes is not reading the test split
 
 
+@pytest.mark.filterwarnings("ignore:Initializing zero-element tensors is a no-op:UserWarning")  # the zero-class head below
 def test_the_probe_process_answers_and_a_probe_that_fails_says_why_and_leaves_one_trial_per_gpu():
     """The probe's protocol (a worker-like process holds a trial's peak until measured) runs on a CPU too, measuring nothing."""
     digits = load_dataset(DatasetOptions("digits"))
