@@ -25,6 +25,10 @@ from searcher.train.trainer import EpochRecord, TrainResult, TrainSettings, pack
 
 REPO = Path(__file__).resolve().parent.parent
 optuna.logging.set_verbosity(optuna.logging.WARNING)
+# Each test process trains on one torch thread, as the product's CPU trials do (searcher/execution/threads.py): the
+# suite runs two test processes on two cores, and two threads each spin-wait for each other (a trainer test took 40 s
+# instead of a few). Tests that need another count set it inside a `torch_threads` block.
+torch.set_num_threads(1)
 SHARED_SEARCHES = ("quick_search", "transfer_search")  # session fixtures that each run a whole search
 # A whole search of a family or a dataset in seconds: its plumbing is the point, not its decisions
 TINY = ("search=quick", "search.width.cap=32", "search.depth.cap=3", "search.final.seeds=1", "search.regularization.trials=1", "train.stability.max_epochs=8")

@@ -112,7 +112,6 @@ def split_digits():
 
 def test_a_linear_probe_on_frozen_features_transfers_to_unseen_digit_classes(split_digits):
     source, target = split_digits
-    torch.set_num_threads(1)
     arch = LAYOUT.baseline(2, 16)
     trained = train_trial(arch, source, TrainSettings(optimizer="sgd", lr=0.05, batch_size=64), seed=0)
     probe = probe_trial(arch, trained.state, target, ProbeSettings(), seed=0)
