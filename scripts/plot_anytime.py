@@ -19,7 +19,7 @@ import numpy as np
 
 COLORS = {  # Okabe & Ito, as in the report (searcher/report/canvas.py)
     "staged": "#000000", "tpe": "#E69F00", "random": "#56B4E9", "tpe_hyperband": "#009E73",
-    "gp": "#0072B2", "tpe_default": "#D55E00",
+    "gp": "#0072B2", "tpe_default": "#D55E00", "dehb": "#CC79A7",
 }
 POINTS = 400  # compute grid of each panel
 
