@@ -4,6 +4,8 @@ Starts `mlflow server` with one worker and job execution off (MLflow's default
 starts ~15 processes in 3.3 GB; this one ~515 MB), bound to 127.0.0.1 unless
 --host says otherwise, waits until it answers, then prints the runs table's URL
 a stage-by-stage view and the run page of the latest (or --search-name) search. Ctrl-C stops it.
+The server's own messages (its start-up notices, deprecation warnings, later errors) go to a log file whose
+path is printed, so the links are what the terminal shows; where the server fails, its last lines are.
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 import urllib.error
 import urllib.request
@@ -62,7 +65,10 @@ def check_store(uri: str) -> None:
 
 
 def check_port(host: str, port: int) -> None:
+    """Refuse a port another server listens on. SO_REUSEADDR, as the server itself binds: without it the connections
+    of a UI stopped a moment ago (TIME_WAIT, a minute) made a free port look taken."""
     with socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET) as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         try:
             probe.bind((host, port))
         except OSError as error:
@@ -125,11 +131,23 @@ def server_command(uri: str, host: str, port: int, allowed_hosts: str | None) ->
     return command + (["--allowed-hosts", allowed_hosts] if allowed_hosts else [])
 
 
-def wait_until_up(process: subprocess.Popen, health_url: str, timeout: float) -> None:
+def server_log() -> Path:
+    """A new file for the server's messages (kept after it stops: they are what explains a failure)."""
+    handle, path = tempfile.mkstemp(prefix="searcher-ui-", suffix=".log")
+    os.close(handle)
+    return Path(path)
+
+
+def last_lines(log: Path, count: int = 15) -> str:
+    lines = log.read_text(errors="replace").splitlines()[-count:] if log.exists() else []
+    return "\n".join(f"  | {line}" for line in lines) or "  | (nothing)"
+
+
+def wait_until_up(process: subprocess.Popen, health_url: str, timeout: float, log: Path) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if process.poll() is not None:
-            raise UIError(f"the MLflow server exited with code {process.returncode} before answering; its messages are above.")
+            raise UIError(f"the MLflow server exited with code {process.returncode} before answering; its last lines ({log}):\n{last_lines(log)}")
         try:
             with urllib.request.urlopen(health_url, timeout=2) as response:
                 if response.status == 200:
@@ -137,7 +155,10 @@ def wait_until_up(process: subprocess.Popen, health_url: str, timeout: float) ->
         except (urllib.error.URLError, OSError):
             pass
         time.sleep(0.3)
-    raise UIError(f"the MLflow server did not answer {health_url} within {timeout:.0f} s; raise --timeout on a slow machine.")
+    raise UIError(
+        f"the MLflow server did not answer {health_url} within {timeout:g} s; raise --timeout on a slow machine. "
+        f"Its last lines ({log}):\n{last_lines(log)}"
+    )
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -155,7 +176,11 @@ def main(argv: list[str] | None = None) -> int:
     env = dict(os.environ, MLFLOW_SERVER_ENABLE_JOB_EXECUTION="false")
     # its own process group: `mlflow server` runs uvicorn as a child, and both must stop together
     accepted, note = allowed_hosts(args.host, args.port, args.allowed_hosts)
-    process = subprocess.Popen(server_command(uri, args.host, args.port, accepted), env=env, start_new_session=True)
+    log = server_log()
+    with log.open("w") as messages:
+        process = subprocess.Popen(
+            server_command(uri, args.host, args.port, accepted), env=env, start_new_session=True, stdout=messages, stderr=subprocess.STDOUT
+        )
 
     def stop(signum: int, frame: object) -> None:
         raise KeyboardInterrupt
@@ -163,8 +188,9 @@ def main(argv: list[str] | None = None) -> int:
     signal.signal(signal.SIGTERM, stop)
     signal.signal(signal.SIGINT, stop)  # also when started in the background, where SIGINT starts out ignored
     try:
-        wait_until_up(process, f"http://{'127.0.0.1' if args.host in ('0.0.0.0', '::') else args.host}:{args.port}/health", args.timeout)
+        wait_until_up(process, f"http://{'127.0.0.1' if args.host in ('0.0.0.0', '::') else args.host}:{args.port}/health", args.timeout, log)
         print(f"MLflow UI on {redact(uri)} (one worker, job execution off); Ctrl-C stops it", flush=True)
+        print(f"the server's own messages: {log}", flush=True)
         if note:
             print(note, flush=True)
         for label, url in pairs:

@@ -86,6 +86,50 @@ def test_the_ui_prints_direct_links_to_the_runs_table(ui):
     assert ui["stage_view"].startswith(ui["tree"] + "?viewStateShareKey=searcher-shared-")
     assert ui["run_page"].startswith(ui["tree"] + "/") and len(ui["run_page"].rsplit("/", 1)[1]) == 32
     assert any("one worker, job execution off" in line for line in ui["output"])
+    # the server's own messages (uvicorn's notices, MLflow's and Starlette's warnings) are in a log, not between the links
+    (log,) = [line.removeprefix("the server's own messages: ") for line in ui["output"] if line.startswith("the server's own messages: ")]
+    assert "Uvicorn running on" in open(log).read()
+    assert not [line for line in ui["output"] if "INFO" in line or "Warning" in line or "MLflow]" in line], ui["output"]
+
+
+def start_ui(tracking_uri: str, port: int, cwd, *options: str) -> tuple[subprocess.Popen, list[str]]:
+    """`python -m searcher.ui` on `port`, read until its runs-table link (or its exit)."""
+    process = subprocess.Popen(
+        [sys.executable, "-m", "searcher.ui", "--tracking-uri", tracking_uri, "--port", str(port), *options],
+        cwd=cwd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=dict(os.environ, PYTHONUNBUFFERED="1"),
+    )
+    lines = [process.stdout.readline().strip()]
+    while lines[-1] and not (lines[-1].startswith("http://") and lines[-1].endswith("/runs")):
+        lines.append(process.stdout.readline().strip())
+    return process, lines
+
+
+def test_the_ui_restarts_on_its_port_at_once_and_a_server_that_does_not_answer_shows_its_last_lines(tmp_path, tracking_uri):
+    """Stopped and started again on the same port: the first server's closed connections (TIME_WAIT, a minute) once
+    made the port look taken ("--port ... is not free")."""
+    import urllib.request
+
+    from mlflow.tracking import MlflowClient
+
+    MlflowClient(tracking_uri=tracking_uri).create_experiment("searcher")
+    port = free_port()
+    for attempt in ("first", "again"):
+        process, lines = start_ui(tracking_uri, port, tmp_path)
+        try:
+            assert lines[-1].endswith("/runs"), (attempt, lines)
+            with urllib.request.urlopen(lines[-1].split("#")[0], timeout=30) as response:  # a connection to close
+                assert response.status == 200
+        finally:
+            process.send_signal(signal.SIGINT)
+            assert process.wait(timeout=30) == 130
+
+    result = subprocess.run(
+        [sys.executable, "-m", "searcher.ui", "--tracking-uri", tracking_uri, "--port", str(free_port()), "--timeout", "0.01"],
+        cwd=tmp_path, capture_output=True, text=True, timeout=60,
+    )
+    assert result.returncode == 1 and "did not answer" in result.stderr and "raise --timeout" in result.stderr, result.stderr
+    log = re.search(r"Its last lines \((\S+)\):", result.stderr).group(1)
+    assert os.path.exists(log) and "Traceback" not in result.stderr
 
 
 @pytest.mark.slow
@@ -148,9 +192,9 @@ def test_serving_other_machines_accepts_this_machines_name_as_printed(tmp_path, 
     )
     try:
         lines = [process.stdout.readline().strip()]
-        while "one worker" not in lines[-1] and process.poll() is None:  # the server's own lines come first
+        while "one worker" not in lines[-1] and process.poll() is None:
             lines.append(process.stdout.readline().strip())
-        lines.append(process.stdout.readline().strip())
+        lines += [process.stdout.readline().strip(), process.stdout.readline().strip()]  # (the server's log, then the note)
         assert lines[-1].startswith("serving other machines: Host headers"), lines
 
         def status(host_header: str) -> int:
