@@ -186,16 +186,12 @@ def test_serving_other_machines_accepts_this_machines_name_as_printed(tmp_path, 
 
     MlflowClient(tracking_uri=tracking_uri).create_experiment("searcher")
     port = free_port()
-    process = subprocess.Popen(
-        [sys.executable, "-m", "searcher.ui", "--tracking-uri", tracking_uri, "--host", "0.0.0.0", "--port", str(port)],
-        cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True, env=dict(os.environ, PYTHONUNBUFFERED="1"),
-    )
+    process, lines = start_ui(tracking_uri, port, tmp_path, "--host", "0.0.0.0")
     try:
-        lines = [process.stdout.readline().strip()]
-        while "one worker" not in lines[-1] and process.poll() is None:
-            lines.append(process.stdout.readline().strip())
-        lines += [process.stdout.readline().strip(), process.stdout.readline().strip()]  # (the server's log, then the note)
-        assert lines[-1].startswith("serving other machines: Host headers"), lines
+        started = next((index for index, line in enumerate(lines) if "one worker" in line), None)
+        assert started is not None, lines
+        assert lines[started + 1].startswith("the server's own messages: "), lines
+        assert lines[started + 2].startswith("serving other machines: Host headers"), lines
 
         def status(host_header: str) -> int:
             request = urllib.request.Request(f"http://127.0.0.1:{port}/", headers={"Host": host_header})
