@@ -4,11 +4,11 @@
     python scripts/calibrate_synthetic.py --image-size 32 --train-size 10000 --nets d2w16,d4w32 --out ...
 
 Trains a fixed set of networks on one generated dataset (default: the
-`synthetic_hard` preset, conf/dataset/synthetic_hard.yaml) with searcher's own
-trainer and the training settings of conf/train/default.yaml (SGD, trained
-until stable), and reports each one's test accuracy. A network is written
-`d<depth>w<width>` (the baseline layout of conf/model: every layer that wide,
-kernels and halving as the search makes them), optionally followed by
+`synthetic_hard` preset, conf/dataset/synthetic_hard.yaml; `--dataset grammar`
+the sequence one, with its transformer and AdamW) with searcher's own trainer
+and the training settings the dataset's config selects (trained until stable),
+and reports each one's test accuracy. A network is written `d<depth>w<width>`
+(the family's baseline layout: every layer that wide), optionally followed by
 regularizers: `d6w64:aug=0.5:do=0.2:wd=5e-4:ls=0.1` (augment, dropout,
 weight_decay, label_smoothing, as the regularization stage sets them).
 
@@ -78,7 +78,7 @@ def compose(args: argparse.Namespace) -> Any:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--dataset", default="synthetic_hard", help="a conf/dataset name (synthetic or synthetic_hard)")
+    parser.add_argument("--dataset", default="synthetic_hard", help="a generated conf/dataset: synthetic, synthetic_hard, sequences or grammar")
     parser.add_argument("--image-size", type=int, dest="image_size")
     parser.add_argument("--train-size", type=int, dest="train_size")
     parser.add_argument("--test-size", type=int, dest="test_size")
@@ -111,7 +111,7 @@ def main() -> None:
     data = DeviceData(dataset, torch.device(args.device))
     d = config.dataset
     print(
-        f"{d.name} difficulty={d.difficulty} {dataset.channels}x{dataset.size}x{dataset.size}, {dataset.num_classes} classes, "
+        f"{d.name} difficulty={d.difficulty} {dataset.describe_input()}, {dataset.num_classes} classes, "
         f"{len(dataset.train)} train / {len(dataset.val)} val / {len(dataset.test())} test; generated and split in {load_seconds:.1f} s",
         flush=True,
     )
@@ -123,7 +123,7 @@ def main() -> None:
         settings = replace(plan.train, **{k: v for k, v in params.items() if k != "dropout"})
         runs = []
         for seed in seeds:
-            result = train_trial(arch, data, settings, seed, evaluate_test=True)
+            result = train_trial(arch, data, settings, seed, family=plan.family, evaluate_test=True)
             runs.append(
                 {
                     "seed": seed,
@@ -150,8 +150,7 @@ def main() -> None:
         "dataset": {
             "name": d.name,
             "difficulty": d.difficulty,
-            "image_size": dataset.size,
-            "channels": dataset.channels,
+            "input": dataset.describe_input(),
             "classes": dataset.num_classes,
             "train": len(dataset.train),
             "val": len(dataset.val),

@@ -87,7 +87,10 @@ class DatasetConfig:
     target: Optional[str] = None  # table: the column to predict (a class, or a value for regression)
     task: str = "auto"  # table: auto (a float target with fractions is regression, any other classes) | classification | regression
     sequence_length: Optional[int] = None  # sequences: tokens per sequence
-    vocabulary: Optional[int] = None  # sequences: distinct tokens (the marker and the classes)
+    vocabulary: Optional[int] = None  # sequences: distinct tokens (the marker and the classes); grammar: symbols per level
+    levels: Optional[int] = None  # grammar: levels of expansion (a sentence is branching^levels tokens)
+    branching: Optional[int] = None  # grammar: symbols each symbol expands into
+    rules: Optional[int] = None  # grammar: ways each symbol can expand (more: harder)
     image_size: Optional[int] = None  # imagefolder, synthetic: square side in pixels
     channels: Optional[int] = None  # imagefolder: 1 (grey) or 3 (RGB); synthetic: any
     flip: Optional[bool] = None  # imagefolder, arrays: do mirror images keep their class?
@@ -406,6 +409,13 @@ def check_dataset(d: DatasetConfig) -> None:
         _require(2 <= d.sequence_length <= 4096, "dataset.sequence_length", d.sequence_length, "an integer from 2 to 4096")
     if d.vocabulary is not None:
         _require(3 <= d.vocabulary <= 1024, "dataset.vocabulary", d.vocabulary, "an integer from 3 to 1024 (a marker and two or more classes)")
+    for key in ("levels", "branching", "rules"):
+        _require(getattr(d, key) is None or d.name == "grammar", f"dataset.{key}", getattr(d, key), "null except for grammar")
+    if d.name == "grammar":
+        levels, branching, rules, vocabulary = d.levels or 3, d.branching or 2, d.rules or 4, d.vocabulary or 8
+        _require(branching >= 2, "dataset.branching", branching, "an integer >= 2")
+        _require(1 <= levels and branching**levels <= 4096, "dataset.levels", levels, f"an integer >= 1 with {branching}^levels <= 4096 tokens")
+        _require(1 <= rules <= vocabulary ** (branching - 1), "dataset.rules", rules, f"an integer from 1 to vocabulary^(branching-1) = {vocabulary ** (branching - 1)}, so no two symbols share an expansion")
 
 
 def check_search(s: SearchConfig) -> None:

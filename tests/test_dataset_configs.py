@@ -62,3 +62,18 @@ def test_mirror_comes_from_the_environment(monkeypatch):
 def test_out_of_range_settings_name_themselves(overrides, message):
     with pytest.raises(ConfigError, match=message.replace("[", r"\[").replace("]", r"\]")):
         config(*overrides)
+
+
+@pytest.mark.parametrize(
+    "overrides, message",
+    [
+        (("+dataset=grammar", "dataset.rules=9"), "dataset.rules=9 is out of range; allowed: an integer from 1 to vocabulary^(branching-1) = 8"),
+        (("+dataset=grammar", "dataset.branching=1"), "dataset.branching=1 is out of range"),
+        (("+dataset=grammar", "dataset.levels=13"), "dataset.levels=13 is out of range; allowed: an integer >= 1 with 2^levels <= 4096 tokens"),
+        (("+dataset=sequences", "+dataset.rules=2"), "dataset.rules=2 is out of range; allowed: null except for grammar"),
+    ],
+)
+def test_the_grammar_settings_are_checked_before_anything_is_generated(overrides, message):
+    with pytest.raises(ConfigError, match=message.replace("^", r"\^").replace("(", r"\(").replace(")", r"\)")):
+        config(*overrides)
+    assert config("+dataset=grammar", "dataset.rules=8").dataset.rules == 8  # 8 x 8 expansions use every pair once

@@ -363,6 +363,28 @@ def test_the_generated_sequences_label_each_with_the_token_after_its_one_marker(
     assert np.array_equal(generate(12, 6, 300, 50, seed=3)[0], train)
 
 
+def test_a_grammars_sentences_each_have_one_class_and_their_tokens_pair_into_its_expansions():
+    from searcher.data.sequences import grammar
+
+    train, labels, test, test_labels = grammar(vocabulary=6, levels=3, branching=2, rules=3, train_size=3000, test_size=500, seed=4)
+    assert train.shape == (3000, 8, 6) and test.shape == (500, 8, 6) and train.dtype == np.float32
+    sentences = np.concatenate([train, test]).argmax(2)
+    classes = np.concatenate([labels, test_labels])
+    assert set(classes.tolist()) == set(range(6))
+    assert len({tuple(sentence) for sentence in sentences.tolist()}) == len(sentences)  # distinct: no test sentence is a training one
+    bottom_pairs = {tuple(pair) for pair in sentences.reshape(-1, 2).tolist()}
+    assert len(bottom_pairs) == 6 * 3  # the lowest level's expansions, each a pair of tokens, all drawn
+    every = grammar(3, 2, 2, 2, 20, 4, seed=4)  # 3 classes x 2^3 derivations: 24 distinct sentences only if no two share one
+    assert np.bincount(np.concatenate([every[1], every[3]])).tolist() == [8, 8, 8]
+    with pytest.raises(ValueError, match="25 distinct sentences asked for; the grammar has 24"):
+        grammar(3, 2, 2, 2, 21, 4, seed=4)
+    assert np.array_equal(grammar(6, 3, 2, 3, 3000, 500, seed=4)[0], train) and not np.array_equal(grammar(6, 3, 2, 3, 3000, 500, seed=5)[0], train)
+    dataset = load_dataset(DatasetOptions("grammar", vocabulary=6, levels=2, branching=3, rules=3, train_size=180, test_size=60))
+    assert dataset.input_shape == (9, 6) and dataset.num_classes == 6 and "rules=3" in dataset.identity
+    with pytest.raises(DatasetError, match=r"dataset.train_size \+ dataset.test_size = 400 sentences, more than half the 96 the grammar has"):
+        load_dataset(DatasetOptions("grammar", vocabulary=6, levels=2, branching=3, rules=2, train_size=300, test_size=100))
+
+
 def test_a_transformer_reads_the_sequences_and_its_final_model_takes_one_hot_rows():
     dataset = load_dataset(DatasetOptions("sequences", sequence_length=10, vocabulary=5, train_size=400, test_size=100))
     assert dataset.input_shape == (10, 5) and dataset.describe_input() == "10 tokens of 5" and not dataset.augmentable

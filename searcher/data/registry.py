@@ -56,7 +56,10 @@ class DatasetOptions:
     target: str | None = None  # table: the column to predict
     task: str = "auto"  # table: classification | regression | auto (a float target with fractions is regression)
     sequence_length: int | None = None  # sequences
-    vocabulary: int | None = None  # sequences
+    vocabulary: int | None = None  # sequences; grammar: symbols at every level (the classes are the top level's)
+    levels: int | None = None  # grammar: levels of expansion (a sentence is branching^levels tokens)
+    branching: int | None = None  # grammar: symbols each symbol expands into
+    rules: int | None = None  # grammar: ways each symbol can expand (more: harder)
 
     def source(self) -> Source:
         return SOURCES[self.name].with_digests(dict(self.checksums))
@@ -182,6 +185,20 @@ def load_sequences(options: DatasetOptions) -> tuple[Arrays, bool]:
     arrays = sequences.generate(
         options.sequence_length or 16, options.vocabulary or 8, options.train_size or 8000, options.test_size or 2000, options.data_seed
     )
+    return arrays, False
+
+
+@register("grammar")
+def load_grammar(options: DatasetOptions) -> tuple[Arrays, bool]:
+    """Sentences of a random hierarchical grammar, one-hot (data/sequences.py): nothing to flip."""
+    shape = (options.vocabulary or 8, options.levels or 3, options.branching or 2, options.rules or 4)
+    sizes = (options.train_size or 8000, options.test_size or 2000)
+    if 2 * sum(sizes) > sequences.sentence_count(*shape):  # distinct draws: near all of them, drawing would crawl
+        raise DatasetError(
+            f"dataset.train_size + dataset.test_size = {sum(sizes)} sentences, more than half the {sequences.sentence_count(*shape)} the grammar"
+            " has; lower them, or raise dataset.rules or dataset.levels."
+        )
+    arrays = sequences.grammar(*shape, *sizes, options.data_seed)
     return arrays, False
 
 
