@@ -42,7 +42,7 @@ def grammar(
     each of `levels` levels, each of `vocabulary` symbols has `rules` ways to expand into `branching` symbols of the
     level below (no two symbols share an expansion, so a sentence has one derivation); a class, one top symbol,
     expands level by level into a sentence of branching^levels tokens. Reading the class back means undoing the
-    levels one at a time, so depth matters (one layer cannot) and learning is gradual (docs/datasets.md measures it);
+    levels one at a time, so depth matters (on two of three grammars measured, one layer cannot: docs/datasets.md);
     more rules make it harder (at most vocabulary^(branching-1), so no expansion is shared). Same one-hot format as
     `generate`; labels 0..vocabulary-1. Train and test sentences are distinct draws from one grammar (`seed` fixes
     both): a test sentence is never a training one, so memorising scores nothing (at the default sizes, 6% of
