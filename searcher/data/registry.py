@@ -193,9 +193,10 @@ def load_grammar(options: DatasetOptions) -> tuple[Arrays, bool]:
     """Sentences of a random hierarchical grammar, one-hot (data/sequences.py): nothing to flip."""
     shape = (options.vocabulary or 8, options.levels or 3, options.branching or 2, options.rules or 4)
     sizes = (options.train_size or 16_000, options.test_size or 2000)  # conf/dataset/grammar.yaml's
-    if 2 * sum(sizes) > sequences.sentence_count(*shape):  # distinct draws: near all of them, drawing would crawl
+    available = sequences.sentence_count(*shape)
+    if 2 * sum(sizes) > available:  # distinct draws: near all of them, drawing would crawl
         raise DatasetError(
-            f"dataset.train_size + dataset.test_size = {sum(sizes)} sentences, more than half the {sequences.sentence_count(*shape)} the grammar"
+            f"dataset.train_size + dataset.test_size = {sum(sizes)} sentences, more than half the {available} the grammar"
             " has; lower them, or raise dataset.rules or dataset.levels."
         )
     arrays = sequences.grammar(*shape, *sizes, options.data_seed)

@@ -54,10 +54,10 @@ def grammar(
         chosen = rng.choice(vocabulary**branching, size=vocabulary * rules, replace=False)
         symbols = np.stack([chosen // vocabulary**place % vocabulary for place in range(branching)], axis=1)
         expansions.append(symbols.reshape(vocabulary, rules, branching))
-    count = train_size + test_size
+    count, available = train_size + test_size, sentence_count(vocabulary, levels, branching, rules)
+    if count > available:
+        raise ValueError(f"{count} distinct sentences asked for; the grammar has {available}")
     sentences, labels = np.empty((0, branching**levels), dtype=np.int64), np.empty(0, dtype=np.int64)
-    if count > sentence_count(vocabulary, levels, branching, rules):
-        raise ValueError(f"{count} distinct sentences asked for; the grammar has {sentence_count(vocabulary, levels, branching, rules)}")
     while len(labels) < count:  # distinct sentences, in the order drawn: no test sentence is also a training one
         drawn = rng.integers(0, vocabulary, size=count)
         sentence = drawn[:, None]
