@@ -454,11 +454,32 @@ def table(summary: dict, metric: dict | None = None) -> str:
 
 
 def merge(files: list[Path], out: Path) -> None:
-    """Seeds run as separate processes (e.g. one per core), summarised as one run."""
+    """Runs of the same setup summarised as one: other seeds (one process per core), or other methods on seeds already
+    run (peers added to a recorded comparison). Each seed's result for a method comes from whichever file has it; the
+    staged search is deterministic, so a seed run twice must agree, and every method must cover every seed (the means
+    stay paired)."""
     parts = [json.loads(file.read_text()) for file in files]
+    for key in ("dataset", "preset", "budget_factor", "overrides", "train_images", "final_seeds"):
+        if len({json.dumps(part.get(key)) for part in parts}) > 1:
+            sys.exit(f"--merge: the files differ in {key} ({', '.join(f'{f}: {p.get(key)}' for f, p in zip(files, parts, strict=True))}); merge runs of one setup.")
+    seeds = list(dict.fromkeys(seed for part in parts for seed in part["seeds"]))
+    names = list(dict.fromkeys(name for part in parts for name in part["methods"]))
+    found: dict[str, dict[int, dict]] = {name: {} for name in names}
+    for file, part in zip(files, parts, strict=True):
+        for name, record in part["methods"].items():
+            for result in record["seeds"]:
+                earlier = found[name].setdefault(result["seed"], result)
+                if (earlier["test_acc"], earlier["compute"]) != (result["test_acc"], result["compute"]):
+                    sys.exit(
+                        f"--merge: {name} on seed {result['seed']} differs between the files ({file} has test "
+                        f"{result['test_acc']:.4f} at compute {result['compute']}, an earlier one {earlier['test_acc']:.4f} "
+                        f"at {earlier['compute']}): they were not run on the same code and setup; merge one of them."
+                    )
+    if missing := [f"{name} on seed {seed}" for name in names for seed in seeds if seed not in found[name]]:
+        sys.exit(f"--merge: no result for {', '.join(missing)}; run it (--seeds, --methods) or leave that file out.")
     report = dict(parts[0])
-    report["methods"] = {name: {"seeds": [s for part in parts for s in part["methods"][name]["seeds"]]} for name in parts[0]["methods"]}
-    report["seeds"] = [s for part in parts for s in part["seeds"]]
+    report["methods"] = {name: {"seeds": [found[name][seed] for seed in seeds]} for name in names}
+    report["seeds"] = seeds
     staged_computes = [s["compute"] for s in report["methods"]["staged"]["seeds"]]
     report["summary"] = summarise(report["methods"], staged_computes)
     report["targets"] = targets(report["summary"]) if "tpe" in report["summary"] else None
@@ -506,7 +527,7 @@ def main() -> None:
         "--budget-factor", type=float, default=2.0, help="each baseline's budget: this x the staged search's compute"
     )
     parser.add_argument("--methods", default=",".join(METHODS[1:]), help="baselines to run beside the staged search")
-    parser.add_argument("--merge", type=Path, nargs="+", help="combine these result files (same setup, other seeds) into --out; trains nothing")
+    parser.add_argument("--merge", type=Path, nargs="+", help="combine these result files (same setup; other seeds, or other methods on the same seeds) into --out; trains nothing")
     parser.add_argument("overrides", nargs="*", help="extra Hydra overrides for every method, e.g. train.lr=0.1")
     args = parser.parse_args()
     if args.merge:

@@ -197,8 +197,55 @@ def test_bench_search_writes_the_promised_json(tmp_path):
     result = subprocess.run(command, capture_output=True, text=True, timeout=120, cwd=tmp_path)
     assert result.returncode == 0, result.stderr[-2000:]
     both = json.loads(merged.read_text())
-    assert len(both["methods"]["tpe"]["seeds"]) == 2 and both["seeds"] == [0, 0]
+    assert both["methods"] == report["methods"] and both["seeds"] == [0]  # a seed run twice is one seed
     assert both["summary"]["staged"]["test_acc_mean"] == pytest.approx(report["summary"]["staged"]["test_acc_mean"])
+
+
+def bench_report(seeds: dict[int, dict[str, float]], preset: str = "quick") -> dict:
+    """A bench_search result file as it writes one: per method, one record per seed (only the fields merge reads)."""
+    methods: dict[str, dict] = {}
+    for seed, tests in seeds.items():
+        for name, test in tests.items():
+            compute = 100 if name == "staged" else 300
+            record = {
+                "seed": seed,
+                "test_acc": test,
+                "selected_val_acc": test + 0.01,
+                "best_val_acc": test + 0.02,
+                "compute": compute,
+                "curve": [[compute, test + 0.02]],
+                "trials": 3,
+                "train_seconds": 1.0,
+            }
+            methods.setdefault(name, {"seeds": []})["seeds"].append(record)
+    setup = {"dataset": "digits", "preset": preset, "budget_factor": 3.0, "overrides": [], "train_images": 100, "final_seeds": 2}
+    return setup | {"seeds": list(seeds), "metric": None, "methods": methods, "wall_seconds": 5.0, "command": "x"}
+
+
+def test_merge_adds_peers_to_recorded_seeds_and_refuses_what_does_not_pair(tmp_path, capsys):
+    files = {
+        "first": bench_report({1: {"staged": 0.9, "random": 0.8}, 2: {"staged": 0.7, "random": 0.6}}),
+        "peers": bench_report({1: {"staged": 0.9, "tpe": 0.85}, 2: {"staged": 0.7, "tpe": 0.65}}),  # staged re-run: the same
+        "more": bench_report({3: {"staged": 0.5, "random": 0.4, "tpe": 0.45}}),
+        "other code": bench_report({1: {"staged": 0.95, "tpe": 0.85}}),
+        "a seed short": bench_report({4: {"staged": 0.5, "random": 0.4}}),
+        "default preset": bench_report({3: {"staged": 0.5, "random": 0.4, "tpe": 0.45}}, preset="default"),
+    }
+    paths = {}
+    for name, report in files.items():
+        paths[name] = tmp_path / f"{name}.json"
+        paths[name].write_text(json.dumps(report))
+    out = tmp_path / "merged.json"
+    bench_search.merge([paths["first"], paths["peers"], paths["more"]], out)
+    merged = json.loads(out.read_text())
+    assert merged["seeds"] == [1, 2, 3] and list(merged["methods"]) == ["staged", "random", "tpe"]
+    assert [r["test_acc"] for r in merged["methods"]["tpe"]["seeds"]] == [0.85, 0.65, 0.45]
+    assert merged["summary"]["random"]["test_acc_mean"] == pytest.approx(0.6)
+    assert merged["targets"]["staged_minus_tpe_test_acc_points"] == pytest.approx(5.0)
+    refused = {"other code": "staged on seed 1 differs", "a seed short": "no result for tpe on seed 4", "default preset": "differ in preset"}
+    for bad, says in refused.items():
+        with pytest.raises(SystemExit, match=says):
+            bench_search.merge([paths["first"], paths["peers"], paths[bad]], out)
 
 
 FAKE_NVIDIA_SMI = """#!/bin/sh
