@@ -10,6 +10,7 @@ from scipy.stats import binomtest
 
 from searcher.search import run_search
 from searcher.search.evidence import compare, mcnemar_p_value, paired_t_p_value, unpack
+from searcher.search.plan import RegularizerRange
 from searcher.search.trials import TrialOutcome, TrialRequest
 from searcher.train.trainer import TrainResult, TrainSettings, pack_bits, pack_losses
 
@@ -279,3 +280,39 @@ def test_where_ties_grow_a_tie_is_read_off_every_seed_before_its_sign_decides():
     assert result.stages[2].winner.arch.depth == 2
     rejected = next(e for e in result.stages[2].decisions if e.decision == "rejected")
     assert rejected.numbers["pairs"] == 3
+
+
+def test_regularization_is_skipped_when_the_unregularized_network_gets_too_few_images_wrong_to_be_beaten():
+    """McNemar needs 6 images won (and none lost) at p < 0.05: a regularized network can only win images the
+    unregularized one got wrong, so with 1 wrong per seed over 3 seeds no regularized trial can replace it, and none is
+    trained (its two untrained seeds are, to know). With label smoothing out of the space the loss test could still
+    decide, and with 7 wrong on one seed it could win: the stage runs."""
+    with_smoothing = (RegularizerRange("dropout", 0.0, 0.5, log=False), RegularizerRange("label_smoothing", 0.0, 0.2, log=False))
+    plan = make_plan(width_cap=16, depth_cap=3, max_repeats=3, regularization_trials=3, regularizers=with_smoothing)
+
+    def regularization_requests(images_right, plan=plan):
+        runner = FakeRunner(arch_score(lambda a: images_right / 288), images=288)
+        result = run_search(plan, memory_studies(plan), runner)
+        return [(r.candidate, r.repeat) for r in runner.requests if r.stage == "regularization"], result
+
+    requests, result = regularization_requests(287)
+    winner = result.stages[2].winner
+    assert requests == [(winner.name, 1), (winner.name, 2)]  # the unregularized network's other seeds, no regularized trial
+    assert result.stages[3].winner.arch == winner.arch and result.final.winner.arch == winner.arch
+    (entry,) = result.stages[3].decisions
+    assert "gets 3 images wrong over its 3 seeds" in entry.reason and "would have to win at least 6" in entry.reason
+
+    requests, _ = regularization_requests(281)  # 7 wrong on its first seed: a regularized network could win 6
+    assert len([name for name, _ in requests if name.startswith("reg ")]) == 3
+    without_smoothing = replace(plan, regularizers=with_smoothing[:1])
+    requests, _ = regularization_requests(287, without_smoothing)
+    assert len([name for name, _ in requests if name.startswith("reg ")]) == 3
+
+    # the seeds it trains to know are recorded trials: a search killed between them resumes to the same decisions
+    whole = run_search(plan, memory_studies(plan), ReplayRunner(lambda r: 287 / 288, {}, images=288))
+    recorded: dict[str, TrialOutcome] = {}
+    studies = memory_studies(plan)
+    with pytest.raises(Interrupted):
+        run_search(plan, studies, ReplayRunner(lambda r: 287 / 288, recorded, stop_after=len(whole.outcomes) - plan.final_seeds - 1, images=288))
+    resumed = run_search(plan, studies, ReplayRunner(lambda r: 287 / 288, recorded, images=288))
+    assert [e.to_dict() for e in resumed.decisions] == [e.to_dict() for e in whole.decisions]

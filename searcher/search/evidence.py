@@ -238,6 +238,29 @@ def compare_values(
     return Comparison(challenger, incumbent, effect, wins, losses, len(both), p_value, floor, alpha, unit=unit, metric=metric)
 
 
+def wins_needed(alpha: float) -> int:
+    """The fewest images a challenger must win, losing none, for McNemar's test to call it better at `alpha` (6 at
+    0.05): an incumbent that gets fewer images wrong than this cannot be beaten beyond noise on accuracy alone."""
+    wins = 1
+    while mcnemar_p_value(wins, 0) >= alpha:
+        wins += 1
+    return wins
+
+
+def images_wrong(outcome: TrialOutcome) -> int | None:
+    """The validation images a trial's kept weights got wrong: the most a challenger paired with it can win there. 0 for
+    a failed trial (never paired); None without a per-image record, or where a stop at a rung makes the other side win
+    without a test."""
+    result = outcome.result
+    if outcome.status == "failed" or result is None:
+        return 0
+    if outcome.status != "ok" or result.val_correct is None:
+        return None
+    # the losses hold one float16 per image; without them, the padding bits of the last byte count as wrong (more, never fewer)
+    images = len(result.val_losses) // 2 if result.val_losses is not None else len(result.val_correct) * 8
+    return images - int(np.count_nonzero(unpack(result.val_correct, len(result.val_correct) * 8)))
+
+
 SMALL_VALIDATION_IMAGES = 1000  # below this, one image moves accuracy by more than 0.1 points
 
 

@@ -8,7 +8,7 @@ from dataclasses import replace
 import optuna
 
 from searcher.crash import crash_point
-from searcher.search.evidence import Comparison
+from searcher.search.evidence import Comparison, images_wrong, wins_needed
 from searcher.search.plan import SearchPlan
 from searcher.search.stages.base import Stage, StageResult, fmt
 from searcher.search.studies import RemoteTrial, regularization_sampler, report_epoch
@@ -105,6 +105,10 @@ class RegularizationStage(Stage):
         by one or all at once, so TPE sees the same history and a parallel run decides as a
         serial one does.
         """
+        if not self.asked:  # (once a trial is asked, the stage runs to its end)
+            why, pending = self.futility(done)
+            if why or pending:
+                return pending
         enqueued = 0 if self.first_name == self.start.winner.name else 1  # the unregularized first trial, when trained here
         batch, total = self.plan.regularization_in_flight, self.plan.regularization_trials + enqueued
         while len(self.asked) % batch and len(self.asked) < total:
@@ -116,6 +120,37 @@ class RegularizationStage(Stage):
             return self.verdict(done)[2]
         names = [self._ask() for _ in range(min(batch, total - len(self.asked)))]
         return [request for name in names for request in self.requests(self.candidates[name])]
+
+    def futility(self, done: list[TrialOutcome]) -> tuple[str, list[TrialRequest]]:
+        """Can any regularized network replace the unregularized one? (why not, or ""; and the seeds to train to know).
+
+        With label smoothing in the space, no regularized trial has the unregularized one's loss, so
+        accuracy alone decides (evidence.py), and McNemar's test needs a challenger to win at least
+        `wins_needed` images more than it loses: it can win only images the unregularized network
+        got wrong, on the seeds a comparison pairs (up to `search.max_repeats`). When those seeds
+        get fewer images wrong than that, no regularized network can be better beyond noise, and
+        the stage is skipped: the decision it would reach, for none of its trials' compute. Its
+        unregularized network's untrained seeds are trained first (they are what an inconclusive
+        comparison would ask for). Errors only add up as seeds are trained, so the answer never
+        changes once given: a resumed search skips, or runs, as the first attempt did.
+        """
+        smoothing = next((r for r in self.plan.regularizers if r.name == "label_smoothing"), None)
+        if self.plan.metric.name != "accuracy" or smoothing is None or smoothing.low == smoothing.high or self.first_name != self.start.winner.name:
+            return "", []  # (the loss test could decide; or the unregularized network is trained here, warm starts)
+        unregularized = self.candidates[self.first_name]
+        needed = wins_needed(self.plan.significance)
+        seeds = self.outcomes_for(unregularized, done)[: self.plan.max_repeats]
+        wrong = [images_wrong(outcome) for outcome in seeds]
+        if None in wrong or sum(w for w in wrong if w is not None) >= needed:
+            return "", []
+        if pending := self.missing(unregularized, done, self.plan.max_repeats):
+            return "", pending
+        seeds_words = f"{len(seeds)} seed{'s' if len(seeds) != 1 else ''}"
+        return (
+            f"skipped: {self.first_name} gets {sum(w for w in wrong if w is not None)} {self.plan.unit}s wrong over its {seeds_words}, "
+            f"and a regularized network would have to win at least {needed} to be better beyond noise (McNemar p < "
+            f"{self.plan.significance}; label smoothing leaves accuracy alone to decide): none can, so none is trained"
+        ), []
 
     def verdict(self, done: list[TrialOutcome]) -> tuple[Candidate, Comparison | None, list[TrialRequest]]:
         """(winner, the comparison that chose it, seeds still to train): the best regularized trial replaces the
@@ -186,6 +221,12 @@ class RegularizationStage(Stage):
             crash_point("trial.told")  # (a test hook: searcher/crash.py)
 
     def conclude(self, done: list[TrialOutcome]) -> StageResult:
+        if not self.asked and (why := self.futility(done)[0]):
+            winner = self.candidates[self.first_name]
+            seeds = self.outcomes_for(winner, done)
+            score = mean_score(seeds)
+            entry = self.entry("selected", f"{winner.name} at {fmt(score)}; {why}", score=score, unregularized_score=score)
+            return StageResult(self.name, winner, score, (entry,), self.trial_decisions(done, {winner.name}), winner_outcomes=tuple(seeds))
         entries = []
         for name in self.asked:
             candidate = self.candidates[name]
