@@ -572,6 +572,9 @@ def main() -> None:
                 f"seed {seed} {method:13s} test {record['test_acc']:.4f}  compute {record['compute']:>9d}  {record['trials']:3d} trials  {record['selected']}",
                 flush=True,
             )
+            if len(seeds) == 1:  # (each finished peer kept if the process is stopped: run one seed per process for that)
+                finished = {name: record for name, record in methods.items() if record["seeds"]}
+                args.out.write_text(json.dumps(make_report(args, seeds, shared, finished, staged_computes, started)[1], indent=2))
         args.out.write_text(json.dumps(make_report(args, seeds, shared, methods, staged_computes, started)[1], indent=2))  # (kept if a later seed never ends)
 
     summary, report = make_report(args, seeds, shared, methods, staged_computes, started)
