@@ -12,7 +12,7 @@ from mlflow.tracking import MlflowClient
 from PIL import Image
 
 from searcher.report.importance import MIN_TRIALS, importances
-from searcher.search.plan import TransferPlan
+from searcher.search.plan import RegularizerRange, TransferPlan
 from searcher.tracking.records import TrialRecord
 
 STAGES = ["baseline", "width", "depth", "regularization", "final", "transfer"]
@@ -210,7 +210,7 @@ class ShownRunner:
         return outcomes
 
     def end_stage(self, stage, result, outcomes):
-        pass
+        self.progress.stage_ended(result, outcomes)
 
 
 def test_the_previous_stage_winners_extra_seeds_are_named_as_such_under_the_stage_that_asks_for_them():
@@ -243,6 +243,23 @@ def test_the_previous_stage_winners_extra_seeds_are_named_as_such_under_the_stag
         seen |= set(candidates)
 
 
+def test_a_stage_that_trains_none_of_its_own_candidates_says_why_under_its_header():
+    from conftest import FakeRunner, make_plan, memory_studies
+    from rich.console import Console
+
+    from searcher.report.terminal import RichProgress
+    from searcher.search import run_search
+
+    regularizers = (RegularizerRange("dropout", 0.0, 0.5, log=False), RegularizerRange("label_smoothing", 0.0, 0.2, log=False))
+    plan = make_plan(width_cap=16, depth_cap=3, max_repeats=3, regularizers=regularizers)
+    console = Console(record=True, width=400, force_terminal=False)
+    run_search(plan, memory_studies(plan), ShownRunner(FakeRunner(lambda request: 287 / 288, images=288), RichProgress(console)))
+    sections = re.split(r"─+ stage \d (\w+) ─+", console.export_text())
+    regularization = dict(zip(sections[1::2], sections[2::2], strict=True))["regularization"]
+    assert "w16 d2 r1 (the depth winner's extra seed, for the comparison)" in regularization  # trained to know, then:
+    assert "skipped: w16 d2 gets 3 images wrong over its 3 seeds" in regularization
+
+
 def test_the_time_left_is_a_range_from_the_fewest_trials_to_the_caps():
     """Width units (a network's layer widths summed) by hand, for a made-up plan: the fewest trials each stage can take
     and what its caps allow, the widest choices winning."""
@@ -266,6 +283,9 @@ def test_the_time_left_is_a_range_from_the_fewest_trials_to_the_caps():
     assert seconds_left(plan, Position(4, (16, 16), 0), 0.5) == (32.0, 32.0)
     assert units_left(replace(plan, concurrency=2, width_patience=1), Position(1, (16, 16), 0))[0] == 192 + 152 + 128 + 64
     assert units_left(plan, Position(2, (16, 16, 16, 16), 0))[1] == 4 * 64 * 2 + 2 * 64  # at the depth cap: no round
+    smoothing = replace(plan, regularizers=(*plan.regularizers, RegularizerRange("label_smoothing", 0.0, 0.2, log=False)))
+    fewest, most = units_left(smoothing, Position(0, (16, 16), 0))
+    assert (fewest, most) == (32 + 192 + 152 + 64, 32 + 640 + 1984 + 2048 + 512)  # the regularization stage may be skipped
 
 
 @pytest.mark.parametrize(

@@ -50,9 +50,13 @@ class Progress(Protocol):
 
     def trial_done(self, outcome: TrialOutcome, reused: bool = False, speculative: bool = False) -> None: ...
 
+    def stage_ended(self, result: StageResult, outcomes: list[TrialOutcome]) -> None: ...
+
 
 class QuietProgress:
     def stage(self, stage: Stage) -> None: ...
+
+    def stage_ended(self, result: StageResult, outcomes: list[TrialOutcome]) -> None: ...
 
     def trial(self, request: TrialRequest, speculative: bool = False) -> None: ...
 
@@ -313,6 +317,7 @@ class Runner:
     def end_stage(self, stage: Stage, result: StageResult, outcomes: list[TrialOutcome]) -> None:
         interrupts.check()  # (as before opening a run: no record begins after a stop came)
         self.recorder.finish_stage(result, outcomes, self.run_ids)
+        self.progress.stage_ended(result, outcomes)
 
     def end_search(self) -> None:
         """The search is decided: guesses still in flight are stopped, and every guess never asked for is recorded as discarded."""

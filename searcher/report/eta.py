@@ -3,7 +3,8 @@
 The width and depth stages stop when wider or deeper stops helping, and a comparison trains more seeds only while it
 is inconclusive, so before they end nobody knows how many trials are left; the plan still bounds them. The lower end
 is the fewest trials the remaining stages can take (the first widths within patience, one round of new layers, the
-regularization trials, the final seeds, every comparison settled on its first seed); the upper end is what the caps
+regularization trials or none where the stage may be skipped, the final seeds, every comparison settled on its first
+seed); the upper end is what the caps
 allow (every width up to `search.width.cap` and layers up to `search.depth.cap`, each widest child winning, every
 comparison on `search.max_repeats` seeds).
 
@@ -20,6 +21,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from searcher.search.plan import SearchPlan
+from searcher.search.stages.regularization import may_skip
 
 Widths = tuple[int, ...]
 StageBound = Callable[[SearchPlan, Widths, bool], tuple[int, Widths]]  # (plan, start widths, fewest?) -> (units, winner)
@@ -88,8 +90,10 @@ def depth_stage(plan: SearchPlan, widths: Widths, fewest: bool) -> tuple[int, Wi
 
 
 def regularization_stage(plan: SearchPlan, widths: Widths, fewest: bool) -> tuple[int, Widths]:
-    """The study's trials (and the unregularized first one where it is trained again: warm starts); most: the two
-    finalists on every seed."""
+    """The study's trials (and the unregularized first one where it is trained again: warm starts); fewest: none where
+    the stage may be skipped (its decision known without them); most: the two finalists on every seed."""
+    if fewest and may_skip(plan):
+        return 0, widths
     trials = plan.regularization_trials + (1 if plan.warm_start else 0)
     finalists = 0 if fewest else 2 * (plan.max_repeats - plan.repeats)
     return (plan.repeats * trials + finalists) * units(widths), widths

@@ -115,6 +115,12 @@ class RichProgress:
         with self.lock:
             self.show()
 
+    def stage_ended(self, result: StageResult, outcomes: list[TrialOutcome]) -> None:
+        """A stage that trained none of its own candidates (skipped by search.budget, or its decision known without
+        them) says why."""
+        if result.decisions and all(outcome.request.candidate in self.carried for outcome in outcomes):
+            self.console.print(f"  [dim]{escape(result.decisions[-1].reason)}[/dim]", highlight=False)
+
     def label(self, request: TrialRequest) -> str:
         """The trial's name; a seed of the previous stage's winner says so (this stage compares its candidates with it)."""
         if request.candidate not in self.carried:

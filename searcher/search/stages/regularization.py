@@ -29,6 +29,14 @@ def regularized(candidate: Candidate, params: dict[str, float], name: str) -> Ca
     return Candidate(name, arch, train, tuple(sorted(params.items())), rungs=candidate.rungs if same else ())
 
 
+def may_skip(plan: SearchPlan) -> bool:
+    """Can the plan's regularization stage know its decision without its trials (`RegularizationStage.futility`)? Only
+    where accuracy alone decides it: label smoothing varies in the space, so no regularized trial's losses compare with
+    the unregularized one's, and that one is the depth winner's trials (not retrained from scratch: warm starts)."""
+    smoothing = next((r for r in plan.regularizers if r.name == "label_smoothing"), None)
+    return plan.metric.name == "accuracy" and smoothing is not None and smoothing.low < smoothing.high and not plan.warm_start
+
+
 def regularization_name(params: dict[str, float]) -> str:
     short = {"weight_decay": "wd", "dropout": "do", "label_smoothing": "ls", "augment": "aug"}
     return "reg " + " ".join(f"{short.get(k, k)}={v:.2g}" for k, v in sorted(params.items()))
@@ -134,9 +142,8 @@ class RegularizationStage(Stage):
         comparison would ask for). Errors only add up as seeds are trained, so the answer never
         changes once given: a resumed search skips, or runs, as the first attempt did.
         """
-        smoothing = next((r for r in self.plan.regularizers if r.name == "label_smoothing"), None)
-        if self.plan.metric.name != "accuracy" or smoothing is None or smoothing.low == smoothing.high or self.first_name != self.start.winner.name:
-            return "", []  # (the loss test could decide; or the unregularized network is trained here, warm starts)
+        if not may_skip(self.plan) or self.first_name != self.start.winner.name:
+            return "", []
         unregularized = self.candidates[self.first_name]
         needed = wins_needed(self.plan.significance)
         seeds = self.outcomes_for(unregularized, done)[: self.plan.max_repeats]
