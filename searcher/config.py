@@ -280,6 +280,10 @@ def validate(composed: DictConfig | dict) -> SearcherConfig:
         raise ConfigError(f"{shown} is not valid: expected {_expected(error)}.") from None
     except OmegaConfBaseException as error:
         raise ConfigError(f"{getattr(error, 'full_key', '') or 'config'}: {error.msg}") from None
+    composed_space = OmegaConf.select(user, "search.regularization.space")
+    if composed_space is not None:  # the composed space is the whole space: one deleted (~search...space.augment) stays out
+        space = config.search.regularization.space
+        config.search.regularization.space = {name: span for name, span in space.items() if name in composed_space}
     config.train.lr = _number_or_auto(config.train.lr, "train.lr", float)
     config.train.batch_size = _number_or_auto(config.train.batch_size, "train.batch_size", int)
     if config.execution.speculate not in (True, False, AUTO):

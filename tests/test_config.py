@@ -35,6 +35,14 @@ def test_dataset_is_appended_with_plus_and_quick_preset_overrides_default():
     assert config.search.depth.min_improvement == 0.002  # inherited from the default preset
 
 
+def test_a_regularizer_deleted_from_the_space_stays_out_of_it():
+    config = validate(composed("~search.regularization.space.label_smoothing"))
+    assert list(config.search.regularization.space) == ["weight_decay", "dropout", "augment"]  # (not put back by the schema)
+    assert list(validate(composed("search=quick", "~search.regularization.space.augment")).search.regularization.space) == [
+        "weight_decay", "dropout", "label_smoothing"
+    ]  # (from a preset that inherits the space too)
+
+
 @pytest.mark.parametrize(
     "override,setting",
     [
