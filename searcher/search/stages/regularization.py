@@ -134,8 +134,8 @@ class RegularizationStage(Stage):
 
         With label smoothing in the space, no regularized trial has the unregularized one's loss, so
         accuracy alone decides (evidence.py), and McNemar's test needs a challenger to win at least
-        `wins_needed` images more than it loses: it can win only images the unregularized network
-        got wrong, on the seeds a comparison pairs (up to `search.max_repeats`). When those seeds
+        `wins_needed` images even when it loses none: it can win only images the unregularized
+        network got wrong, on the seeds a comparison pairs (up to `search.max_repeats`). When those seeds
         get fewer images wrong than that, no regularized network can be better beyond noise, and
         the stage is skipped: the decision it would reach, for none of its trials' compute. Its
         unregularized network's untrained seeds are trained first (they are what an inconclusive
