@@ -222,7 +222,7 @@ def bench_report(seeds: dict[int, dict[str, float]], preset: str = "quick") -> d
     return setup | {"seeds": list(seeds), "metric": None, "methods": methods, "wall_seconds": 5.0, "command": "x"}
 
 
-def test_merge_adds_peers_to_recorded_seeds_and_refuses_what_does_not_pair(tmp_path, capsys):
+def test_merge_adds_peers_to_recorded_seeds_and_refuses_what_does_not_pair(tmp_path):
     files = {
         "first": bench_report({1: {"staged": 0.9, "random": 0.8}, 2: {"staged": 0.7, "random": 0.6}}),
         "peers": bench_report({1: {"staged": 0.9, "tpe": 0.85}, 2: {"staged": 0.7, "tpe": 0.65}}),  # staged re-run: the same
