@@ -148,13 +148,14 @@ class RegularizationStage(Stage):
         needed = wins_needed(self.plan.significance)
         seeds = self.outcomes_for(unregularized, done)[: self.plan.max_repeats]
         wrong = [images_wrong(outcome) for outcome in seeds]
-        if None in wrong or sum(w for w in wrong if w is not None) >= needed:
+        errors = sum(w or 0 for w in wrong)
+        if None in wrong or errors >= needed:
             return "", []
         if pending := self.missing(unregularized, done, self.plan.max_repeats):
             return "", pending
         seeds_words = f"{len(seeds)} seed{'s' if len(seeds) != 1 else ''}"
         return (
-            f"skipped: {self.first_name} gets {sum(w for w in wrong if w is not None)} {self.plan.unit}s wrong over its {seeds_words}, "
+            f"skipped: {self.first_name} gets {errors} {self.plan.unit}s wrong over its {seeds_words}, "
             f"and a regularized network would have to win at least {needed} to be better beyond noise (McNemar p < "
             f"{self.plan.significance}; label smoothing leaves accuracy alone to decide): none can, so none is trained"
         ), []
