@@ -40,8 +40,11 @@ def mean_curves(result: dict) -> tuple[np.ndarray, dict[str, np.ndarray]]:
     grid = np.union1d(np.linspace(0.0, longest / unit, POINTS), breakpoints)  # every step where it is
     means = {}
     for name, method in result["methods"].items():
-        curves = np.array([best_so_far(seed["curve"], grid * unit) for seed in method["seeds"]])
-        ended = grid * unit <= max(seed["compute"] for seed in method["seeds"])
+        # (compute in units of `unit` throughout, divided as the breakpoints were: grid * unit can land a hair past a
+        # trial's end, which dropped the last trial of a method's longest seed)
+        scaled = [[[point[0] / unit, point[1]] for point in seed["curve"]] for seed in method["seeds"]]
+        curves = np.array([best_so_far(curve, grid) for curve in scaled])
+        ended = grid <= max(seed["compute"] for seed in method["seeds"]) / unit
         means[name] = np.where(ended, curves.mean(axis=0), np.nan)  # (NaN until every seed has finished a trial)
     return grid, means
 

@@ -340,6 +340,18 @@ def test_anytime_curves_hold_each_seeds_best_and_are_drawn_per_result(tmp_path):
     assert out.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 
+def test_an_anytime_curve_ends_at_the_best_of_every_seeds_last_trial():
+    """Seeds that end at computes a float division does not undo (those of synthetic_hard's staged searches): the mean
+    curve's last point still counts the last trial of the longest seed (it dropped it once)."""
+    anytime = load_script("plot_anytime")
+    computes, bests = (1_224_000, 1_240_000, 1_336_000), (0.9365, 0.9265, 0.9385)
+    seeds = [{"compute": c, "curve": [[c // 2, 0.5], [c, best]]} for c, best in zip(computes, bests, strict=True)]
+    grid, means = anytime.mean_curves({"methods": {"staged": {"seeds": seeds}}})
+    drawn = np.isfinite(means["staged"])
+    assert grid[drawn][-1] == pytest.approx(max(computes) / np.mean(computes))
+    assert means["staged"][drawn][-1] == pytest.approx(np.mean(bests))
+
+
 def test_replaying_the_stopping_rule_on_a_recorded_search_stops_every_trial_where_it_stopped(quick_search, tmp_path):
     """scripts/replay_stopping.py: the current rule, replayed on the recorded curves, reproduces every recorded stop
     (it exits 1 where one differs), and a rule that ignores the training loss never trains longer."""
