@@ -35,17 +35,19 @@ def best_so_far(curve: list[list[float]], grid: np.ndarray) -> np.ndarray:
 def mean_curves(result: dict) -> tuple[np.ndarray, dict[str, np.ndarray]]:
     """The compute grid (in multiples of the staged search's mean compute) and each method's mean best-so-far on it."""
     unit = float(np.mean([seed["compute"] for seed in result["methods"]["staged"]["seeds"]]))
-    longest = max(seed["compute"] for method in result["methods"].values() for seed in method["seeds"])
-    breakpoints = [point[0] / unit for method in result["methods"].values() for seed in method["seeds"] for point in seed["curve"]]
-    grid = np.union1d(np.linspace(0.0, longest / unit, POINTS), breakpoints)  # every step where it is
+    # Every compute divided by `unit` once, here: the grid's breakpoints are then exactly the curves' steps (multiplying
+    # the grid back by `unit` landed a hair past a trial's end and dropped the last trial of a method's longest seed).
+    scaled = {
+        name: [[[point[0] / unit, point[1]] for point in seed["curve"]] for seed in method["seeds"]]
+        for name, method in result["methods"].items()
+    }
+    ends = {name: max(seed["compute"] for seed in method["seeds"]) / unit for name, method in result["methods"].items()}
+    breakpoints = [point[0] for curves in scaled.values() for curve in curves for point in curve]
+    grid = np.union1d(np.linspace(0.0, max(ends.values()), POINTS), breakpoints)  # every step where it is
     means = {}
-    for name, method in result["methods"].items():
-        # (compute in units of `unit` throughout, divided as the breakpoints were: grid * unit can land a hair past a
-        # trial's end, which dropped the last trial of a method's longest seed)
-        scaled = [[[point[0] / unit, point[1]] for point in seed["curve"]] for seed in method["seeds"]]
-        curves = np.array([best_so_far(curve, grid) for curve in scaled])
-        ended = grid <= max(seed["compute"] for seed in method["seeds"]) / unit
-        means[name] = np.where(ended, curves.mean(axis=0), np.nan)  # (NaN until every seed has finished a trial)
+    for name, curves in scaled.items():
+        best = np.array([best_so_far(curve, grid) for curve in curves])
+        means[name] = np.where(grid <= ends[name], best.mean(axis=0), np.nan)  # (NaN until every seed has finished a trial)
     return grid, means
 
 
