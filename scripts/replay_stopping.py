@@ -10,8 +10,10 @@ whose kept epoch and score are both unchanged gives the decisions the same evide
 decision, which only a search run with the rule can tell. The current rule is replayed first: every trial must
 stop where it did (else the replay is wrong and the script says which trial).
 
-Printed per store and variant: epochs trained (and as a share of the recorded ones), trials whose kept epoch
-changed, trials whose score moved (and the largest move). docs/BENCHMARKS.md §9 quotes it.
+Printed per store: the epochs after each trial's kept epoch, and of them those more than a window after it: no rule
+that keeps every kept epoch and sees a window of epochs past it before stopping can save more than the latter. Per
+variant: epochs trained (and as a share of the recorded ones), trials whose kept epoch changed, trials whose score
+moved (and the largest move). docs/BENCHMARKS.md §9 quotes it.
 """
 
 from __future__ import annotations
@@ -48,18 +50,19 @@ def stop_epoch(rule: StabilityRule, losses: list[float], scores: list[float], ch
     return None
 
 
-def replay(uri: str, variants: dict[str, StabilityRule]) -> dict:
+def replay(uri: str, variants: dict[str, StabilityRule], stages_left_out: tuple[str, ...] = ()) -> dict:
     client = client_for(uri)
     experiments = [e.experiment_id for e in client.search_experiments()]
     found = {name: {"epochs": 0, "kept_epoch_changed": 0, "score_changed": 0, "largest_score_move": 0.0} for name in variants}
     recorded, trials, mismatches = 0, 0, []
+    after_kept, past_a_window = 0, 0  # epochs after each trial's kept epoch; of them, those more than a window after it
     for run in client.search_runs(experiments, "tags.`searcher.role` = 'search'"):
         search = read_search(client, run.info.run_id)
         search = with_curves(client, search, {t.run_id for stage in search.stages for t in stage.trials})
         classes = search.input.get("classes")
         metric = Metric.from_description(json.loads(run.data.tags.get("searcher.metric", "null")))
         chance, perfect = metric.chance(classes) if classes else None, metric.perfect
-        for stage in search.stages:
+        for stage in (stage for stage in search.stages if stage.stage not in stages_left_out):
             for trial in stage.trials:
                 if trial.behavior not in REPLAYED or "train_loss" not in trial.curves or "val_acc" not in trial.curves:
                     continue
@@ -68,6 +71,8 @@ def replay(uri: str, variants: dict[str, StabilityRule]) -> dict:
                 if stop_epoch(trial_rule(trial), losses, scores, chance, perfect) not in (len(losses), None):
                     mismatches.append(f"{search.name} {trial.name}")
                 kept, score = max(range(len(scores)), key=scores.__getitem__), trial_score(scores)
+                after_kept += len(scores) - 1 - kept
+                past_a_window += max(0, len(scores) - 1 - kept - trial_rule(trial).window)
                 for name, rule in variants.items():
                     epochs = min(stop_epoch(rule, losses, scores, chance, perfect) or len(losses), len(losses))
                     counts = found[name]
@@ -76,7 +81,8 @@ def replay(uri: str, variants: dict[str, StabilityRule]) -> dict:
                     move = abs(trial_score(scores[:epochs]) - score)
                     counts["score_changed"] += move > 1e-12
                     counts["largest_score_move"] = max(counts["largest_score_move"], move)
-    return {"uri": uri, "trials": trials, "recorded_epochs": recorded, "replay_mismatches": mismatches, "variants": found}
+    return {"uri": uri, "trials": trials, "recorded_epochs": recorded, "after_kept_epochs": after_kept,
+            "past_a_window_epochs": past_a_window, "replay_mismatches": mismatches, "variants": found}
 
 
 def rule_with(settings: dict[str, str]) -> StabilityRule:
@@ -97,16 +103,22 @@ def main() -> None:
     parser.add_argument("stores", nargs="+", help="tracking URIs of finished searches (sqlite:///mlflow.db)")
     parser.add_argument("--variant", action="append", default=[], help="NAME:FIELD=VALUE,... (a StabilityRule field)")
     parser.add_argument("--out", help="also write the figures as JSON")
+    parser.add_argument("--search-only", action="store_true",
+                        help="leave out the final (and transfer) stage's trials: the compute scripts/bench_search.py counts")
     args = parser.parse_args()
     variants = dict(VARIANTS)
     for given in args.variant:
         name, _, settings = given.partition(":")
         variants[name] = dict(pair.split("=") for pair in settings.split(","))
     rules = {name: rule_with({key: str(value) for key, value in changes.items()}) for name, changes in variants.items()}
-    results = [replay(uri, rules) for uri in args.stores]
+    results = [replay(uri, rules, ("final", "transfer") if args.search_only else ()) for uri in args.stores]
     for result in results:
         print(f"{result['uri']}: {result['trials']} trials, {result['recorded_epochs']} epochs recorded"
               + (f"; REPLAY MISMATCH (the replay is wrong) for {result['replay_mismatches']}" if result["replay_mismatches"] else ""))
+        recorded = max(result["recorded_epochs"], 1)
+        print(f"  after each trial's kept epoch: {result['after_kept_epochs']} epochs ({result['after_kept_epochs'] / recorded:.0%}); more than a "
+              f"window after it: {result['past_a_window_epochs']} ({result['past_a_window_epochs'] / recorded:.0%}), the most a rule that keeps "
+              "every kept epoch and waits a window past it could save")
         for name, counts in result["variants"].items():
             share = counts["epochs"] / max(result["recorded_epochs"], 1)
             print(f"  {name:42s} {counts['epochs']:6d} epochs ({share:4.0%})  kept epoch changed in {counts['kept_epoch_changed']:3d}, "

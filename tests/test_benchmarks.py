@@ -363,6 +363,7 @@ def test_replaying_the_stopping_rule_on_a_recorded_search_stops_every_trial_wher
     (replayed,) = json.loads(out.read_text())
     variants = replayed["variants"]
     assert replayed["trials"] >= 5 and not replayed["replay_mismatches"]
+    assert 0 <= replayed["past_a_window_epochs"] <= replayed["after_kept_epochs"] < replayed["recorded_epochs"]
     assert variants["current"]["epochs"] == replayed["recorded_epochs"] and variants["current"]["score_changed"] == 0
     assert variants["validation only (training loss ignored)"]["epochs"] <= replayed["recorded_epochs"]
     assert variants["long window"]["epochs"] == replayed["recorded_epochs"]  # (a longer window cannot stop before the end of the record)
