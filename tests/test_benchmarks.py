@@ -354,7 +354,8 @@ def test_an_anytime_curve_ends_at_the_best_of_every_seeds_last_trial():
 
 def test_replaying_the_stopping_rule_on_a_recorded_search_stops_every_trial_where_it_stopped(quick_search, tmp_path):
     """scripts/replay_stopping.py: the current rule, replayed on the recorded curves, reproduces every recorded stop
-    (it exits 1 where one differs), and a rule that ignores the training loss never trains longer."""
+    (it exits 1 where one differs), a rule that ignores the training loss never trains longer, and --search-only
+    leaves the final stage's trials out."""
     _, uri, _ = quick_search
     out = tmp_path / "replay.json"
     result = subprocess.run([sys.executable, str(REPO / "scripts" / "replay_stopping.py"), uri, "--variant", "long window:window=8", "--out", str(out)],
@@ -367,3 +368,8 @@ def test_replaying_the_stopping_rule_on_a_recorded_search_stops_every_trial_wher
     assert variants["current"]["epochs"] == replayed["recorded_epochs"] and variants["current"]["score_changed"] == 0
     assert variants["validation only (training loss ignored)"]["epochs"] <= replayed["recorded_epochs"]
     assert variants["long window"]["epochs"] == replayed["recorded_epochs"]  # (a longer window cannot stop before the end of the record)
+    search_only = subprocess.run([sys.executable, str(REPO / "scripts" / "replay_stopping.py"), uri, "--search-only", "--out", str(out)],
+                                 capture_output=True, text=True, timeout=300)
+    assert search_only.returncode == 0, search_only.stdout[-2000:] + search_only.stderr[-2000:]
+    (searched,) = json.loads(out.read_text())  # the final stage's trials left out: the compute bench_search counts
+    assert 0 < searched["trials"] < replayed["trials"] and searched["recorded_epochs"] < replayed["recorded_epochs"]
