@@ -62,17 +62,20 @@ def replay(uri: str, variants: dict[str, StabilityRule], stages_left_out: tuple[
         classes = search.input.get("classes")
         metric = Metric.from_description(json.loads(run.data.tags.get("searcher.metric", "null")))
         chance, perfect = metric.chance(classes) if classes else None, metric.perfect
-        for stage in (stage for stage in search.stages if stage.stage not in stages_left_out):
+        for stage in search.stages:
+            if stage.stage in stages_left_out:
+                continue
             for trial in stage.trials:
                 if trial.behavior not in REPLAYED or "train_loss" not in trial.curves or "val_acc" not in trial.curves:
                     continue
                 losses, scores = list(trial.curves["train_loss"].values), list(trial.curves["val_acc"].values)
                 recorded, trials = recorded + len(losses), trials + 1
-                if stop_epoch(trial_rule(trial), losses, scores, chance, perfect) not in (len(losses), None):
+                trained_under = trial_rule(trial)
+                if stop_epoch(trained_under, losses, scores, chance, perfect) not in (len(losses), None):
                     mismatches.append(f"{search.name} {trial.name}")
                 kept, score = max(range(len(scores)), key=scores.__getitem__), trial_score(scores)
-                after_kept += len(scores) - 1 - kept
-                past_a_window += max(0, len(scores) - 1 - kept - trial_rule(trial).window)
+                after = len(scores) - 1 - kept
+                after_kept, past_a_window = after_kept + after, past_a_window + max(0, after - trained_under.window)
                 for name, rule in variants.items():
                     epochs = min(stop_epoch(rule, losses, scores, chance, perfect) or len(losses), len(losses))
                     counts = found[name]
@@ -120,7 +123,7 @@ def main() -> None:
               f"window after it: {result['past_a_window_epochs']} ({result['past_a_window_epochs'] / recorded:.0%}), the most a rule that keeps "
               "every kept epoch and waits a window past it could save")
         for name, counts in result["variants"].items():
-            share = counts["epochs"] / max(result["recorded_epochs"], 1)
+            share = counts["epochs"] / recorded
             print(f"  {name:42s} {counts['epochs']:6d} epochs ({share:4.0%})  kept epoch changed in {counts['kept_epoch_changed']:3d}, "
                   f"score moved in {counts['score_changed']:3d} (largest {counts['largest_score_move']:.4f})")
     if args.out:
